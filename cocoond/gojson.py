@@ -1,0 +1,80 @@
+"""The two places where Python's defaults differ from Go's encoding/json in
+ways other tools on the host can see: time.Time text and string escaping."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Any
+
+#: Go's zero time.Time, which encoding/json writes for an unset created_at.
+GO_ZERO_TIME = "0001-01-01T00:00:00Z"
+_GO_ZERO_DT = datetime(1, 1, 1, tzinfo=timezone.utc)
+
+# Go escapes these inside strings (HTML safety, JS line separators). They can
+# only occur inside JSON strings, so replacing them in the encoded text is safe.
+_GO_ESCAPES = (
+    ("&", "\\u0026"),
+    ("<", "\\u003c"),
+    (">", "\\u003e"),
+    ("\u2028", "\\u2028"),
+    ("\u2029", "\\u2029"),
+)
+
+
+def parse_rfc3339(text: str) -> datetime:
+    """Parse Go's RFC 3339 (up to 9 fractional digits, 'Z' or +hh:mm).
+
+    Python keeps microseconds only, which is why callers also keep the text.
+    Raises ValueError for anything Go's time.Parse(RFC3339) would reject in
+    practice (no zone, date only, wrong separators)."""
+    if (
+        len(text) < 20
+        or text[4] != "-"
+        or text[7] != "-"
+        or text[10] != "T"
+        or text[13] != ":"
+        or text[16] != ":"
+    ):
+        raise ValueError(f"not an RFC 3339 time: {text!r}")
+    dt = datetime.fromisoformat(text)
+    if dt.tzinfo is None:
+        raise ValueError(f"RFC 3339 time without a UTC offset: {text!r}")
+    return dt
+
+
+def format_rfc3339(dt: datetime) -> str:
+    """Go's RFC3339Nano: trailing fractional zeros trimmed, 'Z' for UTC."""
+    if dt.tzinfo is None:
+        raise ValueError("created_at must be timezone-aware")
+    if dt == _GO_ZERO_DT:
+        return GO_ZERO_TIME
+    text = dt.strftime("%Y-%m-%dT%H:%M:%S")
+    if dt.microsecond:
+        text += "." + f"{dt.microsecond:06d}".rstrip("0")
+    offset = dt.utcoffset()
+    assert offset is not None
+    minutes = int(offset.total_seconds()) // 60
+    if minutes == 0:
+        return text + "Z"
+    sign = "+" if minutes > 0 else "-"
+    hours, mins = divmod(abs(minutes), 60)
+    return f"{text}{sign}{hours:02d}:{mins:02d}"
+
+
+def zero_time() -> datetime:
+    return _GO_ZERO_DT
+
+
+def dumps_go(obj: Any) -> bytes:
+    """Compact JSON plus newline, as cocoon's AtomicWriteJSON writes it."""
+    text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+    for raw, escaped in _GO_ESCAPES:
+        if raw in text:
+            text = text.replace(raw, escaped)
+    try:
+        return text.encode("utf-8") + b"\n"
+    except UnicodeEncodeError:
+        # A lone surrogate (read from a "\\ud800" escape) has no UTF-8 form;
+        # the ASCII encoding keeps it as an escape instead of losing it.
+        return json.dumps(obj, separators=(",", ":")).encode("ascii") + b"\n"

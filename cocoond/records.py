@@ -1,0 +1,306 @@
+"""Cocoon's snapshot DB as Python objects, decoded and encoded the way Go's
+encoding/json does it, so that what we write back is what cocoon (and every
+other tool on the host) expects to read.
+
+Three things the Go seed loses and we must not: keys we do not know (cocoon
+adds fields over time), the exact `created_at` text (Go keeps nanoseconds,
+Python microseconds), and the order of a record's keys (diffs of the DB stay
+readable). Unknown keys and the original key order ride along on each record.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from cocoond.errors import DBError
+from cocoond.gojson import GO_ZERO_TIME, dumps_go, format_rfc3339, parse_rfc3339, zero_time
+
+# The seed's struct fields, in cocoon's order (its record type embeds the VM
+# config first). New records are written in this order.
+_FIELD_ORDER = (
+    "cpu",
+    "memory",
+    "storage",
+    "image",
+    "id",
+    "name",
+    "description",
+    "image_blob_ids",
+    "nics",
+    "created_at",
+    "pending",
+    "data_dir",
+)
+_KNOWN = frozenset(_FIELD_ORDER)
+_STR_FIELDS = ("id", "name", "description", "image", "data_dir")
+_INT_FIELDS = ("cpu", "memory", "storage", "nics")
+
+# Key orders repeat across 100k records; sharing one tuple per distinct order
+# keeps the per-record cost to a pointer.
+_ORDERS: dict[tuple[str, ...], tuple[str, ...]] = {}
+# Blob hexes repeat too (a few images, many snapshots).
+_HEXES: dict[str, str] = {}
+
+
+@dataclass(slots=True, eq=True)
+class SnapshotRecord:
+    """One snapshot as cocoon stores it. `created_at` is an aware datetime;
+    `created_at_text` is what the DB said, written back unless `created_at`
+    is assigned a different instant."""
+
+    id: str
+    name: str = ""
+    description: str = ""
+    image: str = ""
+    image_blob_ids: set[str] = field(default_factory=set)
+    cpu: int = 0
+    memory: int = 0
+    storage: int = 0
+    nics: int = 0
+    created_at: datetime = field(default_factory=zero_time)
+    pending: bool = False
+    data_dir: str = ""
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+    created_at_text: str | None = field(default=None, compare=False, repr=False)
+    key_order: tuple[str, ...] = field(default=(), compare=False, repr=False)
+
+    def to_json(self) -> dict[str, Any]:
+        """The record as Go writes it: omitempty fields dropped when zero, the
+        original key order kept, unknown keys kept where they were."""
+        text = self.created_at_text
+        if text is None or _instant(text) != self.created_at:
+            text = format_rfc3339(self.created_at)
+        known: dict[str, Any] = {
+            "id": self.id,
+            "name": self.name,
+            "created_at": text,
+        }
+        if self.description:
+            known["description"] = self.description
+        if self.image:
+            known["image"] = self.image
+        if self.image_blob_ids:
+            known["image_blob_ids"] = {h: {} for h in sorted(self.image_blob_ids)}
+        if self.cpu:
+            known["cpu"] = self.cpu
+        if self.memory:
+            known["memory"] = self.memory
+        if self.storage:
+            known["storage"] = self.storage
+        if self.nics:
+            known["nics"] = self.nics
+        if self.pending:
+            known["pending"] = True
+        if self.data_dir:
+            known["data_dir"] = self.data_dir
+        out: dict[str, Any] = {}
+        for key in self.key_order:
+            if key in known:
+                out[key] = known.pop(key)
+            elif key in self.extra:
+                out[key] = self.extra[key]
+        for key in _FIELD_ORDER:
+            if key in known:
+                out[key] = known[key]
+        for key, value in self.extra.items():
+            if key not in out:
+                out[key] = value
+        return out
+
+
+def _instant(text: str) -> datetime | None:
+    try:
+        return parse_rfc3339(text)
+    except ValueError:
+        return None
+
+
+@dataclass(slots=True)
+class SnapshotDB:
+    """`{"snapshots": {ID: record}, "names": {name: ID}}` plus whatever else
+    the file held. `null_ids` are keys whose record is JSON null: Go decodes
+    them to a nil pointer and cocoon skips them, so do we, but we write them
+    back as they were."""
+
+    snapshots: dict[str, SnapshotRecord] = field(default_factory=dict)
+    names: dict[str, str] = field(default_factory=dict)
+    null_ids: set[str] = field(default_factory=set)
+    extra: dict[str, Any] = field(default_factory=dict)
+    key_order: tuple[str, ...] = ("snapshots", "names")
+
+    def to_json(self) -> dict[str, Any]:
+        """Go marshals maps with sorted keys; we do the same so our output
+        diffs cleanly against cocoon's."""
+        snaps: dict[str, Any] = {sid: None for sid in self.null_ids}
+        for sid, rec in self.snapshots.items():
+            snaps[sid] = rec.to_json()
+        known: dict[str, Any] = {
+            "snapshots": {sid: snaps[sid] for sid in sorted(snaps)},
+            "names": {name: self.names[name] for name in sorted(self.names)},
+        }
+        out: dict[str, Any] = {}
+        for key in (*self.key_order, "snapshots", "names"):
+            if key in known:
+                out[key] = known.pop(key)
+            elif key in self.extra:
+                out[key] = self.extra[key]
+        for key, value in self.extra.items():
+            out.setdefault(key, value)
+        return out
+
+    def encode(self) -> bytes:
+        return dumps_go(self.to_json())
+
+
+def _type_name(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return "object"
+
+
+def _record_from_json(path: str, key: str, obj: dict[str, Any]) -> SnapshotRecord:
+    """Decode one record with Go's rules: null leaves the zero value, any
+    other wrong type fails the whole DB (json.Unmarshal does). Written for
+    speed: a 100k-record DB passes through here on every rewrite."""
+    get = obj.get
+    sid, name, desc, image, ddir = get("id"), get("name"), get("description"), get("image"), get("data_dir")
+    cpu, memory, storage, nics = get("cpu"), get("memory"), get("storage"), get("nics")
+    pending, raw_blobs, text = get("pending"), get("image_blob_ids"), get("created_at")
+    if not (
+        (sid is None or type(sid) is str)
+        and (name is None or type(name) is str)
+        and (desc is None or type(desc) is str)
+        and (image is None or type(image) is str)
+        and (ddir is None or type(ddir) is str)
+        and (cpu is None or type(cpu) is int)
+        and (memory is None or type(memory) is int)
+        and (storage is None or type(storage) is int)
+        and (nics is None or type(nics) is int)
+        and (pending is None or type(pending) is bool)
+        and (raw_blobs is None or type(raw_blobs) is dict)
+        and (text is None or type(text) is str)
+    ):
+        _raise_type_error(path, key, obj)
+    blobs: set[str] = set()
+    if raw_blobs:
+        for hex_, member in raw_blobs.items():
+            if member is not None and (type(member) is not dict or member):
+                raise DBError(
+                    path, f"snapshots[{key!r}].image_blob_ids[{hex_!r}]: expected {{}}, got {_type_name(member)}"
+                )
+            blobs.add(_HEXES.setdefault(hex_, hex_))
+    if text is None:
+        created_at = zero_time()
+    else:
+        try:
+            created_at = parse_rfc3339(text)
+        except ValueError:
+            raise DBError(path, f"snapshots[{key!r}].created_at: not an RFC 3339 time: {text!r}") from None
+    order = tuple(obj)
+    order = _ORDERS.setdefault(order, order)
+    unknown = obj.keys() - _KNOWN
+    extra = {k: obj[k] for k in unknown} if unknown else {}
+    return SnapshotRecord(
+        sid or "",
+        name or "",
+        desc or "",
+        image or "",
+        blobs,
+        cpu or 0,
+        memory or 0,
+        storage or 0,
+        nics or 0,
+        created_at,
+        pending is True,
+        ddir or "",
+        extra,
+        text,
+        order,
+    )
+
+
+_EXPECTED = {
+    **{f: ("a string", str) for f in _STR_FIELDS},
+    **{f: ("an integer", int) for f in _INT_FIELDS},
+    "pending": ("a boolean", bool),
+    "image_blob_ids": ("an object", dict),
+    "created_at": ("an RFC 3339 string", str),
+}
+
+
+def _raise_type_error(path: str, key: str, obj: dict[str, Any]) -> None:
+    for name, (label, typ) in _EXPECTED.items():
+        value = obj.get(name)
+        if value is not None and type(value) is not typ:
+            raise DBError(path, f"snapshots[{key!r}].{name}: expected {label}, got {_type_name(value)}")
+
+
+def decode_snapshot_db(data: bytes, path: str | os.PathLike[str]) -> SnapshotDB:
+    """Bytes of snapshots.json -> SnapshotDB, or DBError naming `path`."""
+    where = os.fspath(path)
+    # The decoded DB is a tree: no cycles for the collector to find. Letting it
+    # run during a 100k-record decode doubles the time for nothing.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return _decode(data, where)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _decode(data: bytes, where: str) -> SnapshotDB:
+    try:
+        top = json.loads(data)
+    except (ValueError, RecursionError) as exc:
+        # UnicodeDecodeError is a ValueError: binary garbage lands here too.
+        raise DBError(where, f"not valid JSON ({_short(exc)})") from None
+    if type(top) is not dict:
+        raise DBError(where, f"expected a JSON object at the top, got {_type_name(top)}")
+    raw_snaps = top.get("snapshots")
+    raw_names = top.get("names")
+    if raw_snaps is not None and type(raw_snaps) is not dict:
+        raise DBError(where, f'"snapshots": expected an object, got {_type_name(raw_snaps)}')
+    if raw_names is not None and type(raw_names) is not dict:
+        raise DBError(where, f'"names": expected an object, got {_type_name(raw_names)}')
+    db = SnapshotDB(
+        extra={k: v for k, v in top.items() if k not in ("snapshots", "names")},
+        key_order=tuple(top),
+    )
+    snapshots = db.snapshots
+    for sid, obj in (raw_snaps or {}).items():
+        if obj is None:
+            db.null_ids.add(sid)
+        elif type(obj) is dict:
+            snapshots[sid] = _record_from_json(where, sid, obj)
+        else:
+            raise DBError(where, f"snapshots[{sid!r}]: expected an object, got {_type_name(obj)}")
+    names = db.names
+    for name, sid in (raw_names or {}).items():
+        if sid is None:
+            sid = ""
+        elif type(sid) is not str:
+            raise DBError(where, f"names[{name!r}]: expected a string, got {_type_name(sid)}")
+        names[name] = sid
+    return db
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text[:200]
+
+
+__all__ = ["GO_ZERO_TIME", "SnapshotDB", "SnapshotRecord", "decode_snapshot_db"]
