@@ -4,12 +4,12 @@ ways other tools on the host can see: time.Time text and string escaping."""
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 #: Go's zero time.Time, which encoding/json writes for an unset created_at.
 GO_ZERO_TIME = "0001-01-01T00:00:00Z"
-_GO_ZERO_DT = datetime(1, 1, 1, tzinfo=timezone.utc)
+_GO_ZERO_DT = datetime(1, 1, 1, tzinfo=UTC)
 
 # Go escapes these inside strings (HTML safety, JS line separators). They can
 # only occur inside JSON strings, so replacing them in the encoded text is safe.

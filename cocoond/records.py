@@ -13,6 +13,8 @@ from __future__ import annotations
 import gc
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -199,7 +201,8 @@ def _record_from_json(path: str, key: str, obj: dict[str, Any]) -> SnapshotRecor
         for hex_, member in raw_blobs.items():
             if member is not None and (type(member) is not dict or member):
                 raise DBError(
-                    path, f"snapshots[{key!r}].image_blob_ids[{hex_!r}]: expected {{}}, got {_type_name(member)}"
+                    path,
+                    f"snapshots[{key!r}].image_blob_ids[{hex_!r}]: expected {{}}, got {_type_name(member)}",
                 )
             blobs.add(_HEXES.setdefault(hex_, hex_))
     if text is None:
@@ -250,19 +253,25 @@ def _raise_type_error(path: str, key: str, obj: dict[str, Any]) -> None:
 
 def decode_snapshot_db(data: bytes, path: str | os.PathLike[str]) -> SnapshotDB:
     """Bytes of snapshots.json -> SnapshotDB, or DBError naming `path`."""
-    where = os.fspath(path)
-    # The decoded DB is a tree: no cycles for the collector to find. Letting it
-    # run during a 100k-record decode doubles the time for nothing.
+    with no_gc():
+        return _decode(os.fspath(path), data)
+
+
+@contextmanager
+def no_gc() -> Iterator[None]:
+    """Pause the cyclic collector around bulk building of acyclic objects
+    (a decoded DB, the index built from it): with 100k records it would run
+    dozens of times and find nothing, doubling the time."""
     collecting = gc.isenabled()
     gc.disable()
     try:
-        return _decode(data, where)
+        yield
     finally:
         if collecting:
             gc.enable()
 
 
-def _decode(data: bytes, where: str) -> SnapshotDB:
+def _decode(where: str, data: bytes) -> SnapshotDB:
     try:
         top = json.loads(data)
     except (ValueError, RecursionError) as exc:

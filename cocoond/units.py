@@ -18,4 +18,4 @@ def human_size(b: int) -> str:
         div *= unit
         exp += 1
         n //= unit
-    return "%.1f%s" % (b / div, _UNITS[exp])
+    return f"{b / div:.1f}{_UNITS[exp]}"

@@ -1,0 +1,149 @@
+"""`cocoond check`: one consistent reconcile, for a person or a script.
+
+Read, resolve, report: take cocoon's lock (shared, briefly) so the DB and
+the listing describe the same moment, reconcile, then measure what only
+needs measuring for the findings that exist (orphan dir sizes)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+import unicodedata
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+from cocoond import findings as fk
+from cocoond.findings import Finding
+from cocoond.locking import shared_read_lock
+from cocoond.paths import Paths
+from cocoond.reconcile import Reconciler, format_age
+from cocoond.scan import disk_usage, root_aliases, scan
+from cocoond.units import human_size
+
+#: How long check waits for cocoon's lock before reading without it.
+LOCK_WAIT_SECONDS = 2.0
+EXIT_OK, EXIT_WARNING, EXIT_ERROR, EXIT_UNKNOWN = 0, 1, 2, 3
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    root: str
+    snapshots: int
+    blobs: int
+    findings: list[Finding]
+    lock: str  # "held", "busy" (read without it), or "absent" (no lock file yet)
+    duration: float
+
+    @property
+    def exit_code(self) -> int:
+        return {-1: EXIT_OK, 0: EXIT_OK, 1: EXIT_WARNING, 2: EXIT_ERROR}[fk.worst(self.findings)]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "root": self.root,
+            "snapshots": self.snapshots,
+            "blobs": self.blobs,
+            "findings": [f.to_dict() for f in self.findings],
+            "lock": self.lock,
+        }
+
+
+class RootUnreadable(Exception):
+    """The root is missing or cannot be listed: `check` cannot say anything."""
+
+
+def with_sizes(root: str, found: list[Finding]) -> list[Finding]:
+    """Fill in `bytes` for orphan dirs: a walk per orphan, so only for the
+    few that are findings, never for the 100k healthy dirs."""
+    return [
+        dataclasses.replace(f, bytes=disk_usage(f.path))
+        if f.kind == fk.ORPHAN_DATA_DIR and f.bytes is None and f.path
+        else f
+        for f in found
+    ]
+
+
+def run_check(paths: Paths, *, pending_stale_seconds: float, temp_stale_seconds: float) -> CheckResult:
+    started = time.monotonic()
+    root = paths.root_dir
+    if not os.path.isdir(root):
+        raise RootUnreadable(f"{root}: no such directory (is COCOON_ROOT_DIR or --root right?)")
+    try:
+        os.listdir(root)
+    except OSError as exc:
+        raise RootUnreadable(f"{root}: cannot read: {exc.strerror or exc}") from None
+    lock_file = paths.snapshot_lock_file()
+    with shared_read_lock(lock_file, LOCK_WAIT_SECONDS) as held:
+        lock = "held" if held else ("busy" if lock_file.exists() else "absent")
+        listing = scan(paths)
+    index = Reconciler(
+        root,
+        pending_stale_seconds=pending_stale_seconds,
+        temp_stale_seconds=temp_stale_seconds,
+        root_aliases=root_aliases(root),
+    )
+    index.apply_listing(listing)
+    index.evaluate(time.time())
+    found = with_sizes(root, index.findings())
+    return CheckResult(
+        root=root,
+        snapshots=index.snapshot_count,
+        blobs=len(listing.blobs),
+        findings=found,
+        lock=lock,
+        duration=time.monotonic() - started,
+    )
+
+
+def printable(text: str) -> str:
+    """Escape control and format characters (ESC, newline, bidi overrides):
+    names come from the DB and must not drive the operator's terminal."""
+    if text.isprintable():
+        return text
+    return "".join(
+        ch if ch.isprintable() or unicodedata.category(ch) == "Zs" else ch.encode("unicode_escape").decode()
+        for ch in text
+    )
+
+
+def write_json(result: CheckResult, out: TextIO) -> None:
+    json.dump(result.to_json(), out, ensure_ascii=False)
+    out.write("\n")
+
+
+def write_human(result: CheckResult, out: TextIO) -> None:
+    counts = {sev: 0 for sev in fk.SEVERITIES}
+    for f in result.findings:
+        counts[f.severity] += 1
+    status = {EXIT_OK: "OK", EXIT_WARNING: "WARNING", EXIT_ERROR: "ERROR"}[result.exit_code]
+    out.write(
+        f"{status}: {printable(result.root)}: {result.snapshots} snapshots, {result.blobs} blobs; "
+        f"{counts['error']} errors, {counts['warning']} warnings, {counts['info']} info "
+        f"({result.duration:.2f}s)\n"
+    )
+    if result.lock == "busy":
+        out.write("note: cocoon's lock stayed busy; read without it (a cocoon command was running)\n")
+    if not result.findings:
+        return
+    rows = [
+        (
+            f.severity.upper(),
+            f.kind,
+            printable(f.subject),
+            human_size(f.bytes)
+            if f.bytes is not None
+            else (format_age(f.age_seconds) if f.age_seconds else ""),
+            printable(f.message),
+        )
+        for f in result.findings
+    ]
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    widths = [
+        max(w, len(h)) for w, h in zip(widths, ("SEVERITY", "KIND", "SUBJECT", "SIZE/AGE"), strict=True)
+    ]
+    header = ("SEVERITY", "KIND", "SUBJECT", "SIZE/AGE", "MESSAGE")
+    for row in (header, *rows):
+        out.write("  ".join(cell.ljust(widths[i]) if i < 4 else cell for i, cell in enumerate(row)).rstrip())
+        out.write("\n")

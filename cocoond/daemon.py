@@ -1,0 +1,372 @@
+"""`cocoond run`: the shell around the reconcile core.
+
+One thread does all the work. watchdog's threads and the signal handlers
+only put items on a SimpleQueue; the loop takes them, waits out the
+debounce, re-stats what the events named, feeds the index, and turns what
+changed into log lines through the finding lifecycle. Everything else is a
+timer on the same loop: heartbeat, safety-net rescan, systemd watchdog,
+and the moments a finding changes by time alone (settling, going stale,
+reminders). Idle, the loop sleeps until the next of those.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import time
+from collections.abc import Callable
+from typing import Any
+
+from cocoond import __version__
+from cocoond import findings as fk
+from cocoond.check import with_sizes
+from cocoond.config import Config, load_config
+from cocoond.errors import ConfigError
+from cocoond.findings import Key
+from cocoond.lifecycle import Event, Lifecycle, Opened, Reminder, Resolved
+from cocoond.logsetup import configure
+from cocoond.paths import Paths
+from cocoond.reconcile import Reconciler
+from cocoond.scan import (
+    REF_DBS,
+    blob_relpath_ok,
+    file_id,
+    list_blobs,
+    list_data_dirs,
+    list_temps,
+    read_ref_db,
+    read_snapshot_db,
+    root_aliases,
+    stat_blob,
+    stat_data_dir,
+    stat_temp,
+)
+from cocoond.sdnotify import Notifier
+from cocoond.watch import Change, Watcher, classify
+
+#: Longest the loop sleeps when nothing is due: bounds the damage of a
+#: clock jump and keeps absurd config values (1e300 s) harmless.
+MAX_SLEEP = 60.0
+#: A burst of events is processed at the latest this long after it began,
+#: so continuous activity cannot postpone processing forever.
+MAX_DEBOUNCE = 1.0
+
+Item = tuple[str, Any]
+
+
+class Daemon:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        config_path: str | None = None,
+        root_override: str | None = None,
+        notifier: Notifier | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.config_path = config_path
+        self.root_override = root_override
+        self.notifier = notifier or Notifier()
+        self.clock = clock
+        self.wall = wall
+        self.queue: queue.SimpleQueue[Item] = queue.SimpleQueue()
+        self.log = configure(config.log.format, config.log.level)
+        self._setup_root(config)
+        self.lifecycle = Lifecycle(config.watch.settle_seconds, config.alerts.reminder_seconds)
+        self._stop_signal: str | None = None
+        self._quiet_since = clock()
+        self._burst: dict[str, set[str]] = {}
+        self._burst_first = 0.0
+        self._burst_last = 0.0
+        self._db_id: Any = None
+        self._status = ""
+
+    def _setup_root(self, config: Config) -> None:
+        self.paths = Paths(config.root_dir)
+        self.root = os.path.abspath(config.root_dir)
+        self.index = Reconciler(
+            self.root,
+            pending_stale_seconds=config.thresholds.pending_stale_seconds,
+            temp_stale_seconds=config.thresholds.temp_stale_seconds,
+            root_aliases=root_aliases(self.root),
+        )
+        self.watcher = Watcher(self.root, self.queue)
+
+    # ------------------------------------------------------------ main loop
+    def run(self) -> int:
+        previous = {
+            sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+        }
+        try:
+            self.log.info("daemon.started", root=self.root, version=__version__, pid=os.getpid())
+            self._arm_and_rescan(None)
+            self.notifier.ready(self._status_line())
+            self._loop()
+            self.log.info("daemon.stopping", signal=self._stop_signal)
+            self.notifier.stopping()
+            return 0
+        finally:
+            self.watcher.close()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _on_signal(self, signum: int, _frame: Any) -> None:
+        self.queue.put(("signal", signum))
+
+    def _loop(self) -> None:
+        now = self.clock()
+        timers = {
+            "heartbeat": now + self.config.alerts.heartbeat_seconds,
+            "rescan": now + self.config.watch.full_rescan_seconds,
+            "watchdog": now,
+        }
+        while self._stop_signal is None:
+            now = self.clock()
+            due = self._next_due(now, timers)
+            try:
+                item = self.queue.get(timeout=max(0.0, min(due - now, MAX_SLEEP)))
+            except queue.Empty:
+                item = None
+            if item is not None:
+                self._take(item)
+                # Drain what else is waiting before doing any work.
+                while self._stop_signal is None:
+                    try:
+                        self._take(self.queue.get_nowait())
+                    except queue.Empty:
+                        break
+            now = self.clock()
+            if self._burst and (
+                now - self._burst_last >= self.config.watch.debounce_seconds
+                or now - self._burst_first >= max(MAX_DEBOUNCE, self.config.watch.debounce_seconds)
+            ):
+                self._process_burst()
+            self._publish(self.lifecycle.tick(self.clock(), self._quiet_since))
+            self._timers(self.clock(), timers)
+
+    def _next_due(self, now: float, timers: dict[str, float]) -> float:
+        due = [now + MAX_SLEEP]
+        if self._burst:
+            due.append(
+                min(
+                    self._burst_last + self.config.watch.debounce_seconds,
+                    self._burst_first + max(MAX_DEBOUNCE, self.config.watch.debounce_seconds),
+                )
+            )
+        if (lifecycle_due := self.lifecycle.next_deadline()) is not None:
+            due.append(lifecycle_due)
+        wall_now = self.wall()
+        if (transition := self.index.next_transition(wall_now)) is not None:
+            due.append(now + (transition - wall_now) + 0.01)
+        if self.config.alerts.heartbeat_seconds > 0:
+            due.append(timers["heartbeat"])
+        if self.config.watch.full_rescan_seconds > 0:
+            due.append(timers["rescan"])
+        if self.notifier.watchdog_interval() is not None:
+            due.append(timers["watchdog"])
+        return min(due)
+
+    def _timers(self, now: float, timers: dict[str, float]) -> None:
+        # Time alone can change findings: pending records go stale, temp files age.
+        self._feed_lifecycle()
+        if (interval := self.notifier.watchdog_interval()) is not None and now >= timers["watchdog"]:
+            self.notifier.watchdog()
+            timers["watchdog"] = now + interval
+        heartbeat = self.config.alerts.heartbeat_seconds
+        if heartbeat > 0 and now >= timers["heartbeat"]:
+            self.log.info(
+                "daemon.heartbeat",
+                open=self.lifecycle.open_counts(),
+                snapshots=self.index.snapshot_count,
+                blobs=self.index.blob_count,
+            )
+            timers["heartbeat"] = now + heartbeat
+        rescan = self.config.watch.full_rescan_seconds
+        if rescan > 0 and now >= timers["rescan"]:
+            self._rescan("timer")
+            timers["rescan"] = self.clock() + rescan
+        self._update_status()
+
+    # ---------------------------------------------------------------- input
+    def _take(self, item: Item) -> None:
+        kind, value = item
+        if kind == "signal":
+            self._signal(value)
+        elif kind == "rescan":
+            self._add_to_burst(Change("rescan", str(value)))
+        elif kind == "fs":
+            change = classify(self.root, value)
+            if change is not None:
+                self._add_to_burst(change)
+
+    def _add_to_burst(self, change: Change) -> None:
+        now = self.clock()
+        if not self._burst:
+            self._burst_first = now
+        self._burst_last = now
+        if change.what in ("data_dir", "db"):
+            self._quiet_since = now
+        self._burst.setdefault(change.what, set()).add(change.name)
+
+    def _signal(self, signum: int) -> None:
+        if signum == signal.SIGHUP:
+            self._reload()
+        else:
+            self._stop_signal = signal.Signals(signum).name
+
+    def _process_burst(self) -> None:
+        burst, self._burst = self._burst, {}
+        if "structure" in burst:
+            self._arm_and_rescan("root_changed")
+            return
+        if "rescan" in burst:
+            for reason in sorted(burst["rescan"]):
+                self.log.warning("watch.rescan", reason=reason)
+            self.watcher.arm()
+            self._rescan(None)
+            return
+        if "db" in burst:
+            self._load_db()
+        root = self.root
+        for name in burst.get("data_dir", ()):
+            self.index.set_data_dir(name, stat_data_dir(root, name))
+        for relpath in burst.get("blob", ()):
+            self.index.set_blob(relpath, stat_blob(root, relpath) if blob_relpath_ok(relpath) else None)
+        for relpath in burst.get("temp", ()):
+            self.index.set_temp(relpath, stat_temp(root, relpath))
+        for relpath in burst.get("ref_db", ()):
+            self.index.set_ref_db(relpath, read_ref_db(root, relpath))
+        self._feed_lifecycle()
+
+    # ----------------------------------------------------------------- work
+    def _load_db(self, *, force: bool = False) -> None:
+        """Re-parse snapshots.json when it is a different file than last
+        time (a rename, an in-place write), and log `index.loaded`."""
+        path = str(self.paths.snapshot_db_file())
+        ident = file_id(path)
+        if not force and ident is not None and ident == self._db_id:
+            return
+        started = self.clock()
+        db = read_snapshot_db(self.paths)
+        self._db_id = ident
+        self.index.set_snapshot_db(db)
+        if isinstance(db, Exception):
+            return  # db_unreadable opens through the lifecycle; the last good index stays
+        self.log.info(
+            "index.loaded",
+            snapshots=self.index.snapshot_count,
+            names=len(self.index.names),
+            blobs=self.index.blob_count,
+            duration_ms=round((self.clock() - started) * 1000, 1),
+        )
+
+    def _arm_and_rescan(self, reason: str | None, also: set[Key] | None = None) -> None:
+        """(Re)arm the watches first, then list: anything that changes in
+        between is seen by both, never by neither."""
+        watched = self.watcher.arm()
+        if not os.path.isdir(self.root):
+            self.log.warning("watch.rescan", reason="root_missing", root=self.root, watching=watched)
+        elif reason is not None:
+            self.log.info("watch.rescan", reason=reason)
+        self._rescan(None, force_db=True, also=also)
+
+    def _rescan(self, reason: str | None, *, force_db: bool = False, also: set[Key] | None = None) -> None:
+        """The safety net: list everything and let the index find what the
+        events missed. The DB is re-parsed only if it is another file."""
+        if reason is not None:
+            self.log.info("watch.rescan", reason=reason)
+        root = self.root
+        self._load_db(force=force_db)
+        for relpath in REF_DBS:
+            self.index.set_ref_db(relpath, read_ref_db(root, relpath))
+        dirs = list_data_dirs(root)
+        for name in self.index.dirs.keys() | dirs.keys():
+            if self.index.dirs.get(name) != dirs.get(name):
+                self.index.set_data_dir(name, dirs.get(name))
+        blobs = list_blobs(root)
+        known = {bf.relpath: bf for files in self.index.blob_files.values() for bf in files.values()}
+        for relpath in known.keys() | blobs.keys():
+            if known.get(relpath) != blobs.get(relpath):
+                self.index.set_blob(relpath, blobs.get(relpath))
+        temps = list_temps(root)
+        for relpath in self.index.temps.keys() | temps.keys():
+            self.index.set_temp(relpath, temps.get(relpath))
+        self._feed_lifecycle(also)
+
+    def _feed_lifecycle(self, also: set[Key] | None = None) -> None:
+        changed = self.index.evaluate(self.wall())
+        if also:
+            changed |= also
+        if changed:
+            current = self.index.current
+            self._publish(self.lifecycle.observe(self.clock(), [(key, current(key)) for key in changed]))
+
+    def _publish(self, events: list[Event]) -> None:
+        for event in events:
+            if isinstance(event, Opened):
+                finding = event.finding
+                if finding.kind == fk.ORPHAN_DATA_DIR:
+                    finding = with_sizes(self.root, [finding])[0]
+                self._emit(finding.severity, "finding.opened", finding.to_dict())
+            elif isinstance(event, Resolved):
+                self.log.info(
+                    "finding.resolved",
+                    kind=event.kind,
+                    subject=event.subject,
+                    open_seconds=round(event.open_seconds, 3),
+                )
+            elif isinstance(event, Reminder):
+                fields = event.finding.to_dict()
+                fields["open_seconds"] = round(event.open_seconds, 3)
+                self._emit(event.finding.severity, "finding.reminder", fields)
+        if events:
+            self._update_status()
+
+    def _emit(self, severity: str, event: str, fields: dict[str, Any]) -> None:
+        fields = dict(fields)
+        fields.pop("severity", None)  # the line's `level` says it
+        getattr(self.log, severity)(event, severity=severity, **fields)
+
+    def _status_line(self) -> str:
+        counts = self.lifecycle.open_counts()
+        state = "watching" if os.path.isdir(self.root) else "waiting for"
+        return (
+            f"{state} {self.root}: {self.index.snapshot_count} snapshots, {self.index.blob_count} blobs; "
+            f"open: {counts['error']} errors, {counts['warning']} warnings, {counts['info']} info"
+        )
+
+    def _update_status(self) -> None:
+        line = self._status_line()
+        if line != self._status:
+            self._status = line
+            self.notifier.status(line)
+
+    def _reload(self) -> None:
+        """SIGHUP: a bad new config is logged and the old one kept."""
+        self.notifier.reloading()
+        try:
+            new = load_config(self.config_path, root=self.root_override)
+        except ConfigError as exc:
+            self.log.error("config.reload_failed", error=str(exc), config=self.config_path)
+            self.notifier.ready(self._status_line())
+            return
+        self.config = new
+        self.log = configure(new.log.format, new.log.level)
+        self.lifecycle.reconfigure(new.watch.settle_seconds, new.alerts.reminder_seconds)
+        self.index.pending_stale_seconds = new.thresholds.pending_stale_seconds
+        self.index.temp_stale_seconds = new.thresholds.temp_stale_seconds
+        if os.path.abspath(new.root_dir) != self.root:
+            # Another tree: start a new index, and resolve what the old one had open.
+            self.watcher.close()
+            self._setup_root(new)
+            self._db_id = None
+            self._arm_and_rescan("root_changed", also=self.lifecycle.tracked_keys())
+        self.log.info("config.reloaded", config=self.config_path, root=self.root)
+        self.notifier.ready(self._status_line())
+
+
+def run_daemon(config: Config, *, config_path: str | None = None, root_override: str | None = None) -> int:
+    return Daemon(config, config_path=config_path, root_override=root_override).run()

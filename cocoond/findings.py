@@ -1,0 +1,86 @@
+"""What the reconciler reports. Kinds, severities and field names are part of
+the outside contract (alert rules match on them), so they live here as
+constants rather than as strings scattered through the code."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+
+Severity = Literal["info", "warning", "error"]
+SEVERITIES: Final[tuple[Severity, ...]] = ("info", "warning", "error")
+RANK: Final[dict[str, int]] = {"info": 0, "warning": 1, "error": 2}
+
+DB_UNREADABLE: Final = "db_unreadable"
+PENDING: Final = "pending"
+STALE_PENDING: Final = "stale_pending"
+ORPHAN_DATA_DIR: Final = "orphan_data_dir"
+MISSING_DATA_DIR: Final = "missing_data_dir"
+DATA_DIR_MISMATCH: Final = "data_dir_mismatch"
+MISSING_BLOB: Final = "missing_blob"
+UNREFERENCED_BLOB: Final = "unreferenced_blob"
+DANGLING_NAME: Final = "dangling_name"
+NAME_MISMATCH: Final = "name_mismatch"
+STALE_TEMP: Final = "stale_temp"
+
+SEVERITY_OF: Final[dict[str, Severity]] = {
+    DB_UNREADABLE: "error",
+    PENDING: "info",
+    STALE_PENDING: "warning",
+    ORPHAN_DATA_DIR: "warning",
+    MISSING_DATA_DIR: "error",
+    DATA_DIR_MISMATCH: "warning",
+    MISSING_BLOB: "error",
+    UNREFERENCED_BLOB: "info",
+    DANGLING_NAME: "error",
+    NAME_MISMATCH: "warning",
+    STALE_TEMP: "info",
+}
+KINDS: Final[tuple[str, ...]] = tuple(SEVERITY_OF)
+
+Key = tuple[str, str]
+_OPTIONAL = ("snapshot_id", "name", "path", "bytes", "age_seconds")
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One inconsistency. Identity is (kind, subject): the daemon opens and
+    resolves findings by that key, so two findings never share it."""
+
+    kind: str
+    subject: str
+    message: str
+    snapshot_id: str | None = None
+    name: str | None = None
+    path: str | None = None
+    bytes: int | None = None
+    age_seconds: float | None = None
+
+    @property
+    def severity(self) -> Severity:
+        return SEVERITY_OF[self.kind]
+
+    @property
+    def key(self) -> Key:
+        return (self.kind, self.subject)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The contract's field set; fields that do not apply are left out
+        rather than written as null, so alert rules can test presence."""
+        out: dict[str, Any] = {"kind": self.kind, "severity": self.severity, "subject": self.subject}
+        for field in _OPTIONAL:
+            value = getattr(self, field)
+            if value is not None:
+                out[field] = round(value, 3) if field == "age_seconds" else value
+        out["message"] = self.message
+        return out
+
+
+def sort_key(finding: Finding) -> tuple[int, str, str]:
+    """Worst first, then by kind and subject, so output is stable."""
+    return (-RANK[finding.severity], finding.kind, finding.subject)
+
+
+def worst(findings: list[Finding]) -> int:
+    """Rank of the worst severity present, -1 when there is none."""
+    return max((RANK[f.severity] for f in findings), default=-1)

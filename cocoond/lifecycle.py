@@ -1,0 +1,134 @@
+"""When a finding is announced: opened once it has persisted, resolved once
+it is gone, reminded while it stays. Pure: time comes in as an argument.
+
+Cocoon's own writers pass through states that look broken for a moment (a
+pending record before its dir exists, a dir before its record, a record
+after its dir was removed). `settle` hides those. Bulk writers (a registry
+import, a restore of many snapshots) keep the tree in such a state for as
+long as they run, so findings about data dirs also wait until snapshot/
+activity has been quiet for `settle`, up to `BURST_CAP` times `settle`.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, field
+
+from cocoond import findings as fk
+from cocoond.findings import Finding, Key
+
+#: Findings that bulk writes produce in passing.
+BURST_KINDS = frozenset({fk.ORPHAN_DATA_DIR, fk.MISSING_DATA_DIR})
+BURST_CAP = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class Opened:
+    finding: Finding
+
+
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    kind: str
+    subject: str
+    open_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class Reminder:
+    finding: Finding
+    open_seconds: float
+
+
+Event = Opened | Resolved | Reminder
+
+
+@dataclass(slots=True)
+class _Tracked:
+    finding: Finding
+    first_seen: float
+    opened_at: float | None = None
+    next_reminder: float | None = None
+
+
+@dataclass(slots=True)
+class Lifecycle:
+    settle: float
+    reminder: float  # 0: no reminders
+    _tracked: dict[Key, _Tracked] = field(default_factory=dict)
+    _due: list[tuple[float, Key]] = field(default_factory=list)  # candidates to open
+    _reminders: list[tuple[float, Key]] = field(default_factory=list)
+
+    def observe(self, now: float, changes: list[tuple[Key, Finding | None]]) -> list[Event]:
+        """Feed what the index says changed. Resolutions are announced at
+        once; new findings wait in `tick` until they settle."""
+        events: list[Event] = []
+        for key, finding in changes:
+            tracked = self._tracked.get(key)
+            if finding is None:
+                if tracked is not None:
+                    del self._tracked[key]
+                    if tracked.opened_at is not None:
+                        events.append(Resolved(key[0], key[1], now - tracked.opened_at))
+            elif tracked is None:
+                self._tracked[key] = _Tracked(finding, now)
+                heapq.heappush(self._due, (now + self.settle, key))
+            else:
+                tracked.finding = finding
+        return events
+
+    def tick(self, now: float, quiet_since: float) -> list[Event]:
+        """Open what has settled and remind what is due. `quiet_since` is
+        when the last data-dir or snapshot-DB change was seen."""
+        events: list[Event] = []
+        while self._due and self._due[0][0] <= now:
+            _, key = heapq.heappop(self._due)
+            tracked = self._tracked.get(key)
+            if tracked is None or tracked.opened_at is not None:
+                continue
+            if now - tracked.first_seen < self.settle:
+                heapq.heappush(self._due, (tracked.first_seen + self.settle, key))
+                continue
+            if key[0] in BURST_KINDS and now - quiet_since < self.settle:
+                cap = tracked.first_seen + self.settle * BURST_CAP
+                if now < cap:
+                    heapq.heappush(self._due, (min(quiet_since + self.settle, cap), key))
+                    continue
+            tracked.opened_at = now
+            events.append(Opened(tracked.finding))
+            if self.reminder > 0 and tracked.finding.severity != "info":
+                tracked.next_reminder = now + self.reminder
+                heapq.heappush(self._reminders, (tracked.next_reminder, key))
+        while self._reminders and self._reminders[0][0] <= now:
+            due, key = heapq.heappop(self._reminders)
+            tracked = self._tracked.get(key)
+            if tracked is None or tracked.opened_at is None or tracked.next_reminder != due:
+                continue
+            events.append(Reminder(tracked.finding, now - tracked.opened_at))
+            if self.reminder > 0:
+                tracked.next_reminder = now + self.reminder
+                heapq.heappush(self._reminders, (tracked.next_reminder, key))
+        return events
+
+    def next_deadline(self) -> float | None:
+        times = [heap[0][0] for heap in (self._due, self._reminders) if heap]
+        return min(times, default=None)
+
+    def reconfigure(self, settle: float, reminder: float) -> None:
+        """New settings (SIGHUP). Reminders already scheduled keep their
+        time; the next one after that uses the new interval."""
+        self.settle = settle
+        self.reminder = reminder
+
+    def open_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = dict.fromkeys(fk.SEVERITIES, 0)
+        for tracked in self._tracked.values():
+            if tracked.opened_at is not None:
+                counts[tracked.finding.severity] += 1
+        return counts
+
+    def tracked_keys(self) -> set[Key]:
+        return set(self._tracked)
+
+    def open_findings(self) -> list[Finding]:
+        return [t.finding for t in self._tracked.values() if t.opened_at is not None]
