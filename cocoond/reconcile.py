@@ -94,7 +94,10 @@ class Reconciler:
         self.db_error: DBError | None = None
         self.records: dict[str, RecFacts] = {}
         self.null_ids: frozenset[str] = frozenset()
+        # `names` is needed only while a DB is loaded; the daemon holds 100k
+        # records, so between loads only its size is kept.
         self.names: dict[str, str] = {}
+        self.name_count = 0
         self.dirs: dict[str, bool] = {}
         self.blob_files: dict[str, dict[str, BlobFile]] = {}
         self.ref_sets: dict[str, frozenset[str]] = {}  # last good refs of each image/VM DB
@@ -212,6 +215,8 @@ class Reconciler:
             self._eval_record(sid)
         self._eval_names()
         self._rebuild_snap_refs()
+        self.name_count = len(self.names)
+        self.names = {}
 
     def set_ref_db(self, relpath: str, refs: frozenset[str] | DBError | None) -> None:
         """An image or VM DB (None: the file does not exist, which pins
