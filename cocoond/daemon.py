@@ -11,10 +11,6 @@ reminders). Idle, the loop sleeps until the next of those.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import ctypes.util
-import functools
 import os
 import queue
 import signal
@@ -30,6 +26,7 @@ from cocoond.errors import ConfigError
 from cocoond.findings import Key
 from cocoond.lifecycle import Event, Lifecycle, Opened, Reminder, Resolved
 from cocoond.logsetup import configure
+from cocoond.memory import release_free_memory
 from cocoond.paths import Paths
 from cocoond.reconcile import Reconciler
 from cocoond.scan import (
@@ -379,19 +376,6 @@ class Daemon:
             self._arm_and_rescan("root_changed", also=self.lifecycle.tracked_keys())
         self.log.info("config.reloaded", config=self.config_path, root=self.root)
         self.notifier.ready(self._status_line())
-
-
-def release_free_memory() -> None:
-    """Hand the memory of a parsed DB back to the OS. CPython frees the
-    100k temporary objects, but glibc keeps the pages; without this the
-    daemon's RSS stays at its parse peak between DB rewrites."""
-    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to do
-        _libc().malloc_trim(0)
-
-
-@functools.cache
-def _libc() -> ctypes.CDLL:
-    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
 
 
 def run_daemon(config: Config, *, config_path: str | None = None, root_override: str | None = None) -> int:

@@ -105,6 +105,7 @@ class Paths:
         """Replace the DB atomically while holding cocoon's lock. Prefer
         `update_snapshot_db` when the new DB depends on the old one: reading
         outside the lock loses concurrent changes."""
+        self._require_db_dir()
         with exclusive_lock(self.snapshot_lock_file(), self.lock_timeout):
             self._write_locked(db)
 
@@ -112,17 +113,22 @@ class Paths:
         """Read, `change(db)` in place, write: all under one hold of cocoon's
         lock, so no cocoon command can slip in between. If `change` raises,
         nothing is written."""
+        self._require_db_dir()
         with exclusive_lock(self.snapshot_lock_file(), self.lock_timeout):
             db = self.read_snapshot_db()
             result = change(db)
             self._write_locked(db)
             return result
 
+    def _require_db_dir(self) -> None:
+        """Before taking the lock: filelock would create the lock file's
+        parents, turning a mistyped root into a fresh, empty cocoon tree."""
+        directory = self.snapshot_db_dir()
+        if not directory.is_dir():
+            raise CocoondError(f"{directory}: no such directory (is {self.root_dir} a cocoon root?)")
+
     def _write_locked(self, db: SnapshotDB) -> None:
-        path = self.snapshot_db_file()
-        if not path.parent.is_dir():
-            raise CocoondError(f"{path.parent}: no such directory (is {self.root_dir} a cocoon root?)")
-        atomic_write(path, db.encode())
+        atomic_write(self.snapshot_db_file(), db.encode())
 
     def resolve_snapshot_id(self, ref: str) -> str:
         return resolve_in(self.read_snapshot_db(), ref)

@@ -21,6 +21,7 @@ from typing import NamedTuple
 from cocoond import findings as fk
 from cocoond.errors import DBError
 from cocoond.findings import Finding, Key
+from cocoond.memory import own
 from cocoond.records import SnapshotDB, SnapshotRecord, no_gc
 
 SNAPSHOT_DB = "snapshot/db/snapshots.json"
@@ -190,7 +191,7 @@ class Reconciler:
 
     def _load_db(self, db: SnapshotDB) -> None:
         old_records, old_nulls = self.records, self.null_ids
-        self.records = {sid: self._facts(sid, rec) for sid, rec in db.snapshots.items()}
+        self.records = {own(sid): self._facts(sid, rec) for sid, rec in db.snapshots.items()}
         self.null_ids = frozenset(db.null_ids)
         self.names = db.names
         first = not self.db_known
@@ -294,7 +295,7 @@ class Reconciler:
             if os.path.dirname(norm) not in self._localfile_dirs or os.path.basename(norm) != sid:
                 bad_ddir = ddir
         return RecFacts(
-            rec.name,
+            own(rec.name),
             rec.pending,
             rec.created_at.timestamp() if rec.pending else 0.0,
             blobs,

@@ -11,7 +11,6 @@ readable). Unknown keys and the original key order ride along on each record.
 from __future__ import annotations
 
 import gc
-import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,7 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from cocoond.errors import DBError
-from cocoond.gojson import GO_ZERO_TIME, dumps_go, format_rfc3339, parse_rfc3339, zero_time
+from cocoond.gojson import GO_ZERO_TIME, dumps_go, format_rfc3339, loads_go, parse_rfc3339, zero_time
 
 # The seed's struct fields, in cocoon's order (its record type embeds the VM
 # config first). New records are written in this order.
@@ -199,7 +198,7 @@ def _record_from_json(path: str, key: str, obj: dict[str, Any]) -> SnapshotRecor
     blobs: set[str] = set()
     if raw_blobs:
         for hex_, member in raw_blobs.items():
-            if member is not None and (type(member) is not dict or member):
+            if member is not None and type(member) is not dict:
                 raise DBError(
                     path,
                     f"snapshots[{key!r}].image_blob_ids[{hex_!r}]: expected {{}}, got {_type_name(member)}",
@@ -272,11 +271,9 @@ def no_gc() -> Iterator[None]:
 
 
 def _decode(where: str, data: bytes) -> SnapshotDB:
-    try:
-        top = json.loads(data)
-    except (ValueError, RecursionError) as exc:
-        # UnicodeDecodeError is a ValueError: binary garbage lands here too.
-        raise DBError(where, f"not valid JSON ({_short(exc)})") from None
+    top = loads_go(data, where)
+    if top is None:
+        top = {}  # Go unmarshals a bare `null` into an empty DB
     if type(top) is not dict:
         raise DBError(where, f"expected a JSON object at the top, got {_type_name(top)}")
     raw_snaps = top.get("snapshots")

@@ -5,21 +5,20 @@ unreferenced."""
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
 from cocoond.errors import DBError
+from cocoond.gojson import loads_go
 
 #: Path of the image DB under the root; VM DBs are `<backend>/db/vms.json`.
 IMAGE_DB = "cloudimg/db/images.json"
 
 
 def _load_object(data: bytes, path: str) -> dict[str, Any]:
-    try:
-        top = json.loads(data)
-    except (ValueError, RecursionError) as exc:
-        raise DBError(path, f"not valid JSON ({str(exc).splitlines()[0][:200]})") from None
+    top = loads_go(data, path)
+    if top is None:
+        return {}
     if type(top) is not dict:
         raise DBError(path, "expected a JSON object at the top")
     return top

@@ -13,6 +13,7 @@ import stat
 from dataclasses import dataclass
 
 from cocoond.errors import DBError
+from cocoond.memory import own
 from cocoond.paths import VM_BACKENDS, Paths
 from cocoond.reconcile import BlobFile, Listing
 from cocoond.records import SnapshotDB, decode_snapshot_db
@@ -139,9 +140,9 @@ def list_data_dirs(root: str) -> dict[str, bool]:
     out: dict[str, bool] = {}
     for entry in _list(os.path.join(root, "snapshot", "localfile")):
         try:
-            out[entry.name] = entry.is_dir()
+            out[own(entry.name)] = entry.is_dir()
         except OSError:
-            out[entry.name] = False
+            out[own(entry.name)] = False
     return out
 
 
