@@ -7,19 +7,18 @@ needs measuring for the findings that exist (orphan dir sizes)."""
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import time
-import unicodedata
 from dataclasses import dataclass
 from typing import Any, TextIO
 
 from cocoond import findings as fk
 from cocoond.findings import Finding
 from cocoond.locking import shared_read_lock
+from cocoond.output import json_line, printable
 from cocoond.paths import Paths
 from cocoond.reconcile import Reconciler, format_age
-from cocoond.scan import disk_usage, root_aliases, scan
+from cocoond.scan import ScanError, disk_usage, root_aliases, scan
 from cocoond.units import human_size
 
 #: How long check waits for cocoon's lock before reading without it.
@@ -77,7 +76,10 @@ def run_check(paths: Paths, *, pending_stale_seconds: float, temp_stale_seconds:
     lock_file = paths.snapshot_lock_file()
     with shared_read_lock(lock_file, LOCK_WAIT_SECONDS) as held:
         lock = "held" if held else ("busy" if lock_file.exists() else "absent")
-        listing = scan(paths)
+        try:
+            listing = scan(paths)
+        except ScanError as exc:
+            raise RootUnreadable(str(exc)) from None
     index = Reconciler(
         root,
         pending_stale_seconds=pending_stale_seconds,
@@ -97,20 +99,8 @@ def run_check(paths: Paths, *, pending_stale_seconds: float, temp_stale_seconds:
     )
 
 
-def printable(text: str) -> str:
-    """Escape control and format characters (ESC, newline, bidi overrides):
-    names come from the DB and must not drive the operator's terminal."""
-    if text.isprintable():
-        return text
-    return "".join(
-        ch if ch.isprintable() or unicodedata.category(ch) == "Zs" else ch.encode("unicode_escape").decode()
-        for ch in text
-    )
-
-
 def write_json(result: CheckResult, out: TextIO) -> None:
-    json.dump(result.to_json(), out, ensure_ascii=False)
-    out.write("\n")
+    out.write(json_line(result.to_json()))
 
 
 def write_human(result: CheckResult, out: TextIO) -> None:

@@ -8,6 +8,7 @@ excludes from restarts."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from cocoond import __version__
@@ -53,7 +54,7 @@ def _check(args: argparse.Namespace) -> int:
     try:
         config = _load(args)
         result = run_check(
-            Paths(config.root_dir),
+            Paths(os.path.abspath(config.root_dir)),
             pending_stale_seconds=config.thresholds.pending_stale_seconds,
             temp_stale_seconds=config.thresholds.temp_stale_seconds,
         )

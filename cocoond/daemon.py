@@ -30,15 +30,13 @@ from cocoond.memory import release_free_memory
 from cocoond.paths import Paths
 from cocoond.reconcile import Reconciler
 from cocoond.scan import (
-    REF_DBS,
+    ScanError,
     blob_relpath_ok,
     file_id,
-    list_blobs,
-    list_data_dirs,
-    list_temps,
     read_ref_db,
     read_snapshot_db,
     root_aliases,
+    scan,
     stat_blob,
     stat_data_dir,
     stat_temp,
@@ -86,8 +84,8 @@ class Daemon:
         self._status = ""
 
     def _setup_root(self, config: Config) -> None:
-        self.paths = Paths(config.root_dir)
         self.root = os.path.abspath(config.root_dir)
+        self.paths = Paths(self.root)
         self.index = Reconciler(
             self.root,
             pending_stale_seconds=config.thresholds.pending_stale_seconds,
@@ -287,22 +285,12 @@ class Daemon:
         events missed. The DB is re-parsed only if it is another file."""
         if reason is not None:
             self.log.info("watch.rescan", reason=reason)
-        root = self.root
         loaded = self._load_db(force=force_db)
-        for relpath in REF_DBS:
-            self.index.set_ref_db(relpath, read_ref_db(root, relpath))
-        dirs = list_data_dirs(root)
-        for name in self.index.dirs.keys() | dirs.keys():
-            if self.index.dirs.get(name) != dirs.get(name):
-                self.index.set_data_dir(name, dirs.get(name))
-        blobs = list_blobs(root)
-        known = {bf.relpath: bf for files in self.index.blob_files.values() for bf in files.values()}
-        for relpath in known.keys() | blobs.keys():
-            if known.get(relpath) != blobs.get(relpath):
-                self.index.set_blob(relpath, blobs.get(relpath))
-        temps = list_temps(root)
-        for relpath in self.index.temps.keys() | temps.keys():
-            self.index.set_temp(relpath, temps.get(relpath))
+        try:
+            self.index.apply_listing(scan(self.paths, include_db=False))
+        except ScanError as exc:
+            # Keep the index as it is rather than read an unlistable dir as empty.
+            self.log.warning("watch.rescan", reason="scan_error", error=str(exc))
         self._log_loaded(loaded)
         self._feed_lifecycle(also)
 
@@ -329,7 +317,9 @@ class Daemon:
                     open_seconds=round(event.open_seconds, 3),
                 )
             elif isinstance(event, Reminder):
-                fields = event.finding.to_dict()
+                # The index's copy is current (ages move on); the lifecycle's
+                # is as of the last change.
+                fields = (self.index.current(event.finding.key) or event.finding).to_dict()
                 fields["open_seconds"] = round(event.open_seconds, 3)
                 self._emit(event.finding.severity, "finding.reminder", fields)
         if events:

@@ -7,6 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
+from cocoond.output import printable
+
 Severity = Literal["info", "warning", "error"]
 SEVERITIES: Final[tuple[Severity, ...]] = ("info", "warning", "error")
 RANK: Final[dict[str, int]] = {"info": 0, "warning": 1, "error": 2}
@@ -55,6 +57,12 @@ class Finding:
     path: str | None = None
     bytes: int | None = None
     age_seconds: float | None = None
+
+    def __post_init__(self) -> None:
+        # The contract promises one line a person can act on; the message
+        # quotes file names and DB strings, which may hold anything.
+        if not self.message.isprintable():
+            object.__setattr__(self, "message", printable(self.message))
 
     @property
     def severity(self) -> Severity:

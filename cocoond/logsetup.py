@@ -4,12 +4,13 @@ and alert rules match; or readable console lines for a person."""
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from typing import Any, TextIO
 
 import structlog
+
+from cocoond.output import json_line
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 
@@ -17,7 +18,7 @@ _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARN
 def _dumps(obj: Any, **kw: Any) -> str:
     # Names from the DB may hold any character; keep them readable (UTF-8)
     # rather than \u-escaped, json still escapes control characters.
-    return json.dumps(obj, ensure_ascii=False, default=str)
+    return json_line(obj)[:-1]
 
 
 def configure(fmt: str = "json", level: str = "info", stream: TextIO | None = None) -> Any:

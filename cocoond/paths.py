@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from cocoond.atomic import atomic_write
+from cocoond.dbfile import read_db_bytes
 from cocoond.errors import CocoondError, DBError, SnapshotNotFound
 from cocoond.locking import DEFAULT_LOCK_TIMEOUT, exclusive_lock
 from cocoond.records import SnapshotDB, decode_snapshot_db
@@ -91,15 +92,8 @@ class Paths:
         """The DB as it is now; a missing file is an empty DB (a fresh host).
         Anything unreadable raises DBError naming the file."""
         path = self.snapshot_db_file()
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            return SnapshotDB()
-        except IsADirectoryError:
-            raise DBError(path, "is a directory, not a DB file") from None
-        except OSError as exc:
-            raise DBError(path, f"cannot read: {exc.strerror or exc}") from None
-        return decode_snapshot_db(data, path)
+        data = read_db_bytes(path)
+        return SnapshotDB() if data is None else decode_snapshot_db(data, path)
 
     def write_snapshot_db(self, db: SnapshotDB) -> None:
         """Replace the DB atomically while holding cocoon's lock. Prefer

@@ -55,6 +55,7 @@ class Listing:
     data_dirs: dict[str, bool] = field(default_factory=dict)  # entry name -> is a directory
     blobs: dict[str, BlobFile] = field(default_factory=dict)  # relpath -> file
     temps: dict[str, float] = field(default_factory=dict)  # relpath -> mtime
+    keep_db: bool = False  # the snapshot DB was not read: keep the index's
 
 
 class RecFacts(NamedTuple):
@@ -160,8 +161,9 @@ class Reconciler:
         }
         self.dirs = dict(listing.data_dirs)
         first = not self.db_known
-        self.set_snapshot_db(listing.snapshot_db)
-        if not first or not self.db_known:  # the first good DB load looked at every dir already
+        if not listing.keep_db:
+            self.set_snapshot_db(listing.snapshot_db)
+        if listing.keep_db or not first or not self.db_known:  # a first good DB load looked at every dir
             for name in changed_dirs:
                 self._eval_dir(name)
         for relpath in set(self.ref_sets) | set(self.ref_errors) | set(listing.ref_dbs):
@@ -197,10 +199,9 @@ class Reconciler:
         first = not self.db_known
         self.db_known = True
         self._pending = {sid: f.created for sid, f in self.records.items() if f.pending}
-        # Dir findings: only records that changed (or, the first time, every
-        # dir) need a look. Record findings also depend on `names`, which can
-        # change without the record changing, so every record gets a (cheap)
-        # look.
+        # Dir and record findings: only records that changed (or, the first
+        # time, every dir) need a look. Name findings depend on `names` too,
+        # which can change without any record changing: one pass over both.
         if first:
             touched: Iterable[str] = set(self.records) | set(self.dirs) | self.null_ids
         else:
@@ -212,10 +213,9 @@ class Reconciler:
             touched |= old_nulls ^ self.null_ids
         for sid in touched:
             self._eval_dir(sid)
-        for sid in old_records.keys() | self.records.keys() | old_nulls | self.null_ids:
             self._eval_record(sid)
         self._eval_names()
-        self._rebuild_snap_refs()
+        self._rebuild_snap_refs(touched, old_records)
         self.name_count = len(self.names)
         self.names = {}
 
@@ -343,96 +343,103 @@ class Reconciler:
         self._put((fk.MISSING_DATA_DIR, sid), missing)
 
     def _eval_record(self, sid: str) -> None:
-        """data_dir_mismatch and the record side of name_mismatch."""
+        """data_dir_mismatch for one record."""
         rec = self.records.get(sid)
-        if (
-            rec is not None
-            and rec.data_dir_mismatch is None
-            and rec.id_mismatch is None
-            and (not rec.name or self.names.get(rec.name) == sid)
-            and (fk.NAME_MISMATCH, sid) not in self._static
-            and (fk.DATA_DIR_MISMATCH, sid) not in self._static
-        ):
-            return  # the common case, 100k times per DB load
-        mismatch = None
-        if rec is not None and rec.data_dir_mismatch is not None:
-            mismatch = Finding(
+        bad = rec.data_dir_mismatch if rec is not None else None
+        key: Key = (fk.DATA_DIR_MISMATCH, sid)
+        if bad is None:
+            if key in self._static:
+                self._put(key, None)
+            return
+        assert rec is not None
+        self._put(
+            key,
+            Finding(
                 fk.DATA_DIR_MISMATCH,
                 sid,
-                f"snapshot {_q(rec.name) or sid} records data_dir {_q(rec.data_dir_mismatch)}, "
+                f"snapshot {_q(rec.name) or sid} records data_dir {_q(bad)}, "
                 f"not {LOCALFILE}/{sid} under {self.root}; cocoon reads the recorded path "
                 "(was the DB copied from another host or root?)",
                 snapshot_id=sid,
                 name=rec.name or None,
-                path=rec.data_dir_mismatch,
-            )
-        self._put((fk.DATA_DIR_MISMATCH, sid), mismatch)
-        problems = []
-        if sid in self.null_ids:
-            problems.append("its record is null (cocoon ignores it)")
-        elif rec is not None:
-            if rec.id_mismatch is not None:
-                problems.append(f"its record says id {_q(rec.id_mismatch)}")
-            if rec.name and self.names.get(rec.name) != sid:
-                target = self.names.get(rec.name)
-                problems.append(
-                    f"its name {_q(rec.name)} is not in names"
-                    if target is None
-                    else f"names[{_q(rec.name)}] points at {target}"
-                )
-        finding = None
-        if problems:
-            finding = Finding(
-                fk.NAME_MISMATCH,
-                sid,
-                f"snapshot key {sid}: {'; '.join(problems)}; lookups by name or ID may pick the wrong "
-                "snapshot: fix the DB entry",
-                snapshot_id=sid,
-                name=(rec.name or None) if rec is not None else None,
-            )
-        self._put((fk.NAME_MISMATCH, sid), finding)
+                path=bad,
+            ),
+        )
 
     def _eval_names(self) -> None:
-        """dangling_name and the names side of name_mismatch: one pass over
-        `names` per DB load."""
+        """dangling_name and name_mismatch, both sides (a record whose name
+        or id does not map back to its key; a names entry pointing at a
+        record with another name): one pass per DB load. Both sides are
+        merged per subject, since a name can equal an ID."""
+        records, names = self.records, self.names
+        problems: dict[str, list[str]] = {}
+        about: dict[str, tuple[str | None, str | None]] = {}
         want: dict[Key, Finding] = {}
-        records = self.records
-        for name, sid in self.names.items():
-            rec = records.get(sid)
-            if rec is None:
+        for sid in self.null_ids:
+            problems.setdefault(sid, []).append("its record is null (cocoon ignores it)")
+            about[sid] = (sid, None)
+        for sid, rec in records.items():
+            if rec.id_mismatch is None and (not rec.name or names.get(rec.name) == sid):
+                continue  # the common case, 100k times per DB load
+            found = problems.setdefault(sid, [])
+            about[sid] = (sid, rec.name or None)
+            if rec.id_mismatch is not None:
+                found.append(f"record {_q(sid)} says id {_q(rec.id_mismatch)}")
+            if rec.name and names.get(rec.name) != sid:
+                points_to = names.get(rec.name)
+                found.append(
+                    f"record {_q(sid)} is named {_q(rec.name)}, which is not in names"
+                    if points_to is None
+                    else f"record {_q(sid)} is named {_q(rec.name)}, but that name points at {_q(points_to)}"
+                )
+        for name, sid in names.items():
+            named = records.get(sid)
+            if named is None:
                 want[(fk.DANGLING_NAME, name)] = Finding(
                     fk.DANGLING_NAME,
                     name,
-                    f"name {_q(name)} points at {sid or '(empty)'}, which has no record; "
+                    f"name {_q(name)} points at {_q(sid) or '(empty)'}, which has no record; "
                     "`cocoon snapshot` commands using this name fail: remove the name from the DB",
                     snapshot_id=sid or None,
                     name=name,
                 )
-            elif rec.name != name:
-                want[(fk.NAME_MISMATCH, name)] = Finding(
-                    fk.NAME_MISMATCH,
-                    name,
-                    f"name {_q(name)} points at {sid}, whose record is named {_q(rec.name)}; "
-                    "fix the names entry",
-                    snapshot_id=sid,
-                    name=name,
+            elif named.name != name:
+                problems.setdefault(name, []).append(
+                    f"name {_q(name)} points at {_q(sid)}, whose record is named {_q(named.name)}"
                 )
+                about.setdefault(name, (sid, name))
+        for subject, found in problems.items():
+            snapshot_id, label = about[subject]
+            want[(fk.NAME_MISMATCH, subject)] = Finding(
+                fk.NAME_MISMATCH,
+                subject,
+                f"{'; '.join(found)}; lookups by name or ID may pick the wrong snapshot: fix the DB entry",
+                snapshot_id=snapshot_id,
+                name=label,
+            )
         for key in self._name_keys - want.keys():
             self._put(key, None)
         for key, finding in want.items():
             self._put(key, finding)
         self._name_keys = set(want)
 
-    def _rebuild_snap_refs(self) -> None:
+    def _rebuild_snap_refs(self, touched: Iterable[str], old_records: dict[str, RecFacts]) -> None:
+        """Blob references from snapshots; a hex needs a new look when its
+        set of users changed, or when one of its users did (a missing_blob
+        names a user)."""
         refs: dict[str, set[str]] = {}
         for sid, facts in self.records.items():
             for hex_ in facts.blobs:
                 refs.setdefault(hex_, set()).add(sid)
         new = {h: frozenset(s) for h, s in refs.items()}
         old, self.snap_refs = self.snap_refs, new
-        for hex_ in old.keys() | new.keys():
-            if old.get(hex_) != new.get(hex_):
-                self._eval_hex(hex_)
+        hexes = {h for h in old.keys() | new.keys() if old.get(h) != new.get(h)}
+        for sid in touched:
+            for user in (old_records.get(sid), self.records.get(sid)):
+                if user is not None:
+                    hexes.update(user.blobs)
+        for hex_ in hexes:
+            self._eval_hex(hex_)
 
     def _set_blob_trust(self) -> None:
         """Fail closed, as cocoon's gc does: while any DB that can pin a blob
@@ -450,8 +457,8 @@ class Reconciler:
         files = self.blob_files.get(hex_, {})
         missing = None
         if (sids or others) and not any(f.usable for f in files.values()):
-            empty = [f for f in files.values() if f.regular and f.size == 0]
-            why = f"{empty[0].relpath} is empty" if empty else "no usable blob file"
+            empty = sorted((f for f in files.values() if f.regular and f.size == 0), key=lambda f: f.relpath)
+            why = f"{_q(empty[0].relpath)} is empty" if empty else "no usable blob file"
             users = []
             if sids:
                 example = min(sids)

@@ -12,7 +12,8 @@ import os
 import stat
 from dataclasses import dataclass
 
-from cocoond.errors import DBError
+from cocoond.dbfile import read_db_bytes
+from cocoond.errors import CocoondError, DBError
 from cocoond.memory import own
 from cocoond.paths import VM_BACKENDS, Paths
 from cocoond.reconcile import BlobFile, Listing
@@ -34,20 +35,6 @@ class FileId:
     ino: int
     size: int
     mtime_ns: int
-
-
-def read_db_bytes(path: str) -> bytes | None:
-    """A DB file's bytes; None when it does not exist. Raises DBError for a
-    directory or an unreadable file (a DB that exists but cannot be used)."""
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except FileNotFoundError:
-        return None
-    except IsADirectoryError:
-        raise DBError(path, "is a directory, not a DB file") from None
-    except OSError as exc:
-        raise DBError(path, f"cannot read: {exc.strerror or exc}") from None
 
 
 def read_snapshot_db(paths: Paths) -> SnapshotDB | DBError | None:
@@ -76,10 +63,13 @@ def read_ref_db(root: str, relpath: str) -> frozenset[str] | DBError | None:
 def stat_data_dir(root: str, name: str) -> bool | None:
     """Is snapshot/localfile/<name> a directory (following a symlink, as
     cocoon's os.Stat does)? None when it does not exist."""
+    path = os.path.join(root, "snapshot", "localfile", name)
     try:
-        st = os.stat(os.path.join(root, "snapshot", "localfile", name))
+        st = os.stat(path)
     except FileNotFoundError:
-        return None
+        # A dangling symlink is an entry that is not a directory, as the
+        # full listing (DirEntry.is_dir) sees it.
+        return False if os.path.lexists(path) else None
     except OSError:
         return False
     return stat.S_ISDIR(st.st_mode)
@@ -128,12 +118,20 @@ def file_id(path: str) -> FileId | None:
     return FileId(st.st_ino, st.st_size, st.st_mtime_ns)
 
 
+class ScanError(CocoondError):
+    """A directory of the tree exists but cannot be listed. Treating it as
+    empty would report every snapshot as missing; the caller must say it
+    could not look instead."""
+
+
 def _list(directory: str) -> list[os.DirEntry[str]]:
     try:
         with os.scandir(directory) as it:
             return list(it)
     except (FileNotFoundError, NotADirectoryError):
         return []
+    except OSError as exc:
+        raise ScanError(f"{directory}: cannot list: {exc.strerror or exc}") from None
 
 
 def list_data_dirs(root: str) -> dict[str, bool]:
@@ -169,8 +167,9 @@ def list_temps(root: str) -> dict[str, float]:
     return out
 
 
-def scan(paths: Paths) -> Listing:
-    """One full pass over the tree."""
+def scan(paths: Paths, *, include_db: bool = True) -> Listing:
+    """One full pass over the tree (without snapshots.json if the caller
+    reads that itself). Raises ScanError if a directory cannot be listed."""
     root = paths.root_dir
     ref_dbs: dict[str, frozenset[str] | DBError] = {}
     for relpath in REF_DBS:
@@ -178,7 +177,8 @@ def scan(paths: Paths) -> Listing:
         if refs is not None:
             ref_dbs[relpath] = refs
     return Listing(
-        snapshot_db=read_snapshot_db(paths),
+        snapshot_db=read_snapshot_db(paths) if include_db else None,
+        keep_db=not include_db,
         ref_dbs=ref_dbs,
         data_dirs=list_data_dirs(root),
         blobs=list_blobs(root),
@@ -204,7 +204,11 @@ def disk_usage(path: str) -> int:
         seen.add(ident)
         total += st.st_blocks * 512
         if stat.S_ISDIR(st.st_mode):
-            stack.extend(e.path for e in _list(current))
+            try:
+                with os.scandir(current) as it:
+                    stack.extend(e.path for e in it)
+            except OSError:
+                continue  # counts what it can see: a size, not an audit
     return total
 
 

@@ -1,0 +1,34 @@
+"""Reading one of cocoon's DB files: the bytes, or why there are none."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+from cocoond.errors import DBError
+
+
+def read_db_bytes(path: str | os.PathLike[str]) -> bytes | None:
+    """A DB file's bytes; None when it does not exist (a fresh host). Raises
+    DBError for anything that exists but is not a readable regular file: a
+    directory, a FIFO (which a plain open() would wait on forever), a
+    device, a permission error."""
+    where = os.fspath(path)
+    try:
+        fd = os.open(where, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise DBError(where, f"cannot read: {exc.strerror or exc}") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise DBError(where, "is a directory, not a DB file")
+        if not stat.S_ISREG(mode):
+            raise DBError(where, "is not a regular file")
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            return f.read()
+    except OSError as exc:
+        raise DBError(where, f"cannot read: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
