@@ -1,0 +1,348 @@
+"""cocoond benchmark harness: `python -m bench` (or `python bench/run.py`).
+
+Prints, after a machine header:
+  1. `cocoond check` wall time and peak RSS beside the floor, at each size;
+  2. `cocoond check` against the doctor-style bash + jq loop;
+  3. the daemon (`cocoond run`) at the largest size, against its targets;
+  4. the daemon's growth across sizes.
+Benchmarks report; they never fail on numbers. See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):  # `python bench/run.py`: make `bench` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.daemon import CLK_TCK, SETTLE_SECONDS, DaemonResult, bench_daemon, percentile
+from bench.measure import (
+    Best,
+    cocoond_version,
+    findings_summary,
+    measure_check,
+    measure_doctor,
+    measure_floor,
+)
+from bench.report import Table, fmt_mib, fmt_s, machine_header, mark
+from bench.trees import Tree, get_tree, log
+
+FLOOR_TARGET_SIZE = 100_000
+FLOOR_TARGET_RATIO = 2.0
+P99_TARGET_S = 0.250
+RSS_TARGET_KIB = 200 * 1024
+IDLE_TARGET_S_PER_60 = 0.1
+
+
+def parse_sizes(text: str) -> list[int]:
+    try:
+        sizes = sorted({int(x.replace("_", "")) for x in text.split(",") if x.strip()})
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma-separated list of integers: {text!r}") from None
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError("sizes must be positive")
+    return sizes
+
+
+def default_cocoond() -> str:
+    """The cocoond beside this interpreter (a venv's bin/), else the one on PATH."""
+    here = Path(sys.executable).parent / "cocoond"
+    if here.exists():
+        return str(here)
+    return shutil.which("cocoond") or "cocoond"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sizes", type=parse_sizes, help="snapshot counts (default 1000,10000,100000)")
+    ap.add_argument("--quick", action="store_true", help="smoke run: sizes 1000,10000, fewer daemon events")
+    ap.add_argument("--skip-daemon", action="store_true", help="skip the `cocoond run` tables")
+    ap.add_argument("--markdown", action="store_true", help="print the tables as Markdown")
+    ap.add_argument(
+        "--workdir", type=Path, default=Path("/tmp/cocoond-bench"), help="trees and scratch files"
+    )
+    ap.add_argument("--fresh", action="store_true", help="rebuild the cached trees")
+    ap.add_argument("--images", type=int, default=50, help="cloud images per tree (default 50)")
+    ap.add_argument("--seed", type=int, default=1, help="populate seed (default 1)")
+    ap.add_argument("--doctor-sizes", type=parse_sizes, default=[200, 1000], help="default 200,1000")
+    ap.add_argument("--repeat", type=int, default=3, help="runs per check/floor measurement (best of)")
+    ap.add_argument("--events", type=int, help="removals and orphan creations each (default 100, quick 20)")
+    ap.add_argument(
+        "--idle-seconds", type=float, help="idle CPU window at the largest size (default 60, quick 10)"
+    )
+    ap.add_argument("--cocoond", default=default_cocoond(), help="the cocoond executable")
+    return ap
+
+
+# ------------------------------------------------------------------ tables 1, 2
+def check_error(best: Best) -> str:
+    return best.error or "no run"
+
+
+def table_check_vs_floor(args: argparse.Namespace, trees: dict[int, Tree | str]) -> Table:
+    t = Table(
+        f"1. `cocoond check --json` vs the floor (best of {args.repeat}, warm cache, {args.images} images)",
+        ["snapshots", "check", "check peak RSS", "floor", "floor peak RSS", "check/floor", "target", "ok"],
+    )
+    for n in args.sizes:
+        tree = trees[n]
+        if isinstance(tree, str):
+            t.add(f"{n:,}", f"ERROR (note {t.note(f'{n:,}: tree: {tree}')})")
+            continue
+        log(f"check vs floor at {n:,} ...")
+        floor = measure_floor(tree.root, args.repeat)
+        check = measure_check(args.cocoond, tree.root, args.repeat)
+        target = f"≤ {FLOOR_TARGET_RATIO:g}x" if n == FLOOR_TARGET_SIZE else ""
+        f_wall = (
+            fmt_s(floor.wall) if floor.ok else f"ERROR (note {t.note(f'{n:,} floor: {check_error(floor)}')})"
+        )
+        f_rss = fmt_mib(floor.maxrss_kib) if floor.ok else "—"
+        if check.ok:
+            c_wall, c_rss = fmt_s(check.wall), fmt_mib(check.maxrss_kib)
+            rc = check.runs[0].returncode
+            if rc != 0:
+                found = findings_summary(check.runs[0])
+                t.note(f"{n:,}: check exit {rc} on a consistent tree; findings: {found}")
+        else:
+            c_wall = f"ERROR (note {t.note(f'{n:,} check: {check_error(check)}')})"
+            c_rss = "—"
+        if check.ok and floor.ok:
+            ratio = check.wall / floor.wall
+            r = f"{ratio:.2f}x"
+            ok = mark(ratio <= FLOOR_TARGET_RATIO) if target else ""
+        else:
+            r, ok = "—", ("—" if target else "")
+        t.add(f"{n:,}", c_wall, c_rss, f_wall, f_rss, r, target, ok)
+    if FLOOR_TARGET_SIZE not in args.sizes:
+        t.note(f"the {FLOOR_TARGET_RATIO:g}x target applies at {FLOOR_TARGET_SIZE:,} snapshots, not run here")
+    t.note(
+        "floor: a separate Python process that reads and json.loads snapshots.json and lists "
+        "snapshot/localfile/ once with os.scandir (+ is_dir per entry); same interpreter, same measurement"
+    )
+    t.note("wall time includes interpreter start-up for both; peak RSS is the child's ru_maxrss (os.wait4)")
+    return t
+
+
+def table_doctor(args: argparse.Namespace) -> Table:
+    t = Table(
+        "2. `cocoond check` vs the doctor-style bash + jq loop",
+        ["snapshots", "doctor (bash + jq)", "jq calls", f"check (best of {args.repeat})", "speed-up"],
+    )
+    for n in args.doctor_sizes:
+        try:
+            tree = get_tree(args.workdir, n, args.images, args.seed, args.fresh and n not in args.sizes)
+        except (OSError, RuntimeError) as e:
+            t.add(f"{n:,}", f"ERROR (note {t.note(f'{n:,}: tree: {e}')})")
+            continue
+        log(f"doctor vs check at {n:,} (about {n * 0.025:.0f} s of jq) ...")
+        doctor = measure_doctor(args.workdir, tree.root)
+        check = measure_check(args.cocoond, tree.root, args.repeat)
+        d = (
+            fmt_s(doctor.wall)
+            if doctor.ok
+            else f"ERROR (note {t.note(f'{n:,} doctor: {check_error(doctor)}')})"
+        )
+        c = fmt_s(check.wall) if check.ok else f"ERROR (note {t.note(f'{n:,} check: {check_error(check)}')})"
+        speed = f"{doctor.wall / check.wall:.0f}x" if doctor.ok and check.ok else "—"
+        t.add(f"{n:,}", d, f"{n + 1:,}", c, speed)
+    t.note(
+        "doctor: for each dir in snapshot/localfile/, `jq -e --arg id ID '.snapshots[$id] != null'`; "
+        "then one jq listing committed record IDs and `[ -d ]` for each (bench/measure.py DOCTOR_SCRIPT); "
+        "run once"
+    )
+    return t
+
+
+# ------------------------------------------------------------------ tables 3, 4
+def idle_text(r: DaemonResult) -> tuple[str, bool | None]:
+    if r.idle_cpu_s is None or not r.idle_window_s:
+        return "—", None
+    per60 = r.idle_cpu_s * 60 / r.idle_window_s
+    window = round(r.idle_window_s)
+    if window >= 59:
+        return f"{r.idle_cpu_s:.3f} s in {window} s", per60 < IDLE_TARGET_S_PER_60
+    return f"{r.idle_cpu_s:.3f} s in {window} s (≈{per60:.3f} s/60 s)", per60 < IDLE_TARGET_S_PER_60
+
+
+def lat_text(values: list[float]) -> str:
+    if not values:
+        return "—"
+    return (
+        f"p50 {fmt_s(percentile(values, 50))}, p99 {fmt_s(percentile(values, 99))}, "
+        f"max {fmt_s(max(values))} (n={len(values)})"
+    )
+
+
+def table_daemon_detail(r: DaemonResult, events_per_kind: int) -> Table:
+    t = Table(
+        f"3. `cocoond run` at {r.snapshots:,} snapshots (settle {SETTLE_SECONDS:g} s, debounce 0.05 s)",
+        ["measure", "value", "target", "ok"],
+    )
+    if r.ready_s is None:  # never got going: one row, the reason in a note
+        t.add("cocoond run", f"ERROR (note {t.note(r.error or 'no READY=1')})")
+        return t
+    lat = r.latencies
+    p99 = percentile(lat, 99) if lat else None
+    hwm_ok = None if r.hwm_kib is None else r.hwm_kib < RSS_TARGET_KIB
+    idle, idle_ok = idle_text(r)
+    t.add("time to READY=1 (spawn -> datagram)", fmt_s(r.ready_s))
+    t.add(
+        "  initial index.loaded duration_ms",
+        "—" if r.initial_load_ms is None else f"{r.initial_load_ms:.0f} ms",
+    )
+    t.add(
+        f"DB rewrite absorbed (mtime -> index.loaded line), median of {len(r.absorb_s)}",
+        fmt_s(percentile(r.absorb_s, 50)) if r.absorb_s else "—",
+    )
+    t.add(
+        "  same, by the line's own timestamp",
+        fmt_s(percentile(r.absorb_ts_s, 50)) if r.absorb_ts_s else "—",
+    )
+    t.add(
+        "  index.loaded duration_ms (reload)",
+        f"{percentile(r.absorb_duration_ms, 50):.0f} ms" if r.absorb_duration_ms else "—",
+    )
+    t.add(
+        f"event latency, all {r.events_expected} events (arrival - fs op - settle)",
+        lat_text(lat),
+        f"p99 < {fmt_s(P99_TARGET_S)}",
+        mark(None if p99 is None else p99 < P99_TARGET_S),
+    )
+    t.add("  data dir removed -> finding.opened missing_data_dir", lat_text(r.latency_missing))
+    t.add("  orphan dir created -> finding.opened orphan_data_dir", lat_text(r.latency_orphan))
+    t.add("  all events, by the lines' own timestamps", lat_text(r.latency_ts))
+    t.add("  from the batch's last fs op (the daemon's own reaction)", lat_text(r.latency_after_burst))
+    t.add("tree restored -> finding.resolved (no settle subtracted)", lat_text(r.resolve_s))
+    t.add("RSS after READY / peak so far (VmHWM)", f"{fmt_mib(r.rss_ready_kib)} / {fmt_mib(r.hwm_ready_kib)}")
+    t.add(
+        "RSS after the events",
+        fmt_mib(r.rss_events_kib),
+        "< 200 MiB",
+        mark(None if r.rss_events_kib is None else r.rss_events_kib < RSS_TARGET_KIB),
+    )
+    t.add(
+        "RSS at the end / peak over the run (VmHWM)",
+        f"{fmt_mib(r.rss_end_kib)} / {fmt_mib(r.hwm_kib)}",
+        "peak < 200 MiB",
+        mark(hwm_ok),
+    )
+    t.add("CPU while idle (utime+stime)", idle, "< 0.1 s / 60 s", mark(idle_ok))
+    if r.idle_lines:
+        t.add("  log lines while idle", ", ".join(f"{k} x{v}" for k, v in sorted(r.idle_lines.items())))
+    t.add(
+        "SIGTERM -> exit (exit code)",
+        "—" if r.exit_s is None else f"{fmt_s(r.exit_s)} (code {r.exit_code})",
+        "code 0",
+        mark(None if r.exit_code is None else r.exit_code == 0),
+    )
+    if r.error:
+        t.note(f"ERROR: {r.error}")
+    for n in r.notes:
+        t.note(n)
+    if r.line_counts:
+        t.note("log lines seen: " + ", ".join(f"{k} x{v}" for k, v in sorted(r.line_counts.items())))
+    t.note(
+        f"events: {events_per_kind} data-dir removals and {events_per_kind} orphan creations, interleaved, "
+        "in bursts of 10 (5 ms apart); the next burst starts once every finding of the last has opened. "
+        "cocoond holds data-dir findings until snapshot/ has been quiet for settle_seconds (at most 10x "
+        "settle), so an event's latency includes the rest of its burst"
+    )
+    t.note("DB rewrite: the same DB written back with cocoonsim.atomic_write_json under cocoon's lock")
+    return t
+
+
+def table_growth(results: list[DaemonResult]) -> Table:
+    t = Table(
+        "4. `cocoond run` growth (an event should cost the same at every size; a DB rewrite grows with it)",
+        ["snapshots", "READY", "DB rewrite absorbed", "event p50", "event p99", "RSS (peak)", "idle CPU"],
+    )
+    for r in results:
+        if r.error and r.ready_s is None:
+            t.add(f"{r.snapshots:,}", f"ERROR (note {t.note(f'{r.snapshots:,}: {r.error}')})")
+            continue
+        lat = r.latencies
+        idle, _ = idle_text(r)
+        t.add(
+            f"{r.snapshots:,}",
+            fmt_s(r.ready_s),
+            fmt_s(percentile(r.absorb_s, 50)) if r.absorb_s else "—",
+            fmt_s(percentile(lat, 50)) if lat else "—",
+            fmt_s(percentile(lat, 99)) if lat else "—",
+            f"{fmt_mib(r.rss_events_kib)} ({fmt_mib(r.hwm_kib)})",
+            idle,
+        )
+        if r.error:
+            t.note(f"{r.snapshots:,}: {r.error}")
+    windows = sorted({round(r.idle_window_s) for r in results if r.idle_window_s})
+    if windows:
+        which = (
+            f"a {windows[0]} s window at every size"
+            if len(windows) == 1
+            else f"{windows[-1]} s at the largest size, {windows[0]} s at the others"
+        )
+        t.note(
+            f"idle CPU: {which}; shorter windows are also shown scaled to 60 s; "
+            f"/proc counts CPU in ticks of {1000 // CLK_TCK} ms"
+        )
+    return t
+
+
+# ------------------------------------------------------------------------ main
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.sizes is None:
+        args.sizes = [1000, 10000] if args.quick else [1000, 10000, 100_000]
+    events = args.events if args.events is not None else (20 if args.quick else 100)
+    long_idle = args.idle_seconds if args.idle_seconds is not None else (10.0 if args.quick else 60.0)
+    args.workdir = args.workdir.resolve()
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    md = args.markdown
+
+    version = cocoond_version(args.cocoond)
+    out: list[str] = [machine_header(version, md)]
+
+    def emit(block: str) -> None:
+        out.append(block)
+        print(block + "\n", flush=True)
+
+    print(out[0] + "\n", flush=True)
+
+    trees: dict[int, Tree | str] = {}
+    for n in args.sizes:
+        try:
+            trees[n] = get_tree(args.workdir, n, args.images, args.seed, args.fresh)
+        except (OSError, RuntimeError) as e:
+            log(f"tree at {n:,}: {e}")
+            trees[n] = str(e)
+
+    emit(table_check_vs_floor(args, trees).render(md))
+    emit(table_doctor(args).render(md))
+
+    if not args.skip_daemon:
+        results: list[DaemonResult] = []
+        largest = max(args.sizes)
+        for n in args.sizes:
+            tree = trees[n]
+            if isinstance(tree, str):
+                results.append(DaemonResult(n, error=f"tree: {tree}"))
+                continue
+            idle = long_idle if n == largest else min(10.0, long_idle)
+            log(f"daemon at {n:,}: {events} + {events} events, {idle:.0f} s idle ...")
+            r = bench_daemon(args.cocoond, tree, args.workdir, events, idle, seed=args.seed)
+            if r.error:
+                log(f"daemon at {n:,}: {r.error}")
+            results.append(r)
+        emit(table_daemon_detail(results[-1], events).render(md))
+        emit(table_growth(results).render(md))
+
+    log(f"done in {time.monotonic() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,186 @@
+"""Benchmark trees: built with ../shared/cocoonsim.py, cached under the work dir.
+
+A tree is keyed by (snapshots, images, seed) and lives at
+``WORKDIR/trees/s<N>-i<I>-seed<S>/root``. ``meta.json`` beside ``root`` is written
+only once populate has finished, so an interrupted build is never reused. Records
+store their data dir as an absolute path, which is why a tree is built in place
+and never moved or copied.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+SIM_PATH = Path(__file__).resolve().parents[2] / "shared" / "cocoonsim.py"
+
+_sim: ModuleType | None = None
+
+
+def sim() -> ModuleType:
+    """cocoonsim, imported from ../shared (never copied)."""
+    global _sim
+    if _sim is None:
+        if not SIM_PATH.is_file():
+            raise RuntimeError(f"cocoonsim not found at {SIM_PATH}")
+        spec = importlib.util.spec_from_file_location("cocoonsim", SIM_PATH)
+        if spec is None or spec.loader is None:
+            raise RuntimeError(f"cannot import {SIM_PATH}")
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules["cocoonsim"] = mod
+        spec.loader.exec_module(mod)
+        _sim = mod
+    return _sim
+
+
+def log(msg: str) -> None:
+    """Progress goes to stderr, so stdout holds only the tables."""
+    print(f"[bench] {msg}", file=sys.stderr, flush=True)
+
+
+@dataclass
+class Tree:
+    snapshots: int
+    images: int
+    seed: int
+    base: Path  # WORKDIR/trees/<key>
+
+    @property
+    def root(self) -> Path:
+        return self.base / "root"
+
+    @property
+    def meta(self) -> Path:
+        return self.base / "meta.json"
+
+    @property
+    def db_file(self) -> Path:
+        return self.root / "snapshot" / "db" / "snapshots.json"
+
+    @property
+    def localfile(self) -> Path:
+        return self.root / "snapshot" / "localfile"
+
+    def data_dir(self, sid: str) -> Path:
+        return self.localfile / sid
+
+    def load_db(self) -> dict[str, Any]:
+        with open(self.db_file, "rb") as f:
+            db: dict[str, Any] = json.loads(f.read())
+        return db
+
+
+def tree_key(snapshots: int, images: int, seed: int) -> str:
+    return f"s{snapshots}-i{images}-seed{seed}"
+
+
+def inconsistency(tree: Tree) -> str | None:
+    """A stdlib check that the cached tree is still what populate made: every
+    committed record has its data dir (at the recorded path), every data dir has
+    a record, nothing pending, the expected count. None when consistent."""
+    try:
+        db = tree.load_db()
+    except (OSError, ValueError) as e:
+        return f"snapshot DB unreadable: {e}"
+    recs = db.get("snapshots") or {}
+    if len(recs) != tree.snapshots:
+        return f"{len(recs)} records, expected {tree.snapshots}"
+    try:
+        with os.scandir(tree.localfile) as it:
+            dirs = {e.name for e in it if e.is_dir()}
+    except OSError as e:
+        return f"cannot list {tree.localfile}: {e}"
+    for sid, rec in recs.items():
+        if rec.get("pending"):
+            return f"record {sid} is pending"
+        if rec.get("data_dir") != str(tree.data_dir(sid)):
+            return f"record {sid} data_dir {rec.get('data_dir')!r} is not under this tree"
+    missing = len(set(recs) - dirs)
+    orphans = len(dirs - set(recs))
+    if missing or orphans:
+        return f"{missing} missing data dirs, {orphans} orphan data dirs"
+    return None
+
+
+def populate(tree: Tree) -> float:
+    """Build the tree with `cocoonsim.py ROOT populate` (a separate process, as
+    cocoon is one). Returns the seconds it took."""
+    if tree.base.exists():
+        shutil.rmtree(tree.base)
+    tree.base.mkdir(parents=True)
+    t0 = time.perf_counter()
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(SIM_PATH),
+            str(tree.root),
+            "populate",
+            "--snapshots",
+            str(tree.snapshots),
+            "--images",
+            str(tree.images),
+            "--seed",
+            str(tree.seed),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    took = time.perf_counter() - t0
+    if done.returncode != 0:
+        raise RuntimeError(
+            f"cocoonsim populate failed (exit {done.returncode}): {done.stderr.strip()[-800:]}"
+        )
+    tree.meta.write_text(
+        json.dumps(
+            {
+                "snapshots": tree.snapshots,
+                "images": tree.images,
+                "seed": tree.seed,
+                "populate_seconds": round(took, 3),
+                "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            }
+        )
+        + "\n"
+    )
+    return took
+
+
+def get_tree(workdir: Path, snapshots: int, images: int, seed: int, fresh: bool = False) -> Tree:
+    """The cached tree for (snapshots, images, seed), built when absent,
+    incomplete, inconsistent, or when `fresh` is set."""
+    tree = Tree(snapshots, images, seed, workdir.resolve() / "trees" / tree_key(snapshots, images, seed))
+    if not fresh and tree.meta.is_file():
+        problem = inconsistency(tree)
+        if problem is None:
+            log(f"tree {tree.base.name}: cached")
+            return tree
+        log(f"tree {tree.base.name}: cached copy is inconsistent ({problem}); rebuilding")
+    log(f"tree {tree.base.name}: populating ...")
+    took = populate(tree)
+    log(f"tree {tree.base.name}: populated in {took:.1f} s")
+    problem = inconsistency(tree)
+    if problem is not None:
+        raise RuntimeError(f"freshly populated tree {tree.root} is inconsistent: {problem}")
+    return tree
+
+
+def restore(tree: Tree, removed: list[str], orphans: list[str]) -> None:
+    """Undo the daemon benchmark's damage: recreate removed data dirs, delete
+    orphan dirs. Idempotent."""
+    s = sim()
+    for sid in removed:
+        d = tree.data_dir(sid)
+        if not d.is_dir():
+            s.write_snapshot_files(str(d))
+    for sid in orphans:
+        shutil.rmtree(tree.data_dir(sid), ignore_errors=True)
