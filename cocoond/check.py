@@ -73,19 +73,19 @@ def run_check(paths: Paths, *, pending_stale_seconds: float, temp_stale_seconds:
         os.listdir(root)
     except OSError as exc:
         raise RootUnreadable(f"{root}: cannot read: {exc.strerror or exc}") from None
-    lock_file = paths.snapshot_lock_file()
-    with shared_read_lock(lock_file, LOCK_WAIT_SECONDS) as held:
-        lock = "held" if held else ("busy" if lock_file.exists() else "absent")
-        try:
-            listing = scan(paths)
-        except ScanError as exc:
-            raise RootUnreadable(str(exc)) from None
     index = Reconciler(
         root,
         pending_stale_seconds=pending_stale_seconds,
         temp_stale_seconds=temp_stale_seconds,
         root_aliases=root_aliases(root),
     )
+    lock_file = paths.snapshot_lock_file()
+    with shared_read_lock(lock_file, LOCK_WAIT_SECONDS) as held:
+        lock = "held" if held else ("busy" if lock_file.exists() else "absent")
+        try:
+            listing = scan(paths, index=index)
+        except ScanError as exc:
+            raise RootUnreadable(str(exc)) from None
     index.apply_listing(listing)
     index.evaluate(time.time())
     found = with_sizes(root, index.findings())

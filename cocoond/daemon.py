@@ -251,7 +251,7 @@ class Daemon:
         if not force and ident is not None and ident == self._db_id:
             return None
         started = self.clock()
-        db = read_snapshot_db(self.paths)
+        db = read_snapshot_db(self.paths, self.index)
         self._db_id = ident
         self.index.set_snapshot_db(db)
         del db

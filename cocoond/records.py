@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import gc
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from cocoond.errors import DBError
 from cocoond.gojson import GO_ZERO_TIME, dumps_go, format_rfc3339, loads_go, parse_rfc3339, zero_time
+from cocoond.memory import own
 
 # The seed's struct fields, in cocoon's order (its record type embeds the VM
 # config first). New records are written in this order.
@@ -44,6 +45,7 @@ _INT_FIELDS = ("cpu", "memory", "storage", "nics")
 # Key orders repeat across 100k records; sharing one tuple per distinct order
 # keeps the per-record cost to a pointer.
 _ORDERS: dict[tuple[str, ...], tuple[str, ...]] = {}
+R = TypeVar("R")
 # Blob hexes repeat too (a few images, many snapshots).
 _HEXES: dict[str, str] = {}
 
@@ -172,7 +174,13 @@ def _type_name(value: Any) -> str:
     return "object"
 
 
-def _record_from_json(path: str, key: str, obj: dict[str, Any]) -> SnapshotRecord:
+#: A record's fields after Go's decoding rules, in this order: id, name,
+#: description, image, data_dir, cpu, memory, storage, nics, pending,
+#: image_blob_ids, created_at, created_at text (None when absent).
+RecordFields = tuple[str, str, str, str, str, int, int, int, int, bool, set[str], datetime, str | None]
+
+
+def check_record(path: str, key: str, obj: dict[str, Any]) -> RecordFields:
     """Decode one record with Go's rules: null leaves the zero value, any
     other wrong type fails the whole DB (json.Unmarshal does). Written for
     speed: a 100k-record DB passes through here on every rewrite."""
@@ -211,23 +219,42 @@ def _record_from_json(path: str, key: str, obj: dict[str, Any]) -> SnapshotRecor
             created_at = parse_rfc3339(text)
         except ValueError:
             raise DBError(path, f"snapshots[{key!r}].created_at: not an RFC 3339 time: {text!r}") from None
+    return (
+        sid or "",
+        name or "",
+        desc or "",
+        image or "",
+        ddir or "",
+        cpu or 0,
+        memory or 0,
+        storage or 0,
+        nics or 0,
+        pending is True,
+        blobs,
+        created_at,
+        text,
+    )
+
+
+def _record(key: str, fields: RecordFields, obj: dict[str, Any]) -> SnapshotRecord:
+    sid, name, desc, image, ddir, cpu, memory, storage, nics, pending, blobs, created_at, text = fields
     order = tuple(obj)
     order = _ORDERS.setdefault(order, order)
     unknown = obj.keys() - _KNOWN
     extra = {k: obj[k] for k in unknown} if unknown else {}
     return SnapshotRecord(
-        sid or "",
-        name or "",
-        desc or "",
-        image or "",
+        sid,
+        name,
+        desc,
+        image,
         blobs,
-        cpu or 0,
-        memory or 0,
-        storage or 0,
-        nics or 0,
+        cpu,
+        memory,
+        storage,
+        nics,
         created_at,
-        pending is True,
-        ddir or "",
+        pending,
+        ddir,
         extra,
         text,
         order,
@@ -250,10 +277,70 @@ def _raise_type_error(path: str, key: str, obj: dict[str, Any]) -> None:
             raise DBError(path, f"snapshots[{key!r}].{name}: expected {label}, got {_type_name(value)}")
 
 
+@dataclass(slots=True)
+class DecodedDB(Generic[R]):
+    """snapshots.json decoded, with each record made by the caller's
+    function: SnapshotRecord for the API, something smaller for an index."""
+
+    records: dict[str, R]
+    null_ids: set[str]
+    names: dict[str, str]
+    extra: dict[str, Any]
+    key_order: tuple[str, ...]
+
+
 def decode_snapshot_db(data: bytes, path: str | os.PathLike[str]) -> SnapshotDB:
     """Bytes of snapshots.json -> SnapshotDB, or DBError naming `path`."""
+    d = decode_records(data, path, _record)
+    return SnapshotDB(d.records, d.names, d.null_ids, d.extra, d.key_order)
+
+
+def decode_records(
+    data: bytes,
+    path: str | os.PathLike[str],
+    make: Callable[[str, RecordFields, dict[str, Any]], R],
+    *,
+    copy_keys: bool = False,
+) -> DecodedDB[R]:
+    """Decode and validate snapshots.json; `make(key, fields, raw)` builds
+    each (non-null) record. `copy_keys` for a long-lived index: see
+    memory.own. Raises DBError naming `path`."""
+    where = os.fspath(path)
     with no_gc():
-        return _decode(os.fspath(path), data)
+        top = loads_go(data, where)
+        if top is None:
+            top = {}  # Go unmarshals a bare `null` into an empty DB
+        if type(top) is not dict:
+            raise DBError(where, f"expected a JSON object at the top, got {_type_name(top)}")
+        raw_snaps = top.get("snapshots")
+        raw_names = top.get("names")
+        if raw_snaps is not None and type(raw_snaps) is not dict:
+            raise DBError(where, f'"snapshots": expected an object, got {_type_name(raw_snaps)}')
+        if raw_names is not None and type(raw_names) is not dict:
+            raise DBError(where, f'"names": expected an object, got {_type_name(raw_names)}')
+        records: dict[str, R] = {}
+        null_ids: set[str] = set()
+        for sid, obj in (raw_snaps or {}).items():
+            if obj is None:
+                null_ids.add(sid)
+            elif type(obj) is dict:
+                records[own(sid) if copy_keys else sid] = make(sid, check_record(where, sid, obj), obj)
+            else:
+                raise DBError(where, f"snapshots[{sid!r}]: expected an object, got {_type_name(obj)}")
+        names: dict[str, str] = {}
+        for name, sid in (raw_names or {}).items():
+            if sid is None:
+                sid = ""
+            elif type(sid) is not str:
+                raise DBError(where, f"names[{name!r}]: expected a string, got {_type_name(sid)}")
+            names[name] = sid
+        return DecodedDB(
+            records,
+            null_ids,
+            names,
+            {k: v for k, v in top.items() if k not in ("snapshots", "names")},
+            tuple(top),
+        )
 
 
 @contextmanager
@@ -268,40 +355,6 @@ def no_gc() -> Iterator[None]:
     finally:
         if collecting:
             gc.enable()
-
-
-def _decode(where: str, data: bytes) -> SnapshotDB:
-    top = loads_go(data, where)
-    if top is None:
-        top = {}  # Go unmarshals a bare `null` into an empty DB
-    if type(top) is not dict:
-        raise DBError(where, f"expected a JSON object at the top, got {_type_name(top)}")
-    raw_snaps = top.get("snapshots")
-    raw_names = top.get("names")
-    if raw_snaps is not None and type(raw_snaps) is not dict:
-        raise DBError(where, f'"snapshots": expected an object, got {_type_name(raw_snaps)}')
-    if raw_names is not None and type(raw_names) is not dict:
-        raise DBError(where, f'"names": expected an object, got {_type_name(raw_names)}')
-    db = SnapshotDB(
-        extra={k: v for k, v in top.items() if k not in ("snapshots", "names")},
-        key_order=tuple(top),
-    )
-    snapshots = db.snapshots
-    for sid, obj in (raw_snaps or {}).items():
-        if obj is None:
-            db.null_ids.add(sid)
-        elif type(obj) is dict:
-            snapshots[sid] = _record_from_json(where, sid, obj)
-        else:
-            raise DBError(where, f"snapshots[{sid!r}]: expected an object, got {_type_name(obj)}")
-    names = db.names
-    for name, sid in (raw_names or {}).items():
-        if sid is None:
-            sid = ""
-        elif type(sid) is not str:
-            raise DBError(where, f"names[{name!r}]: expected a string, got {_type_name(sid)}")
-        names[name] = sid
-    return db
 
 
 def _short(exc: BaseException) -> str:

@@ -16,7 +16,7 @@ from cocoond.dbfile import read_db_bytes
 from cocoond.errors import CocoondError, DBError
 from cocoond.memory import own
 from cocoond.paths import VM_BACKENDS, Paths
-from cocoond.reconcile import BlobFile, Listing
+from cocoond.reconcile import BlobFile, IndexedDB, Listing, Reconciler
 from cocoond.records import SnapshotDB, decode_snapshot_db
 from cocoond.refdbs import IMAGE_DB, decoder_for
 
@@ -37,11 +37,16 @@ class FileId:
     mtime_ns: int
 
 
-def read_snapshot_db(paths: Paths) -> SnapshotDB | DBError | None:
-    """snapshots.json, its error, or None when there is none yet."""
+def read_snapshot_db(
+    paths: Paths, index: Reconciler | None = None
+) -> SnapshotDB | IndexedDB | DBError | None:
+    """snapshots.json (decoded for `index` when given), its error, or None
+    when there is none yet."""
     path = str(paths.snapshot_db_file())
     try:
         data = read_db_bytes(path)
+        if index is not None:
+            return index.decode_db(data, path)
         return None if data is None else decode_snapshot_db(data, path)
     except DBError as exc:
         return exc
@@ -167,7 +172,7 @@ def list_temps(root: str) -> dict[str, float]:
     return out
 
 
-def scan(paths: Paths, *, include_db: bool = True) -> Listing:
+def scan(paths: Paths, *, include_db: bool = True, index: Reconciler | None = None) -> Listing:
     """One full pass over the tree (without snapshots.json if the caller
     reads that itself). Raises ScanError if a directory cannot be listed."""
     root = paths.root_dir
@@ -177,7 +182,7 @@ def scan(paths: Paths, *, include_db: bool = True) -> Listing:
         if refs is not None:
             ref_dbs[relpath] = refs
     return Listing(
-        snapshot_db=read_snapshot_db(paths) if include_db else None,
+        snapshot_db=read_snapshot_db(paths, index) if include_db else None,
         keep_db=not include_db,
         ref_dbs=ref_dbs,
         data_dirs=list_data_dirs(root),
