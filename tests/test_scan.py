@@ -11,9 +11,11 @@ from types import ModuleType
 
 import pytest
 
+from cocoond.dbfile import read_db_bytes
 from cocoond.errors import DBError
 from cocoond.paths import Paths
 from cocoond.reconcile import BlobFile
+from cocoond.records import SnapshotDB
 from cocoond.scan import (
     REF_DBS,
     blob_relpath_ok,
@@ -21,7 +23,6 @@ from cocoond.scan import (
     list_blobs,
     list_data_dirs,
     list_temps,
-    read_db_bytes,
     read_ref_db,
     read_snapshot_db,
     root_aliases,
@@ -228,7 +229,7 @@ def test_read_snapshot_db(sim: ModuleType, root: Path) -> None:
     assert read_snapshot_db(paths) is None  # no DB file yet
     sid = sim.create(str(root), name="web")
     db = read_snapshot_db(paths)
-    assert not isinstance(db, DBError) and db is not None
+    assert isinstance(db, SnapshotDB)
     assert set(db.snapshots) == {sid} and db.names == {"web": sid}
     sim.inject(str(root), "corrupt-db")
     err = read_snapshot_db(paths)
@@ -274,7 +275,7 @@ def test_scan_of_a_sim_tree(sim: ModuleType, root: Path) -> None:
         "cloudhypervisor/db/vms.json": frozenset({vm_hex}),
     }
     db = listing.snapshot_db
-    assert db is not None and not isinstance(db, DBError) and set(db.snapshots) == {sid}
+    assert isinstance(db, SnapshotDB) and set(db.snapshots) == {sid}
     assert listing.temps == {}
 
 
