@@ -82,6 +82,7 @@ class Daemon:
         self._burst_last = 0.0
         self._db_id: Any = None
         self._status = ""
+        self._due_at: dict[str, float] = {}  # when each periodic job runs next
 
     def _setup_root(self, config: Config) -> None:
         self.root = os.path.abspath(config.root_dir)
@@ -117,14 +118,14 @@ class Daemon:
 
     def _loop(self) -> None:
         now = self.clock()
-        timers = {
+        self._due_at = {
             "heartbeat": now + self.config.alerts.heartbeat_seconds,
             "rescan": now + self.config.watch.full_rescan_seconds,
             "watchdog": now,
         }
         while self._stop_signal is None:
             now = self.clock()
-            due = self._next_due(now, timers)
+            due = self._next_due(now)
             try:
                 item = self.queue.get(timeout=max(0.0, min(due - now, MAX_SLEEP)))
             except queue.Empty:
@@ -144,9 +145,9 @@ class Daemon:
             ):
                 self._process_burst()
             self._publish(self.lifecycle.tick(self.clock(), self._quiet_since))
-            self._timers(self.clock(), timers)
+            self._timers(self.clock())
 
-    def _next_due(self, now: float, timers: dict[str, float]) -> float:
+    def _next_due(self, now: float) -> float:
         due = [now + MAX_SLEEP]
         if self._burst:
             due.append(
@@ -161,32 +162,32 @@ class Daemon:
         if (transition := self.index.next_transition(wall_now)) is not None:
             due.append(now + (transition - wall_now) + 0.01)
         if self.config.alerts.heartbeat_seconds > 0:
-            due.append(timers["heartbeat"])
+            due.append(self._due_at["heartbeat"])
         if self.config.watch.full_rescan_seconds > 0:
-            due.append(timers["rescan"])
+            due.append(self._due_at["rescan"])
         if self.notifier.watchdog_interval() is not None:
-            due.append(timers["watchdog"])
+            due.append(self._due_at["watchdog"])
         return min(due)
 
-    def _timers(self, now: float, timers: dict[str, float]) -> None:
+    def _timers(self, now: float) -> None:
         # Time alone can change findings: pending records go stale, temp files age.
         self._feed_lifecycle()
-        if (interval := self.notifier.watchdog_interval()) is not None and now >= timers["watchdog"]:
+        if (interval := self.notifier.watchdog_interval()) is not None and now >= self._due_at["watchdog"]:
             self.notifier.watchdog()
-            timers["watchdog"] = now + interval
+            self._due_at["watchdog"] = now + interval
         heartbeat = self.config.alerts.heartbeat_seconds
-        if heartbeat > 0 and now >= timers["heartbeat"]:
+        if heartbeat > 0 and now >= self._due_at["heartbeat"]:
             self.log.info(
                 "daemon.heartbeat",
                 open=self.lifecycle.open_counts(),
                 snapshots=self.index.snapshot_count,
                 blobs=self.index.blob_count,
             )
-            timers["heartbeat"] = now + heartbeat
+            self._due_at["heartbeat"] = now + heartbeat
         rescan = self.config.watch.full_rescan_seconds
-        if rescan > 0 and now >= timers["rescan"]:
+        if rescan > 0 and now >= self._due_at["rescan"]:
             self._rescan("timer")
-            timers["rescan"] = self.clock() + rescan
+            self._due_at["rescan"] = self.clock() + rescan
         self._update_status()
 
     # ---------------------------------------------------------------- input
@@ -353,9 +354,20 @@ class Daemon:
             self.log.error("config.reload_failed", error=str(exc), config=self.config_path)
             self.notifier.ready(self._status_line())
             return
-        self.config = new
+        old, self.config = self.config, new
+        # Logged before the new level applies: a reload to level "warning"
+        # must still leave a trace of itself.
+        self.log.info("config.reloaded", config=self.config_path, root=os.path.abspath(new.root_dir))
         self.log = configure(new.log.format, new.log.level)
-        self.lifecycle.reconfigure(new.watch.settle_seconds, new.alerts.reminder_seconds)
+        now = self.clock()
+        self.lifecycle.reconfigure(new.watch.settle_seconds, new.alerts.reminder_seconds, now)
+        for job, before, after in (
+            ("heartbeat", old.alerts.heartbeat_seconds, new.alerts.heartbeat_seconds),
+            ("rescan", old.watch.full_rescan_seconds, new.watch.full_rescan_seconds),
+        ):
+            if after != before and after > 0:
+                # A shorter interval takes effect now, not after the old one runs out.
+                self._due_at[job] = min(self._due_at[job], now + after) if before > 0 else now + after
         self.index.pending_stale_seconds = new.thresholds.pending_stale_seconds
         self.index.temp_stale_seconds = new.thresholds.temp_stale_seconds
         if os.path.abspath(new.root_dir) != self.root:
@@ -364,7 +376,6 @@ class Daemon:
             self._setup_root(new)
             self._db_id = None
             self._arm_and_rescan("root_changed", also=self.lifecycle.tracked_keys())
-        self.log.info("config.reloaded", config=self.config_path, root=self.root)
         self.notifier.ready(self._status_line())
 
 

@@ -114,11 +114,20 @@ class Lifecycle:
         times = [heap[0][0] for heap in (self._due, self._reminders) if heap]
         return min(times, default=None)
 
-    def reconfigure(self, settle: float, reminder: float) -> None:
-        """New settings (SIGHUP). Reminders already scheduled keep their
-        time; the next one after that uses the new interval."""
+    def reconfigure(self, settle: float, reminder: float, now: float) -> None:
+        """New settings (SIGHUP). An open finding's next reminder moves
+        earlier if the new interval says so (or starts, if reminders were
+        off), and stops if reminders are now off."""
         self.settle = settle
         self.reminder = reminder
+        for key, tracked in self._tracked.items():
+            if tracked.opened_at is None or tracked.finding.severity == "info":
+                continue
+            if reminder <= 0:
+                tracked.next_reminder = None
+            elif tracked.next_reminder is None or tracked.next_reminder > now + reminder:
+                tracked.next_reminder = now + reminder
+                heapq.heappush(self._reminders, (tracked.next_reminder, key))
 
     def open_counts(self) -> dict[str, int]:
         counts: dict[str, int] = dict.fromkeys(fk.SEVERITIES, 0)

@@ -1,0 +1,129 @@
+"""`cocoond run` and its root: one that appears after the start, one removed
+and recreated under it, and the promise that it only ever reads."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from tests.daemon_harness import Daemons, daemons_for, opened, resolved
+
+
+@pytest.fixture
+def daemons(tmp_path: Path) -> Iterator[Daemons]:
+    with daemons_for(tmp_path) as pool:
+        yield pool
+
+
+def test_root_created_after_start(daemons: Daemons, sim: ModuleType, root: Path) -> None:
+    assert not root.exists() and root.parent.is_dir()
+    daemon = daemons.start(root)
+    ready = daemon.wait_ready()
+    assert ready.fields.get("STATUS"), ready
+    assert daemon.proc.poll() is None
+
+    sim.init(str(root))
+    fault = sim.inject(str(root), "orphan-dir")
+    line = daemon.wait_for(opened("orphan_data_dir", fault["subject"]))
+    assert line["path"] == os.path.join(str(root), "snapshot", "localfile", fault["subject"]), line
+
+    # The watches follow the new tree: a later event, not only the rescan, is seen.
+    second = sim.inject(str(root), "missing-dir")
+    daemon.wait_for(opened("missing_data_dir", second["subject"]), since=line.index)
+
+
+def test_root_removed_and_recreated(daemons: Daemons, sim: ModuleType, root: Path) -> None:
+    sim.init(str(root))
+    daemon = daemons.start(root)
+    daemon.wait_ready()
+    first = sim.inject(str(root), "orphan-dir")
+    opened_first = daemon.wait_for(opened("orphan_data_dir", first["subject"]))
+
+    shutil.rmtree(root)
+    daemon.wait_for(resolved("orphan_data_dir", first["subject"]), since=opened_first.index)
+    sim.init(str(root))
+    second = sim.inject(str(root), "orphan-dir")
+    line = daemon.wait_for(opened("orphan_data_dir", second["subject"]), since=opened_first.index)
+
+    # And events in the recreated tree keep arriving.
+    third = sim.inject(str(root), "dangling-name")
+    daemon.wait_for(opened("dangling_name", third["subject"]), since=line.index)
+    assert daemon.proc.poll() is None
+    assert daemon.stop()[0] == 0
+
+
+def test_root_removed_and_recreated_at_once(daemons: Daemons, sim: ModuleType, root: Path) -> None:
+    """rmtree and init back to back (a restore from backup): the daemon must
+    end up watching the new tree, whichever state it saw in between."""
+    sim.init(str(root))
+    daemon = daemons.start(root)
+    daemon.wait_ready()
+    for _ in range(3):
+        shutil.rmtree(root)
+        sim.init(str(root))
+    mark = daemon.mark()
+    fault = sim.inject(str(root), "orphan-dir")
+    daemon.wait_for(opened("orphan_data_dir", fault["subject"]), since=mark)
+    fault = sim.inject(str(root), "missing-dir")
+    daemon.wait_for(opened("missing_data_dir", fault["subject"]), since=mark)
+
+
+def tree_state(root: Path) -> dict[str, tuple[int, int, int, bytes | None]]:
+    """Every path under (and including) root: mode, size, mtime_ns and the
+    bytes of regular files (a symlink's target)."""
+    state: dict[str, tuple[int, int, int, bytes | None]] = {}
+    for current, dirs, files in os.walk(root):
+        for name in [".", *dirs, *files]:
+            path = os.path.normpath(os.path.join(current, name))
+            st = os.lstat(path)
+            body: bytes | None = None
+            if stat.S_ISREG(st.st_mode):
+                with open(path, "rb") as f:
+                    body = f.read()
+            elif stat.S_ISLNK(st.st_mode):
+                body = os.fsencode(os.readlink(path))
+            state[os.path.relpath(path, root)] = (st.st_mode, st.st_size, st.st_mtime_ns, body)
+    return state
+
+
+def test_tree_is_byte_identical_after_a_run(daemons: Daemons, sim: ModuleType, root: Path) -> None:
+    sim.init(str(root))
+    sim.create(str(root), name="fine")
+    hex_ = sim.pull_image(str(root))
+    sim.create(str(root), blobs=[hex_])
+    for fault in (
+        "orphan-dir",
+        "missing-dir",
+        "missing-blob",
+        "dangling-name",
+        "stale-pending",
+        "fresh-pending",
+        "unreferenced-blob",
+    ):
+        sim.inject(str(root), fault)
+    stray = root / "cloudimg" / "temp" / ".tmp-deadbeef.qcow2"
+    stray.write_bytes(b"partial")
+    os.utime(stray, (1, 1))  # a download that died long ago: stale_temp
+    # Cocoon creates its lock files on first use; the daemon must not.
+    os.remove(sim.snapshot_lock(str(root)))
+    os.remove(sim.cloudimg_lock(str(root)))
+    before = tree_state(root)
+
+    daemon = daemons.start(root, overrides={"watch": {"full_rescan_seconds": 0.5}})
+    daemon.wait_ready()
+    daemon.wait_event("finding.opened", kind="orphan_data_dir")
+    daemon.wait_event("finding.opened", kind="stale_temp")
+    daemon.wait_event("watch.rescan", reason="timer")
+    rc, _ = daemon.stop()
+    assert rc == 0
+
+    after = tree_state(root)
+    assert not os.path.exists(sim.snapshot_lock(str(root)))
+    changed = {k for k in before.keys() | after.keys() if before.get(k) != after.get(k)}
+    assert changed == set(), {k: (before.get(k), after.get(k)) for k in sorted(changed)}
