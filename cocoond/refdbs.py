@@ -6,6 +6,7 @@ unreferenced."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from typing import Any
 
 from cocoond.errors import DBError
@@ -24,45 +25,41 @@ def _load_object(data: bytes, path: str) -> dict[str, Any]:
     return top
 
 
-def _table(top: dict[str, Any], key: str, path: str) -> dict[str, Any]:
-    table = top.get(key)
-    if table is None:
-        return {}
-    if type(table) is not dict:
-        raise DBError(path, f'"{key}": expected an object')
-    return table
+def _fields(data: bytes, path: str, table: str, field: str, kind: type) -> Iterator[tuple[str, Any]]:
+    """(entry key, value of `field`) for every entry of `top[table]` that
+    has it; null maps, entries and fields are skipped as Go skips them."""
+    top = _load_object(data, path)
+    entries = top.get(table)
+    if entries is None:
+        return
+    if type(entries) is not dict:
+        raise DBError(path, f'"{table}": expected an object')
+    for key, entry in entries.items():
+        if entry is None:
+            continue
+        if type(entry) is not dict:
+            raise DBError(path, f"{table}[{key!r}]: expected an object")
+        value = entry.get(field)
+        if value is None:
+            continue
+        if type(value) is not kind:
+            raise DBError(
+                path, f"{table}[{key!r}].{field}: expected {'a string' if kind is str else 'an object'}"
+            )
+        yield key, value
 
 
 def decode_image_refs(data: bytes, path: str) -> frozenset[str]:
     """Hexes named by `images[*].content_sum` ("sha256:<hex>")."""
-    refs: set[str] = set()
-    for ref, entry in _table(_load_object(data, path), "images", path).items():
-        if entry is None:
-            continue
-        if type(entry) is not dict:
-            raise DBError(path, f"images[{ref!r}]: expected an object")
-        digest = entry.get("content_sum")
-        if digest is None or digest == "":
-            continue
-        if type(digest) is not str:
-            raise DBError(path, f"images[{ref!r}].content_sum: expected a string")
-        refs.add(digest.rpartition(":")[2])
-    return frozenset(refs)
+    return frozenset(
+        digest.rpartition(":")[2] for _, digest in _fields(data, path, "images", "content_sum", str) if digest
+    )
 
 
 def decode_vm_refs(data: bytes, path: str) -> frozenset[str]:
     """Hexes named by `vms[*].image_blob_ids` (a Go set)."""
     refs: set[str] = set()
-    for vid, vm in _table(_load_object(data, path), "vms", path).items():
-        if vm is None:
-            continue
-        if type(vm) is not dict:
-            raise DBError(path, f"vms[{vid!r}]: expected an object")
-        blobs = vm.get("image_blob_ids")
-        if blobs is None:
-            continue
-        if type(blobs) is not dict:
-            raise DBError(path, f"vms[{vid!r}].image_blob_ids: expected an object")
+    for _, blobs in _fields(data, path, "vms", "image_blob_ids", dict):
         refs.update(blobs)
     return frozenset(refs)
 

@@ -18,14 +18,14 @@ from cocoond.memory import own
 from cocoond.paths import VM_BACKENDS, Paths
 from cocoond.reconcile import BlobFile, IndexedDB, Listing, Reconciler
 from cocoond.records import SnapshotDB, decode_snapshot_db
-from cocoond.refdbs import IMAGE_DB, decoder_for
+from cocoond.refdbs import IMAGE_DB, decoder_for, vm_db_relpaths
 
 #: Blob dirs under the root and the suffix a blob file has in each.
 BLOB_DIRS: tuple[tuple[str, str], ...] = (("cloudimg/blobs", ".qcow2"), ("oci/blobs", ".erofs"))
 #: Dirs whose `.tmp-*` files are writes or downloads in flight.
 TEMP_DIRS: tuple[str, ...] = ("snapshot/db", "cloudimg/temp")
 TEMP_PREFIX = ".tmp-"
-REF_DBS: tuple[str, ...] = (IMAGE_DB, *(f"{b}/db/vms.json" for b in VM_BACKENDS))
+REF_DBS: tuple[str, ...] = (IMAGE_DB, *vm_db_relpaths(VM_BACKENDS))
 
 
 @dataclass(frozen=True, slots=True)

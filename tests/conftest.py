@@ -17,6 +17,38 @@ if str(SHARED) not in sys.path:
 
 import cocoonsim  # noqa: E402
 
+# Written out from contract section 3, not imported from cocoond, so a
+# severity changed in the code without the contract fails the tests.
+CONTRACT_SEVERITY = {
+    "db_unreadable": "error",
+    "pending": "info",
+    "stale_pending": "warning",
+    "orphan_data_dir": "warning",
+    "missing_data_dir": "error",
+    "data_dir_mismatch": "warning",
+    "missing_blob": "error",
+    "unreferenced_blob": "info",
+    "dangling_name": "error",
+    "name_mismatch": "warning",
+    "stale_temp": "info",
+}
+#: Every fault `cocoonsim.py inject` knows.
+FAULTS = [
+    "orphan-dir",
+    "missing-dir",
+    "missing-blob",
+    "dangling-name",
+    "stale-pending",
+    "fresh-pending",
+    "unreferenced-blob",
+    "corrupt-db",
+]
+#: The seed's record fields (contract section 1); everything else is unknown.
+KNOWN_FIELDS = frozenset(
+    {"id", "name", "description", "image", "image_blob_ids", "cpu", "memory", "storage", "nics"}
+    | {"created_at", "pending", "data_dir"}
+)
+
 
 def run_sim(root: Path, *args: str) -> str:
     """cocoonsim as a separate process (as cocoon is); returns its stdout."""

@@ -19,35 +19,10 @@ from typing import Any
 import pytest
 
 from cocoond.cli import main
-from tests.conftest import run_sim
+from tests.conftest import CONTRACT_SEVERITY, FAULTS, run_sim
 
-# Written out from contract section 3, not imported, so a severity changed in
-# the code without the contract fails here.
-CONTRACT_SEVERITY = {
-    "db_unreadable": "error",
-    "pending": "info",
-    "stale_pending": "warning",
-    "orphan_data_dir": "warning",
-    "missing_data_dir": "error",
-    "data_dir_mismatch": "warning",
-    "missing_blob": "error",
-    "unreferenced_blob": "info",
-    "dangling_name": "error",
-    "name_mismatch": "warning",
-    "stale_temp": "info",
-}
 EXIT_FOR = {None: 0, "info": 0, "warning": 1, "error": 2}
 RANK = {"info": 0, "warning": 1, "error": 2}
-FAULTS = [
-    "orphan-dir",
-    "missing-dir",
-    "missing-blob",
-    "dangling-name",
-    "stale-pending",
-    "fresh-pending",
-    "unreferenced-blob",
-    "corrupt-db",
-]
 SNAPSHOT_DB = "snapshot/db/snapshots.json"
 
 

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from cocoond import check as check_module
-from tests.conftest import SIM
-from tests.test_check import FAULTS, check, check_human, keys
+from tests.conftest import FAULTS, SIM
+from tests.test_check import check, check_human, keys
 
 
 def tree_state(root: Path) -> dict[str, tuple[Any, ...]]:

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import CONTRACT_SEVERITY
 from tests.daemon_harness import (
     DaemonProcess,
     Daemons,
@@ -25,20 +26,6 @@ from tests.daemon_harness import (
     resolved,
 )
 
-#: Contract section 3: the severity (and so the log level) of each kind.
-SEVERITY = {
-    "db_unreadable": "error",
-    "pending": "info",
-    "stale_pending": "warning",
-    "orphan_data_dir": "warning",
-    "missing_data_dir": "error",
-    "data_dir_mismatch": "warning",
-    "missing_blob": "error",
-    "unreferenced_blob": "info",
-    "dangling_name": "error",
-    "name_mismatch": "warning",
-    "stale_temp": "info",
-}
 DB_SUBJECT = "snapshot/db/snapshots.json"
 
 
@@ -108,7 +95,7 @@ def test_fault_opens_and_repair_resolves(daemons: Daemons, sim: ModuleType, root
 
     expected = sim.inject(str(root), fault)
     kind, subject = expected["kind"], expected["subject"]
-    severity = SEVERITY[kind]
+    severity = CONTRACT_SEVERITY[kind]
     line = daemon.wait_for(opened(kind, subject), what=f"{kind} {subject} opened")
     assert line["level"] == severity, line
     assert line["severity"] == severity, line

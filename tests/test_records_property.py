@@ -12,21 +12,8 @@ from hypothesis import strategies as st
 
 from cocoond import SnapshotDB, SnapshotRecord
 from cocoond.records import decode_snapshot_db
+from tests.conftest import KNOWN_FIELDS
 
-KNOWN = {
-    "id",
-    "name",
-    "description",
-    "image",
-    "image_blob_ids",
-    "cpu",
-    "memory",
-    "storage",
-    "nics",
-    "created_at",
-    "pending",
-    "data_dir",
-}
 INT64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
 NONZERO_INT64 = INT64.filter(bool)
 
@@ -51,7 +38,7 @@ JSON_VALUES = st.recursive(
     lambda children: st.one_of(st.lists(children, max_size=3), st.dictionaries(TEXT, children, max_size=3)),
     max_leaves=8,
 )
-UNKNOWN_KEYS = st.dictionaries(TEXT.filter(lambda k: k not in KNOWN), JSON_VALUES, max_size=4)
+UNKNOWN_KEYS = st.dictionaries(TEXT.filter(lambda k: k not in KNOWN_FIELDS), JSON_VALUES, max_size=4)
 HEXES = st.text(alphabet="0123456789abcdef", min_size=64, max_size=64)
 
 

@@ -16,22 +16,8 @@ from typing import Any
 import pytest
 
 from cocoond import Paths, SnapshotDB
-from tests.conftest import run_sim
+from tests.conftest import KNOWN_FIELDS, run_sim
 
-KNOWN = {
-    "id",
-    "name",
-    "description",
-    "image",
-    "image_blob_ids",
-    "cpu",
-    "memory",
-    "storage",
-    "nics",
-    "created_at",
-    "pending",
-    "data_dir",
-}
 _TIME = re.compile(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d+))?(Z|([+-])(\d\d):(\d\d))")
 
 
@@ -69,7 +55,7 @@ def assert_matches_file(paths: Paths) -> tuple[dict[str, Any], SnapshotDB]:
             j.get(k, 0) for k in ("cpu", "memory", "storage", "nics")
         )
         assert rec.created_at == expected_instant(j["created_at"])
-        assert rec.extra == {k: v for k, v in j.items() if k not in KNOWN}
+        assert rec.extra == {k: v for k, v in j.items() if k not in KNOWN_FIELDS}
     return raw, db
 
 
