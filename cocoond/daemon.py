@@ -228,7 +228,7 @@ class Daemon:
             self.watcher.arm()
             self._rescan(None)
             return
-        loaded = self._load_db() if "db" in burst else None
+        loaded = self._load_db() if "db" in burst and self._db_changed(force=False) else None
         root = self.root
         for name in burst.get("data_dir", ()):
             self.index.set_data_dir(name, stat_data_dir(root, name))
@@ -242,20 +242,24 @@ class Daemon:
         self._feed_lifecycle()
 
     # ----------------------------------------------------------------- work
-    def _load_db(self, *, force: bool = False) -> float | None:
-        """Re-parse snapshots.json when it is a different file than last
-        time (a rename, an in-place write). Returns the seconds it took when
-        a good DB was loaded (the caller logs `index.loaded` once the rest
-        of the index is current too), else None."""
-        path = str(self.paths.snapshot_db_file())
-        ident = file_id(path)
+    def _db_changed(self, force: bool) -> bool:
+        """Is snapshots.json another file than the one last parsed (a
+        rename, an in-place write)? Records the new identity."""
+        ident = file_id(str(self.paths.snapshot_db_file()))
         if not force and ident is not None and ident == self._db_id:
-            return None
-        started = self.clock()
-        db = read_snapshot_db(self.paths, self.index)
+            return False
         self._db_id = ident
-        self.index.set_snapshot_db(db)
-        del db
+        return True
+
+    def _load_db(self) -> float | None:
+        """Re-parse snapshots.json into the index. Returns the seconds it
+        took when a good DB was loaded (the caller logs `index.loaded` once
+        the rest of the index is current too), else None."""
+        started = self.clock()
+        self.index.set_snapshot_db(read_snapshot_db(self.paths, self.index))
+        return self._loaded_since(started)
+
+    def _loaded_since(self, started: float) -> float | None:
         release_free_memory()
         if self.index.db_error is not None:
             return None  # db_unreadable opens through the lifecycle; the last good index stays
@@ -286,12 +290,21 @@ class Daemon:
         events missed. The DB is re-parsed only if it is another file."""
         if reason is not None:
             self.log.info("watch.rescan", reason=reason)
-        loaded = self._load_db(force=force_db)
+        started = self.clock()
+        reload = self._db_changed(force_db)
+        loaded = None
         try:
-            self.index.apply_listing(scan(self.paths, include_db=False))
+            listing = scan(self.paths, include_db=reload, index=self.index)
         except ScanError as exc:
             # Keep the index as it is rather than read an unlistable dir as empty.
             self.log.warning("watch.rescan", reason="scan_error", error=str(exc))
+            loaded = self._load_db() if reload else None
+        else:
+            # Dirs, blobs and the DB in one go: loading the DB against a
+            # stale dir listing would make (and drop) a finding per record.
+            self.index.apply_listing(listing)
+            del listing
+            loaded = self._loaded_since(started) if reload else None
         self._log_loaded(loaded)
         self._feed_lifecycle(also)
 
