@@ -42,11 +42,12 @@ from cocoond.scan import (
     stat_temp,
 )
 from cocoond.sdnotify import Notifier
-from cocoond.watch import Change, Watcher, classify
+from cocoond.watch import DAEMON_SIGNALS, Change, Watcher, classify
 
 #: Longest the loop sleeps when nothing is due: bounds the damage of a
-#: clock jump and keeps absurd config values (1e300 s) harmless.
-MAX_SLEEP = 60.0
+#: clock jump, keeps absurd config values (1e300 s) harmless, and is the
+#: backstop for a signal that still reached another thread.
+MAX_SLEEP = 5.0
 #: A burst of events is processed at the latest this long after it began,
 #: so continuous activity cannot postpone processing forever.
 MAX_DEBOUNCE = 1.0
@@ -97,9 +98,7 @@ class Daemon:
 
     # ------------------------------------------------------------ main loop
     def run(self) -> int:
-        previous = {
-            sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
-        }
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in DAEMON_SIGNALS}
         try:
             self.log.info("daemon.started", root=self.root, version=__version__, pid=os.getpid())
             self._arm_and_rescan(None)

@@ -98,12 +98,17 @@ def _go_escape(text: str) -> str:
     return text
 
 
-def loads_go(data: bytes, path: str) -> Any:
-    """JSON bytes as Go's decoder takes them: UTF-8 only (no BOM, no UTF-16
-    guessing as json.loads does), invalid sequences read as U+FFFD. Errors
-    become a DBError naming `path`."""
+def text_go(data: bytes) -> str:
+    """Bytes as Go's decoder reads them: UTF-8 only (no BOM, no UTF-16
+    guessing as json.loads does), invalid sequences read as U+FFFD."""
+    return data.decode("utf-8", "replace")
+
+
+def loads_go(data: bytes | str, path: str) -> Any:
+    """JSON as Go's decoder takes it (see text_go). Errors become a DBError
+    naming `path`."""
     try:
-        return json.loads(data.decode("utf-8", "replace"))
+        return json.loads(text_go(data) if isinstance(data, bytes) else data)
     except (ValueError, RecursionError) as exc:
         text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise DBError(path, f"not valid JSON ({text[:200]})") from None

@@ -185,10 +185,11 @@ class Reconciler:
                 self.set_blob(relpath, new)
         self.temps = dict(listing.temps)
 
-    def decode_db(self, data: bytes | None, path: str) -> IndexedDB | DBError | None:
-        """snapshots.json's bytes straight to this index's facts (None: no
-        file). Pure; skips the SnapshotRecord objects the API would build,
-        which halves the cost of a 100k-record load and its memory peak."""
+    def decode_db(self, data: bytes | str | None, path: str) -> IndexedDB | DBError | None:
+        """snapshots.json (bytes, or text already decoded by gojson.text_go)
+        straight to this index's facts (None: no file). Pure; skips the
+        SnapshotRecord objects the API would build, which halves the cost of
+        a 100k-record load and its memory peak."""
         if data is None:
             return None
         try:

@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 from cocoond.errors import DBError
-from cocoond.gojson import GO_ZERO_TIME, dumps_go, format_rfc3339, loads_go, parse_rfc3339, zero_time
+from cocoond.gojson import GO_ZERO_TIME, dumps_go, format_rfc3339, loads_go, parse_rfc3339, text_go, zero_time
 from cocoond.jsonwalk import JSONWalkError, scan_value, skip_ws, walk_object
 from cocoond.memory import own
 
@@ -297,7 +297,7 @@ def decode_snapshot_db(data: bytes, path: str | os.PathLike[str]) -> SnapshotDB:
 
 
 def decode_records(
-    data: bytes,
+    data: bytes | str,
     path: str | os.PathLike[str],
     make: Callable[[str, RecordFields, dict[str, Any]], R],
     *,
@@ -311,11 +311,11 @@ def decode_records(
     halves the memory peak of a load and costs no time. Same rules as
     json.loads (duplicate keys: the last wins) and as Go (UTF-8 only)."""
     where = os.fspath(path)
-    text = data.decode("utf-8", "replace")
+    text = text_go(data) if isinstance(data, bytes) else data
     start = skip_ws(text, 0)
     if not text.startswith("{", start):
         # Not an object: let the whole-document decoder say what it is.
-        top = loads_go(data, where)
+        top = loads_go(text, where)
         if top is not None:
             raise DBError(where, f"expected a JSON object at the top, got {_type_name(top)}")
         return DecodedDB({}, set(), {}, {}, ())  # Go unmarshals a bare `null` into an empty DB

@@ -10,9 +10,12 @@ reordered event costs latency, never correctness (the rescan catches it).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
+import signal
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,6 +51,9 @@ LEAF_DIRS: tuple[str, ...] = (
 #: Their parents (and the root): watched so that a directory created later
 #: is noticed without a restart.
 PARENT_DIRS: tuple[str, ...] = ("", "snapshot", "cloudimg", "oci", *VM_BACKENDS)
+
+#: The signals the daemon handles; only its main thread may receive them.
+DAEMON_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 _EVENTS = [
     DirCreatedEvent,
@@ -146,23 +152,25 @@ class Watcher:
         directories. Called at start, on a structure change and on rescans
         after trouble: re-arming is cheap (a dozen directories)."""
         self.disarm()
-        observer = InotifyObserver(timeout=1.0)
-        handler = _Forward(self._out)
-        watched: list[str] = []
         targets = [os.path.join(self.root, d) if d else self.root for d in (*PARENT_DIRS, *LEAF_DIRS)]
         if not os.path.isdir(self.root):
             targets = [_nearest_existing(self.root)]
-        for target in targets:
-            if not os.path.isdir(target):
-                continue
-            try:
-                observer.schedule(handler, target, recursive=False, event_filter=_EVENTS)
-            except OSError as exc:
-                self._out.put(("rescan", f"watch_error: {target}: {exc.strerror or exc}"))
-                continue
-            watched.append(target)
-        observer.daemon = True
-        observer.start()
+        handler = _Forward(self._out)
+        watched: list[str] = []
+        # The observer starts threads as soon as it is made, not only in start().
+        with _signals_blocked():
+            observer = InotifyObserver(timeout=1.0)
+            for target in targets:
+                if not os.path.isdir(target):
+                    continue
+                try:
+                    observer.schedule(handler, target, recursive=False, event_filter=_EVENTS)
+                except OSError as exc:
+                    self._out.put(("rescan", f"watch_error: {target}: {exc.strerror or exc}"))
+                    continue
+                watched.append(target)
+            observer.daemon = True
+            observer.start()
         self._observer = observer
         self.watched = watched
         return watched
@@ -176,6 +184,19 @@ class Watcher:
     def close(self) -> None:
         self.disarm()
         logging.getLogger("watchdog").removeHandler(self._trouble)
+
+
+@contextlib.contextmanager
+def _signals_blocked() -> Iterator[None]:
+    """Start threads with SIGTERM, SIGINT and SIGHUP blocked, so that they
+    inherit the mask and the kernel delivers those signals to the main
+    thread only. A signal delivered to a watchdog thread would not wake the
+    main thread's wait, and SIGTERM would sit unhandled until it timed out."""
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, DAEMON_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def _nearest_existing(path: str) -> str:
