@@ -385,60 +385,32 @@ def test_other_non_numbers_rejected(tmp_path: Path, literal: str) -> None:
     assert "alerts.heartbeat_seconds: expected a number of seconds" in msg
 
 
-def test_bad_log_format(tmp_path: Path) -> None:
-    msg = error_in(tmp_path, '[log]\nformat = "xml"\n')
-    assert msg.endswith("log.format: expected one of 'json', 'console', got 'xml'")
-
-
-def test_bad_log_level(tmp_path: Path) -> None:
-    msg = error_in(tmp_path, '[log]\nlevel = "verbose"\n')
-    assert "log.level: expected one of 'debug', 'info', 'warning', 'error', got 'verbose'" in msg
-
-
-def test_log_choice_is_case_sensitive(tmp_path: Path) -> None:
-    msg = error_in(tmp_path, '[log]\nlevel = "INFO"\n')
-    assert "log.level: expected one of" in msg
-
-
-def test_non_string_log_format(tmp_path: Path) -> None:
-    msg = error_in(tmp_path, "[log]\nformat = 1\n")
-    assert "log.format: expected one of 'json', 'console', got 1" in msg
-
-
-def test_table_given_as_scalar(tmp_path: Path) -> None:
-    msg = error_in(tmp_path, "watch = 3\n")
-    assert msg.endswith("watch: expected a table, got 3")
-
-
-@pytest.mark.parametrize("literal", ["[1, 2]", "'x'", "true"])
-def test_table_given_as_other_scalars(tmp_path: Path, literal: str) -> None:
-    msg = error_in(tmp_path, f"log = {literal}\n")
-    assert "log: expected a table" in msg
-
-
-def test_scalar_given_as_table(tmp_path: Path) -> None:
-    msg = error_in(tmp_path, "[watch.settle_seconds]\nx = 1\n")
-    assert "watch.settle_seconds: expected a number of seconds, got a table" in msg
-
-
-def test_root_dir_given_as_table(tmp_path: Path) -> None:
-    msg = error_in(tmp_path, "[root_dir]\npath = '/x'\n")
-    assert "root_dir: expected a non-empty string, got a table" in msg
-
-
-def test_root_dir_not_a_string(tmp_path: Path) -> None:
-    msg = error_in(tmp_path, "root_dir = 42\n")
-    assert msg.endswith("root_dir: expected a non-empty string, got 42")
-
-
-def test_root_dir_empty(tmp_path: Path) -> None:
-    msg = error_in(tmp_path, 'root_dir = ""\n')
-    assert "root_dir: must not be empty" in msg
-
-
-def test_root_dir_with_nul(tmp_path: Path) -> None:
-    msg = error_in(tmp_path, 'root_dir = "/data\\u0000x"\n')
-    assert "root_dir: must not contain a NUL" in msg
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[log]\nformat = "xml"\n', "log.format: expected one of 'json', 'console', got 'xml'"),
+        (
+            '[log]\nlevel = "verbose"\n',
+            "log.level: expected one of 'debug', 'info', 'warning', 'error', got 'verbose'",
+        ),
+        ('[log]\nlevel = "INFO"\n', "log.level: expected one of"),  # case-sensitive
+        ("[log]\nformat = 1\n", "log.format: expected one of 'json', 'console', got 1"),
+        ("watch = 3\n", "watch: expected a table, got 3"),
+        ("log = [1, 2]\n", "log: expected a table"),
+        ("log = 'x'\n", "log: expected a table"),
+        ("log = true\n", "log: expected a table"),
+        (
+            "[watch.settle_seconds]\nx = 1\n",
+            "watch.settle_seconds: expected a number of seconds, got a table",
+        ),
+        ("[root_dir]\npath = '/x'\n", "root_dir: expected a non-empty string, got a table"),
+        ("root_dir = 42\n", "root_dir: expected a non-empty string, got 42"),
+        ('root_dir = ""\n', "root_dir: must not be empty"),
+        ('root_dir = "/data\\u0000x"\n', "root_dir: must not contain a NUL"),
+    ],
+)
+def test_bad_values_name_the_key(tmp_path: Path, text: str, message: str) -> None:
+    assert message in error_in(tmp_path, text)
 
 
 def test_bad_file_root_is_an_error_even_with_root_argument(tmp_path: Path) -> None:
