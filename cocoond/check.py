@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 from cocoond import findings as fk
+from cocoond.errors import CocoondError
 from cocoond.findings import Finding
 from cocoond.locking import shared_read_lock
 from cocoond.output import json_line, printable
@@ -49,7 +50,7 @@ class CheckResult:
         }
 
 
-class RootUnreadable(Exception):
+class RootUnreadable(CocoondError):
     """The root is missing or cannot be listed: `check` cannot say anything."""
 
 
