@@ -102,7 +102,9 @@ class Daemon:
         try:
             self.log.info("daemon.started", root=self.root, version=__version__, pid=os.getpid())
             self._arm_and_rescan(None)
-            self.notifier.ready(self._status_line())
+            if not self.notifier.ready(self._status_line()) and self.notifier.last_error:
+                # Under systemd this start will time out; say why, once.
+                self.log.warning("daemon.notify_failed", error=self.notifier.last_error)
             self._loop()
             self.log.info("daemon.stopping", signal=self._stop_signal)
             self.notifier.stopping()

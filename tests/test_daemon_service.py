@@ -77,6 +77,19 @@ def test_no_watchdog_pings_without_watchdog_usec(daemons: Daemons, sim: ModuleTy
 
 
 # ------------------------------------------------------------------ signals
+def test_unreachable_notify_socket_is_logged_not_fatal(
+    daemons: Daemons, sim: ModuleType, root: Path, tmp_path: Path
+) -> None:
+    sim.init(str(root))
+    missing = tmp_path / "no-such-dir" / "notify"
+    daemon = daemons.start(root, notify=False, env={"NOTIFY_SOCKET": str(missing)})
+    line = daemon.wait_event("daemon.notify_failed")
+    assert line["level"] == "warning" and str(missing) in line["error"], line
+    fault = sim.inject(str(root), "orphan-dir")  # still watching
+    daemon.wait_for(opened("orphan_data_dir", fault["subject"]), since=line.index)
+    assert daemon.stop()[0] == 0
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_stop_signal_exits_zero_quickly(daemons: Daemons, sim: ModuleType, root: Path, signum: int) -> None:
     sim.init(str(root))
