@@ -138,6 +138,3 @@ class Lifecycle:
 
     def tracked_keys(self) -> set[Key]:
         return set(self._tracked)
-
-    def open_findings(self) -> list[Finding]:
-        return [t.finding for t in self._tracked.values() if t.opened_at is not None]

@@ -405,9 +405,4 @@ def no_gc() -> Iterator[None]:
             gc.enable()
 
 
-def _short(exc: BaseException) -> str:
-    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return text[:200]
-
-
 __all__ = ["GO_ZERO_TIME", "SnapshotDB", "SnapshotRecord", "decode_snapshot_db"]
