@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from cocoond.dbfile import read_db_bytes
 from cocoond.errors import CocoondError, DBError
 from cocoond.gojson import text_go
 from cocoond.memory import own
-from cocoond.paths import VM_BACKENDS, Paths
+from cocoond.paths import DEFAULT_ROOT_DIR, VM_BACKENDS, Paths, default_root
 from cocoond.reconcile import BlobFile, IndexedDB, Listing, Reconciler
 from cocoond.records import SnapshotDB, decode_snapshot_db
 from cocoond.refdbs import IMAGE_DB, decoder_for, vm_db_relpaths
@@ -222,7 +223,15 @@ def disk_usage(path: str) -> int:
     return total
 
 
-def root_aliases(root: str) -> tuple[str, ...]:
-    """Other spellings of the root a record's data_dir may use."""
+def root_aliases(root: str, others: Iterable[str] | None = None) -> tuple[str, ...]:
+    """Other spellings of the root a record's data_dir may use: its realpath,
+    and those of `others` that resolve to the same directory. `others`
+    defaults to where cocoon itself may think the root is ($COCOON_ROOT_DIR,
+    the default root), so a host where /data01 is a symlink and cocoond is
+    given the resolved path does not flag every record."""
+    here = os.path.abspath(root)
     real = os.path.realpath(root)
-    return (real,) if real != os.path.abspath(root) else ()
+    if others is None:
+        others = (default_root(), DEFAULT_ROOT_DIR)
+    found = {real} | {os.path.abspath(o) for o in others if o and os.path.realpath(o) == real}
+    return tuple(sorted(found - {here}))

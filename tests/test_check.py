@@ -795,3 +795,21 @@ def test_symlinked_root_accepts_data_dirs_written_through_the_real_path(
     link.symlink_to(real)
     rc, result = check(link, capsys)
     assert (rc, result["findings"]) == (0, [])
+
+
+def test_records_written_through_a_symlinked_root_match_the_real_one(
+    sim: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """cocoon runs at /data01/cocoon where /data01 is a symlink; cocoond is
+    given the resolved path. Its records' data_dir use cocoon's spelling."""
+    real = tmp_path / "disk" / "cocoon"
+    real.parent.mkdir()
+    link = tmp_path / "data01"
+    link.symlink_to(real.parent)
+    sim.create(str(link / "cocoon"), name="web")
+    monkeypatch.setenv("COCOON_ROOT_DIR", str(link / "cocoon"))
+    rc, out = check(real, capsys)
+    assert (rc, out["findings"]) == (0, []), out
+    monkeypatch.delenv("COCOON_ROOT_DIR")
+    rc, out = check(real, capsys)  # without a hint of cocoon's spelling, it cannot know
+    assert [f["kind"] for f in out["findings"]] == ["data_dir_mismatch"], out

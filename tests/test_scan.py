@@ -284,5 +284,7 @@ def test_root_aliases(tmp_path: Path) -> None:
     real.mkdir()
     link = tmp_path / "link"
     link.symlink_to(real)
-    assert root_aliases(str(real)) == ()
-    assert root_aliases(str(link)) == (str(real),)
+    assert root_aliases(str(real), ()) == ()
+    assert root_aliases(str(link), ()) == (str(real),)
+    # cocoon may live at the symlinked spelling while cocoond is given the real one
+    assert root_aliases(str(real), (str(link), str(tmp_path / "elsewhere"), "")) == (str(link),)
