@@ -304,45 +304,32 @@ def test_not_utf8(tmp_path: Path) -> None:
 # -- errors: keys
 
 
-def test_unknown_key_suggests_close_match(tmp_path: Path) -> None:
-    msg = error_in(tmp_path, "[watch]\nsetle_seconds = 2\n")
-    assert "unknown key 'watch.setle_seconds'" in msg
-    assert "did you mean 'watch.settle_seconds'?" in msg
-
-
-def test_key_in_wrong_table_suggests_right_one(tmp_path: Path) -> None:
-    msg = error_in(tmp_path, "[watch]\nheartbeat_seconds = 60\n")
-    assert "unknown key 'watch.heartbeat_seconds'" in msg
-    assert "did you mean 'alerts.heartbeat_seconds'?" in msg
-
-
-def test_unknown_top_level_key(tmp_path: Path) -> None:
-    msg = error_in(tmp_path, 'root_directory = "/x"\n')
-    assert "unknown key 'root_directory'" in msg
-    assert "did you mean 'root_dir'?" in msg
-
-
-def test_table_key_at_top_level_suggests_table(tmp_path: Path) -> None:
-    msg = error_in(tmp_path, "settle_seconds = 2\n")
-    assert "unknown key 'settle_seconds'" in msg
-    assert "did you mean 'watch.settle_seconds'?" in msg
-
-
-def test_unknown_key_without_close_match(tmp_path: Path) -> None:
-    msg = error_in(tmp_path, "[log]\nzzzzzz = 1\n")
-    assert "unknown key 'log.zzzzzz'" in msg
-    assert "did you mean" not in msg
-
-
-def test_unknown_table(tmp_path: Path) -> None:
-    msg = error_in(tmp_path, "[wach]\nsettle_seconds = 2\n")
-    assert "unknown table 'wach'" in msg
-    assert "did you mean 'watch'?" in msg
-
-
-def test_unknown_subtable(tmp_path: Path) -> None:
-    msg = error_in(tmp_path, "[log.extra]\nx = 1\n")
-    assert "unknown table 'log.extra'" in msg
+@pytest.mark.parametrize(
+    ("text", "named", "suggested"),
+    [
+        ("[watch]\nsetle_seconds = 2\n", "unknown key 'watch.setle_seconds'", "'watch.settle_seconds'"),
+        # a key in the wrong table, or at the top, is pointed to its table
+        (
+            "[watch]\nheartbeat_seconds = 60\n",
+            "unknown key 'watch.heartbeat_seconds'",
+            "'alerts.heartbeat_seconds'",
+        ),
+        ('root_directory = "/x"\n', "unknown key 'root_directory'", "'root_dir'"),
+        ("settle_seconds = 2\n", "unknown key 'settle_seconds'", "'watch.settle_seconds'"),
+        ("[log]\nzzzzzz = 1\n", "unknown key 'log.zzzzzz'", None),
+        ("[wach]\nsettle_seconds = 2\n", "unknown table 'wach'", "'watch'"),
+        ("[log.extra]\nx = 1\n", "unknown table 'log.extra'", ""),  # "" : suggestion not checked
+    ],
+)
+def test_unknown_names_are_named_with_a_suggestion(
+    tmp_path: Path, text: str, named: str, suggested: str | None
+) -> None:
+    msg = error_in(tmp_path, text)
+    assert named in msg
+    if suggested is None:
+        assert "did you mean" not in msg
+    elif suggested:
+        assert f"did you mean {suggested}?" in msg
 
 
 # -- errors: types and values
