@@ -43,15 +43,7 @@ CONTRACT_KEYS = {
     "log.format",
     "log.level",
 }
-DURATION_KEYS = [
-    "watch.debounce_seconds",
-    "watch.settle_seconds",
-    "watch.full_rescan_seconds",
-    "thresholds.pending_stale_seconds",
-    "thresholds.temp_stale_seconds",
-    "alerts.heartbeat_seconds",
-    "alerts.reminder_seconds",
-]
+DURATION_KEYS = sorted(k for k in CONTRACT_KEYS if k.endswith("_seconds"))
 
 
 def write(tmp_path: Path, text: str, name: str = "config.toml") -> Path:
