@@ -2,9 +2,9 @@
 disk disagree; also the Python form of cocoon's storage API."""
 
 from cocoond.errors import ConfigError, DBError, LockTimeout, SnapshotNotFound
-from cocoond.paths import DEFAULT_ROOT_DIR, Paths, snapshot_exists
-from cocoond.records import SnapshotDB, SnapshotRecord
-from cocoond.units import human_size
+from cocoond.storage.paths import DEFAULT_ROOT_DIR, Paths, snapshot_exists
+from cocoond.storage.records import SnapshotDB, SnapshotRecord
+from cocoond.storage.units import human_size
 
 __version__ = "0.1.0"
 

@@ -20,7 +20,7 @@ from datetime import date, datetime, time
 from typing import Any, Final
 
 from cocoond.errors import ConfigError
-from cocoond.paths import DEFAULT_ROOT_DIR, ROOT_ENV
+from cocoond.storage.paths import DEFAULT_ROOT_DIR, ROOT_ENV
 
 #: Values of `log.format`: one JSON object per line for journald and alert
 #: rules, or aligned text for a person at a terminal.

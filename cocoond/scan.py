@@ -8,19 +8,22 @@ a full pass.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import stat
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from cocoond.dbfile import read_db_bytes
+from cocoond.core import findings as fk
+from cocoond.core.findings import Finding
+from cocoond.core.reconcile import BlobFile, IndexedDB, Listing, Reconciler
 from cocoond.errors import CocoondError, DBError
-from cocoond.gojson import text_go
-from cocoond.memory import own
-from cocoond.paths import DEFAULT_ROOT_DIR, VM_BACKENDS, Paths, default_root
-from cocoond.reconcile import BlobFile, IndexedDB, Listing, Reconciler
-from cocoond.records import SnapshotDB, decode_snapshot_db
-from cocoond.refdbs import IMAGE_DB, decoder_for, vm_db_relpaths
+from cocoond.storage.dbfile import read_db_bytes
+from cocoond.storage.gojson import text_go
+from cocoond.storage.memory import own
+from cocoond.storage.paths import DEFAULT_ROOT_DIR, VM_BACKENDS, Paths, default_root
+from cocoond.storage.records import SnapshotDB, decode_snapshot_db
+from cocoond.storage.refdbs import IMAGE_DB, decoder_for, vm_db_relpaths
 
 #: Blob dirs under the root and the suffix a blob file has in each.
 BLOB_DIRS: tuple[tuple[str, str], ...] = (("cloudimg/blobs", ".qcow2"), ("oci/blobs", ".erofs"))
@@ -195,6 +198,17 @@ def scan(paths: Paths, *, include_db: bool = True, index: Reconciler | None = No
         blobs=list_blobs(root),
         temps=list_temps(root),
     )
+
+
+def with_sizes(root: str, found: list[Finding]) -> list[Finding]:
+    """Fill in `bytes` for orphan dirs: a walk per orphan, so only for the
+    few that are findings, never for the 100k healthy dirs."""
+    return [
+        dataclasses.replace(f, bytes=disk_usage(f.path))
+        if f.kind == fk.ORPHAN_DATA_DIR and f.bytes is None and f.path
+        else f
+        for f in found
+    ]
 
 
 def disk_usage(path: str) -> int:

@@ -149,7 +149,7 @@ class DaemonProcess:
         if self._notify_address:
             child_env["NOTIFY_SOCKET"] = self._notify_address
         child_env.update(env or {})
-        argv = [sys.executable, "-m", "cocoond.cli", "run", "--config", str(self.config_path)]
+        argv = [sys.executable, "-m", "cocoond", "run", "--config", str(self.config_path)]
         if pass_root:
             argv += ["--root", str(root)]
         self.argv = argv

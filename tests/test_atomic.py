@@ -16,7 +16,7 @@ import pytest
 
 import cocoond
 from cocoond import Paths, SnapshotDB, SnapshotRecord
-from cocoond.atomic import atomic_write
+from cocoond.storage.atomic import atomic_write
 
 REAL_RENAME = os.rename
 REAL_FSYNC = os.fsync
@@ -92,8 +92,8 @@ def test_write_sequence_is_fsync_rename_fsync_dir(tree: Paths, monkeypatch: pyte
         events.append(("rename", os.fspath(src), os.fspath(dst)))
         REAL_RENAME(src, dst)
 
-    monkeypatch.setattr("cocoond.atomic.os.fsync", fsync)
-    monkeypatch.setattr("cocoond.atomic.os.rename", rename)
+    monkeypatch.setattr("cocoond.storage.atomic.os.fsync", fsync)
+    monkeypatch.setattr("cocoond.storage.atomic.os.rename", rename)
     tree.write_snapshot_db(changed(tree))
     monkeypatch.undo()
 
@@ -111,7 +111,7 @@ def test_short_os_writes_still_write_everything(tree: Paths, monkeypatch: pytest
         return REAL_WRITE(fd, bytes(data[:7]))
 
     db = changed(tree)
-    monkeypatch.setattr("cocoond.atomic.os.write", write)
+    monkeypatch.setattr("cocoond.storage.atomic.os.write", write)
     tree.write_snapshot_db(db)
     monkeypatch.undo()
     assert tree.snapshot_db_file().read_bytes() == db.encode()
@@ -165,7 +165,7 @@ def test_failed_write_leaves_db_and_dir_untouched(
     entries = db_dir_entries(tree)
     db = changed(tree)
 
-    monkeypatch.setattr(f"cocoond.atomic.os.{name}", replacement)
+    monkeypatch.setattr(f"cocoond.storage.atomic.os.{name}", replacement)
     with pytest.raises(exc):
         tree.write_snapshot_db(db)
     monkeypatch.undo()
@@ -186,7 +186,7 @@ def test_failed_first_write_leaves_no_db(
 ) -> None:
     sim.init(str(root))
     paths = Paths(root)
-    monkeypatch.setattr(f"cocoond.atomic.os.{name}", _raise_boom)
+    monkeypatch.setattr(f"cocoond.storage.atomic.os.{name}", _raise_boom)
     with pytest.raises(Boom):
         paths.write_snapshot_db(SnapshotDB(snapshots={"K": SnapshotRecord("K")}))
     monkeypatch.undo()
@@ -271,7 +271,7 @@ def test_update_of_a_corrupt_db_raises_and_writes_nothing(tree: Paths, sim: Modu
 
 def test_update_failure_in_write_leaves_db(tree: Paths, monkeypatch: pytest.MonkeyPatch) -> None:
     before = tree.snapshot_db_file().read_bytes()
-    monkeypatch.setattr("cocoond.atomic.os.rename", _raise_boom)
+    monkeypatch.setattr("cocoond.storage.atomic.os.rename", _raise_boom)
     with pytest.raises(Boom):
         tree.update_snapshot_db(lambda db: db.names.clear())
     monkeypatch.undo()

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from cocoond.cli import main
+from cocoond.cli.main import main
 from tests.conftest import CONTRACT_SEVERITY, FAULTS, run_sim
 
 EXIT_FOR = {None: 0, "info": 0, "warning": 1, "error": 2}
@@ -163,7 +163,7 @@ def test_each_injected_fault_is_reported_exactly(
 def test_check_as_a_real_process_reports_the_fault(sim: ModuleType, root: Path) -> None:
     expected = json.loads(run_sim(root, "inject", "orphan-dir"))
     done = subprocess.run(
-        [sys.executable, "-m", "cocoond.cli", "check", "--root", str(root), "--json"],
+        [sys.executable, "-m", "cocoond", "check", "--root", str(root), "--json"],
         capture_output=True,
         text=True,
         timeout=60,
@@ -666,7 +666,7 @@ def test_lone_surrogate_in_a_name_does_not_break_json_output(sim: ModuleType, ro
     sid = sim.epoch_import(str(root), name="bad\ud800name")
     shutil.rmtree(root / "snapshot" / "localfile" / sid)
     done = subprocess.run(
-        [sys.executable, "-m", "cocoond.cli", "check", "--root", str(root), "--json"],
+        [sys.executable, "-m", "cocoond", "check", "--root", str(root), "--json"],
         capture_output=True,
         timeout=60,
     )
@@ -685,7 +685,7 @@ def test_db_that_is_a_fifo_does_not_hang_check(sim: ModuleType, root: Path) -> N
     os.mkfifo(db)
     try:
         done = subprocess.run(
-            [sys.executable, "-m", "cocoond.cli", "check", "--root", str(root), "--json"],
+            [sys.executable, "-m", "cocoond", "check", "--root", str(root), "--json"],
             capture_output=True,
             text=True,
             timeout=5,

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from cocoond import check as check_module
+from cocoond.cli import check as check_module
 from tests.conftest import FAULTS, SIM
 from tests.test_check import check, check_human, keys
 
@@ -79,7 +79,7 @@ def test_check_changes_nothing(sim: ModuleType, root: Path, capsys: pytest.Captu
     assert (got["kind"], got["subject"]) in keys(result)
     check_human(root, capsys)
     subprocess.run(
-        [sys.executable, "-m", "cocoond.cli", "check", "--root", str(root), "--json"],
+        [sys.executable, "-m", "cocoond", "check", "--root", str(root), "--json"],
         capture_output=True,
         timeout=60,
     )

@@ -25,7 +25,7 @@ from cocoond.config import (
     load_config,
 )
 from cocoond.errors import ConfigError
-from cocoond.paths import DEFAULT_ROOT_DIR, ROOT_ENV
+from cocoond.storage.paths import DEFAULT_ROOT_DIR, ROOT_ENV
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "config.example.toml"
 

@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cocoond.errors import DBError
-from cocoond.jsonwalk import JSONWalkError, scan_value, walk_object
-from cocoond.records import decode_records
+from cocoond.storage.jsonwalk import JSONWalkError, scan_value, walk_object
+from cocoond.storage.records import decode_records
 
 RECORD = {"id": "A", "name": "a", "created_at": "2026-01-01T00:00:00Z"}
 

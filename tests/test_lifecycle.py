@@ -3,8 +3,8 @@ checked to the millisecond without a daemon or a clock."""
 
 from __future__ import annotations
 
-from cocoond.findings import Finding, Key
-from cocoond.lifecycle import BURST_CAP, Lifecycle, Opened, Reminder, Resolved
+from cocoond.core.findings import Finding, Key
+from cocoond.core.lifecycle import BURST_CAP, Lifecycle, Opened, Reminder, Resolved
 
 SETTLE = 2.0
 

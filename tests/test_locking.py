@@ -21,7 +21,7 @@ import pytest
 import cocoond
 from cocoond import LockTimeout, Paths
 from cocoond.errors import CocoondError
-from cocoond.locking import exclusive_lock, shared_read_lock
+from cocoond.storage.locking import exclusive_lock, shared_read_lock
 from tests.conftest import SHARED, SIM, run_sim
 
 DEADLINE = 10.0

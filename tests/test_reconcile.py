@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 
 import pytest
 
+from cocoond.core.findings import Finding, Key
+from cocoond.core.reconcile import BlobFile, Listing, Reconciler
 from cocoond.errors import DBError
-from cocoond.findings import Finding, Key
-from cocoond.reconcile import BlobFile, Listing, Reconciler
-from cocoond.records import SnapshotDB, SnapshotRecord
+from cocoond.storage.records import SnapshotDB, SnapshotRecord
 
 NOW = 2_000_000.0
 ROOT = "/r"

@@ -25,10 +25,10 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from cocoond.core.findings import Finding, Key
+from cocoond.core.reconcile import BlobFile, Listing, Reconciler
 from cocoond.errors import DBError
-from cocoond.findings import Finding, Key
-from cocoond.reconcile import BlobFile, Listing, Reconciler
-from cocoond.records import SnapshotDB, SnapshotRecord
+from cocoond.storage.records import SnapshotDB, SnapshotRecord
 
 NOW = 1_000_000.0
 STALE = 3600.0

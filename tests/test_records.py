@@ -16,7 +16,7 @@ import pytest
 
 import cocoond
 from cocoond import DBError, Paths, SnapshotDB, SnapshotRecord
-from cocoond.records import GO_ZERO_TIME, decode_snapshot_db
+from cocoond.storage.records import GO_ZERO_TIME, decode_snapshot_db
 
 SID = "QWERTYUIOPASDFGHJKLZXCVBNM"
 SID2 = "MNBVCXZLKJHGFDSAPOIUYTREWQ"

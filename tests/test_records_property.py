@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cocoond import SnapshotDB, SnapshotRecord
-from cocoond.records import decode_snapshot_db
+from cocoond.storage.records import decode_snapshot_db
 from tests.conftest import KNOWN_FIELDS
 
 INT64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)

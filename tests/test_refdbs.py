@@ -1,4 +1,4 @@
-"""cocoond.refdbs: the blob hexes image and VM DBs pin. Null maps are empty
+"""cocoond.storage.refdbs: the blob hexes image and VM DBs pin. Null maps are empty
 (as Go decodes them); anything else of the wrong shape is a DBError naming
 the file, because guessing would let a pinned blob be called unreferenced."""
 
@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from cocoond.errors import DBError
-from cocoond.refdbs import IMAGE_DB, decode_image_refs, decode_vm_refs, decoder_for, vm_db_relpaths
+from cocoond.storage.refdbs import IMAGE_DB, decode_image_refs, decode_vm_refs, decoder_for, vm_db_relpaths
 
 PATH = "/data01/cocoon/cloudimg/db/images.json"
 VM_PATH = "/data01/cocoon/cloudhypervisor/db/vms.json"

@@ -11,11 +11,8 @@ from types import ModuleType
 
 import pytest
 
-from cocoond.dbfile import read_db_bytes
+from cocoond.core.reconcile import BlobFile
 from cocoond.errors import DBError
-from cocoond.paths import Paths
-from cocoond.reconcile import BlobFile
-from cocoond.records import SnapshotDB
 from cocoond.scan import (
     REF_DBS,
     blob_relpath_ok,
@@ -31,6 +28,9 @@ from cocoond.scan import (
     stat_data_dir,
     stat_temp,
 )
+from cocoond.storage.dbfile import read_db_bytes
+from cocoond.storage.paths import Paths
+from cocoond.storage.records import SnapshotDB
 
 MB = 1 << 20
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from cocoond.sdnotify import Notifier
+from cocoond.daemon.sdnotify import Notifier
 
 RECV_TIMEOUT = 5.0
 

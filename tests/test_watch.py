@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from cocoond.watch import Change, Watcher, classify
+from cocoond.daemon.watch import Change, Watcher, classify
 
 ROOT = "/data01/cocoon"
 

@@ -8,11 +8,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from cocoond.atomic import atomic_write
-from cocoond.dbfile import read_db_bytes
 from cocoond.errors import CocoondError, DBError, SnapshotNotFound
-from cocoond.locking import DEFAULT_LOCK_TIMEOUT, exclusive_lock
-from cocoond.records import SnapshotDB, decode_snapshot_db
+from cocoond.storage.atomic import atomic_write
+from cocoond.storage.dbfile import read_db_bytes
+from cocoond.storage.locking import DEFAULT_LOCK_TIMEOUT, exclusive_lock
+from cocoond.storage.records import SnapshotDB, decode_snapshot_db
 
 DEFAULT_ROOT_DIR = "/data01/cocoon"
 ROOT_ENV = "COCOON_ROOT_DIR"

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from cocoond.errors import DBError
-from cocoond.gojson import loads_go
+from cocoond.storage.gojson import loads_go
 
 #: Path of the image DB under the root; VM DBs are `<backend>/db/vms.json`.
 IMAGE_DB = "cloudimg/db/images.json"

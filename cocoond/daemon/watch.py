@@ -34,9 +34,9 @@ from watchdog.events import (
 )
 from watchdog.observers.inotify import InotifyObserver
 
-from cocoond.paths import VM_BACKENDS
-from cocoond.refdbs import IMAGE_DB
 from cocoond.scan import BLOB_DIRS, TEMP_PREFIX
+from cocoond.storage.paths import VM_BACKENDS
+from cocoond.storage.refdbs import IMAGE_DB
 
 #: Directories whose entries matter, relative to the root.
 LEAF_DIRS: tuple[str, ...] = (

@@ -12,10 +12,10 @@ import os
 import sys
 
 from cocoond import __version__
-from cocoond.check import EXIT_UNKNOWN, RootUnreadable, run_check, write_human, write_json
+from cocoond.cli.check import EXIT_UNKNOWN, RootUnreadable, run_check, write_human, write_json
 from cocoond.config import Config, load_config
 from cocoond.errors import ConfigError
-from cocoond.paths import Paths
+from cocoond.storage.paths import Paths
 
 EX_CONFIG = 78
 
@@ -74,7 +74,7 @@ def _run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"cocoond run: {exc}", file=sys.stderr)
         return EX_CONFIG
-    from cocoond.daemon import run_daemon
+    from cocoond.daemon.loop import run_daemon
 
     return run_daemon(config, config_path=args.config, root_override=args.root)
 

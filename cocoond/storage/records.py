@@ -19,9 +19,17 @@ from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 from cocoond.errors import DBError
-from cocoond.gojson import GO_ZERO_TIME, dumps_go, format_rfc3339, loads_go, parse_rfc3339, text_go, zero_time
-from cocoond.jsonwalk import JSONWalkError, scan_value, skip_ws, walk_object
-from cocoond.memory import own
+from cocoond.storage.gojson import (
+    GO_ZERO_TIME,
+    dumps_go,
+    format_rfc3339,
+    loads_go,
+    parse_rfc3339,
+    text_go,
+    zero_time,
+)
+from cocoond.storage.jsonwalk import JSONWalkError, scan_value, skip_ws, walk_object
+from cocoond.storage.memory import own
 
 # The seed's struct fields, in cocoon's order (its record type embeds the VM
 # config first). New records are written in this order.

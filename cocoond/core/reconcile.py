@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import NamedTuple
 
-from cocoond import findings as fk
+from cocoond.core import findings as fk
+from cocoond.core.findings import Finding, Key
 from cocoond.errors import DBError
-from cocoond.findings import Finding, Key
-from cocoond.memory import own
-from cocoond.records import RecordFields, SnapshotDB, SnapshotRecord, decode_records, no_gc
+from cocoond.storage.memory import own
+from cocoond.storage.records import RecordFields, SnapshotDB, SnapshotRecord, decode_records, no_gc
 
 SNAPSHOT_DB = "snapshot/db/snapshots.json"
 LOCALFILE = "snapshot/localfile"

@@ -19,16 +19,15 @@ from collections.abc import Callable
 from typing import Any
 
 from cocoond import __version__
-from cocoond import findings as fk
-from cocoond.check import with_sizes
 from cocoond.config import Config, load_config
+from cocoond.core import findings as fk
+from cocoond.core.findings import Key
+from cocoond.core.lifecycle import Event, Lifecycle, Opened, Reminder, Resolved
+from cocoond.core.reconcile import Reconciler
+from cocoond.daemon.logsetup import configure
+from cocoond.daemon.sdnotify import Notifier
+from cocoond.daemon.watch import DAEMON_SIGNALS, Change, Watcher, classify
 from cocoond.errors import ConfigError
-from cocoond.findings import Key
-from cocoond.lifecycle import Event, Lifecycle, Opened, Reminder, Resolved
-from cocoond.logsetup import configure
-from cocoond.memory import release_free_memory
-from cocoond.paths import Paths
-from cocoond.reconcile import Reconciler
 from cocoond.scan import (
     ScanError,
     blob_relpath_ok,
@@ -40,9 +39,10 @@ from cocoond.scan import (
     stat_blob,
     stat_data_dir,
     stat_temp,
+    with_sizes,
 )
-from cocoond.sdnotify import Notifier
-from cocoond.watch import DAEMON_SIGNALS, Change, Watcher, classify
+from cocoond.storage.memory import release_free_memory
+from cocoond.storage.paths import Paths
 
 #: Longest the loop sleeps when nothing is due: bounds the damage of a
 #: clock jump, keeps absurd config values (1e300 s) harmless, and is the

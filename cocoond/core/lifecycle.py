@@ -14,8 +14,8 @@ from __future__ import annotations
 import heapq
 from dataclasses import dataclass, field
 
-from cocoond import findings as fk
-from cocoond.findings import Finding, Key
+from cocoond.core import findings as fk
+from cocoond.core.findings import Finding, Key
 
 #: Findings that bulk writes produce in passing.
 BURST_KINDS = frozenset({fk.ORPHAN_DATA_DIR, fk.MISSING_DATA_DIR})

@@ -6,21 +6,20 @@ needs measuring for the findings that exist (orphan dir sizes)."""
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import time
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from cocoond import findings as fk
+from cocoond.core import findings as fk
+from cocoond.core.findings import Finding
+from cocoond.core.reconcile import Reconciler, format_age
 from cocoond.errors import CocoondError
-from cocoond.findings import Finding
-from cocoond.locking import shared_read_lock
 from cocoond.output import json_line, printable
-from cocoond.paths import Paths
-from cocoond.reconcile import Reconciler, format_age
-from cocoond.scan import ScanError, disk_usage, root_aliases, scan
-from cocoond.units import human_size
+from cocoond.scan import ScanError, root_aliases, scan, with_sizes
+from cocoond.storage.locking import shared_read_lock
+from cocoond.storage.paths import Paths
+from cocoond.storage.units import human_size
 
 #: How long check waits for cocoon's lock before reading without it.
 LOCK_WAIT_SECONDS = 2.0
@@ -52,17 +51,6 @@ class CheckResult:
 
 class RootUnreadable(CocoondError):
     """The root is missing or cannot be listed: `check` cannot say anything."""
-
-
-def with_sizes(root: str, found: list[Finding]) -> list[Finding]:
-    """Fill in `bytes` for orphan dirs: a walk per orphan, so only for the
-    few that are findings, never for the 100k healthy dirs."""
-    return [
-        dataclasses.replace(f, bytes=disk_usage(f.path))
-        if f.kind == fk.ORPHAN_DATA_DIR and f.bytes is None and f.path
-        else f
-        for f in found
-    ]
 
 
 def run_check(paths: Paths, *, pending_stale_seconds: float, temp_stale_seconds: float) -> CheckResult:
