@@ -21,13 +21,23 @@ ROOT = "/data01/cocoon"
         (f"{ROOT}/snapshot/db/snapshots.json", Change("db", "snapshot/db/snapshots.json")),
         (f"{ROOT}/snapshot/db/.tmp-abc", Change("temp", "snapshot/db/.tmp-abc")),
         (f"{ROOT}/snapshot/db/snapshots.lock", None),
-        (f"{ROOT}/snapshot/db/snapshots.json.tmp", None),  # seen when renamed over snapshots.json
+        # The seed writer's fixed temp name: a leftover when it dies before the rename.
+        (f"{ROOT}/snapshot/db/snapshots.json.tmp", Change("temp", "snapshot/db/snapshots.json.tmp")),
         (f"{ROOT}/snapshot/localfile/ABC", Change("data_dir", "ABC")),
         (f"{ROOT}/snapshot/localfile/ABC/memory-range-0", None),  # inside a data dir: not watched
         (f"{ROOT}/cloudimg/blobs/ab.qcow2", Change("blob", "cloudimg/blobs/ab.qcow2")),
         (f"{ROOT}/oci/blobs/ab.erofs", Change("blob", "oci/blobs/ab.erofs")),
         (f"{ROOT}/cloudimg/temp/.tmp-ab.qcow2", Change("temp", "cloudimg/temp/.tmp-ab.qcow2")),
-        (f"{ROOT}/cloudimg/temp/other", None),
+        # gc removes any old entry of cloudimg/temp but the convert lock.
+        (f"{ROOT}/cloudimg/temp/other", Change("temp", "cloudimg/temp/other")),
+        (f"{ROOT}/cloudimg/temp/pull-123.img", Change("temp", "cloudimg/temp/pull-123.img")),
+        (f"{ROOT}/cloudimg/temp/.tmp-ab.qcow2.lock", None),
+        (f"{ROOT}/oci/temp/pull-123", Change("temp", "oci/temp/pull-123")),
+        (f"{ROOT}/oci/db/images.json", Change("ref_db", "oci/db/images.json")),
+        (f"{ROOT}/oci/db/.tmp-77", Change("temp", "oci/db/.tmp-77")),
+        (f"{ROOT}/firecracker/db/.tmp-77", Change("temp", "firecracker/db/.tmp-77")),
+        (f"{ROOT}/oci/boot/ab", Change("boot", "ab")),
+        (f"{ROOT}/oci/boot/ab/vmlinuz", None),
         (f"{ROOT}/cloudimg/db/images.json", Change("ref_db", "cloudimg/db/images.json")),
         (f"{ROOT}/cloudimg/db/images.lock", None),
         (f"{ROOT}/firecracker/db/vms.json", Change("ref_db", "firecracker/db/vms.json")),

@@ -13,10 +13,11 @@ from typing import Any, TextIO
 
 from cocoond.core import findings as fk
 from cocoond.core.findings import Finding
-from cocoond.core.reconcile import Reconciler, format_age
+from cocoond.core.reconcile import Reconciler
+from cocoond.core.rules import format_age
 from cocoond.errors import CocoondError
-from cocoond.output import json_line, printable
-from cocoond.scan import ScanError, root_aliases, scan, with_sizes
+from cocoond.output import bounded, json_line, printable
+from cocoond.scan import fulfil, root_aliases, scan, with_sizes
 from cocoond.storage.locking import shared_read_lock
 from cocoond.storage.paths import Paths
 from cocoond.storage.units import human_size
@@ -53,7 +54,14 @@ class RootUnreadable(CocoondError):
     """The root is missing or cannot be listed: `check` cannot say anything."""
 
 
-def run_check(paths: Paths, *, pending_stale_seconds: float, temp_stale_seconds: float) -> CheckResult:
+def run_check(
+    paths: Paths,
+    *,
+    pending_stale_seconds: float,
+    temp_stale_seconds: float,
+    orphan_quiet_seconds: float = 0.0,
+    max_db_bytes: int | None = None,
+) -> CheckResult:
     started = time.monotonic()
     root = paths.root_dir
     if not os.path.isdir(root):
@@ -66,16 +74,18 @@ def run_check(paths: Paths, *, pending_stale_seconds: float, temp_stale_seconds:
         root,
         pending_stale_seconds=pending_stale_seconds,
         temp_stale_seconds=temp_stale_seconds,
+        orphan_quiet_seconds=orphan_quiet_seconds,
         root_aliases=root_aliases(root),
     )
     lock_file = paths.snapshot_lock_file()
     with shared_read_lock(lock_file, LOCK_WAIT_SECONDS) as held:
         lock = "held" if held else ("busy" if lock_file.exists() else "absent")
-        try:
-            listing = scan(paths, index=index)
-        except ScanError as exc:
-            raise RootUnreadable(str(exc)) from None
+        listing = scan(paths, index=index, max_db_bytes=max_db_bytes)
+    if listing.unreadable:
+        where, why = sorted(listing.unreadable.items())[0]
+        raise RootUnreadable(f"{os.path.join(root, where)}: cannot list: {why}")
     index.apply_listing(listing)
+    fulfil(root, index, index.take_wants())
     index.evaluate(time.time())
     found = with_sizes(root, index.findings())
     return CheckResult(
@@ -110,11 +120,11 @@ def write_human(result: CheckResult, out: TextIO) -> None:
         (
             f.severity.upper(),
             f.kind,
-            printable(f.subject),
+            printable(bounded(f.subject)),
             human_size(f.bytes)
             if f.bytes is not None
             else (format_age(f.age_seconds) if f.age_seconds else ""),
-            printable(f.message),
+            bounded(f.message, fk.MESSAGE_LIMIT),
         )
         for f in result.findings
     ]

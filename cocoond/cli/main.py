@@ -57,6 +57,7 @@ def _check(args: argparse.Namespace) -> int:
             Paths(os.path.abspath(config.root_dir)),
             pending_stale_seconds=config.thresholds.pending_stale_seconds,
             temp_stale_seconds=config.thresholds.temp_stale_seconds,
+            orphan_quiet_seconds=config.watch.settle_seconds,
         )
     except (ConfigError, RootUnreadable) as exc:
         print(f"cocoond check: {exc}", file=sys.stderr)

@@ -21,23 +21,25 @@ from typing import Any
 from cocoond import __version__
 from cocoond.config import Config, load_config
 from cocoond.core import findings as fk
-from cocoond.core.findings import Key
+from cocoond.core.findings import Finding, Key
 from cocoond.core.lifecycle import Event, Lifecycle, Opened, Reminder, Resolved
-from cocoond.core.reconcile import Reconciler
+from cocoond.core.reconcile import DB_DEPENDENT, Reconciler
 from cocoond.daemon.logsetup import configure
 from cocoond.daemon.sdnotify import Notifier
 from cocoond.daemon.watch import DAEMON_SIGNALS, Change, Watcher, classify
 from cocoond.errors import ConfigError
 from cocoond.scan import (
-    ScanError,
     blob_relpath_ok,
     file_id,
+    fulfil,
+    inspect_data_dir,
+    last_write,
     read_ref_db,
     read_snapshot_db,
     root_aliases,
     scan,
     stat_blob,
-    stat_data_dir,
+    stat_boot_dir,
     stat_temp,
     with_sizes,
 )
@@ -51,6 +53,11 @@ MAX_SLEEP = 5.0
 #: A burst of events is processed at the latest this long after it began,
 #: so continuous activity cannot postpone processing forever.
 MAX_DEBOUNCE = 1.0
+
+#: Shortest wait before a held finding is looked at again.
+MIN_HOLD = 0.1
+#: `_db_id` before snapshots.json was first looked at (None means absent).
+_NEVER_READ = object()
 
 Item = tuple[str, Any]
 
@@ -81,9 +88,15 @@ class Daemon:
         self._burst: dict[str, set[str]] = {}
         self._burst_first = 0.0
         self._burst_last = 0.0
-        self._db_id: Any = None
+        self._db_id: Any = _NEVER_READ
         self._status = ""
         self._due_at: dict[str, float] = {}  # when each periodic job runs next
+        self._last_full_scan: float | None = None  # wall clock
+
+    @property
+    def _max_db_bytes(self) -> int | None:
+        limits = getattr(self.config, "limits", None)
+        return getattr(limits, "max_db_bytes", None)
 
     def _setup_root(self, config: Config) -> None:
         self.root = os.path.abspath(config.root_dir)
@@ -92,6 +105,7 @@ class Daemon:
             self.root,
             pending_stale_seconds=config.thresholds.pending_stale_seconds,
             temp_stale_seconds=config.thresholds.temp_stale_seconds,
+            orphan_quiet_seconds=config.watch.settle_seconds,
             root_aliases=root_aliases(self.root),
         )
         self.watcher = Watcher(self.root, self.queue)
@@ -145,7 +159,7 @@ class Daemon:
                 or now - self._burst_first >= max(MAX_DEBOUNCE, self.config.watch.debounce_seconds)
             ):
                 self._process_burst()
-            self._publish(self.lifecycle.tick(self.clock(), self._quiet_since))
+            self._publish(self.lifecycle.tick(self.clock(), self._quiet_since, self._hold))
             self._timers(self.clock())
 
     def _next_due(self, now: float) -> float:
@@ -230,24 +244,40 @@ class Daemon:
             self._rescan(None)
             return
         loaded = self._load_db() if "db" in burst and self._db_changed(force=False) else None
-        root = self.root
+        root, index = self.root, self.index
         for name in burst.get("data_dir", ()):
-            self.index.set_data_dir(name, stat_data_dir(root, name))
+            rec = index.records.get(name)
+            index.set_data_dir(
+                name,
+                inspect_data_dir(
+                    root,
+                    name,
+                    contents=rec is not None and not rec.pending and rec.recorded is None,
+                    activity=rec is None,
+                ),
+            )
         for relpath in burst.get("blob", ()):
-            self.index.set_blob(relpath, stat_blob(root, relpath) if blob_relpath_ok(relpath) else None)
+            index.set_blob(relpath, stat_blob(root, relpath) if blob_relpath_ok(relpath) else None)
+        for hex_ in burst.get("boot", ()):
+            index.set_boot_dir(hex_, stat_boot_dir(root, hex_))
         for relpath in burst.get("temp", ()):
-            self.index.set_temp(relpath, stat_temp(root, relpath))
+            index.set_temp(relpath, stat_temp(root, relpath))
         for relpath in burst.get("ref_db", ()):
-            self.index.set_ref_db(relpath, read_ref_db(root, relpath))
+            index.set_ref_db(relpath, read_ref_db(root, relpath, self._max_db_bytes))
+        # A DB just read may name dirs and blobs whose events are still in
+        # the queue: look at them now, so no finding opens from a state that
+        # never existed on disk.
+        fulfil(root, index, index.take_wants())
         self._log_loaded(loaded)
         self._feed_lifecycle()
 
     # ----------------------------------------------------------------- work
     def _db_changed(self, force: bool) -> bool:
         """Is snapshots.json another file than the one last parsed (a
-        rename, an in-place write)? Records the new identity."""
+        rename, an in-place write, created or removed)? Records the new
+        identity; a DB that stays absent is not a change."""
         ident = file_id(str(self.paths.snapshot_db_file()))
-        if not force and ident is not None and ident == self._db_id:
+        if not force and ident == self._db_id:
             return False
         self._db_id = ident
         return True
@@ -257,7 +287,7 @@ class Daemon:
         took when a good DB was loaded (the caller logs `index.loaded` once
         the rest of the index is current too), else None."""
         started = self.clock()
-        self.index.set_snapshot_db(read_snapshot_db(self.paths, self.index))
+        self.index.set_snapshot_db(read_snapshot_db(self.paths, self.index, self._max_db_bytes))
         return self._loaded_since(started)
 
     def _loaded_since(self, started: float) -> float | None:
@@ -284,7 +314,7 @@ class Daemon:
             self.log.warning("watch.rescan", reason="root_missing", root=self.root, watching=watched)
         elif reason is not None:
             self.log.info("watch.rescan", reason=reason)
-        self._rescan(None, force_db=True, also=also)
+        self._rescan(None, force_db=self._db_id is _NEVER_READ, also=also)
 
     def _rescan(self, reason: str | None, *, force_db: bool = False, also: set[Key] | None = None) -> None:
         """The safety net: list everything and let the index find what the
@@ -293,21 +323,37 @@ class Daemon:
             self.log.info("watch.rescan", reason=reason)
         started = self.clock()
         reload = self._db_changed(force_db)
-        loaded = None
-        try:
-            listing = scan(self.paths, include_db=reload, index=self.index)
-        except ScanError as exc:
-            # Keep the index as it is rather than read an unlistable dir as empty.
-            self.log.warning("watch.rescan", reason="scan_error", error=str(exc))
-            loaded = self._load_db() if reload else None
-        else:
-            # Dirs, blobs and the DB in one go: loading the DB against a
-            # stale dir listing would make (and drop) a finding per record.
-            self.index.apply_listing(listing)
-            del listing
-            loaded = self._loaded_since(started) if reload else None
+        # Dirs, blobs and the DB in one go: loading the DB against a stale dir
+        # listing would make (and drop) a finding per record. A directory
+        # that cannot be listed keeps what the index knew (dir_unreadable).
+        listing = scan(self.paths, include_db=reload, index=self.index, max_db_bytes=self._max_db_bytes)
+        self.index.apply_listing(listing)
+        del listing
+        fulfil(self.root, self.index, self.index.take_wants())
+        loaded = self._loaded_since(started) if reload else None
         self._log_loaded(loaded)
+        self._last_full_scan = self.wall()
         self._feed_lifecycle(also)
+
+    def _hold(self, key: Key, finding: Finding) -> float | None:
+        """Asked by the lifecycle before it opens a settled finding: None to
+        open it now, or when to ask again. While snapshots.json is
+        unreadable nothing that depends on it opens (the index is older than
+        the disk); a record-less dir still being written (an import in
+        progress) is not an orphan yet."""
+        now = self.clock()
+        settle = max(self.config.watch.settle_seconds, MIN_HOLD)
+        if self.index.frozen and key[0] in DB_DEPENDENT:
+            return now + settle
+        if key[0] == fk.ORPHAN_DATA_DIR and finding.path:
+            try:
+                written = last_write(finding.path, os.lstat(finding.path).st_mtime)
+            except OSError:
+                return None  # gone: the index resolves it
+            quiet_for = self.wall() - written
+            if quiet_for < self.config.watch.settle_seconds:
+                return now + max(self.config.watch.settle_seconds - quiet_for, MIN_HOLD)
+        return None
 
     def _feed_lifecycle(self, also: set[Key] | None = None) -> None:
         changed = self.index.evaluate(self.wall())
@@ -384,11 +430,12 @@ class Daemon:
                 self._due_at[job] = min(self._due_at[job], now + after) if before > 0 else now + after
         self.index.pending_stale_seconds = new.thresholds.pending_stale_seconds
         self.index.temp_stale_seconds = new.thresholds.temp_stale_seconds
+        self.index.orphan_quiet_seconds = new.watch.settle_seconds
         if os.path.abspath(new.root_dir) != self.root:
             # Another tree: start a new index, and resolve what the old one had open.
             self.watcher.close()
             self._setup_root(new)
-            self._db_id = None
+            self._db_id = _NEVER_READ
             self._arm_and_rescan("root_changed", also=self.lifecycle.tracked_keys())
         self.notifier.ready(self._status_line())
 

@@ -34,19 +34,16 @@ from watchdog.events import (
 )
 from watchdog.observers.inotify import InotifyObserver
 
-from cocoond.scan import BLOB_DIRS, TEMP_PREFIX
+from cocoond.core.rules import SNAPSHOT_DB
+from cocoond.scan import BLOB_DIRS, OCI_BOOT, OCI_TEMP, REF_DBS, TEMP_DIRS, temp_rule
 from cocoond.storage.paths import VM_BACKENDS
-from cocoond.storage.refdbs import IMAGE_DB
 
 #: Directories whose entries matter, relative to the root.
 LEAF_DIRS: tuple[str, ...] = (
-    "snapshot/db",
     "snapshot/localfile",
-    "cloudimg/blobs",
-    "cloudimg/temp",
-    "cloudimg/db",
-    "oci/blobs",
-    *(f"{b}/db" for b in VM_BACKENDS),
+    *(d for d, _ in BLOB_DIRS),
+    OCI_BOOT,
+    *TEMP_DIRS,  # the DB dirs and the image temp dirs
 )
 #: Their parents (and the root): watched so that a directory created later
 #: is noticed without a restart.
@@ -72,7 +69,7 @@ _EVENTS = [
 class Change:
     """What a path under the root is to the index."""
 
-    what: str  # "db", "ref_db", "data_dir", "blob", "temp", "structure"
+    what: str  # "db", "ref_db", "data_dir", "blob", "boot", "temp", "structure"
     name: str  # data dir name or relpath under the root
 
 
@@ -90,16 +87,16 @@ def classify(root: str, path: str) -> Change | None:
     parent, name = f"{parts[0]}/{parts[1]}", parts[2]
     if parent == "snapshot/localfile":
         return Change("data_dir", name)
-    if parent == "snapshot/db":
-        if name == "snapshots.json":
-            return Change("db", rel)
-        return Change("temp", rel) if name.startswith(TEMP_PREFIX) else None
+    if rel == SNAPSHOT_DB:
+        return Change("db", rel)
+    if rel in REF_DBS:
+        return Change("ref_db", rel)
     if any(parent == d for d, _ in BLOB_DIRS):
         return Change("blob", rel)
-    if parent == "cloudimg/temp":
-        return Change("temp", rel) if name.startswith(TEMP_PREFIX) else None
-    if rel == IMAGE_DB or (parts[0] in VM_BACKENDS and parts[1] == "db" and name == "vms.json"):
-        return Change("ref_db", rel)
+    if parent == OCI_BOOT:
+        return Change("boot", name)
+    if parent == OCI_TEMP or temp_rule(rel, is_dir=False) is not None:
+        return Change("temp", rel)  # stat_temp decides, knowing whether it is a dir
     return None
 
 

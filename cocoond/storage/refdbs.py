@@ -14,6 +14,8 @@ from cocoond.storage.gojson import loads_go
 
 #: Path of the image DB under the root; VM DBs are `<backend>/db/vms.json`.
 IMAGE_DB = "cloudimg/db/images.json"
+#: The OCI image DB: each image's layers[].digest pins oci/blobs/<hex>.erofs.
+OCI_IMAGE_DB = "oci/db/images.json"
 
 
 def _load_object(data: bytes, path: str) -> dict[str, Any]:
@@ -43,9 +45,8 @@ def _fields(data: bytes, path: str, table: str, field: str, kind: type) -> Itera
         if value is None:
             continue
         if type(value) is not kind:
-            raise DBError(
-                path, f"{table}[{key!r}].{field}: expected {'a string' if kind is str else 'an object'}"
-            )
+            label = "a string" if kind is str else "an array" if kind is list else "an object"
+            raise DBError(path, f"{table}[{key!r}].{field}: expected {label}")
         yield key, value
 
 
@@ -64,9 +65,28 @@ def decode_vm_refs(data: bytes, path: str) -> frozenset[str]:
     return frozenset(refs)
 
 
+def decode_oci_refs(data: bytes, path: str) -> frozenset[str]:
+    """Hexes named by `images[*].layers[*].digest` ("sha256:<hex>")."""
+    refs: set[str] = set()
+    for key, layers in _fields(data, path, "images", "layers", list):
+        for i, layer in enumerate(layers):
+            if layer is None:
+                continue
+            if type(layer) is not dict:
+                raise DBError(path, f"images[{key!r}].layers[{i}]: expected an object")
+            digest = layer.get("digest")
+            if digest is None:
+                continue
+            if type(digest) is not str:
+                raise DBError(path, f"images[{key!r}].layers[{i}].digest: expected a string")
+            if digest:
+                refs.add(digest.rpartition(":")[2])
+    return frozenset(refs)
+
+
 def decoder_for(relpath: str) -> Any:
     """The decoder for a ref DB given its path under the root."""
-    return decode_image_refs if relpath == IMAGE_DB else decode_vm_refs
+    return {IMAGE_DB: decode_image_refs, OCI_IMAGE_DB: decode_oci_refs}.get(relpath, decode_vm_refs)
 
 
 def vm_db_relpaths(backends: tuple[str, ...]) -> tuple[str, ...]:
