@@ -11,7 +11,16 @@ from types import ModuleType
 
 import pytest
 
-from cocoond.core.facts import CH_CONFIG, CH_STATE, MEMORY_RANGE, SIDECAR, DirState, IndexedDB, RecFacts
+from cocoond.core.facts import (
+    CH_CONFIG,
+    CH_STATE,
+    MEMORY_RANGE,
+    SIDECAR,
+    DirState,
+    IndexedDB,
+    Listing,
+    RecFacts,
+)
 from cocoond.core.reconcile import Reconciler
 from cocoond.errors import DBError
 from cocoond.scan import (
@@ -19,6 +28,7 @@ from cocoond.scan import (
     Lister,
     blob_relpath_ok,
     disk_usage,
+    fulfil,
     inspect_data_dir,
     list_blobs,
     list_data_dirs,
@@ -399,3 +409,28 @@ def test_root_aliases(tmp_path: Path) -> None:
     assert root_aliases(str(link), ()) == (str(real),)
     # cocoon may live at the symlinked spelling while cocoond is given the real one
     assert root_aliases(str(real), (str(link), str(tmp_path / "elsewhere"), "")) == (str(link),)
+
+
+def test_a_db_just_read_gets_what_it_names_looked_at(tmp_path: Path) -> None:
+    """Issue 10 item 3: a DB read now may name a blob whose rename event is
+    still queued; the daemon stats what the DB names at once (`fulfil`), so
+    no missing_blob opens from a state that never existed on disk."""
+    root = tmp_path
+    (root / "cloudimg" / "blobs").mkdir(parents=True)
+    index = new_index(root)
+    index.apply_listing(scan(Paths(str(root)), index=index))
+    index.take_wants()
+    hex_ = "ab" * 32
+    (root / "cloudimg" / "blobs" / f"{hex_}.qcow2").write_bytes(b"QFI\xfb" + b"\0" * 60)
+    index.set_ref_db("cloudimg/db/images.json", frozenset({hex_}))  # its event came first
+    wants = index.take_wants()
+    assert wants.hexes == {hex_}
+    fulfil(str(root), index, wants)
+    index.evaluate(0.0)
+    assert index.findings() == []
+    # Without the look, the index would have called it missing:
+    blind = new_index(root)
+    blind.apply_listing(Listing(snapshot_db=None))
+    blind.set_ref_db("cloudimg/db/images.json", frozenset({hex_}))
+    blind.evaluate(0.0)
+    assert [f.kind for f in blind.findings()] == ["missing_blob"]
