@@ -8,7 +8,7 @@ The rules are cocoon's (cocoonstack/cocoon at 34c6c4a):
   hypervisor/firecracker/snapshot.go:28-33) and passes
   types.ValidateStorageConfigs (types/storage.go:54-96);
 - every COW, cidata and data disk it names is in the dir, by basename
-  (hypervisor/utils.go:272-292, 520-533: snapshotResidentBasename);
+  (hypervisor/utils.go:272-292, 480-492: snapshotResidentBasename);
 - Cloud Hypervisor: config.json decodes and its disks match the sidecar's in
   number, path and readonly, in order (hypervisor/cloudhypervisor/helper.go:54-76).
 """
