@@ -119,6 +119,7 @@ class DaemonProcess:
         env: Mapping[str, str] | None = None,
         notify: bool = True,
         pass_root: bool = True,
+        pass_config: bool = True,
         name: str = "daemon",
     ) -> None:
         self.workdir = workdir
@@ -149,7 +150,9 @@ class DaemonProcess:
         if self._notify_address:
             child_env["NOTIFY_SOCKET"] = self._notify_address
         child_env.update(env or {})
-        argv = [sys.executable, "-m", "cocoond", "run", "--config", str(self.config_path)]
+        argv = [sys.executable, "-m", "cocoond", "run"]
+        if pass_config:
+            argv += ["--config", str(self.config_path)]
         if pass_root:
             argv += ["--root", str(root)]
         self.argv = argv
@@ -437,6 +440,7 @@ class Daemons:
         env: Mapping[str, str] | None = None,
         notify: bool = True,
         pass_root: bool = True,
+        pass_config: bool = True,
     ) -> DaemonProcess:
         """`config` replaces FAST_CONFIG; `overrides` is merged into it."""
         if config is None:
@@ -451,6 +455,7 @@ class Daemons:
             env=env,
             notify=notify,
             pass_root=pass_root,
+            pass_config=pass_config,
             name=f"daemon{len(self._started)}",
         )
         self._started.append(daemon)

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from cocoond import __version__
-from cocoond.config import Config, load_config
+from cocoond.config import Config, ConfigChoice, load_config
 from cocoond.core import findings as fk
 from cocoond.core.findings import Finding, Key
 from cocoond.core.lifecycle import Event, Lifecycle, Opened, Reminder, Resolved
@@ -67,15 +67,13 @@ class Daemon:
         self,
         config: Config,
         *,
-        config_path: str | None = None,
-        root_override: str | None = None,
+        choice: ConfigChoice | None = None,
         notifier: Notifier | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
-        self.config_path = config_path
-        self.root_override = root_override
+        self.choice = choice or ConfigChoice(path=config.source, use_default=False)
         self.notifier = notifier or Notifier()
         self.clock = clock
         self.wall = wall
@@ -408,16 +406,17 @@ class Daemon:
     def _reload(self) -> None:
         """SIGHUP: a bad new config is logged and the old one kept."""
         self.notifier.reloading()
+        path = self.choice.file()
         try:
-            new = load_config(self.config_path, root=self.root_override)
+            new = load_config(path, root=self.choice.root)
         except ConfigError as exc:
-            self.log.error("config.reload_failed", error=str(exc), config=self.config_path)
+            self.log.error("config.reload_failed", error=str(exc), config=path)
             self.notifier.ready(self._status_line())
             return
         old, self.config = self.config, new
         # Logged before the new level applies: a reload to level "warning"
         # must still leave a trace of itself.
-        self.log.info("config.reloaded", config=self.config_path, root=os.path.abspath(new.root_dir))
+        self.log.info("config.reloaded", config=path, root=os.path.abspath(new.root_dir))
         self.log = configure(new.log.format, new.log.level)
         now = self.clock()
         self.lifecycle.reconfigure(new.watch.settle_seconds, new.alerts.reminder_seconds, now)
@@ -440,5 +439,5 @@ class Daemon:
         self.notifier.ready(self._status_line())
 
 
-def run_daemon(config: Config, *, config_path: str | None = None, root_override: str | None = None) -> int:
-    return Daemon(config, config_path=config_path, root_override=root_override).run()
+def run_daemon(config: Config, *, choice: ConfigChoice | None = None) -> int:
+    return Daemon(config, choice=choice).run()
