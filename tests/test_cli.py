@@ -14,6 +14,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -120,14 +121,14 @@ def test_check_reads_the_default_config(
     monkeypatch.setenv("COCOOND_CONFIG", str(default))
     monkeypatch.setenv("COCOON_ROOT_DIR", str(other))
 
-    def check(*args: str) -> tuple[int, dict[str, object]]:
+    def check(*args: str) -> tuple[int, dict[str, Any]]:
         capsys.readouterr()
         rc = main(["check", "--json", *args])
         return rc, json.loads(capsys.readouterr().out)
 
     rc, result = check()
     assert (rc, result["root"]) == (1, str(tree))
-    assert [f["subject"] for f in result["findings"]] == [orphan]  # type: ignore[index, union-attr]
+    assert [f["subject"] for f in result["findings"]] == [orphan]
     # --no-config skips it (the environment decides again) ...
     assert check("--no-config") == (0, check("--root", str(other))[1])
     assert check("--no-config")[1]["root"] == str(other)
