@@ -65,10 +65,11 @@ def test_parser_handles_repeats_and_continuations() -> None:
         ("Type", "notify"),
         ("NotifyAccess", "main"),
         ("ExecStart", f"{INSTALLED_EXEC} run --config /etc/cocoond/config.toml"),
-        ("ExecReload", "/bin/kill -HUP $MAINPID"),
         ("Restart", "on-failure"),
         ("RestartSec", "5"),
-        ("RestartPreventExitStatus", "78"),
+        ("RestartPreventExitStatus", "78 64"),
+        ("StateDirectory", "cocoond"),
+        ("StateDirectoryMode", "0700"),
         ("TimeoutStopSec", "10"),
         ("Environment", "PYTHONUNBUFFERED=1"),
         ("User", "root"),
@@ -142,7 +143,9 @@ def test_systemd_analyze_verify_is_silent(tmp_path: Path) -> None:
     text = UNIT.read_text(encoding="utf-8")
     assert text.count(f"ExecStart={INSTALLED_EXEC} ") == 1
     copy = tmp_path / "cocoond.service"
-    copy.write_text(text.replace(f"ExecStart={INSTALLED_EXEC} ", f"ExecStart={_cocoond_executable()} "))
+    for key in ("ExecStart", "ExecReload"):
+        text = text.replace(f"{key}={INSTALLED_EXEC} ", f"{key}={_cocoond_executable()} ")
+    copy.write_text(text)
     if not os.access("/bin/kill", os.X_OK):
         pytest.skip("/bin/kill (ExecReload=) is missing; .ci/verify-unit.sh installs procps")
     done = subprocess.run(
