@@ -73,6 +73,10 @@ _STATE_ITEM = (
     "changed (state_dir in the config names another directory; with neither, nothing is kept).",
 )
 _ENV_ROOT = (ROOT_ENV, "the Cocoon root when neither --root nor root_dir in the config sets it.")
+_ENV_STATE = (
+    STATE_ENV,
+    "set by systemd from StateDirectory=: where `run` keeps its open findings when state_dir is empty.",
+)
 _ENV_CONFIG = (CONFIG_ENV, f"the config file read by default, instead of {DEFAULT_CONFIG}.")
 _USAGE = (str(EX_USAGE), "usage error: an unknown option or a missing argument (nothing was done).")
 _BAD_CONFIG = (
@@ -122,7 +126,7 @@ RUN: Final = (
         (
             _ENV_ROOT,
             _ENV_CONFIG,
-            (STATE_ENV, "set by systemd from StateDirectory=: where the open findings are kept."),
+            _ENV_STATE,
             ("NOTIFY_SOCKET", "set by systemd (Type=notify): READY=1, STATUS=, WATCHDOG=1 go there."),
             ("WATCHDOG_USEC", "set by systemd from WatchdogSec=: the daemon pings at half of it."),
         ),

@@ -99,7 +99,7 @@ def build_parser() -> Parser:
     for name, help_text, sections in (
         (
             "check",
-            "test the config: exit 0, or 78 with a one-line error (as nginx -t)",
+            "test the config: exit 0, or 78 with a one-line error (like nginx -t)",
             helptext.CONFIG_CHECK,
         ),
         (
