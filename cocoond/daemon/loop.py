@@ -26,6 +26,7 @@ from cocoond.core.lifecycle import Event, Lifecycle, Opened, Reminder, Resolved
 from cocoond.core.reconcile import DB_DEPENDENT, Reconciler
 from cocoond.daemon.logsetup import configure
 from cocoond.daemon.sdnotify import Notifier
+from cocoond.daemon.state import StateKeeper, rfc3339
 from cocoond.daemon.watch import DAEMON_SIGNALS, Change, Watcher, classify
 from cocoond.errors import ConfigError
 from cocoond.scan import (
@@ -81,6 +82,7 @@ class Daemon:
         self.log = configure(config.log.format, config.log.level)
         self._setup_root(config)
         self.lifecycle = Lifecycle(config.watch.settle_seconds, config.alerts.reminder_seconds)
+        self.state = StateKeeper(config.state_dir)
         self._stop_signal: str | None = None
         self._quiet_since = clock()
         self._burst: dict[str, set[str]] = {}
@@ -113,6 +115,7 @@ class Daemon:
         previous = {sig: signal.signal(sig, self._on_signal) for sig in DAEMON_SIGNALS}
         try:
             self.log.info("daemon.started", root=self.root, version=__version__, pid=os.getpid())
+            self._publish(self.state.restore(self.log, self.lifecycle, self.root, self.clock(), self.wall()))
             self._arm_and_rescan(None)
             if not self.notifier.ready(self._status_line()) and self.notifier.last_error:
                 # Under systemd this start will time out; say why, once.
@@ -360,6 +363,11 @@ class Daemon:
         if changed:
             current = self.index.current
             self._publish(self.lifecycle.observe(self.clock(), [(key, current(key)) for key in changed]))
+        # What a previous run had open is judged once the index can tell (state.py).
+        self._publish(self.lifecycle.settle_restored(self.clock(), self._undecided))
+
+    def _undecided(self, key: Key) -> bool:
+        return self.index.db_error is not None and key[0] in DB_DEPENDENT
 
     def _publish(self, events: list[Event]) -> None:
         for event in events:
@@ -380,9 +388,12 @@ class Daemon:
                 # is as of the last change.
                 fields = (self.index.current(event.finding.key) or event.finding).to_dict()
                 fields["open_seconds"] = round(event.open_seconds, 3)
+                fields["opened_at"] = rfc3339(self.wall() - event.open_seconds)
                 self._emit(event.finding.severity, "finding.reminder", fields)
         if events:
             self._update_status()
+        if any(not isinstance(event, Reminder) for event in events):
+            self.state.save(self.log, self.lifecycle, self.root, self.clock(), self.wall())
 
     def _emit(self, severity: str, event: str, fields: dict[str, Any]) -> None:
         fields = dict(fields)
