@@ -54,6 +54,9 @@ MAX_SLEEP = 5.0
 #: so continuous activity cannot postpone processing forever.
 MAX_DEBOUNCE = 1.0
 
+#: Longest the loop spends reading data dir contents before it looks at
+#: its queue again (a first scan of 100k dirs takes seconds).
+INSPECT_SLICE = 0.05
 #: Shortest wait before a held finding is looked at again.
 MIN_HOLD = 0.1
 #: `_db_id` before snapshots.json was first looked at (None means absent).
@@ -92,6 +95,7 @@ class Daemon:
         self._status = ""
         self._due_at: dict[str, float] = {}  # when each periodic job runs next
         self._last_full_scan: float | None = None  # wall clock
+        self._to_inspect: dict[str, None] = {}  # data dirs whose contents to read, in order
 
     @property
     def _max_db_bytes(self) -> int | None:
@@ -159,11 +163,15 @@ class Daemon:
                 or now - self._burst_first >= max(MAX_DEBOUNCE, self.config.watch.debounce_seconds)
             ):
                 self._process_burst()
+            if self._to_inspect and not self._burst:
+                self._inspect_some()
             self._publish(self.lifecycle.tick(self.clock(), self._quiet_since, self._hold))
             self._timers(self.clock())
 
     def _next_due(self, now: float) -> float:
         due = [now + MAX_SLEEP]
+        if self._to_inspect:
+            due.append(now)
         if self._burst:
             due.append(
                 min(
@@ -267,7 +275,7 @@ class Daemon:
         # A DB just read may name dirs and blobs whose events are still in
         # the queue: look at them now, so no finding opens from a state that
         # never existed on disk.
-        fulfil(root, index, index.take_wants())
+        self._fulfil_wants()
         self._log_loaded(loaded)
         self._feed_lifecycle()
 
@@ -326,14 +334,40 @@ class Daemon:
         # Dirs, blobs and the DB in one go: loading the DB against a stale dir
         # listing would make (and drop) a finding per record. A directory
         # that cannot be listed keeps what the index knew (dir_unreadable).
-        listing = scan(self.paths, include_db=reload, index=self.index, max_db_bytes=self._max_db_bytes)
+        listing = scan(
+            self.paths,
+            include_db=reload,
+            index=self.index,
+            max_db_bytes=self._max_db_bytes,
+            dir_contents=False,
+        )
         self.index.apply_listing(listing)
         del listing
-        fulfil(self.root, self.index, self.index.take_wants())
+        self._fulfil_wants()
         loaded = self._loaded_since(started) if reload else None
         self._log_loaded(loaded)
         self._last_full_scan = self.wall()
         self._feed_lifecycle(also)
+
+    def _fulfil_wants(self) -> None:
+        """Look at what the index asked for. Data dir contents (a few small
+        reads per snapshot) go to a queue that `_inspect_some` works off a
+        slice at a time, so 100k of them never stall events or READY."""
+        wants = self.index.take_wants()
+        self._to_inspect.update(dict.fromkeys(sorted(wants.contents)))
+        wants.contents = set()
+        fulfil(self.root, self.index, wants)
+
+    def _inspect_some(self) -> None:
+        deadline = self.clock() + INSPECT_SLICE
+        index, todo = self.index, self._to_inspect
+        while todo and self.clock() < deadline:
+            name = next(iter(todo))
+            del todo[name]
+            rec = index.records.get(name)
+            if rec is not None and not rec.pending and rec.recorded is None:
+                index.set_data_dir(name, inspect_data_dir(self.root, name, contents=True, activity=False))
+        self._feed_lifecycle()
 
     def _hold(self, key: Key, finding: Finding) -> float | None:
         """Asked by the lifecycle before it opens a settled finding: None to
