@@ -24,6 +24,7 @@ from cocoond.core import findings as fk
 from cocoond.core.findings import Finding, Key
 from cocoond.core.lifecycle import Event, Lifecycle, Opened, Reminder, Resolved
 from cocoond.core.reconcile import DB_DEPENDENT, Reconciler
+from cocoond.daemon.bursts import DEFAULT_BURST_THRESHOLD, OrphanBursts
 from cocoond.daemon.logsetup import configure
 from cocoond.daemon.sdnotify import Notifier
 from cocoond.daemon.watch import DAEMON_SIGNALS, Change, Watcher, classify
@@ -113,6 +114,7 @@ class Daemon:
             root_aliases=root_aliases(self.root),
         )
         self.watcher = Watcher(self.root, self.queue)
+        self._orphan_bursts = OrphanBursts(self.root)
 
     # ------------------------------------------------------------ main loop
     def run(self) -> int:
@@ -395,14 +397,21 @@ class Daemon:
             changed |= also
         if changed:
             current = self.index.current
-            self._publish(self.lifecycle.observe(self.clock(), [(key, current(key)) for key in changed]))
+            changes = self._orphan_bursts.regroup(
+                [(key, current(key)) for key in changed], self.lifecycle.tracks, self._burst_threshold
+            )
+            self._publish(self.lifecycle.observe(self.clock(), changes))
+
+    @property
+    def _burst_threshold(self) -> int:
+        return int(getattr(self.config.alerts, "orphan_burst_threshold", DEFAULT_BURST_THRESHOLD))
 
     def _publish(self, events: list[Event]) -> None:
         for event in events:
             if isinstance(event, Opened):
                 finding = event.finding
                 if finding.kind == fk.ORPHAN_DATA_DIR:
-                    finding = with_sizes(self.root, [finding])[0]
+                    finding = self._orphan_bursts.sized(finding) or with_sizes(self.root, [finding])[0]
                 self._emit(finding.severity, "finding.opened", finding.to_dict())
             elif isinstance(event, Resolved):
                 self.log.info(
