@@ -44,7 +44,8 @@ class OrphanBursts:
     def regroup(self, changes: list[Change], tracked: Callable[[Key], bool], threshold: int) -> list[Change]:
         """`changes` as the lifecycle should see them. `tracked(key)` says
         whether the lifecycle already settles or reports a key (those stay
-        single)."""
+        single). The caller passes a threshold only for changes that follow
+        a new snapshots.json (0: none are grouped, known groups still shrink)."""
         new = [
             key
             for key, finding in changes
@@ -78,7 +79,8 @@ class OrphanBursts:
         return Finding(
             fk.ORPHAN_DATA_DIR,
             LOCALFILE,
-            f"{len(subjects)} data dirs in {LOCALFILE}/ lost their records together ({examples}): "
+            f"{len(subjects)} data dirs in {LOCALFILE}/ lost their records in one change of "
+            f"snapshots.json ({examples}): "
             "was snapshots.json rewritten, emptied or restored from an old copy? "
             "`cocoon gc` deletes them all: restore the DB from its last good copy if they are still needed",
             path=os.path.join(self.root, LOCALFILE),

@@ -97,6 +97,7 @@ class Daemon:
         self._due_at: dict[str, float] = {}  # when each periodic job runs next
         self._last_full_scan: float | None = None  # wall clock
         self._to_inspect: dict[str, None] = {}  # data dirs whose contents to read, in order
+        self._db_read = False  # snapshots.json was read since the lifecycle was last fed
 
     @property
     def _max_db_bytes(self) -> int | None:
@@ -297,6 +298,7 @@ class Daemon:
         took when a good DB was loaded (the caller logs `index.loaded` once
         the rest of the index is current too), else None."""
         started = self.clock()
+        self._db_read = True
         self.index.set_snapshot_db(read_snapshot_db(self.paths, self.index, self._max_db_bytes))
         return self._loaded_since(started)
 
@@ -333,6 +335,7 @@ class Daemon:
             self.log.info("watch.rescan", reason=reason)
         started = self.clock()
         reload = self._db_changed(force_db)
+        self._db_read |= reload
         # Dirs, blobs and the DB in one go: loading the DB against a stale dir
         # listing would make (and drop) a finding per record. A directory
         # that cannot be listed keeps what the index knew (dir_unreadable).
@@ -397,10 +400,14 @@ class Daemon:
             changed |= also
         if changed:
             current = self.index.current
+            # Only a new snapshots.json makes many orphans at once for one
+            # reason; dirs that appear (an import, an overflow rescan) stay single.
+            threshold = self._burst_threshold if self._db_read else 0
             changes = self._orphan_bursts.regroup(
-                [(key, current(key)) for key in changed], self.lifecycle.tracks, self._burst_threshold
+                [(key, current(key)) for key in changed], self.lifecycle.tracks, threshold
             )
             self._publish(self.lifecycle.observe(self.clock(), changes))
+        self._db_read = False
 
     @property
     def _burst_threshold(self) -> int:
