@@ -121,7 +121,7 @@ def _dir_state(path: str, st: os.stat_result, *, contents: bool, activity: bool)
     elif stat.S_ISLNK(st.st_mode) and _is_dir(path):
         kind = "link"
     else:
-        return DirState("other", st.st_mtime_ns)
+        return DirState("other")
     return DirState(
         kind,
         st.st_mtime_ns,
@@ -152,13 +152,13 @@ def read_contents(path: str) -> DirContents | None:
     leaves the finding unknown rather than calling the snapshot broken."""
     try:
         with os.scandir(path) as it:
-            entries = {e.name: e.is_symlink() for e in it}
+            entries = {e.name: e for e in it}
     except OSError:
         return None
 
     def there(name: str) -> bool:
-        link = entries.get(name)
-        return link is not None and (not link or _exists(os.path.join(path, name)))
+        entry = entries.get(name)
+        return entry is not None and (not entry.is_symlink() or _exists(entry.path))
 
     present = {name for name in SNAPSHOT_FILES if there(name)}
     if any(name.startswith("memory-range") for name in entries):
@@ -167,39 +167,39 @@ def read_contents(path: str) -> DirContents | None:
     missing: tuple[str, ...] = ()
     if SIDECAR in present:
         try:
-            sidecar = parse_sidecar(_read_small(os.path.join(path, SIDECAR)))
+            sidecar = parse_sidecar(_read_small(entries[SIDECAR]))
         except FormatProblem as exc:
             sidecar_problem = str(exc)
         else:
             missing = tuple(d.resident for d in sidecar.disks if d.resident and not there(d.resident))
             if CH_CONFIG in present:
                 try:
-                    config_problem = config_mismatch(_read_small(os.path.join(path, CH_CONFIG)), sidecar)
+                    config_problem = config_mismatch(_read_small(entries[CH_CONFIG]), sidecar)
                 except FormatProblem as exc:
                     config_problem = str(exc)
     found = DirContents(frozenset(present), sidecar_problem, missing, config_problem)
     return _CONTENTS.setdefault(found, found)
 
 
-def _read_small(path: str) -> bytes:
-    """A small regular file's bytes; a FIFO or a huge file is a problem,
-    not a hang or a memory spike."""
+def _read_small(entry: os.DirEntry[str]) -> bytes:
+    """A small regular file's bytes, as cocoon's os.ReadFile would get them;
+    a FIFO, a device or a huge file is a problem, not a hang or a memory
+    spike. The entry's type comes with the listing (no stat for plain files)."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        if not entry.is_file():
+            raise FormatProblem("not a regular file")
+        fd = os.open(entry.path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
         raise FormatProblem(f"cannot read: {exc.strerror or exc}") from None
     try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise FormatProblem("not a regular file")
-        if st.st_size > SMALL_FILE_LIMIT:
-            raise FormatProblem(f"{st.st_size} bytes, too large to be cocoon's")
-        with os.fdopen(fd, "rb", closefd=False) as fh:
-            return fh.read(SMALL_FILE_LIMIT + 1)
+        data = os.read(fd, SMALL_FILE_LIMIT + 1)  # a regular file: one read gets it all
     except OSError as exc:
         raise FormatProblem(f"cannot read: {exc.strerror or exc}") from None
     finally:
         os.close(fd)
+    if len(data) > SMALL_FILE_LIMIT:
+        raise FormatProblem(f"over {SMALL_FILE_LIMIT} bytes, too large to be cocoon's")
+    return data
 
 
 def last_write(path: str, own_mtime: float) -> float:
@@ -339,29 +339,54 @@ def list_data_dirs(
     lister: Lister,
     records: Mapping[str, RecFacts],
     previous: Mapping[str, DirState] | None = None,
+    *,
+    track_mtime: bool = True,
+    contents: bool = True,
 ) -> dict[str, DirState]:
     """Every entry of snapshot/localfile/: what restore would find in the
     dirs of committed records (re-read only when the dir's mtime moved since
-    `previous`), and when record-less dirs were last written."""
+    `previous`; with `contents=False` left unknown for the caller to read
+    later), and when record-less dirs were last written. A one-shot caller
+    (`check`) needs no mtimes and saves a stat per snapshot."""
     out: dict[str, DirState] = {}
     base = os.path.join(lister.root, LOCALFILE)
     previous = previous or {}
     for entry in lister.entries(LOCALFILE):
         name = own(entry.name)
-        path = os.path.join(base, name)
         try:
-            st = entry.stat(follow_symlinks=False)
+            kind = _entry_kind(entry)
+            rec = records.get(name)
+            st = (
+                entry.stat(follow_symlinks=False)
+                if kind != "other" and (track_mtime or rec is None)
+                else None
+            )
         except OSError:
+            kind, st = "other", None
+        if kind == "other":
             out[name] = DirState("other")
             continue
-        rec = records.get(name)
+        mtime_ns = st.st_mtime_ns if st is not None else 0
         want_contents = rec is not None and not rec.pending and rec.recorded is None
         old = previous.get(name)
-        if want_contents and old is not None and old.contents is not None and old.mtime_ns == st.st_mtime_ns:
+        if want_contents and old is not None and old.contents is not None and st and old.mtime_ns == mtime_ns:
             out[name] = old
             continue
-        out[name] = _dir_state(path, st, contents=want_contents, activity=rec is None)
+        path = os.path.join(base, name)
+        out[name] = DirState(
+            kind,
+            mtime_ns,
+            read_contents(path) if want_contents and contents else None,
+            last_write(path, st.st_mtime) if rec is None and st is not None else None,
+        )
     return out
+
+
+def _entry_kind(entry: os.DirEntry[str]) -> EntryKind:
+    """From the listing's own type (no syscall for a plain dir)."""
+    if entry.is_dir(follow_symlinks=False):
+        return "dir"
+    return "link" if entry.is_symlink() and entry.is_dir() else "other"
 
 
 def list_blobs(lister: Lister) -> dict[str, BlobFile]:
@@ -398,11 +423,21 @@ def list_temps(lister: Lister) -> dict[str, TempEntry]:
 
 
 def scan(
-    paths: Paths, *, index: Reconciler, include_db: bool = True, max_db_bytes: int | None = None
+    paths: Paths,
+    *,
+    index: Reconciler,
+    include_db: bool = True,
+    max_db_bytes: int | None = None,
+    one_shot: bool = False,
+    dir_contents: bool = True,
 ) -> Listing:
     """One full pass over the tree (without snapshots.json if the caller
     keeps the index's). Directories that cannot be listed are named in
-    `Listing.unreadable`, never read as empty."""
+    `Listing.unreadable`, never read as empty. `one_shot`: no rescan will
+    follow (`check`), so nothing is kept for the next one. Without
+    `dir_contents`, data dirs whose contents changed are left unknown: the
+    index asks for them (`Wants.contents`) and the daemon reads them a slice
+    at a time, so its first READY does not wait for 100k dirs."""
     root = paths.root_dir
     db = read_snapshot_db(paths, index, max_db_bytes) if include_db else None
     if isinstance(db, IndexedDB):
@@ -417,7 +452,7 @@ def scan(
         if refs is not None:
             ref_dbs[relpath] = refs
     lister = Lister(root)
-    data_dirs = list_data_dirs(lister, records, index.dirs)
+    data_dirs = list_data_dirs(lister, records, index.dirs, track_mtime=not one_shot, contents=dir_contents)
     return Listing(
         snapshot_db=db,
         keep_db=not include_db,

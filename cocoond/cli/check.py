@@ -80,7 +80,7 @@ def run_check(
     lock_file = paths.snapshot_lock_file()
     with shared_read_lock(lock_file, LOCK_WAIT_SECONDS) as held:
         lock = "held" if held else ("busy" if lock_file.exists() else "absent")
-        listing = scan(paths, index=index, max_db_bytes=max_db_bytes)
+        listing = scan(paths, index=index, max_db_bytes=max_db_bytes, one_shot=True)
     if listing.unreadable:
         where, why = sorted(listing.unreadable.items())[0]
         raise RootUnreadable(f"{os.path.join(root, where)}: cannot list: {why}")

@@ -193,3 +193,8 @@ class Lifecycle:
 
     def tracked_keys(self) -> set[Key]:
         return set(self._tracked)
+
+    def tracks(self, key: Key) -> bool:
+        """Is this finding settling or open (or open in a previous run, and
+        not judged yet)?"""
+        return key in self._tracked or key in self._restored

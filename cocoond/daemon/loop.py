@@ -24,6 +24,7 @@ from cocoond.core import findings as fk
 from cocoond.core.findings import Finding, Key
 from cocoond.core.lifecycle import Event, Lifecycle, Opened, Reminder, Resolved
 from cocoond.core.reconcile import DB_DEPENDENT, Reconciler
+from cocoond.daemon.bursts import DEFAULT_BURST_THRESHOLD, OrphanBursts
 from cocoond.daemon.logsetup import configure
 from cocoond.daemon.sdnotify import Notifier
 from cocoond.daemon.state import StateKeeper, rfc3339
@@ -55,6 +56,9 @@ MAX_SLEEP = 5.0
 #: so continuous activity cannot postpone processing forever.
 MAX_DEBOUNCE = 1.0
 
+#: Longest the loop spends reading data dir contents before it looks at
+#: its queue again (a first scan of 100k dirs takes seconds).
+INSPECT_SLICE = 0.05
 #: Shortest wait before a held finding is looked at again.
 MIN_HOLD = 0.1
 #: `_db_id` before snapshots.json was first looked at (None means absent).
@@ -92,6 +96,8 @@ class Daemon:
         self._status = ""
         self._due_at: dict[str, float] = {}  # when each periodic job runs next
         self._last_full_scan: float | None = None  # wall clock
+        self._to_inspect: dict[str, None] = {}  # data dirs whose contents to read, in order
+        self._db_read = False  # snapshots.json was read since the lifecycle was last fed
 
     @property
     def _max_db_bytes(self) -> int | None:
@@ -109,6 +115,7 @@ class Daemon:
             root_aliases=root_aliases(self.root),
         )
         self.watcher = Watcher(self.root, self.queue)
+        self._orphan_bursts = OrphanBursts(self.root)
 
     # ------------------------------------------------------------ main loop
     def run(self) -> int:
@@ -160,11 +167,15 @@ class Daemon:
                 or now - self._burst_first >= max(MAX_DEBOUNCE, self.config.watch.debounce_seconds)
             ):
                 self._process_burst()
+            if self._to_inspect and not self._burst:
+                self._inspect_some()
             self._publish(self.lifecycle.tick(self.clock(), self._quiet_since, self._hold))
             self._timers(self.clock())
 
     def _next_due(self, now: float) -> float:
         due = [now + MAX_SLEEP]
+        if self._to_inspect:
+            due.append(now)
         if self._burst:
             due.append(
                 min(
@@ -268,7 +279,7 @@ class Daemon:
         # A DB just read may name dirs and blobs whose events are still in
         # the queue: look at them now, so no finding opens from a state that
         # never existed on disk.
-        fulfil(root, index, index.take_wants())
+        self._fulfil_wants()
         self._log_loaded(loaded)
         self._feed_lifecycle()
 
@@ -288,6 +299,7 @@ class Daemon:
         took when a good DB was loaded (the caller logs `index.loaded` once
         the rest of the index is current too), else None."""
         started = self.clock()
+        self._db_read = True
         self.index.set_snapshot_db(read_snapshot_db(self.paths, self.index, self._max_db_bytes))
         return self._loaded_since(started)
 
@@ -324,17 +336,44 @@ class Daemon:
             self.log.info("watch.rescan", reason=reason)
         started = self.clock()
         reload = self._db_changed(force_db)
+        self._db_read |= reload
         # Dirs, blobs and the DB in one go: loading the DB against a stale dir
         # listing would make (and drop) a finding per record. A directory
         # that cannot be listed keeps what the index knew (dir_unreadable).
-        listing = scan(self.paths, include_db=reload, index=self.index, max_db_bytes=self._max_db_bytes)
+        listing = scan(
+            self.paths,
+            include_db=reload,
+            index=self.index,
+            max_db_bytes=self._max_db_bytes,
+            dir_contents=False,
+        )
         self.index.apply_listing(listing)
         del listing
-        fulfil(self.root, self.index, self.index.take_wants())
+        self._fulfil_wants()
         loaded = self._loaded_since(started) if reload else None
         self._log_loaded(loaded)
         self._last_full_scan = self.wall()
         self._feed_lifecycle(also)
+
+    def _fulfil_wants(self) -> None:
+        """Look at what the index asked for. Data dir contents (a few small
+        reads per snapshot) go to a queue that `_inspect_some` works off a
+        slice at a time, so 100k of them never stall events or READY."""
+        wants = self.index.take_wants()
+        self._to_inspect.update(dict.fromkeys(sorted(wants.contents)))
+        wants.contents = set()
+        fulfil(self.root, self.index, wants)
+
+    def _inspect_some(self) -> None:
+        deadline = self.clock() + INSPECT_SLICE
+        index, todo = self.index, self._to_inspect
+        while todo and self.clock() < deadline:
+            name = next(iter(todo))
+            del todo[name]
+            rec = index.records.get(name)
+            if rec is not None and not rec.pending and rec.recorded is None:
+                index.set_data_dir(name, inspect_data_dir(self.root, name, contents=True, activity=False))
+        self._feed_lifecycle()
 
     def _hold(self, key: Key, finding: Finding) -> float | None:
         """Asked by the lifecycle before it opens a settled finding: None to
@@ -362,19 +401,30 @@ class Daemon:
             changed |= also
         if changed:
             current = self.index.current
-            self._publish(self.lifecycle.observe(self.clock(), [(key, current(key)) for key in changed]))
+            # Only a new snapshots.json makes many orphans at once for one
+            # reason; dirs that appear (an import, an overflow rescan) stay single.
+            threshold = self._burst_threshold if self._db_read else 0
+            changes = self._orphan_bursts.regroup(
+                [(key, current(key)) for key in changed], self.lifecycle.tracks, threshold
+            )
+            self._publish(self.lifecycle.observe(self.clock(), changes))
+        self._db_read = False
         # What a previous run had open is judged once the index can tell (state.py).
         self._publish(self.lifecycle.settle_restored(self.clock(), self._undecided))
 
     def _undecided(self, key: Key) -> bool:
         return self.index.db_error is not None and key[0] in DB_DEPENDENT
 
+    @property
+    def _burst_threshold(self) -> int:
+        return int(getattr(self.config.alerts, "orphan_burst_threshold", DEFAULT_BURST_THRESHOLD))
+
     def _publish(self, events: list[Event]) -> None:
         for event in events:
             if isinstance(event, Opened):
                 finding = event.finding
                 if finding.kind == fk.ORPHAN_DATA_DIR:
-                    finding = with_sizes(self.root, [finding])[0]
+                    finding = self._orphan_bursts.sized(finding) or with_sizes(self.root, [finding])[0]
                 self._emit(finding.severity, "finding.opened", finding.to_dict())
             elif isinstance(event, Resolved):
                 self.log.info(

@@ -48,8 +48,9 @@ def _folded(obj: dict[str, Any]) -> dict[str, Any]:
     """An object's keys as Go's decoder matches them to struct fields:
     exactly or under case folding (ASCII, plus U+017F and U+212A, which fold
     to 's' and 'k'), the later key winning as Go assigns in order."""
-    if all(k.islower() and k.isascii() for k in obj):
-        return obj
+    joined = "".join(obj)
+    if joined.isascii() and (joined.islower() or not joined):
+        return obj  # every key is already as Go's struct tags spell them
     return {k.translate(_FOLD).lower(): v for k, v in obj.items()}
 
 
@@ -87,13 +88,28 @@ def parse_sidecar(data: bytes) -> Sidecar:
 
 def _disk(i: int, sc: dict[str, Any]) -> Disk:
     where = f"storage config {i}"
-    path = _typed(sc.get("path"), str, f"{where} path") or ""
-    ro = _typed(sc.get("ro"), bool, f"{where} ro") or False
-    role = _typed(sc.get("role"), str, f"{where} role") or ""
-    serial = _typed(sc.get("serial"), str, f"{where} serial") or ""
-    mount = _typed(sc.get("mount_point"), str, f"{where} mount_point") or ""
-    fstype = _typed(sc.get("fstype"), str, f"{where} fstype") or ""
-    direct_io = _typed(sc.get("direct_io"), bool, f"{where} direct_io")
+    get = sc.get
+    path, ro, role, serial = get("path"), get("ro"), get("role"), get("serial")
+    mount, fstype, direct_io = get("mount_point"), get("fstype"), get("direct_io")
+    if not (
+        (path is None or type(path) is str)
+        and (ro is None or type(ro) is bool)
+        and (role is None or type(role) is str)
+        and (serial is None or type(serial) is str)
+        and (mount is None or type(mount) is str)
+        and (fstype is None or type(fstype) is str)
+        and (direct_io is None or type(direct_io) is bool)
+    ):
+        for name, kind in _DISK_TYPES:
+            _typed(get(name), kind, f"{where} {name}")
+    path, ro, role, serial, mount, fstype = (
+        path or "",
+        ro or False,
+        role or "",
+        serial or "",
+        mount or "",
+        fstype or "",
+    )
     if role not in _ROLES_RO:
         raise FormatProblem(f"{where}: role must be one of layer/cow/cidata/data, got {role!r}")
     if ro != _ROLES_RO[role]:
@@ -114,6 +130,17 @@ def _disk(i: int, sc: dict[str, Any]) -> Disk:
     return Disk(path, ro, role, f"data-{serial}.raw")
 
 
+_DISK_TYPES = (
+    ("path", str),
+    ("ro", bool),
+    ("role", str),
+    ("serial", str),
+    ("mount_point", str),
+    ("fstype", str),
+    ("direct_io", bool),
+)
+
+
 def config_mismatch(data: bytes, sidecar: Sidecar) -> str | None:
     """Why CH's config.json does not match the sidecar (None: it does)."""
     try:
@@ -122,9 +149,11 @@ def config_mismatch(data: bytes, sidecar: Sidecar) -> str | None:
         parsed = []
         for i, d in enumerate(disks):
             d = _folded(_typed(d, dict, f"disk {i}") or {})
-            path = _typed(d.get("path"), str, f"disk {i} path") or ""
-            ro = _typed(d.get("readonly"), bool, f"disk {i} readonly") or False
-            parsed.append((path, ro))
+            path, ro = d.get("path"), d.get("readonly")
+            if not ((path is None or type(path) is str) and (ro is None or type(ro) is bool)):
+                _typed(path, str, f"disk {i} path")
+                _typed(ro, bool, f"disk {i} readonly")
+            parsed.append((path or "", ro or False))
     except FormatProblem as exc:
         return str(exc)
     if len(parsed) != len(sidecar.disks):
