@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import resource
 import signal
 import subprocess
@@ -320,3 +321,14 @@ def test_interval_that_cannot_be_meant_is_refused(tmp_path: Path) -> None:
     done = cocoond("check", "--config", str(config), "--root", str(tmp_path))
     assert done.returncode == UNKNOWN, done
     assert "watch.debounce_seconds: must be 0 or at least 0.01 seconds, got 1e-300" in done.stderr
+
+
+def test_changelog_describes_this_version() -> None:
+    """Keep a Changelog: an Unreleased section on top, then the version that
+    `cocoond --version` reports, with a date."""
+    text = (Path(__file__).resolve().parents[1] / "CHANGELOG.md").read_text(encoding="utf-8")
+    headings = re.findall(r"^## \[([^]]+)\](?: - (\d{4}-\d{2}-\d{2}))?$", text, re.MULTILINE)
+    assert headings[0] == ("Unreleased", "")
+    assert headings[1][0] == __version__ and headings[1][1], headings[:2]
+    section = text.split(f"## [{__version__}]", 1)[1].split("\n## [", 1)[0]
+    assert "### Added" in section or "### Changed" in section or "### Fixed" in section
