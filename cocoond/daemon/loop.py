@@ -413,7 +413,10 @@ class Daemon:
         self._publish(self.lifecycle.settle_restored(self.clock(), self._undecided))
 
     def _undecided(self, key: Key) -> bool:
-        return self.index.db_error is not None and key[0] in DB_DEPENDENT
+        """The index cannot yet tell whether a finding a previous run had
+        open still holds: its DB is unreadable, or its data dir's contents
+        are still queued for `_inspect_some` (subject = snapshot ID)."""
+        return (self.index.db_error is not None and key[0] in DB_DEPENDENT) or key[1] in self._to_inspect
 
     @property
     def _burst_threshold(self) -> int:
