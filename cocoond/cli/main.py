@@ -153,12 +153,18 @@ def _check(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
-def _config(args: argparse.Namespace) -> int:
-    choice = _choice(args)
+def _loaded(choice: ConfigChoice, command: str) -> Config | None:
+    """The config, or None once its one-line error is on stderr."""
     try:
-        config = choice.load()
+        return choice.load()
     except ConfigError as exc:
-        print(f"cocoond config {args.action}: {exc}", file=sys.stderr)
+        print(f"cocoond {command}: {exc}", file=sys.stderr)
+        return None
+
+
+def _config(args: argparse.Namespace) -> int:
+    config = _loaded(_choice(args), f"config {args.action}")
+    if config is None:
         return EX_CONFIG
     if args.action == "check":
         print(f"{_described(config)}: ok")
@@ -174,10 +180,8 @@ def _described(config: Config) -> str:
 
 def _run(args: argparse.Namespace) -> int:
     choice = _choice(args)
-    try:
-        config = choice.load()
-    except ConfigError as exc:
-        print(f"cocoond run: {exc}", file=sys.stderr)
+    config = _loaded(choice, "run")
+    if config is None:
         return EX_CONFIG
     from cocoond.daemon.loop import run_daemon
 
