@@ -125,7 +125,8 @@ def test_keeper_saves_atomically_and_restores(tmp_path: Path) -> None:
     life = Lifecycle(settle=0, reminder=0)
     kept, fixed = sample()[0][0], sample()[2][0]
     life.restore(10.0, [(kept, 60.0), (fixed, 1.0)])
-    keeper.save(log, life, "/r", 10.0, NOW)
+    keeper.changed()
+    keeper.flush(log, life, "/r", 10.0, NOW)
     path = tmp_path / "state" / STATE_FILE
     assert oct((tmp_path / "state").stat().st_mode & 0o777) == "0o700"
     assert oct(path.stat().st_mode & 0o777) == "0o600"
@@ -179,8 +180,11 @@ def test_no_state_dir_says_so_once_and_writes_nothing(tmp_path: Path) -> None:
     keeper = StateKeeper(None)
     life = Lifecycle(settle=0, reminder=0)
     assert keeper.restore(log, life, "/r", 0.0, NOW) == []
-    keeper.save(log, life, "/r", 0.0, NOW)
+    keeper.changed()
+    assert keeper.due() is None
+    keeper.flush(log, life, "/r", 0.0, NOW, force=True)
     assert log.events() == ["state.off"]
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_save_failure_is_logged_once_per_problem(tmp_path: Path) -> None:
@@ -189,7 +193,41 @@ def test_save_failure_is_logged_once_per_problem(tmp_path: Path) -> None:
     log = Log()
     keeper = StateKeeper(str(blocker / "state"))  # below a file: ENOTDIR, even for root
     life = Lifecycle(settle=0, reminder=0)
-    for _ in range(3):
-        keeper.save(log, life, "/r", 0.0, NOW)
+    for i in range(3):
+        keeper.changed()
+        keeper.flush(log, life, "/r", 10.0 * i, NOW)
     assert log.events() == ["state.save_failed"]
     assert log.lines[0][0] == "warning" and log.lines[0][2]["error"]
+
+
+def test_writes_are_spaced_by_their_cost(tmp_path: Path) -> None:
+    """A change right after a write waits for the gap (at least 1 s, and 10x
+    what the last write took), then is written; stop forces it out."""
+    spent = iter([0.0, 0.3, 100.0, 100.001, 200.0, 200.001])  # the first write takes 0.3 s
+    keeper = StateKeeper(str(tmp_path), timer=lambda: next(spent))
+    path = tmp_path / STATE_FILE
+    log = Log()
+    life = Lifecycle(settle=0, reminder=0)
+    kept = sample()[0][0]
+    keeper.flush(log, life, "/r", 0.0, NOW)
+    assert not path.exists() and keeper.due() is None  # nothing changed, nothing written
+    life.restore(0.0, [(kept, 1.0)])
+    keeper.changed()
+    keeper.flush(log, life, "/r", 0.0, NOW)
+    assert len(decode(path.read_bytes()).open) == 1
+    assert keeper.due() is None
+    life.settle_restored(0.5)  # resolved: the open set changed
+    keeper.changed()
+    keeper.flush(log, life, "/r", 1.0, NOW)
+    assert len(decode(path.read_bytes()).open) == 1  # 10 x 0.3 s have not passed
+    assert keeper.due() == 3.0
+    keeper.flush(log, life, "/r", 3.0, NOW)
+    assert decode(path.read_bytes()).open == []
+    assert keeper.due() is None
+    # At stop, a pending change is written whatever the gap.
+    life.restore(3.0, [(kept, 1.0)])
+    keeper.changed()
+    keeper.flush(log, life, "/r", 3.5, NOW)
+    assert decode(path.read_bytes()).open == []
+    keeper.flush(log, life, "/r", 3.5, NOW, force=True)
+    assert len(decode(path.read_bytes()).open) == 1

@@ -128,6 +128,7 @@ class Daemon:
                 # Under systemd this start will time out; say why, once.
                 self.log.warning("daemon.notify_failed", error=self.notifier.last_error)
             self._loop()
+            self.state.flush(self.log, self.lifecycle, self.root, self.clock(), self.wall(), force=True)
             self.log.info("daemon.stopping", signal=self._stop_signal)
             self.notifier.stopping()
             return 0
@@ -185,6 +186,8 @@ class Daemon:
             )
         if (lifecycle_due := self.lifecycle.next_deadline()) is not None:
             due.append(lifecycle_due)
+        if (state_due := self.state.due()) is not None:
+            due.append(state_due)
         wall_now = self.wall()
         if (transition := self.index.next_transition(wall_now)) is not None:
             due.append(now + (transition - wall_now) + 0.01)
@@ -446,7 +449,8 @@ class Daemon:
         if events:
             self._update_status()
         if any(not isinstance(event, Reminder) for event in events):
-            self.state.save(self.log, self.lifecycle, self.root, self.clock(), self.wall())
+            self.state.changed()
+        self.state.flush(self.log, self.lifecycle, self.root, self.clock(), self.wall())
 
     def _emit(self, severity: str, event: str, fields: dict[str, Any]) -> None:
         fields = dict(fields)
