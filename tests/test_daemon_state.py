@@ -120,3 +120,19 @@ def test_without_a_state_directory_it_says_so_once(daemons: Daemons, sim: Module
     assert [line["event"] for line in daemon.lines if str(line.get("event", "")).startswith("state.")] == [
         "state.off"
     ]
+
+
+def test_a_stop_writes_what_changed_since_the_last_write(
+    daemons: Daemons, sim: ModuleType, root: Path, tmp_path: Path
+) -> None:
+    """Writes are at least a second apart; a finding opened within that gap
+    is still in the file once SIGTERM has stopped the daemon."""
+    sim.init(str(root))
+    daemon = daemons.start(root, env={"STATE_DIRECTORY": str(tmp_path)})
+    daemon.wait_ready()
+    first = sim.inject(str(root), "missing-dir")
+    daemon.wait_for(opened(first["kind"], first["subject"]))
+    second = sim.inject(str(root), "dangling-name")
+    daemon.wait_for(opened(second["kind"], second["subject"]))
+    assert daemon.stop()[0] == 0
+    assert saved_subjects(tmp_path / STATE_FILE) == {first["subject"], second["subject"]}
