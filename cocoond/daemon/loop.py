@@ -41,8 +41,8 @@ from cocoond.scan import (
     stat_blob,
     stat_boot_dir,
     stat_temp,
-    with_sizes,
 )
+from cocoond.sizes import with_sizes
 from cocoond.storage.memory import release_free_memory
 from cocoond.storage.paths import Paths
 
@@ -368,7 +368,7 @@ class Daemon:
             if isinstance(event, Opened):
                 finding = event.finding
                 if finding.kind == fk.ORPHAN_DATA_DIR:
-                    finding = with_sizes(self.root, [finding])[0]
+                    finding = with_sizes([finding])[0]
                 self._emit(finding.severity, "finding.opened", finding.to_dict())
             elif isinstance(event, Resolved):
                 self.log.info(
