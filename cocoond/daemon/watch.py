@@ -220,10 +220,18 @@ class Watcher:
     def news(self) -> tuple[dict[str, str], list[str]]:
         """What to tell a person since the last call: directories that now
         cannot be watched (or fail for another reason), and those watched
-        again. Each failure is told once, however often it is retried."""
-        failed = {d: why for d, why in self.failed.items() if self._reported.get(d) != why}
+        again. Each failure is told once, however often it is retried, and
+        not for a directory inside another that fails (the root closed is
+        one line, not seventeen): it is told if it still fails once the
+        outer one is fixed."""
+        shown = {
+            d: why
+            for d, why in self.failed.items()
+            if not any(d.startswith(outer.rstrip("/") + "/") for outer in self.failed)
+        }
+        failed = {d: why for d, why in shown.items() if self._reported.get(d) != why}
         restored = [d for d in self._reported if d not in self.failed and d in self.watched]
-        self._reported = dict(self.failed)
+        self._reported = shown
         return failed, restored
 
     def _schedule_retry(self, *, reset: bool) -> None:
