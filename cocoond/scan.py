@@ -271,6 +271,13 @@ def stat_blob(root: str, relpath: str) -> BlobFile | None:
     )
 
 
+#: An OCI boot dir holds a kernel and an initrd; it is sized on the event
+#: loop (in every listing), so its walk gets a far smaller bound than an
+#: orphan's (see cocoond/sizes.py).
+BOOT_DIR_MAX_ENTRIES = 1000
+BOOT_DIR_MAX_SECONDS = 0.5
+
+
 def stat_boot_dir(root: str, hex_: str) -> int | None:
     """oci/boot/<hex>: its size if it is a real dir (ScanSubdirs), else None."""
     path = os.path.join(root, OCI_BOOT, hex_)
@@ -279,7 +286,7 @@ def stat_boot_dir(root: str, hex_: str) -> int | None:
             return None
     except OSError:
         return None
-    return disk_usage(path).bytes
+    return disk_usage(path, max_entries=BOOT_DIR_MAX_ENTRIES, max_seconds=BOOT_DIR_MAX_SECONDS).bytes
 
 
 # ---------------------------------------------------------------------- temps
