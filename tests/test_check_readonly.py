@@ -161,7 +161,9 @@ def test_check_runs_while_cocoon_holds_every_lock(
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         rc, result = check(root, capsys)
         assert keys(result) == {(got["kind"], got["subject"])} and rc == 1
-        assert result["consistent"] is True and result["attempts"] == 1 and "lock" not in result
+        assert result["consistent"] is True and result["attempts"] == 1
+        # The contract's keys, plus consistent and attempts (no "lock" any more).
+        assert set(result) == {"root", "snapshots", "blobs", "findings", "consistent", "attempts"}
         rc, out = check_human(root, capsys)
         assert rc == 1 and len(out.splitlines()) == 3  # status, header, one row: no note
     finally:

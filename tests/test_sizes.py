@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 import os
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -14,6 +15,7 @@ from cocoond import sizes
 from cocoond.core import findings as fk
 from cocoond.core.findings import Finding
 from cocoond.sizes import DiskUsage, disk_usage, sized, with_sizes
+from cocoond.storage.units import human_size
 
 MB = 1 << 20
 
@@ -149,3 +151,17 @@ def test_check_marks_a_cut_orphan_size(tmp_path: Path, monkeypatch: pytest.Monke
     total = wide_tree(tmp_path / "a", 10)
     (got,) = with_sizes([orphan(tmp_path / "a")])
     assert got.bytes_partial and 0 < (got.bytes or 0) < total
+
+
+def test_check_reports_a_cut_orphan_size(
+    sim: ModuleType, root: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.test_check import check, check_human, the, tree_blocks
+
+    monkeypatch.setattr(sizes, "SIZE_MAX_ENTRIES", 2)
+    got = sim.inject(str(root), "orphan-dir")
+    rc, result = check(root, capsys)
+    f = the(result, "orphan_data_dir", got["subject"])
+    assert rc == 1 and f["bytes_partial"] is True and 0 < f["bytes"] < tree_blocks(f["path"])
+    rc, out = check_human(root, capsys)
+    assert f" >={human_size(f['bytes'])} " in out
