@@ -359,11 +359,13 @@ def list_data_dirs(
     previous: Mapping[str, DirState] | None = None,
     *,
     track_mtime: bool = True,
+    contents: bool = True,
 ) -> dict[str, DirState]:
     """Every entry of snapshot/localfile/: what restore would find in the
     dirs of committed records (re-read only when the dir's mtime moved since
-    `previous`), and when record-less dirs were last written. A one-shot
-    caller (`check`) needs no mtimes and saves a stat per snapshot."""
+    `previous`; with `contents=False` left unknown for the caller to read
+    later), and when record-less dirs were last written. A one-shot caller
+    (`check`) needs no mtimes and saves a stat per snapshot."""
     out: dict[str, DirState] = {}
     base = os.path.join(lister.root, LOCALFILE)
     previous = previous or {}
@@ -392,7 +394,7 @@ def list_data_dirs(
         out[name] = DirState(
             kind,
             mtime_ns,
-            read_contents(path) if want_contents else None,
+            read_contents(path) if want_contents and contents else None,
             last_write(path, st.st_mtime) if rec is None and st is not None else None,
         )
     return out
@@ -445,11 +447,15 @@ def scan(
     include_db: bool = True,
     max_db_bytes: int | None = None,
     one_shot: bool = False,
+    dir_contents: bool = True,
 ) -> Listing:
     """One full pass over the tree (without snapshots.json if the caller
     keeps the index's). Directories that cannot be listed are named in
     `Listing.unreadable`, never read as empty. `one_shot`: no rescan will
-    follow (`check`), so nothing is kept for the next one."""
+    follow (`check`), so nothing is kept for the next one. Without
+    `dir_contents`, data dirs whose contents changed are left unknown: the
+    index asks for them (`Wants.contents`) and the daemon reads them a slice
+    at a time, so its first READY does not wait for 100k dirs."""
     root = paths.root_dir
     db = read_snapshot_db(paths, index, max_db_bytes) if include_db else None
     if isinstance(db, IndexedDB):
@@ -464,7 +470,7 @@ def scan(
         if refs is not None:
             ref_dbs[relpath] = refs
     lister = Lister(root)
-    data_dirs = list_data_dirs(lister, records, index.dirs, track_mtime=not one_shot)
+    data_dirs = list_data_dirs(lister, records, index.dirs, track_mtime=not one_shot, contents=dir_contents)
     return Listing(
         snapshot_db=db,
         keep_db=not include_db,

@@ -15,7 +15,7 @@ import dataclasses
 import os
 import stat
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from cocoond.core import findings as fk
@@ -81,6 +81,28 @@ def disk_usage(
                 continue
             except OSError:
                 complete = False
+    return DiskUsage(total, complete)
+
+
+def total_usage(
+    paths: Iterable[str],
+    *,
+    budget_seconds: float | None = None,
+    cancelled: Callable[[], bool] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> DiskUsage:
+    """Bytes under all of `paths` (the dirs of an orphan burst), every walk
+    within one time budget (default SIZE_MAX_SECONDS): what is left
+    unwalked when it runs out makes the total a lower bound."""
+    deadline = clock() + (SIZE_MAX_SECONDS if budget_seconds is None else budget_seconds)
+    total, complete = 0, True
+    for path in paths:
+        left = deadline - clock()
+        if left <= 0:
+            return DiskUsage(total, complete=False)
+        usage = disk_usage(path, max_seconds=left, cancelled=cancelled, clock=clock)
+        total += usage.bytes
+        complete = complete and usage.complete
     return DiskUsage(total, complete)
 
 

@@ -306,9 +306,18 @@ def test_names_entry_pointing_at_a_record_with_another_name(
     assert f["snapshot_id"] == sid
 
 
-def test_null_record_is_name_mismatch_and_its_dir_no_orphan(
+def backdate(path: Path, seconds: float = 3600) -> None:
+    """A dir and its entries last written long ago (not an import in flight)."""
+    then = time.time() - seconds
+    for entry in [*path.iterdir(), path]:
+        os.utime(entry, (then, then))
+
+
+def test_null_record_is_name_mismatch_and_its_dir_an_orphan_gc_deletes(
     sim: ModuleType, root: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """gc skips null records (snapshot/localfile/gc.go:45-47): their dirs are
+    unreferenced and deleted."""
     sim.create(str(root))
     sid = sim.create(str(root), name="nulled")
 
@@ -317,10 +326,30 @@ def test_null_record_is_name_mismatch_and_its_dir_no_orphan(
         del db["names"]["nulled"]
 
     edit_db(root, SNAPSHOT_DB, nullify)
-    assert (root / "snapshot" / "localfile" / sid).is_dir()
+    backdate(root / "snapshot" / "localfile" / sid)
     rc, result = check(root, capsys)
-    assert_only(result, rc, "name_mismatch", sid)
-    assert keys(result) == {("name_mismatch", sid)}
+    assert rc == 1
+    assert keys(result) == {("name_mismatch", sid), ("orphan_data_dir", sid)}
+    assert "null" in the(result, "orphan_data_dir", sid)["message"]
+
+
+def test_an_orphan_dir_still_being_written_is_not_reported(
+    sim: ModuleType, root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`cocoon snapshot import` fills the dir before it writes the record
+    (snapshot/localfile/import.go:34-87): a dir written within settle_seconds
+    is an import in flight, not an orphan."""
+    sim.init(str(root))
+    sid = sim.new_id()
+    data = root / "snapshot" / "localfile" / sid
+    sim.write_snapshot_files(str(data))
+    backdate(data)
+    (data / "memory-ranges").write_bytes(b"still arriving")
+    config = tmp_path / "c.toml"
+    config.write_text("[watch]\nsettle_seconds = 600\n")
+    assert keys(check(root, capsys, "--config", str(config))[1]) == set()
+    backdate(data)
+    assert keys(check(root, capsys, "--config", str(config))[1]) == {("orphan_data_dir", sid)}
 
 
 def test_null_record_whose_name_is_kept(
@@ -836,3 +865,25 @@ def test_records_written_through_a_symlinked_root_match_the_real_one(
     monkeypatch.delenv("COCOON_ROOT_DIR")
     rc, out = check(real, capsys)  # without a hint of cocoon's spelling, it cannot know
     assert [f["kind"] for f in out["findings"]] == ["data_dir_mismatch"], out
+
+
+def test_a_symlinked_dir_in_localfile_is_never_seen_by_gc(
+    sim: ModuleType, root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """gc lists localfile/ with ScanSubdirs, which keeps real directories only
+    (utils/file.go:46-55): a record-less symlink stays; the message must not
+    say gc deletes it. A record whose dir is a symlink restores through it."""
+    elsewhere = tmp_path / "elsewhere"
+    sim.write_snapshot_files(str(elsewhere))
+    sid = sim.create(str(root), name="linked")
+    data = root / "snapshot" / "localfile" / sid
+    shutil.rmtree(data)
+    data.symlink_to(elsewhere)
+    stray = root / "snapshot" / "localfile" / sim.new_id()
+    stray.symlink_to(elsewhere)
+    backdate(elsewhere)
+    os.utime(stray, (time.time() - 3600, time.time() - 3600), follow_symlinks=False)
+    rc, result = check(root, capsys)
+    f = assert_only(result, rc, "orphan_data_dir", stray.name)
+    assert "never sees symlinks" in f["message"] and "deletes it" not in f["message"]
+    assert keys(result) == {("orphan_data_dir", stray.name)}

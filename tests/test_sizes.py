@@ -14,7 +14,7 @@ import pytest
 from cocoond import sizes
 from cocoond.core import findings as fk
 from cocoond.core.findings import Finding
-from cocoond.sizes import DiskUsage, disk_usage, sized, with_sizes
+from cocoond.sizes import DiskUsage, disk_usage, sized, total_usage, with_sizes
 from cocoond.storage.units import human_size
 
 MB = 1 << 20
@@ -165,3 +165,15 @@ def test_check_reports_a_cut_orphan_size(
     assert rc == 1 and f["bytes_partial"] is True and 0 < f["bytes"] < tree_blocks(f["path"])
     rc, out = check_human(root, capsys)
     assert f" >={human_size(f['bytes'])} " in out
+
+
+def test_a_burst_total_is_all_walks_within_one_budget(tmp_path: Path) -> None:
+    paths = []
+    total = 0
+    for name in "abc":
+        total += wide_tree(tmp_path / name, 3)
+        paths.append(str(tmp_path / name))
+    assert total_usage(paths) == DiskUsage(total, complete=True)
+    ticks = itertools.count()  # every look at the clock takes a second
+    cut = total_usage(paths, budget_seconds=6, clock=lambda: float(next(ticks)))
+    assert cut.complete is False and 0 < cut.bytes < total

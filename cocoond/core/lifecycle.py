@@ -152,3 +152,7 @@ class Lifecycle:
 
     def tracked_keys(self) -> set[Key]:
         return set(self._tracked)
+
+    def tracks(self, key: Key) -> bool:
+        """Is this finding settling or open?"""
+        return key in self._tracked

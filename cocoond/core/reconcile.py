@@ -220,6 +220,8 @@ class Reconciler:
         first_db = not self.db_known
         if not listing.keep_db:
             self.set_snapshot_db(listing.snapshot_db)
+        for name in changed_dirs:
+            self._want_dir(name, self.records.get(name), first=True)
         if listing.keep_db or not first_db or not self.db_known:  # a first good DB load looked at every dir
             for name in changed_dirs:
                 self._eval_dir(name)

@@ -24,6 +24,7 @@ from cocoond.core import findings as fk
 from cocoond.core.findings import Finding, Key
 from cocoond.core.lifecycle import Event, Lifecycle, Opened, Reminder, Resolved
 from cocoond.core.reconcile import DB_DEPENDENT, Reconciler
+from cocoond.daemon.bursts import DEFAULT_BURST_THRESHOLD, OrphanBursts
 from cocoond.daemon.logsetup import configure
 from cocoond.daemon.sdnotify import Notifier
 from cocoond.daemon.sizer import Sizer
@@ -55,6 +56,9 @@ MAX_SLEEP = 5.0
 #: so continuous activity cannot postpone processing forever.
 MAX_DEBOUNCE = 1.0
 
+#: Longest the loop spends reading data dir contents before it looks at
+#: its queue again (a first scan of 100k dirs takes seconds).
+INSPECT_SLICE = 0.05
 #: Shortest wait before a held finding is looked at again.
 MIN_HOLD = 0.1
 #: `_db_id` before snapshots.json was first looked at (None means absent).
@@ -94,6 +98,8 @@ class Daemon:
         self._status = ""
         self._due_at: dict[str, float] = {}  # when each periodic job runs next
         self._last_full_scan: float | None = None  # wall clock
+        self._to_inspect: dict[str, None] = {}  # data dirs whose contents to read, in order
+        self._db_read = False  # snapshots.json was read since the lifecycle was last fed
 
     @property
     def _max_db_bytes(self) -> int | None:
@@ -111,6 +117,7 @@ class Daemon:
             root_aliases=root_aliases(self.root),
         )
         self.watcher = Watcher(self.root, self.queue, self.clock)
+        self._orphan_bursts = OrphanBursts(self.root)
 
     # ------------------------------------------------------------ main loop
     def run(self) -> int:
@@ -163,11 +170,15 @@ class Daemon:
                 or now - self._burst_first >= max(MAX_DEBOUNCE, self.config.watch.debounce_seconds)
             ):
                 self._process_burst()
+            if self._to_inspect and not self._burst:
+                self._inspect_some()
             self._publish(self.lifecycle.tick(self.clock(), self._quiet_since, self._hold))
             self._timers(self.clock())
 
     def _next_due(self, now: float) -> float:
         due = [now + MAX_SLEEP]
+        if self._to_inspect:
+            due.append(now)
         if self._burst:
             due.append(
                 min(
@@ -285,7 +296,7 @@ class Daemon:
         # A DB just read may name dirs and blobs whose events are still in
         # the queue: look at them now, so no finding opens from a state that
         # never existed on disk.
-        fulfil(root, index, index.take_wants())
+        self._fulfil_wants()
         self._log_loaded(loaded)
         self._feed_lifecycle()
 
@@ -305,6 +316,7 @@ class Daemon:
         took when a good DB was loaded (the caller logs `index.loaded` once
         the rest of the index is current too), else None."""
         started = self.clock()
+        self._db_read = True
         self.index.set_snapshot_db(read_snapshot_db(self.paths, self.index, self._max_db_bytes))
         return self._loaded_since(started)
 
@@ -355,17 +367,44 @@ class Daemon:
             self.log.info("watch.rescan", reason=reason)
         started = self.clock()
         reload = self._db_changed(force_db)
+        self._db_read |= reload
         # Dirs, blobs and the DB in one go: loading the DB against a stale dir
         # listing would make (and drop) a finding per record. A directory
         # that cannot be listed keeps what the index knew (dir_unreadable).
-        listing = scan(self.paths, include_db=reload, index=self.index, max_db_bytes=self._max_db_bytes)
+        listing = scan(
+            self.paths,
+            include_db=reload,
+            index=self.index,
+            max_db_bytes=self._max_db_bytes,
+            dir_contents=False,
+        )
         self.index.apply_listing(listing)
         del listing
-        fulfil(self.root, self.index, self.index.take_wants())
+        self._fulfil_wants()
         loaded = self._loaded_since(started) if reload else None
         self._log_loaded(loaded)
         self._last_full_scan = self.wall()
         self._feed_lifecycle(also)
+
+    def _fulfil_wants(self) -> None:
+        """Look at what the index asked for. Data dir contents (a few small
+        reads per snapshot) go to a queue that `_inspect_some` works off a
+        slice at a time, so 100k of them never stall events or READY."""
+        wants = self.index.take_wants()
+        self._to_inspect.update(dict.fromkeys(sorted(wants.contents)))
+        wants.contents = set()
+        fulfil(self.root, self.index, wants)
+
+    def _inspect_some(self) -> None:
+        deadline = self.clock() + INSPECT_SLICE
+        index, todo = self.index, self._to_inspect
+        while todo and self.clock() < deadline:
+            name = next(iter(todo))
+            del todo[name]
+            rec = index.records.get(name)
+            if rec is not None and not rec.pending and rec.recorded is None:
+                index.set_data_dir(name, inspect_data_dir(self.root, name, contents=True, activity=False))
+        self._feed_lifecycle()
 
     def _hold(self, key: Key, finding: Finding) -> float | None:
         """Asked by the lifecycle before it opens a settled finding: None to
@@ -393,13 +432,25 @@ class Daemon:
             changed |= also
         if changed:
             current = self.index.current
-            self._publish(self.lifecycle.observe(self.clock(), [(key, current(key)) for key in changed]))
+            # Only a new snapshots.json makes many orphans at once for one
+            # reason; dirs that appear (an import, an overflow rescan) stay single.
+            threshold = self._burst_threshold if self._db_read else 0
+            changes = self._orphan_bursts.regroup(
+                [(key, current(key)) for key in changed], self.lifecycle.tracks, threshold
+            )
+            self._publish(self.lifecycle.observe(self.clock(), changes))
+        self._db_read = False
+
+    @property
+    def _burst_threshold(self) -> int:
+        return int(getattr(self.config.alerts, "orphan_burst_threshold", DEFAULT_BURST_THRESHOLD))
 
     def _publish(self, events: list[Event]) -> None:
         for event in events:
             if isinstance(event, Opened):
                 if wants_size(event.finding):
-                    self.sizer.hold(event.finding, self.clock())  # opened once its size is known
+                    # Opened once its size is known (the total for an orphan burst).
+                    self.sizer.hold(event.finding, self.clock(), self._size_paths(event.finding))
                 else:
                     self._emit(event.finding.severity, "finding.opened", event.finding.to_dict())
             elif isinstance(event, Resolved):
@@ -417,11 +468,16 @@ class Daemon:
                 # is as of the last change.
                 self._open_unsized([held] if (held := self.sizer.release(event.finding.key)) else [])
                 current = self.index.current(event.finding.key) or event.finding
-                fields = self.sizer.with_size(current).to_dict()
+                fields = self.sizer.with_size(current, self._size_paths(current)).to_dict()
                 fields["open_seconds"] = round(event.open_seconds, 3)
                 self._emit(event.finding.severity, "finding.reminder", fields)
         if events:
             self._update_status()
+
+    def _size_paths(self, finding: Finding) -> tuple[str, ...]:
+        """What an orphan finding's `bytes` adds up: its dir, or every dir of a burst."""
+        members = self._orphan_bursts.member_paths(finding)
+        return members if members is not None else (finding.path,) if finding.path else ()
 
     def _open_unsized(self, findings: list[Finding]) -> None:
         """Orphans whose size did not come in time: opened without `bytes`."""

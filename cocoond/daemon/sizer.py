@@ -4,7 +4,8 @@ A size walk is an lstat per entry and an orphan can hold millions of them
 on slow storage: on the loop it would delay every event, the systemd
 watchdog ping and SIGTERM. So the loop asks, one worker thread walks
 (bounded, cocoond/sizes.py) and posts `("size", (key, path, DiskUsage))`
-back on the loop's queue. The worker is a daemon thread and nothing ever
+back on the loop's queue (the dirs of an orphan burst are one job, all
+walks within one time budget). The worker is a daemon thread and nothing ever
 joins it: a stop never waits for a walk, not even one stuck in a syscall
 on storage that stopped answering.
 
@@ -23,12 +24,14 @@ from typing import Any
 
 from cocoond.core.findings import Finding, Key
 from cocoond.daemon.watch import signals_blocked
-from cocoond.sizes import SIZE_MAX_SECONDS, DiskUsage, disk_usage, sized
+from cocoond.sizes import SIZE_MAX_SECONDS, DiskUsage, sized, total_usage
 
 #: Longest a `finding.opened` of an orphan waits for its size.
 SIZE_WAIT_SECONDS = SIZE_MAX_SECONDS + 2.0
 
-Job = tuple[Key, str]
+#: What a finding's `bytes` adds up: its dir, or every dir of an orphan burst.
+Paths = tuple[str, ...]
+Job = tuple[Key, Paths]
 
 
 class Sizer:
@@ -37,24 +40,21 @@ class Sizer:
         self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self._closed = threading.Event()
         self._thread: threading.Thread | None = None
-        self._held: dict[Key, tuple[Finding, float]] = {}  # finding, open it unsized at
-        self._sizes: dict[Key, tuple[str, DiskUsage]] = {}  # open findings' sizes, by path
+        self._held: dict[Key, tuple[Finding, float, Paths]] = {}  # finding, open it unsized at, paths
+        self._sizes: dict[Key, tuple[Paths, DiskUsage]] = {}  # open findings' sizes
 
     # ------------------------------------------------ the loop's side
-    def hold(self, finding: Finding, now: float) -> None:
-        """Keep an opened orphan back until its size is known."""
-        assert finding.path is not None
-        self._held[finding.key] = (finding, now + SIZE_WAIT_SECONDS)
-        self.request(finding.key, finding.path)
+    def hold(self, finding: Finding, now: float, paths: Paths) -> None:
+        """Keep an opened orphan back until the size of `paths` is known."""
+        self._held[finding.key] = (finding, now + SIZE_WAIT_SECONDS, paths)
+        self.request(finding.key, paths)
 
-    def arrived(self, key: Key, path: str, usage: DiskUsage) -> Finding | None:
-        """A walk's answer: the held finding, sized, if it was waiting."""
+    def arrived(self, key: Key, paths: Paths, usage: DiskUsage) -> Finding | None:
+        """A walk's answer: the held finding, sized, if it was waiting for it."""
+        self._sizes[key] = (paths, usage)
         held = self._held.get(key)
-        if held is not None and held[0].path != path:
-            return None  # an answer for another root's dir of the same name
-        self._sizes[key] = (path, usage)
-        if held is None:
-            return None
+        if held is None or held[2] != paths:
+            return None  # given up on, or an answer for other dirs under the same key
         del self._held[key]
         return sized(held[0], usage)
 
@@ -69,25 +69,26 @@ class Sizer:
 
     def expired(self, now: float) -> list[Finding]:
         """Held findings whose wait is over."""
-        return [self._held.pop(key)[0] for key, (_, until) in list(self._held.items()) if until <= now]
+        return [self._held.pop(key)[0] for key, (_, until, _) in list(self._held.items()) if until <= now]
 
     def drain(self) -> list[Finding]:
         held, self._held = self._held, {}
-        return [finding for finding, _ in held.values()]
+        return [finding for finding, _, _ in held.values()]
 
     def next_deadline(self) -> float | None:
-        return min((until for _, until in self._held.values()), default=None)
+        return min((until for _, until, _ in self._held.values()), default=None)
 
-    def with_size(self, finding: Finding) -> Finding:
-        """A reminder's copy of the finding, with the size measured when it opened."""
+    def with_size(self, finding: Finding, paths: Paths) -> Finding:
+        """A reminder's copy of the finding, with the size last measured for
+        these very `paths` (none when they changed since)."""
         known = self._sizes.get(finding.key)
-        if known is None or known[0] != finding.path or finding.bytes is not None:
+        if known is None or known[0] != paths or finding.bytes is not None:
             return finding
         return sized(finding, known[1])
 
     # ------------------------------------------------------ the worker
-    def request(self, key: Key, path: str) -> None:
-        """Measure `path`; the answer arrives on the loop's queue."""
+    def request(self, key: Key, paths: Paths) -> None:
+        """Measure `paths`; the answer arrives on the loop's queue."""
         if self._closed.is_set():
             return
         if self._thread is None:
@@ -95,7 +96,7 @@ class Sizer:
             with signals_blocked():
                 self._thread = threading.Thread(target=self._work, name="cocoond-sizer", daemon=True)
                 self._thread.start()
-        self._jobs.put((key, path))
+        self._jobs.put((key, paths))
 
     def close(self) -> None:
         """Returns at once: a walk in progress stops at its next entry, and
@@ -106,7 +107,7 @@ class Sizer:
 
     def _work(self) -> None:
         while (job := self._jobs.get()) is not None and not self._closed.is_set():
-            key, path = job
-            usage = disk_usage(path, cancelled=self._closed.is_set)
+            key, paths = job
+            usage = total_usage(paths, cancelled=self._closed.is_set)
             if not self._closed.is_set():
-                self._out.put(("size", (key, path, usage)))
+                self._out.put(("size", (key, paths, usage)))
