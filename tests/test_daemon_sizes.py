@@ -64,12 +64,18 @@ def make_orphan(root: Path, name: str, files: int = 3) -> Path:
     return orphan
 
 
-def test_sigterm_during_a_stuck_size_walk_exits_at_once(
-    daemons: Daemons, sim: ModuleType, root: Path, tmp_path: Path
-) -> None:
+@pytest.fixture
+def slow_disk(sim: ModuleType, root: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """A healthy tree; the orphan dir to be on hung storage, and the file
+    that says its walk has begun."""
     sim.create(str(root), name="healthy")
-    stuck = root / "snapshot" / "localfile" / "ORPHANONSLOWDISK"
-    mark = tmp_path / "walk-started"
+    return root / "snapshot" / "localfile" / "ORPHANONSLOWDISK", tmp_path / "walk-started"
+
+
+def test_sigterm_during_a_stuck_size_walk_exits_at_once(
+    daemons: Daemons, sim: ModuleType, root: Path, slow_disk: tuple[Path, Path]
+) -> None:
+    stuck, mark = slow_disk
     daemon = daemons.start(
         root,
         overrides={"watch": {"settle_seconds": 0.2}},
@@ -106,11 +112,9 @@ def test_sigterm_during_a_stuck_size_walk_exits_at_once(
 
 
 def test_opened_waits_for_the_size_only_so_long(
-    daemons: Daemons, sim: ModuleType, root: Path, tmp_path: Path
+    daemons: Daemons, root: Path, slow_disk: tuple[Path, Path]
 ) -> None:
-    sim.create(str(root), name="healthy")
-    stuck = root / "snapshot" / "localfile" / "ORPHANONSLOWDISK"
-    mark = tmp_path / "walk-started"
+    stuck, mark = slow_disk
     prelude = (
         stuck_storage(stuck, mark)
         + "import cocoond.daemon.sizer\ncocoond.daemon.sizer.SIZE_WAIT_SECONDS = 1.0\n"
