@@ -340,16 +340,22 @@ class Lister:
         try:
             with os.scandir(os.path.join(self.root, relpath)) as it:
                 found = list(it)
-            if found:
-                # Readable but not searchable (r without x): the names list,
-                # but every stat of an entry fails, which would read as
-                # "not a dir", "empty blob" for each of them.
-                os.lstat(found[0].path)
         except (FileNotFoundError, NotADirectoryError):
             return []
         except OSError as exc:
             self.unreadable[relpath] = exc.strerror or str(exc)
             return []
+        try:
+            if found:
+                # Readable but not searchable (r without x): the names list,
+                # but every stat of an entry fails, which would read as
+                # "not a dir", "empty blob" for each of them.
+                os.lstat(found[0].path)
+        except PermissionError as exc:
+            self.unreadable[relpath] = exc.strerror or str(exc)
+            return []
+        except OSError:
+            pass  # that entry went away meanwhile: the listing stands
         return found
 
 

@@ -8,6 +8,7 @@ import json
 import os
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -385,3 +386,31 @@ def test_a_db_just_read_gets_what_it_names_looked_at(tmp_path: Path) -> None:
     blind.set_ref_db("cloudimg/db/images.json", frozenset({hex_}))
     blind.evaluate(0.0)
     assert [f.kind for f in blind.findings()] == ["missing_blob"]
+
+
+@pytest.mark.parametrize(
+    ("error", "unreadable"),
+    [(PermissionError(13, "Permission denied"), True), (FileNotFoundError(2, "gone"), False)],
+)
+def test_a_dir_listed_but_not_searchable_is_unreadable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, error: OSError, unreadable: bool
+) -> None:
+    """r without x lists names but stats nothing: unreadable, never a list of
+    broken entries. An entry removed between the listing and the probe (a
+    cocoon delete) leaves the listing as it is."""
+    (tmp_path / "snapshot" / "localfile" / "A").mkdir(parents=True)
+    (tmp_path / "snapshot" / "localfile" / "B").mkdir()
+    real_lstat = os.lstat
+
+    def lstat(path: Any, *args: Any, **kwargs: Any) -> os.stat_result:
+        if os.path.dirname(os.fspath(path)) == str(tmp_path / "snapshot" / "localfile"):
+            raise error
+        return real_lstat(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "lstat", lstat)
+    lister = Lister(str(tmp_path))
+    names = [e.name for e in lister.entries("snapshot/localfile")]
+    if unreadable:
+        assert names == [] and lister.unreadable == {"snapshot/localfile": "Permission denied"}
+    else:
+        assert sorted(names) == ["A", "B"] and lister.unreadable == {}

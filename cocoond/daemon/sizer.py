@@ -3,11 +3,11 @@
 A size walk is an lstat per entry and an orphan can hold millions of them
 on slow storage: on the loop it would delay every event, the systemd
 watchdog ping and SIGTERM. So the loop asks, one worker thread walks
-(bounded, cocoond/sizes.py) and posts `("size", (key, path, DiskUsage))`
+(bounded, cocoond/sizes.py) and posts `("size", (key, paths, DiskUsage))`
 back on the loop's queue (the dirs of an orphan burst are one job, all
-walks within one time budget). The worker is a daemon thread and nothing ever
-joins it: a stop never waits for a walk, not even one stuck in a syscall
-on storage that stopped answering.
+walks within one time budget). The worker is a daemon thread and nothing
+ever joins it: a stop never waits for a walk, not even one stuck in a
+syscall on storage that stopped answering.
 
 `finding.opened` of an orphan waits for its size, so the line carries
 `bytes`, but at most SIZE_WAIT_SECONDS (a walk's own bound plus a little);
@@ -35,6 +35,9 @@ Job = tuple[Key, Paths]
 
 
 class Sizer:
+    """The worker, and the loop's record of what waits for it. Every method
+    but the worker's runs on the loop's thread."""
+
     def __init__(self, out: queue.SimpleQueue[tuple[str, Any]]) -> None:
         self._out = out
         self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
