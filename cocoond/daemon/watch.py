@@ -130,14 +130,24 @@ class _Forward(FileSystemEventHandler):
 
     def __init__(self, out: queue.SimpleQueue[tuple[str, Any]]) -> None:
         self._out = out
+        #: Resolved path of a watched dir -> the path under the root it stands
+        #: for (a root, or a localfile/ on another disk, may be a symlink).
+        self.aliases: dict[str, str] = {}
 
     def on_any_event(self, event: FileSystemEvent) -> None:
         # A chmod or chown of a directory may have made it (un)readable.
         kind = "attrib" if isinstance(event, DirAttribEvent) else "fs"
-        self._out.put((kind, os.fsdecode(event.src_path)))
+        self._out.put((kind, self._logical(os.fsdecode(event.src_path))))
         dest = getattr(event, "dest_path", "")
         if dest:
-            self._out.put(("fs", os.fsdecode(dest)))
+            self._out.put(("fs", self._logical(os.fsdecode(dest))))
+
+    def _logical(self, path: str) -> str:
+        aliases = self.aliases
+        if path in aliases:
+            return aliases[path]
+        parent, _, name = path.rpartition("/")
+        return f"{aliases[parent]}/{name}" if parent in aliases else path
 
 
 class _WatcherTrouble(logging.Handler):
@@ -192,6 +202,7 @@ class Watcher:
         if not os.path.isdir(self.root):
             targets = [_nearest_existing(self.root)]
         self.watched, self.failed = [], {}
+        self._handler.aliases = {}
         # The observer starts threads as soon as it is made, not only in start().
         with signals_blocked():
             observer = InotifyObserver(timeout=1.0)
@@ -256,8 +267,14 @@ class Watcher:
             self.failed[target] = exc.strerror or str(exc)
             return
         os.close(fd)
+        # watchdog watches a symlink itself (IN_DONT_FOLLOW), which reports
+        # nothing of the dir behind it: watch the resolved dir and map its
+        # events back to the path under the root.
+        real = os.path.realpath(target)
+        if real != target:
+            self._handler.aliases = {**self._handler.aliases, real: target}
         try:
-            self._observer.schedule(self._handler, target, recursive=False, event_filter=_EVENTS)
+            self._observer.schedule(self._handler, real, recursive=False, event_filter=_EVENTS)
         except OSError as exc:  # ENOSPC: the inotify watch limit
             self.failed[target] = exc.strerror or str(exc)
             return
