@@ -8,13 +8,11 @@ them all for a full pass.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import stat
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from cocoond.core import findings as fk
 from cocoond.core.facts import (
     CH_CONFIG,
     MEMORY_RANGE,
@@ -29,9 +27,9 @@ from cocoond.core.facts import (
     RecFacts,
     TempEntry,
 )
-from cocoond.core.findings import Finding
 from cocoond.core.reconcile import LOCALFILE, Reconciler, Wants
 from cocoond.errors import CocoondError, DBError
+from cocoond.sizes import disk_usage
 from cocoond.storage.dbfile import read_db_bytes
 from cocoond.storage.gojson import text_go
 from cocoond.storage.memory import own
@@ -165,18 +163,23 @@ def read_contents(path: str) -> DirContents | None:
         present.add(MEMORY_RANGE)
     sidecar_problem = config_problem = None
     missing: tuple[str, ...] = ()
-    if SIDECAR in present:
-        try:
-            sidecar = parse_sidecar(_read_small(entries[SIDECAR]))
-        except FormatProblem as exc:
-            sidecar_problem = str(exc)
-        else:
-            missing = tuple(d.resident for d in sidecar.disks if d.resident and not there(d.resident))
-            if CH_CONFIG in present:
-                try:
-                    config_problem = config_mismatch(_read_small(entries[CH_CONFIG]), sidecar)
-                except FormatProblem as exc:
-                    config_problem = str(exc)
+    try:
+        if SIDECAR in present:
+            try:
+                sidecar = parse_sidecar(_read_small(entries[SIDECAR]))
+            except FormatProblem as exc:
+                sidecar_problem = str(exc)
+            else:
+                missing = tuple(d.resident for d in sidecar.disks if d.resident and not there(d.resident))
+                if CH_CONFIG in present:
+                    try:
+                        config_problem = config_mismatch(_read_small(entries[CH_CONFIG]), sidecar)
+                    except FormatProblem as exc:
+                        config_problem = str(exc)
+    except PermissionError:
+        # cocoon writes cocoon.json 0600 and reads it as root: a reader
+        # without that right knows nothing, and the snapshot is not broken.
+        return None
     found = DirContents(frozenset(present), sidecar_problem, missing, config_problem)
     return _CONTENTS.setdefault(found, found)
 
@@ -189,6 +192,8 @@ def _read_small(entry: os.DirEntry[str]) -> bytes:
         if not entry.is_file():
             raise FormatProblem("not a regular file")
         fd = os.open(entry.path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except PermissionError:
+        raise
     except OSError as exc:
         raise FormatProblem(f"cannot read: {exc.strerror or exc}") from None
     try:
@@ -266,6 +271,13 @@ def stat_blob(root: str, relpath: str) -> BlobFile | None:
     )
 
 
+#: An OCI boot dir holds a kernel and an initrd; it is sized on the event
+#: loop (in every listing), so its walk gets a far smaller bound than an
+#: orphan's (see cocoond/sizes.py).
+BOOT_DIR_MAX_ENTRIES = 1000
+BOOT_DIR_MAX_SECONDS = 0.5
+
+
 def stat_boot_dir(root: str, hex_: str) -> int | None:
     """oci/boot/<hex>: its size if it is a real dir (ScanSubdirs), else None."""
     path = os.path.join(root, OCI_BOOT, hex_)
@@ -274,7 +286,7 @@ def stat_boot_dir(root: str, hex_: str) -> int | None:
             return None
     except OSError:
         return None
-    return disk_usage(path)
+    return disk_usage(path, max_entries=BOOT_DIR_MAX_ENTRIES, max_seconds=BOOT_DIR_MAX_SECONDS).bytes
 
 
 # ---------------------------------------------------------------------- temps
@@ -327,12 +339,24 @@ class Lister:
     def entries(self, relpath: str) -> list[os.DirEntry[str]]:
         try:
             with os.scandir(os.path.join(self.root, relpath)) as it:
-                return list(it)
+                found = list(it)
         except (FileNotFoundError, NotADirectoryError):
             return []
         except OSError as exc:
             self.unreadable[relpath] = exc.strerror or str(exc)
             return []
+        try:
+            if found:
+                # Readable but not searchable (r without x): the names list,
+                # but every stat of an entry fails, which would read as
+                # "not a dir", "empty blob" for each of them.
+                os.lstat(found[0].path)
+        except PermissionError as exc:
+            self.unreadable[relpath] = exc.strerror or str(exc)
+            return []
+        except OSError:
+            pass  # that entry went away meanwhile: the listing stands
+        return found
 
 
 def list_data_dirs(
@@ -482,43 +506,6 @@ def fulfil(root: str, index: Reconciler, wants: Wants) -> None:
             relpath = f"{blob_dir}/{hex_}{suffix}"
             index.set_blob(relpath, stat_blob(root, relpath))
         index.set_boot_dir(hex_, stat_boot_dir(root, hex_))
-
-
-def with_sizes(root: str, found: list[Finding]) -> list[Finding]:
-    """Fill in `bytes` for orphan dirs: a walk per orphan, so only for the
-    few that are findings, never for the 100k healthy dirs."""
-    return [
-        dataclasses.replace(f, bytes=disk_usage(f.path))
-        if f.kind == fk.ORPHAN_DATA_DIR and f.bytes is None and f.path
-        else f
-        for f in found
-    ]
-
-
-def disk_usage(path: str) -> int:
-    """Bytes allocated under `path` (st_blocks, so sparse memory files count
-    what they really take), not following symlinks, each inode once."""
-    total = 0
-    seen: set[tuple[int, int]] = set()
-    stack = [path]
-    while stack:
-        current = stack.pop()
-        try:
-            st = os.lstat(current)
-        except OSError:
-            continue
-        ident = (st.st_dev, st.st_ino)
-        if ident in seen:
-            continue
-        seen.add(ident)
-        total += st.st_blocks * 512
-        if stat.S_ISDIR(st.st_mode):
-            try:
-                with os.scandir(current) as it:
-                    stack.extend(e.path for e in it)
-            except OSError:
-                continue  # counts what it can see: a size, not an audit
-    return total
 
 
 def root_aliases(root: str, others: Iterable[str] | None = None) -> tuple[str, ...]:

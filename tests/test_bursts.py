@@ -7,6 +7,7 @@ from pathlib import Path
 
 from cocoond.core.findings import Finding, Key
 from cocoond.daemon.bursts import SUMMARY_KEY, OrphanBursts
+from cocoond.sizes import total_usage
 
 
 def orphan(sid: str, root: str = "/r") -> tuple[Key, Finding]:
@@ -63,7 +64,7 @@ def test_orphans_already_reported_stay_single_and_zero_turns_grouping_off() -> N
 
 def test_the_summary_counts_the_members_bytes(tmp_path: Path) -> None:
     lf = tmp_path / "snapshot" / "localfile"
-    changes = []
+    changes: list[tuple[Key, Finding | None]] = []
     for i in range(3):
         (lf / f"S{i}").mkdir(parents=True)
         (lf / f"S{i}" / "mem").write_bytes(b"x" * 10000)
@@ -72,6 +73,8 @@ def test_the_summary_counts_the_members_bytes(tmp_path: Path) -> None:
     out = bursts.regroup([*changes], never, threshold=2)
     summary = out[-1][1]
     assert summary is not None
-    sized = bursts.sized(summary)
-    assert sized is not None and sized.bytes is not None and sized.bytes >= 3 * 10000
-    assert bursts.sized(changes[0][1]) is None
+    paths = bursts.member_paths(summary)
+    assert paths is not None and paths == tuple(str(lf / f"S{i}") for i in range(3))
+    assert bursts.member_paths(orphan("S0", str(tmp_path))[1]) is None  # not the summary
+    # What the daemon's sizer adds up for it (off the event loop).
+    assert total_usage(paths).bytes >= 3 * 10000

@@ -74,6 +74,7 @@ def assert_well_formed(result: dict[str, Any]) -> None:
             "name",
             "path",
             "bytes",
+            "bytes_partial",
             "age_seconds",
             "message",
         }, f

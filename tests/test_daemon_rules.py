@@ -176,3 +176,25 @@ def test_index_loaded_only_when_the_db_changed(daemons: Daemons, sim: ModuleType
     daemon.wait_for(
         lambda x: x.matches("index.loaded") and x.get("snapshots") == 1, what="the new DB loaded once"
     )
+
+
+def test_a_symlinked_root_and_localfile_are_watched_through_the_link(
+    daemons: Daemons, sim: ModuleType, tmp_path: Path
+) -> None:
+    """/data01/cocoon is often a symlink to a bigger disk, and so may be
+    snapshot/localfile: inotify on the link itself reports nothing."""
+    real_root = tmp_path / "disk1" / "cocoon"
+    sim.init(str(real_root))
+    real_localfile = tmp_path / "disk2" / "localfile"
+    real_localfile.parent.mkdir()
+    (real_root / "snapshot" / "localfile").rename(real_localfile)
+    (real_root / "snapshot" / "localfile").symlink_to(real_localfile)
+    root = tmp_path / "cocoon"
+    root.symlink_to(real_root)
+    daemon = started(daemons, root)
+    sid = sim.create(str(root), name="seen")
+    gone = sim.new_id()
+    sim.write_snapshot_files(str(real_localfile / gone))
+    daemon.wait_for(opened("orphan_data_dir", gone), what="an orphan made behind both links")
+    shutil.rmtree(real_localfile / sid)
+    daemon.wait_for(opened("missing_data_dir", sid), what="a dir removed behind both links")

@@ -537,3 +537,12 @@ def test_while_the_db_is_unreadable_nothing_that_depends_on_it_changes() -> None
     r.set_snapshot_db(db(rec("B", "b"), rec("C", "c")))
     assert not r.frozen
     assert found(r) == {}
+
+
+def test_a_db_cocoond_may_not_read_is_not_called_corrupt() -> None:
+    import errno
+
+    err = DBError("/r/snapshot/db/snapshots.json", "cannot read: Permission denied", errno=errno.EACCES)
+    r = fresh(Listing(snapshot_db=err))
+    message = found(r)[("db_unreadable", "snapshot/db/snapshots.json")].message
+    assert "cocoond cannot read" in message and "restore it" not in message

@@ -8,6 +8,7 @@ import json
 import os
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -27,7 +28,6 @@ from cocoond.scan import (
     REF_DBS,
     Lister,
     blob_relpath_ok,
-    disk_usage,
     fulfil,
     inspect_data_dir,
     list_blobs,
@@ -49,54 +49,6 @@ MB = 1 << 20
 
 def blocks(path: Path) -> int:
     return os.lstat(path).st_blocks * 512
-
-
-# -------------------------------------------------------------- disk_usage
-def test_disk_usage_counts_sparse_files_by_allocated_blocks(tmp_path: Path) -> None:
-    d = tmp_path / "snap"
-    d.mkdir()
-    sparse = d / "memory-range-0"
-    with open(sparse, "wb") as f:
-        f.truncate(100 * MB)
-    assert sparse.stat().st_size == 100 * MB
-    used = disk_usage(str(d))
-    assert used == blocks(d) + blocks(sparse)
-    assert used < MB
-
-
-def test_disk_usage_counts_written_data(tmp_path: Path) -> None:
-    d = tmp_path / "snap"
-    (d / "sub").mkdir(parents=True)
-    (d / "sub" / "disk").write_bytes(os.urandom(MB))
-    used = disk_usage(str(d))
-    assert used == blocks(d) + blocks(d / "sub") + blocks(d / "sub" / "disk")
-    assert used >= MB
-
-
-def test_disk_usage_counts_hardlinks_once(tmp_path: Path) -> None:
-    d = tmp_path / "snap"
-    d.mkdir()
-    (d / "a").write_bytes(os.urandom(MB))
-    os.link(d / "a", d / "b")
-    (d / "c").mkdir()
-    os.link(d / "a", d / "c" / "a-again")
-    assert disk_usage(str(d)) == blocks(d) + blocks(d / "c") + blocks(d / "a")
-
-
-def test_disk_usage_does_not_follow_symlinks(tmp_path: Path) -> None:
-    outside = tmp_path / "outside"
-    outside.mkdir()
-    (outside / "big").write_bytes(os.urandom(2 * MB))
-    d = tmp_path / "snap"
-    d.mkdir()
-    (d / "to-file").symlink_to(outside / "big")
-    (d / "to-dir").symlink_to(outside)
-    assert disk_usage(str(d)) == blocks(d) + blocks(d / "to-file") + blocks(d / "to-dir")
-    assert disk_usage(str(d)) < MB
-
-
-def test_disk_usage_of_a_vanished_path_is_zero(tmp_path: Path) -> None:
-    assert disk_usage(str(tmp_path / "gone")) == 0
 
 
 # ------------------------------------------------------------------- blobs
@@ -434,3 +386,31 @@ def test_a_db_just_read_gets_what_it_names_looked_at(tmp_path: Path) -> None:
     blind.set_ref_db("cloudimg/db/images.json", frozenset({hex_}))
     blind.evaluate(0.0)
     assert [f.kind for f in blind.findings()] == ["missing_blob"]
+
+
+@pytest.mark.parametrize(
+    ("error", "unreadable"),
+    [(PermissionError(13, "Permission denied"), True), (FileNotFoundError(2, "gone"), False)],
+)
+def test_a_dir_listed_but_not_searchable_is_unreadable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, error: OSError, unreadable: bool
+) -> None:
+    """r without x lists names but stats nothing: unreadable, never a list of
+    broken entries. An entry removed between the listing and the probe (a
+    cocoon delete) leaves the listing as it is."""
+    (tmp_path / "snapshot" / "localfile" / "A").mkdir(parents=True)
+    (tmp_path / "snapshot" / "localfile" / "B").mkdir()
+    real_lstat = os.lstat
+
+    def lstat(path: Any, *args: Any, **kwargs: Any) -> os.stat_result:
+        if os.path.dirname(os.fspath(path)) == str(tmp_path / "snapshot" / "localfile"):
+            raise error
+        return real_lstat(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "lstat", lstat)
+    lister = Lister(str(tmp_path))
+    names = [e.name for e in lister.entries("snapshot/localfile")]
+    if unreadable:
+        assert names == [] and lister.unreadable == {"snapshot/localfile": "Permission denied"}
+    else:
+        assert sorted(names) == ["A", "B"] and lister.unreadable == {}

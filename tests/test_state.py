@@ -231,3 +231,16 @@ def test_writes_are_spaced_by_their_cost(tmp_path: Path) -> None:
     assert decode(path.read_bytes()).open == []
     keeper.flush(log, life, "/r", 3.5, NOW, force=True)
     assert len(decode(path.read_bytes()).open) == 1
+
+
+def test_a_finding_not_yet_announced_is_not_saved(tmp_path: Path) -> None:
+    """An orphan's `finding.opened` waits for its size; until it is logged,
+    the file must not call it open, or a run after a crash in between would
+    remind of what no alert rule ever saw opened."""
+    keeper = StateKeeper(str(tmp_path))
+    life = Lifecycle(settle=0, reminder=0)
+    announced, held = sample()[0][0], sample()[2][0]
+    life.restore(0.0, [(announced, 1.0), (held, 1.0)])
+    keeper.changed()
+    keeper.flush(Log(), life, "/r", 0.0, NOW, skip=lambda key: key == held.key)
+    assert [f.key for f, _ in decode((tmp_path / STATE_FILE).read_bytes()).open] == [announced.key]

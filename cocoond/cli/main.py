@@ -19,10 +19,11 @@ from typing import Any, NoReturn
 
 from cocoond import __version__
 from cocoond.cli import helptext
-from cocoond.cli.check import EXIT_UNKNOWN, RootUnreadable, run_check, write_human, write_json
+from cocoond.cli.check import EXIT_UNKNOWN, CannotCheck, run_check, write_human, write_json
 from cocoond.cli.helptext import EX_CONFIG, EX_USAGE, Section
 from cocoond.config import Config, ConfigChoice, show_lines
 from cocoond.errors import ConfigError
+from cocoond.output import escape_controls
 from cocoond.storage.paths import Paths
 
 DESCRIPTION = "Watches a Cocoon root and reports where its snapshot DB and the disk disagree."
@@ -143,8 +144,9 @@ def _check(args: argparse.Namespace) -> int:
             orphan_quiet_seconds=config.watch.settle_seconds,
             max_db_bytes=config.limits.max_db_bytes,
         )
-    except (ConfigError, RootUnreadable) as exc:
-        print(f"cocoond check: {exc}", file=sys.stderr)
+    except (ConfigError, CannotCheck, OSError) as exc:
+        # One line, never a traceback: a monitoring agent shows it as is.
+        print(f"cocoond check: {escape_controls(str(exc))}", file=sys.stderr)
         return EXIT_UNKNOWN
     if args.json:
         write_json(result, sys.stdout)

@@ -63,6 +63,8 @@ class Finding:
     path: str | None = None
     bytes: int | None = None
     age_seconds: float | None = None
+    #: `bytes` is a lower bound: the size walk was cut (see cocoond/sizes.py).
+    bytes_partial: bool = False
 
     def __post_init__(self) -> None:
         # The contract promises one line a person can act on; the message
@@ -92,6 +94,8 @@ class Finding:
                 elif isinstance(value, str):
                     value = bounded(value)
                 out[field] = value
+        if self.bytes_partial:
+            out["bytes_partial"] = True
         out["message"] = bounded(self.message, MESSAGE_LIMIT)
         return out
 

@@ -6,6 +6,7 @@ an operator what cocoon will really do."""
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Collection, Mapping
 
@@ -39,6 +40,15 @@ CLOUD_HYPERVISOR = "cloud-hypervisor"
 def db_unreadable(relpath: str, error: DBError) -> Finding:
     # Every cocoon command decodes its DB first (storage/json/json.go:84);
     # gc aborts when any module's DB fails to load (gc/orchestrator.go:76-80).
+    if error.errno in (errno.EACCES, errno.EPERM):
+        # cocoond's own lack of permission says nothing about the DB.
+        return Finding(
+            fk.DB_UNREADABLE,
+            relpath,
+            f"cocoond cannot read {relpath} ({error.reason}); what depends on it is unknown: "
+            "give cocoond read access (the unit's CAP_DAC_READ_SEARCH does)",
+            path=error.path,
+        )
     return Finding(
         fk.DB_UNREADABLE,
         relpath,

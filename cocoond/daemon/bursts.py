@@ -14,14 +14,12 @@ by one, are reported one by one.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Callable
 
 from cocoond.core import findings as fk
 from cocoond.core.findings import Finding, Key
 from cocoond.core.rules import LOCALFILE
-from cocoond.scan import disk_usage
 
 #: More than this many new orphans in one evaluation make one finding
 #: (`[alerts] orphan_burst_threshold`; 0 turns grouping off).
@@ -86,10 +84,10 @@ class OrphanBursts:
             path=os.path.join(self.root, LOCALFILE),
         )
 
-    def sized(self, finding: Finding) -> Finding | None:
-        """The summary with `bytes` (the members' total), or None when
-        `finding` is not the summary."""
-        if finding.key != SUMMARY_KEY or finding.bytes is not None:
+    def member_paths(self, finding: Finding) -> tuple[str, ...] | None:
+        """The dirs whose sizes the summary's `bytes` adds up (measured off
+        the event loop, daemon/sizer.py), or None when `finding` is not the
+        summary."""
+        if finding.key != SUMMARY_KEY:
             return None
-        total = sum(disk_usage(member.path) for member in self.members.values() if member.path)
-        return dataclasses.replace(finding, bytes=total)
+        return tuple(sorted(member.path for member in self.members.values() if member.path))

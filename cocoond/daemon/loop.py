@@ -27,6 +27,7 @@ from cocoond.core.reconcile import DB_DEPENDENT, Reconciler
 from cocoond.daemon.bursts import DEFAULT_BURST_THRESHOLD, OrphanBursts
 from cocoond.daemon.logsetup import configure
 from cocoond.daemon.sdnotify import Notifier
+from cocoond.daemon.sizer import Sizer
 from cocoond.daemon.state import StateKeeper, rfc3339
 from cocoond.daemon.watch import DAEMON_SIGNALS, Change, Watcher, classify
 from cocoond.errors import ConfigError
@@ -43,8 +44,8 @@ from cocoond.scan import (
     stat_blob,
     stat_boot_dir,
     stat_temp,
-    with_sizes,
 )
+from cocoond.sizes import wants_size
 from cocoond.storage.memory import release_free_memory
 from cocoond.storage.paths import Paths
 
@@ -83,6 +84,7 @@ class Daemon:
         self.clock = clock
         self.wall = wall
         self.queue: queue.SimpleQueue[Item] = queue.SimpleQueue()
+        self.sizer = Sizer(self.queue)
         self.log = configure(config.log.format, config.log.level)
         self._setup_root(config)
         self.lifecycle = Lifecycle(config.watch.settle_seconds, config.alerts.reminder_seconds)
@@ -114,7 +116,7 @@ class Daemon:
             orphan_quiet_seconds=config.watch.settle_seconds,
             root_aliases=root_aliases(self.root),
         )
-        self.watcher = Watcher(self.root, self.queue)
+        self.watcher = Watcher(self.root, self.queue, self.clock)
         self._orphan_bursts = OrphanBursts(self.root)
 
     # ------------------------------------------------------------ main loop
@@ -128,11 +130,21 @@ class Daemon:
                 # Under systemd this start will time out; say why, once.
                 self.log.warning("daemon.notify_failed", error=self.notifier.last_error)
             self._loop()
-            self.state.flush(self.log, self.lifecycle, self.root, self.clock(), self.wall(), force=True)
+            self._open_unsized(self.sizer.drain())
+            self.state.flush(
+                self.log,
+                self.lifecycle,
+                self.root,
+                self.clock(),
+                self.wall(),
+                skip=self.sizer.holds,
+                force=True,
+            )
             self.log.info("daemon.stopping", signal=self._stop_signal)
             self.notifier.stopping()
             return 0
         finally:
+            self.sizer.close()
             self.watcher.close()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
@@ -197,11 +209,20 @@ class Daemon:
             due.append(self._due_at["rescan"])
         if self.notifier.watchdog_interval() is not None:
             due.append(self._due_at["watchdog"])
+        for when in (self.watcher.retry_at, self.sizer.next_deadline()):
+            if when is not None:
+                due.append(when)
         return min(due)
 
     def _timers(self, now: float) -> None:
         # Time alone can change findings: pending records go stale, temp files age.
         self._feed_lifecycle()
+        self._open_unsized(self.sizer.expired(now))
+        if self.watcher.retry_at is not None and now >= self.watcher.retry_at:
+            restored = self.watcher.retry()
+            self._report_watches()
+            if restored:
+                self._rescan("watch_restored")
         if (interval := self.notifier.watchdog_interval()) is not None and now >= self._due_at["watchdog"]:
             self.notifier.watchdog()
             self._due_at["watchdog"] = now + interval
@@ -227,10 +248,15 @@ class Daemon:
             self._signal(value)
         elif kind == "rescan":
             self._add_to_burst(Change("rescan", str(value)))
-        elif kind == "fs":
-            change = classify(self.root, value)
+        elif kind in ("fs", "attrib"):
+            change = classify(self.root, value, attrib=kind == "attrib")
             if change is not None:
                 self._add_to_burst(change)
+        elif kind == "size":
+            finding = self.sizer.arrived(*value)
+            if finding is not None:
+                self._emit(finding.severity, "finding.opened", finding.to_dict())
+                self.state.changed()  # announced now, so it belongs in the saved open set
 
     def _add_to_burst(self, change: Change) -> None:
         now = self.clock()
@@ -249,13 +275,14 @@ class Daemon:
 
     def _process_burst(self) -> None:
         burst, self._burst = self._burst, {}
-        if "structure" in burst:
-            self._arm_and_rescan("root_changed")
+        if "structure" in burst or "rearm" in burst:
+            # A chmod/chown of a watched dir: it may be (un)readable now.
+            self._arm_and_rescan("root_changed" if "structure" in burst else "attributes_changed")
             return
         if "rescan" in burst:
             for reason in sorted(burst["rescan"]):
                 self.log.warning("watch.rescan", reason=reason)
-            self.watcher.arm()
+            self._arm()
             self._rescan(None)
             return
         loaded = self._load_db() if "db" in burst and self._db_changed(force=False) else None
@@ -325,12 +352,26 @@ class Daemon:
     def _arm_and_rescan(self, reason: str | None, also: set[Key] | None = None) -> None:
         """(Re)arm the watches first, then list: anything that changes in
         between is seen by both, never by neither."""
-        watched = self.watcher.arm()
+        watched = self._arm()
         if not os.path.isdir(self.root):
             self.log.warning("watch.rescan", reason="root_missing", root=self.root, watching=watched)
         elif reason is not None:
             self.log.info("watch.rescan", reason=reason)
         self._rescan(None, force_db=self._db_id is _NEVER_READ, also=also)
+
+    def _arm(self) -> list[str]:
+        watched = self.watcher.arm()
+        self._report_watches()
+        return watched
+
+    def _report_watches(self) -> None:
+        """Say once which directories cannot be watched (events there are
+        missed until a retry succeeds), and when they can be again."""
+        failed, restored = self.watcher.news()
+        for directory, error in sorted(failed.items()):
+            self.log.warning("watch.failed", dir=directory, error=error)
+        for directory in restored:
+            self.log.info("watch.restored", dir=directory)
 
     def _rescan(self, reason: str | None, *, force_db: bool = False, also: set[Key] | None = None) -> None:
         """The safety net: list everything and let the index find what the
@@ -428,11 +469,15 @@ class Daemon:
     def _publish(self, events: list[Event]) -> None:
         for event in events:
             if isinstance(event, Opened):
-                finding = event.finding
-                if finding.kind == fk.ORPHAN_DATA_DIR:
-                    finding = self._orphan_bursts.sized(finding) or with_sizes(self.root, [finding])[0]
-                self._emit(finding.severity, "finding.opened", finding.to_dict())
+                if wants_size(event.finding):
+                    # Opened once its size is known (the total for an orphan burst).
+                    self.sizer.hold(event.finding, self.clock(), self._size_paths(event.finding))
+                else:
+                    self._emit(event.finding.severity, "finding.opened", event.finding.to_dict())
             elif isinstance(event, Resolved):
+                key = (event.kind, event.subject)
+                self._open_unsized([held] if (held := self.sizer.release(key)) else [])
+                self.sizer.forget(key)
                 self.log.info(
                     "finding.resolved",
                     kind=event.kind,
@@ -442,7 +487,9 @@ class Daemon:
             elif isinstance(event, Reminder):
                 # The index's copy is current (ages move on); the lifecycle's
                 # is as of the last change.
-                fields = (self.index.current(event.finding.key) or event.finding).to_dict()
+                self._open_unsized([held] if (held := self.sizer.release(event.finding.key)) else [])
+                current = self.index.current(event.finding.key) or event.finding
+                fields = self.sizer.with_size(current, self._size_paths(current)).to_dict()
                 fields["open_seconds"] = round(event.open_seconds, 3)
                 fields["opened_at"] = rfc3339(self.wall() - event.open_seconds)
                 self._emit(event.finding.severity, "finding.reminder", fields)
@@ -450,7 +497,21 @@ class Daemon:
             self._update_status()
         if any(not isinstance(event, Reminder) for event in events):
             self.state.changed()
-        self.state.flush(self.log, self.lifecycle, self.root, self.clock(), self.wall())
+        self.state.flush(
+            self.log, self.lifecycle, self.root, self.clock(), self.wall(), skip=self.sizer.holds
+        )
+
+    def _size_paths(self, finding: Finding) -> tuple[str, ...]:
+        """What an orphan finding's `bytes` adds up: its dir, or every dir of a burst."""
+        members = self._orphan_bursts.member_paths(finding)
+        return members if members is not None else (finding.path,) if finding.path else ()
+
+    def _open_unsized(self, findings: list[Finding]) -> None:
+        """Orphans whose size did not come in time: opened without `bytes`."""
+        for finding in findings:
+            self._emit(finding.severity, "finding.opened", finding.to_dict())
+        if findings:
+            self.state.changed()
 
     def _emit(self, severity: str, event: str, fields: dict[str, Any]) -> None:
         fields = dict(fields)
@@ -500,6 +561,7 @@ class Daemon:
         self.index.orphan_quiet_seconds = new.watch.settle_seconds
         if os.path.abspath(new.root_dir) != self.root:
             # Another tree: start a new index, and resolve what the old one had open.
+            self._open_unsized(self.sizer.drain())
             self.watcher.close()
             self._setup_root(new)
             self._db_id = _NEVER_READ

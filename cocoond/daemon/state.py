@@ -28,7 +28,7 @@ from typing import Any, Final
 
 from cocoond import __version__
 from cocoond.core import findings as fk
-from cocoond.core.findings import Finding
+from cocoond.core.findings import Finding, Key
 from cocoond.core.lifecycle import Event, Lifecycle
 from cocoond.storage.atomic import atomic_write
 
@@ -206,15 +206,29 @@ class StateKeeper:
         return self._next_write if self._dirty else None
 
     def flush(
-        self, log: Any, lifecycle: Lifecycle, root: str, now: float, wall: float, *, force: bool = False
+        self,
+        log: Any,
+        lifecycle: Lifecycle,
+        root: str,
+        now: float,
+        wall: float,
+        *,
+        skip: Callable[[Key], bool] | None = None,
+        force: bool = False,
     ) -> None:
         """Write the open set if it changed and the gap since the last write
-        is over (`force`: regardless, at stop)."""
+        is over (`force`: regardless, at stop). `skip(key)` leaves out an
+        open finding whose `finding.opened` has not been logged yet (held
+        for its size): if the daemon dies first, the next run opens it."""
         if self.path is None or not self._dirty or (now < self._next_write and not force):
             return
         started = self._timer()
         self._dirty = False
-        open_findings = [(finding, wall - seconds) for finding, seconds in lifecycle.open_findings(now)]
+        open_findings = [
+            (finding, wall - seconds)
+            for finding, seconds in lifecycle.open_findings(now)
+            if skip is None or not skip(finding.key)
+        ]
         try:
             os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
             atomic_write(self.path, encode(root, open_findings, wall), mode=0o600)

@@ -21,7 +21,7 @@ def read_db_bytes(path: str | os.PathLike[str], max_bytes: int | None = None) ->
     except FileNotFoundError:
         return None
     except OSError as exc:
-        raise DBError(where, f"cannot read: {exc.strerror or exc}") from None
+        raise DBError(where, f"cannot read: {exc.strerror or exc}", errno=exc.errno) from None
     try:
         mode = os.fstat(fd).st_mode
         if stat.S_ISDIR(mode):
@@ -34,6 +34,6 @@ def read_db_bytes(path: str | os.PathLike[str], max_bytes: int | None = None) ->
         with os.fdopen(fd, "rb", closefd=False) as f:
             return f.read()
     except OSError as exc:
-        raise DBError(where, f"cannot read: {exc.strerror or exc}") from None
+        raise DBError(where, f"cannot read: {exc.strerror or exc}", errno=exc.errno) from None
     finally:
         os.close(fd)
