@@ -442,12 +442,10 @@ class Reconciler:
                 dropped.add(old.recorded)
             if new is not None and new.recorded:
                 self._recorded_users.setdefault(new.recorded, set()).add(sid)
-                if new.recorded not in self.recorded_dirs:
-                    self._wants.recorded.add(new.recorded)
+                self._wants.recorded.add(new.recorded)  # what is known of it may be old
         for path in dropped:
             if not self._recorded_users.get(path):
                 self._recorded_users.pop(path, None)
-                self.recorded_dirs.pop(path, None)
 
     def _facts_from_record(self, sid: str, rec: SnapshotRecord) -> RecFacts:
         hypervisor = rec.extra.get("hypervisor")
@@ -536,18 +534,22 @@ class Reconciler:
         self._put((fk.INCOMPLETE_DATA_DIR, sid), incomplete)
 
     def _set_orphan_due(self, sid: str, due: float | None) -> None:
+        """Record when a record-less dir falls quiet; `evaluate(now)` turns
+        it into a finding then (all at the same `now`, so that orphans a DB
+        change made appear together)."""
         key: Key = (fk.ORPHAN_DATA_DIR, sid)
         if due is None:
             self._orphan_due.pop(sid, None)
             self._put(key, None)
             return
-        unchanged = self._orphan_due.get(sid) == due
+        old = self._orphan_due.get(sid)
         self._orphan_due[sid] = due
-        if due <= self._now:
-            self._promote(sid)  # quiet: (re)state it, its message may have changed
-        elif not unchanged:
-            self._put(key, None)  # written again: not quiet yet
-            heapq.heappush(self._orphan_heap, (due, sid))
+        if old == due:
+            if key in self._static:
+                self._promote(sid)  # still quiet: (re)state it, its message may have changed
+            return
+        self._put(key, None)  # new, or written again: not quiet yet
+        heapq.heappush(self._orphan_heap, (due, sid))
 
     def _promote_orphans(self, now: float) -> None:
         heap = self._orphan_heap

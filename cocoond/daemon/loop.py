@@ -24,7 +24,7 @@ from cocoond.core import findings as fk
 from cocoond.core.findings import Finding, Key
 from cocoond.core.lifecycle import Event, Lifecycle, Opened, Reminder, Resolved
 from cocoond.core.reconcile import DB_DEPENDENT, Reconciler
-from cocoond.daemon.bursts import DEFAULT_BURST_THRESHOLD, OrphanBursts
+from cocoond.daemon.bursts import OrphanBursts
 from cocoond.daemon.logsetup import configure
 from cocoond.daemon.sdnotify import Notifier
 from cocoond.daemon.sizer import Sizer
@@ -103,8 +103,7 @@ class Daemon:
 
     @property
     def _max_db_bytes(self) -> int | None:
-        limits = getattr(self.config, "limits", None)
-        return getattr(limits, "max_db_bytes", None)
+        return self.config.limits.max_db_bytes
 
     def _setup_root(self, config: Config) -> None:
         self.root = os.path.abspath(config.root_dir)
@@ -464,7 +463,7 @@ class Daemon:
 
     @property
     def _burst_threshold(self) -> int:
-        return int(getattr(self.config.alerts, "orphan_burst_threshold", DEFAULT_BURST_THRESHOLD))
+        return self.config.alerts.orphan_burst_threshold
 
     def _publish(self, events: list[Event]) -> None:
         for event in events:
