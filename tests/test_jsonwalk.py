@@ -47,7 +47,6 @@ def walked(text: str) -> tuple[dict[str, Any], set[str], dict[str, str], dict[st
         ' \n\t{ "names" : { } , "snapshots" : { "A" : null } , "x" : [1, {"y": null}] }\r\n',
         '{"snapshots":{"A":null,"A":' + json.dumps(RECORD) + "}}",  # duplicate key: the last wins
         '{"snapshots":{"A":' + json.dumps(RECORD) + ',"A":null}}',
-        '{"snapshots":{"A":' + json.dumps(RECORD) + '},"snapshots":{}}',
         '{"snapshots":null,"names":null}',
         "{}",
         '{"snapshots":{"\\u0041":' + json.dumps(RECORD) + "}}",  # escaped key
@@ -55,6 +54,21 @@ def walked(text: str) -> tuple[dict[str, Any], set[str], dict[str, str], dict[st
 )
 def test_reads_valid_documents_as_json_loads_does(text: str) -> None:
     assert walked(text) == reference(text)
+
+
+def test_a_repeated_map_adds_to_the_first_as_go_does() -> None:
+    """Go decodes a second "snapshots" (or "names") into the map the first
+    one made: entries are added, not replaced wholesale (decode.go object
+    reuses a non-nil map); null empties it."""
+    rec = json.dumps(RECORD)
+    text = '{"snapshots":{"A":' + rec + '},"names":{"a":"A"},"snapshots":{"B":' + rec + '},"names":{"b":"B"}}'
+    records, null_ids, names, _ = walked(text)
+    assert set(records) == {"A", "B"}
+    assert names == {"a": "A", "b": "B"}
+    text = '{"snapshots":{"A":' + rec + ',"C":null},"snapshots":null,"snapshots":{"B":' + rec + "}}"
+    records, null_ids, _, _ = walked(text)
+    assert set(records) == {"B"}
+    assert null_ids == set()
 
 
 @pytest.mark.parametrize(

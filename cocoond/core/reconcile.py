@@ -323,7 +323,7 @@ class Reconciler:
         )
 
     def _facts_from_json(self, sid: str, fields: RecordFields, _raw: object) -> RecFacts:
-        rid, name, _, _, ddir, _, _, _, _, pending, blobs, created_at, _ = fields
+        rid, name, _, _, ddir, _, _, _, _, pending, blobs, created_at, _, _ = fields
         return self._facts(sid, rid, name, ddir, pending, blobs, created_at)
 
     def _facts(

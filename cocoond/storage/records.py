@@ -11,24 +11,22 @@ readable). Unknown keys and the original key order ride along on each record.
 from __future__ import annotations
 
 import gc
+import json
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from operator import itemgetter
 from typing import Any, Generic, TypeVar
 
 from cocoond.errors import DBError
-from cocoond.storage.gojson import (
-    GO_ZERO_TIME,
-    dumps_go,
-    format_rfc3339,
-    loads_go,
-    parse_rfc3339,
-    text_go,
-    zero_time,
-)
-from cocoond.storage.jsonwalk import JSONWalkError, scan_value, skip_ws, walk_object
+from cocoond.storage import goschema
+from cocoond.storage.godecode import ZERO, Decoder, GoDecodeError
+from cocoond.storage.gojson import dumps_go, loads_exact, text_go
+from cocoond.storage.goschema import INT_MAX, INT_MIN
+from cocoond.storage.gotime import GO_ZERO_TIME, format_rfc3339, parse_rfc3339, zero_time
+from cocoond.storage.jsonwalk import JSONWalkError, scan_exact, scan_value, skip_ws, walk_object
 from cocoond.storage.memory import own
 
 # The seed's struct fields, in cocoon's order (its record type embeds the VM
@@ -53,7 +51,13 @@ _INT_FIELDS = ("cpu", "memory", "storage", "nics")
 
 # Key orders repeat across 100k records: one shared tuple per distinct order
 # (a pointer per record) and, with it, which of its keys are unknown.
-_SHAPES: dict[tuple[str, ...], tuple[tuple[str, ...], tuple[str, ...]]] = {}
+_ORDERS: dict[tuple[str, ...], tuple[tuple[str, ...], tuple[str, ...]]] = {}
+# Record shapes (keys and value types) repeat too: see _fast_fields. A DB of
+# odd records must not grow these without bound.
+_Shape = tuple[tuple[type, ...], int] | None
+_SHAPES: dict[tuple[str, ...], _Shape] = {}
+_SHAPES_BY_TYPE: dict[tuple[tuple[str, ...], tuple[type, ...]], _Shape] = {}
+_MAX_SHAPES = 4096
 R = TypeVar("R")
 # Blob hexes repeat too (a few images, many snapshots).
 _HEXES: dict[str, str] = {}
@@ -169,97 +173,185 @@ class SnapshotDB:
         return dumps_go(self.to_json())
 
 
-def _type_name(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, (int, float)):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    return "object"
-
-
 #: A record's fields after Go's decoding rules, in this order: id, name,
 #: description, image, data_dir, cpu, memory, storage, nics, pending,
-#: image_blob_ids, created_at, created_at text (None when absent).
-RecordFields = tuple[str, str, str, str, str, int, int, int, int, bool, set[str], datetime, str | None]
+#: image_blob_ids, created_at, created_at text (None when absent),
+#: hypervisor ("cloud-hypervisor", "firecracker", or "" when unset: which
+#: restore preflight the record's data dir must pass).
+RecordFields = tuple[str, str, str, str, str, int, int, int, int, bool, set[str], datetime, str | None, str]
+
+_RECORD = goschema.fields_of(goschema.SNAPSHOT_RECORD)
+_INDEX = goschema.fields_of(goschema.SNAPSHOT_INDEX)
+#: Where Go stands when it decodes a record: inside SnapshotIndex.snapshots.
+_RECORD_TYPE = goschema.ptr(goschema.SNAPSHOT_RECORD)
+#: The JSON type (as json.loads makes it) each kind of record field needs.
+_JSON_TYPES = {
+    goschema.Kind.STRING: str,
+    goschema.Kind.BOOL: bool,
+    goschema.Kind.INT: int,
+    goschema.Kind.TIME: str,
+    goschema.Kind.MAP: dict,
+}
+_NONE = type(None)
 
 
-def check_record(
-    path: str,
-    key: str,
-    obj: dict[str, Any],
-    # Bound as locals: 24 global lookups per record were a fifth of the cost.
-    _type: type[type] = type,
-    _str: type[str] = str,
-    _int: type[int] = int,
-    _bool: type[bool] = bool,
-    _dict: type[dict[str, Any]] = dict,
-) -> RecordFields:
-    """Decode one record with Go's rules: null leaves the zero value, any
-    other wrong type fails the whole DB (json.Unmarshal does). Written for
-    speed: a 100k-record DB passes through here on every rewrite."""
-    get = obj.get
-    sid, name, desc, image, ddir = get("id"), get("name"), get("description"), get("image"), get("data_dir")
-    cpu, memory, storage, nics = get("cpu"), get("memory"), get("storage"), get("nics")
-    pending, raw_blobs, text = get("pending"), get("image_blob_ids"), get("created_at")
+def _classify(keys: tuple[str, ...], types: tuple[type, ...]) -> tuple[tuple[type, ...], int] | None:
+    """(types, the number of '"' the record's text has if it has no
+    duplicate key and no escaped quote: see _fast_fields) for records with
+    these keys and value types, or None if they take the slow path: a key
+    only a case-insensitive match makes a field, a value of a type its
+    field cannot take (an error to word, or a null), an unknown key holding
+    an object or array (whose quotes are not counted here)."""
+    quotes = 0
+    for key, typ in zip(keys, types, strict=True):
+        quotes += 4 if typ is str else 2
+        fld = _RECORD.exact.get(key)
+        if fld is None:
+            if _RECORD.folded.get(goschema.fold_name(key)) is not None or typ is dict or typ is list:
+                return None
+        elif typ is not _JSON_TYPES.get(fld.type.kind):
+            return None
+    return types, quotes
+
+
+#: A record's fields in RecordFields order (created_at's text where the
+#: datetime goes), then the int fields RecordFields leaves out, with Go's
+#: zero values for absent ones.
+_DEFAULTS: dict[str, Any] = {
+    "id": "",
+    "name": "",
+    "description": "",
+    "image": "",
+    "data_dir": "",
+    "cpu": 0,
+    "memory": 0,
+    "storage": 0,
+    "nics": 0,
+    "pending": False,
+    "image_blob_ids": None,
+    "created_at": None,
+    "hypervisor": "",
+    "queue_size": 0,
+    "disk_queue_size": 0,
+}
+_PICK = itemgetter(*_DEFAULTS)
+assert {k for k, v in _DEFAULTS.items() if type(v) is int} == {
+    f.name for f in _RECORD.fields if f.type.kind is goschema.Kind.INT
+}
+
+
+def _fast_fields(
+    text: str, start: int, end: int, obj: dict[str, Any], _lo: int = INT_MIN, _hi: int = INT_MAX
+) -> RecordFields | None:
+    """A record's fields when json.loads' dict is all Go sees (the hot
+    path: 100k records per load), else None for the exact decoder.
+
+    A dict loses duplicate keys, and Go decodes every occurrence (an error
+    in a shadowed one counts). The record's text tells: each string token
+    puts two unescaped '"' in it, a duplicate key adds tokens the dict does
+    not hold and an escaped quote adds a '"', so the count equals twice
+    the strings the dict holds exactly when neither is there. Escapes
+    matter to Go's time.Time only (it parses the raw token), checked on
+    created_at's token where the record has any."""
+    keys = tuple(obj)
+    types = tuple(map(type, obj.values()))
+    shape = _SHAPES.get(keys)
+    if shape is None or shape[0] != types:
+        sig = (keys, types)
+        if sig not in _SHAPES_BY_TYPE:
+            shape = _classify(keys, types)
+            if len(_SHAPES_BY_TYPE) < _MAX_SHAPES:
+                _SHAPES_BY_TYPE[sig] = _SHAPES[keys] = shape
+        else:
+            shape = _SHAPES_BY_TYPE[sig]
+        if shape is None:
+            return None
+    f = _PICK({**_DEFAULTS, **obj})  # no nulls here: _classify sent them to the slow path
+    raw_blobs = f[10]
+    if text.count('"', start, end) != shape[1] + (2 * len(raw_blobs) if raw_blobs else 0):
+        return None
     if not (
-        (sid is None or _type(sid) is _str)
-        and (name is None or _type(name) is _str)
-        and (desc is None or _type(desc) is _str)
-        and (image is None or _type(image) is _str)
-        and (ddir is None or _type(ddir) is _str)
-        and (cpu is None or _type(cpu) is _int)
-        and (memory is None or _type(memory) is _int)
-        and (storage is None or _type(storage) is _int)
-        and (nics is None or _type(nics) is _int)
-        and (pending is None or _type(pending) is _bool)
-        and (raw_blobs is None or _type(raw_blobs) is _dict)
-        and (text is None or _type(text) is _str)
+        _lo <= f[5] <= _hi
+        and _lo <= f[6] <= _hi
+        and _lo <= f[7] <= _hi
+        and _lo <= f[8] <= _hi
+        and _lo <= f[13] <= _hi
+        and _lo <= f[14] <= _hi
     ):
-        _raise_type_error(path, key, obj)
+        return None
     blobs: set[str] = set()
     if raw_blobs:
         for hex_, member in raw_blobs.items():
             if member is not None and type(member) is not dict:
-                raise DBError(
-                    path,
-                    f"snapshots[{key!r}].image_blob_ids[{hex_!r}]: expected {{}}, got {_type_name(member)}",
-                )
+                return None
             blobs.add(_HEXES.setdefault(hex_, hex_))
-    if text is None:
+    created = f[11]
+    if created is None:
         created_at = zero_time()
     else:
+        if text.find("\\", start, end) != -1 and text.find(f'"created_at":"{created}"', start, end) == -1:
+            return None
         try:
-            created_at = parse_rfc3339(text)
+            created_at = parse_rfc3339(created)
         except ValueError:
-            raise DBError(path, f"snapshots[{key!r}].created_at: not an RFC 3339 time: {text!r}") from None
+            return None
+    fields: RecordFields = (*f[:10], blobs, created_at, created, f[12])
+    return fields
+
+
+def _exact_fields(rec: dict[str, Any]) -> RecordFields:
+    """RecordFields of a record godecode decoded (a dict of set fields)."""
+    g = rec.get
+    blobs = g("image_blob_ids")
+    created = g("created_at")
     return (
-        sid or "",
-        name or "",
-        desc or "",
-        image or "",
-        ddir or "",
-        cpu or 0,
-        memory or 0,
-        storage or 0,
-        nics or 0,
-        pending is True,
-        blobs,
-        created_at,
-        text,
+        g("id", ""),
+        g("name", ""),
+        g("description", ""),
+        g("image", ""),
+        g("data_dir", ""),
+        g("cpu", 0),
+        g("memory", 0),
+        g("storage", 0),
+        g("nics", 0),
+        g("pending", False),
+        set(blobs) if blobs else set(),
+        created[0] if created else zero_time(),
+        created[1] if created else None,
+        g("hypervisor", ""),
     )
 
 
+def _canonical(plain: dict[str, Any], rec: dict[str, Any]) -> dict[str, Any]:
+    """The record as the API keeps it: a key that sets a Go field only
+    case-insensitively ("Pending") becomes the field's own key, once, where
+    its first spelling stood, holding the value Go decoded (Go writes the
+    canonical key when it rewrites the DB); other keys stay as they were."""
+    out: dict[str, Any] = {}
+    for key, value in plain.items():
+        fld = _RECORD.lookup(key)
+        if fld is None:
+            out[key] = value
+        elif fld.name not in out:
+            out[fld.name] = _as_json(rec.get(fld.name))
+    return out
+
+
+def _as_json(value: Any) -> Any:
+    if value is None or value is ZERO:
+        return None
+    if type(value) is tuple:  # a time.Time: its text
+        return value[1]
+    if type(value) is dict:
+        return {k: _as_json(v) for k, v in value.items()}
+    return value
+
+
 def _record(key: str, fields: RecordFields, obj: dict[str, Any]) -> SnapshotRecord:
-    sid, name, desc, image, ddir, cpu, memory, storage, nics, pending, blobs, created_at, text = fields
-    shape = _SHAPES.get(order := tuple(obj))
+    sid, name, desc, image, ddir, cpu, memory, storage, nics, pending, blobs, created_at, text, _ = fields
+    shape = _ORDERS.get(order := tuple(obj))
     if shape is None:
-        shape = _SHAPES[order] = (order, tuple(k for k in order if k not in _KNOWN))
+        shape = _ORDERS[order] = (order, tuple(k for k in order if k not in _KNOWN))
     order, unknown = shape
     extra = {k: obj[k] for k in unknown} if unknown else {}
     return SnapshotRecord(
@@ -279,22 +371,6 @@ def _record(key: str, fields: RecordFields, obj: dict[str, Any]) -> SnapshotReco
         text,
         order,
     )
-
-
-_EXPECTED = {
-    **{f: ("a string", str) for f in _STR_FIELDS},
-    **{f: ("an integer", int) for f in _INT_FIELDS},
-    "pending": ("a boolean", bool),
-    "image_blob_ids": ("an object", dict),
-    "created_at": ("an RFC 3339 string", str),
-}
-
-
-def _raise_type_error(path: str, key: str, obj: dict[str, Any]) -> None:
-    for name, (label, typ) in _EXPECTED.items():
-        value = obj.get(name)
-        if value is not None and type(value) is not typ:
-            raise DBError(path, f"snapshots[{key!r}].{name}: expected {label}, got {_type_name(value)}")
 
 
 @dataclass(slots=True)
@@ -322,81 +398,114 @@ def decode_records(
     *,
     copy_keys: bool = False,
 ) -> DecodedDB[R]:
-    """Decode and validate snapshots.json; `make(key, fields, raw)` builds
-    each (non-null) record. `copy_keys` for a long-lived index: see
-    memory.own. Raises DBError naming `path`.
+    """Decode and validate snapshots.json as cocoon's json.Unmarshal into
+    snapshot.SnapshotIndex does; `make(key, fields, raw)` builds each
+    (non-null) record (`raw`: the record as a dict, keys as in the file
+    except that case-insensitive matches of Go fields carry the field's
+    own key). `copy_keys` for a long-lived index: see memory.own. Raises
+    DBError naming `path` with Go's error (and where it is).
 
     Records are decoded one at a time (jsonwalk.py): with 100k of them this
-    halves the memory peak of a load and costs no time. Same rules as
-    json.loads (duplicate keys: the last wins) and as Go (UTF-8 only)."""
+    halves the memory peak of a load and costs no time."""
     where = os.fspath(path)
     text = text_go(data) if isinstance(data, bytes) else data
     start = skip_ws(text, 0)
     if not text.startswith("{", start):
-        # Not an object: let the whole-document decoder say what it is.
-        top = loads_go(text, where)
-        if top is not None:
-            raise DBError(where, f"expected a JSON object at the top, got {_type_name(top)}")
-        return DecodedDB({}, set(), {}, {}, ())  # Go unmarshals a bare `null` into an empty DB
+        # Not an object: the whole-document decoder says what it is (Go
+        # unmarshals a bare `null` into an empty DB).
+        try:
+            Decoder().unmarshal(loads_exact(text, where), goschema.SNAPSHOT_INDEX)
+        except GoDecodeError as exc:
+            raise DBError(where, str(exc)) from None
+        return DecodedDB({}, set(), {}, {}, ())
     records: dict[str, R] = {}
     null_ids: set[str] = set()
     names: dict[str, str] = {}
     extra: dict[str, Any] = {}
     order: dict[str, None] = {}
+    dec = Decoder()
+    # Go's decode goes on past a type error (the first is returned at the
+    # end) and stops at time.Time's own errors; the walk goes on either way,
+    # since a syntax error anywhere is what Go reports first.
+    stopped: list[GoDecodeError] = []
 
     def on_record(sid: str, idx: int) -> int:
-        obj, end = scan_value(text, idx)
+        obj, end = scan_value(text, idx, 2)
+        if stopped:
+            return end  # Go has stopped decoding; only the syntax is left
         if obj is None:
             records.pop(sid, None)
             null_ids.add(sid)
-        elif type(obj) is dict:
-            null_ids.discard(sid)
-            records[own(sid) if copy_keys else sid] = make(sid, check_record(where, sid, obj), obj)
-        else:
-            raise DBError(where, f"snapshots[{sid!r}]: expected an object, got {_type_name(obj)}")
+            return end
+        null_ids.discard(sid)
+        fields = _fast_fields(text, idx, end, obj) if type(obj) is dict else None
+        if fields is None:
+            try:
+                fields, obj = _slow_fields(text, idx, sid, obj, dec)
+            except GoDecodeError as exc:
+                stopped.append(exc)
+                return end
+        if dec.saved is None:
+            records[own(sid) if copy_keys else sid] = make(sid, fields, obj)
         return end
 
     def on_member(key: str, idx: int) -> int:
-        order[key] = None
-        if key == "snapshots":
-            records.clear()
-            null_ids.clear()
-            if text.startswith("{", idx):
-                return walk_object(text, idx, on_record)
-        value, end = scan_value(text, idx)
-        if key == "snapshots":
-            if value is not None:
-                raise DBError(where, f'"snapshots": expected an object, got {_type_name(value)}')
-        elif key == "names":
-            names.clear()
-            names.update(_names(where, value))
-        else:
+        # "snapshots" and "names" in any case, as Go matches them. A second
+        # occurrence adds to what the first left, as Go adds to a map it
+        # already made; null empties them.
+        fld = _INDEX.lookup(key)
+        name = key if fld is None else fld.name
+        order[name] = None
+        if name == "snapshots" and text.startswith("{", idx):
+            return walk_object(text, idx, on_record)
+        value, end = scan_value(text, idx, 1)
+        if fld is None:
             extra[key] = value
+        elif value is None:
+            if name == "snapshots":
+                records.clear()
+                null_ids.clear()
+            else:
+                names.clear()
+        elif (
+            name == "names"
+            and type(value) is dict
+            and set(map(type, value.values())) <= {str}
+            and text.count('"', idx, end) == 4 * len(value)  # no duplicates: see _fast_fields
+        ):
+            names.update(value)
+        elif not stopped:
+            exact, _ = scan_exact(text, idx, 1)
+            current = names if name == "names" else ZERO
+            dec.decode_at(exact, fld.type, "SnapshotIndex", (name,), (name,), current)
         return end
 
     with no_gc():
         try:
             end = skip_ws(text, walk_object(text, start, on_member))
             if end != len(text):
-                raise JSONWalkError(f"extra data at char {end}")
+                raise JSONWalkError(f"Extra data at char {end}")
         except JSONWalkError as exc:
+            # Go checks the syntax of the whole document first.
             raise DBError(where, f"not valid JSON ({exc})") from None
+        error = stopped[0] if stopped else dec.saved
+        if error is not None:
+            raise DBError(where, str(error))
         return DecodedDB(records, null_ids, names, extra, tuple(order))
 
 
-def _names(where: str, raw: Any) -> dict[str, str]:
-    if raw is None:
-        return {}
-    if type(raw) is not dict:
-        raise DBError(where, f'"names": expected an object, got {_type_name(raw)}')
-    names: dict[str, str] = {}
-    for name, sid in raw.items():
-        if sid is None:
-            sid = ""
-        elif type(sid) is not str:
-            raise DBError(where, f"names[{name!r}]: expected a string, got {_type_name(sid)}")
-        names[name] = sid
-    return names
+def _slow_fields(
+    text: str, idx: int, sid: str, plain: Any, dec: Decoder
+) -> tuple[RecordFields, dict[str, Any]]:
+    """A record through the exact decoder: its fields and the dict `make`
+    gets (see _canonical). An error Go saves is left in `dec`; one that
+    stops Go's decode (time.Time's) is raised."""
+    exact, _ = scan_exact(text, idx, 2)
+    where = ("snapshots", f"[{json.dumps(sid, ensure_ascii=False)}]")
+    rec = dec.decode_at(exact, _RECORD_TYPE, "SnapshotIndex", ("snapshots",), where)
+    if type(plain) is not dict:
+        return _exact_fields({}), {}  # an error is saved: the DB fails
+    return _exact_fields(rec), _canonical(plain, rec)
 
 
 @contextmanager
