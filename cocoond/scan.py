@@ -23,14 +23,14 @@ from cocoond.storage.gojson import text_go
 from cocoond.storage.memory import own
 from cocoond.storage.paths import DEFAULT_ROOT_DIR, VM_BACKENDS, Paths, default_root
 from cocoond.storage.records import SnapshotDB, decode_snapshot_db
-from cocoond.storage.refdbs import IMAGE_DB, decoder_for, vm_db_relpaths
+from cocoond.storage.refdbs import IMAGE_DB, OCI_IMAGE_DB, decoder_for, vm_db_relpaths
 
 #: Blob dirs under the root and the suffix a blob file has in each.
 BLOB_DIRS: tuple[tuple[str, str], ...] = (("cloudimg/blobs", ".qcow2"), ("oci/blobs", ".erofs"))
 #: Dirs whose `.tmp-*` files are writes or downloads in flight.
 TEMP_DIRS: tuple[str, ...] = ("snapshot/db", "cloudimg/temp")
 TEMP_PREFIX = ".tmp-"
-REF_DBS: tuple[str, ...] = (IMAGE_DB, *vm_db_relpaths(VM_BACKENDS))
+REF_DBS: tuple[str, ...] = (IMAGE_DB, OCI_IMAGE_DB, *vm_db_relpaths(VM_BACKENDS))
 
 
 @dataclass(frozen=True, slots=True)

@@ -251,6 +251,7 @@ def test_read_ref_db(sim: ModuleType, root: Path) -> None:
 def test_ref_dbs_are_the_contracts() -> None:
     assert set(REF_DBS) == {
         "cloudimg/db/images.json",
+        "oci/db/images.json",
         "cloudhypervisor/db/vms.json",
         "firecracker/db/vms.json",
     }

@@ -43,8 +43,8 @@ def parse_rfc3339(text: str) -> datetime:
     n = len(text)
     if text.endswith("Z"):
         zone = n - 1
-    elif n >= 25 and text[-6] in "+-" and text[-3] == ":":
-        zone = n - 6
+    elif n >= 25 and text[-6] in "+-" and text[-3] == ":" and text[-5:-3] < "24" and text[-2:] < "60":
+        zone = n - 6  # fromisoformat would take "+00:61" (Go's fast path would not)
     else:
         zone = -1
     if (
