@@ -12,7 +12,10 @@ from pathlib import Path
 from typing import Any
 
 # The floor: the least any reconcile must do, in the same language and the same
-# kind of process. Read and parse snapshots.json, list snapshot/localfile/ once.
+# kind of process. Read and parse snapshots.json, list snapshot/localfile/ once,
+# and what the restore preflight rule must read of each data dir: its entries
+# and the bytes of its sidecar cocoon.json and Cloud Hypervisor's config.json
+# (read, not parsed: interpreting them is the reconciler's work).
 FLOOR_SCRIPT = """\
 import json, os, sys
 root = sys.argv[1]
@@ -23,6 +26,12 @@ with os.scandir(os.path.join(root, "snapshot", "localfile")) as it:
     for e in it:
         if e.is_dir():
             n += 1
+            with os.scandir(e.path) as inner:
+                names = {x.name for x in inner}
+            for name in ("cocoon.json", "config.json"):
+                if name in names:
+                    with open(os.path.join(e.path, name), "rb") as f:
+                        f.read()
 print(len(db["snapshots"]), n)
 """
 

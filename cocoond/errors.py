@@ -15,9 +15,12 @@ class DBError(CocoondError, ValueError):
     because an operator has several DBs under one root and must know which
     one to look at."""
 
-    def __init__(self, path: str | os.PathLike[str], reason: str) -> None:
+    def __init__(self, path: str | os.PathLike[str], reason: str, *, errno: int | None = None) -> None:
         self.path = os.fspath(path)
         self.reason = reason
+        #: The OS error that kept the file from being read, if one did: a
+        #: permission error is the reader's problem, not the DB's.
+        self.errno = errno
         super().__init__(f"{self.path}: {reason}")
 
 

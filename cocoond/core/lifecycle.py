@@ -12,6 +12,7 @@ activity has been quiet for `settle`, up to `BURST_CAP` times `settle`.
 from __future__ import annotations
 
 import heapq
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from cocoond.core import findings as fk
@@ -20,6 +21,8 @@ from cocoond.core.findings import Finding, Key
 #: Findings that bulk writes produce in passing.
 BURST_KINDS = frozenset({fk.ORPHAN_DATA_DIR, fk.MISSING_DATA_DIR})
 BURST_CAP = 10.0
+#: A held finding is asked about again no sooner than this.
+MIN_RETRY = 0.01
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +44,8 @@ class Reminder:
 
 
 Event = Opened | Resolved | Reminder
+#: See `Lifecycle.tick`.
+Hold = Callable[[Key, Finding], float | None]
 
 
 @dataclass(slots=True)
@@ -77,10 +82,14 @@ class Lifecycle:
                 tracked.finding = finding
         return events
 
-    def tick(self, now: float, quiet_since: float) -> list[Event]:
+    def tick(self, now: float, quiet_since: float, hold: Hold | None = None) -> list[Event]:
         """Open what has settled and remind what is due. `quiet_since` is
-        when the last data-dir or snapshot-DB change was seen."""
+        when the last data-dir or snapshot-DB change was seen. `hold`, when
+        given, is asked before each opening: it returns None to open now, or
+        the time to ask again (the shell's view of things the index cannot
+        know, such as a dir still being written)."""
         events: list[Event] = []
+        held: list[tuple[float, Key]] = []
         while self._due and self._due[0][0] <= now:
             _, key = heapq.heappop(self._due)
             tracked = self._tracked.get(key)
@@ -94,11 +103,16 @@ class Lifecycle:
                 if now < cap:
                     heapq.heappush(self._due, (min(quiet_since + self.settle, cap), key))
                     continue
+            if hold is not None and (again := hold(key, tracked.finding)) is not None:
+                held.append((max(again, now + MIN_RETRY), key))
+                continue
             tracked.opened_at = now
             events.append(Opened(tracked.finding))
             if self.reminder > 0 and tracked.finding.severity != "info":
                 tracked.next_reminder = now + self.reminder
                 heapq.heappush(self._reminders, (tracked.next_reminder, key))
+        for item in held:
+            heapq.heappush(self._due, item)
         while self._reminders and self._reminders[0][0] <= now:
             due, key = heapq.heappop(self._reminders)
             tracked = self._tracked.get(key)
@@ -138,3 +152,7 @@ class Lifecycle:
 
     def tracked_keys(self) -> set[Key]:
         return set(self._tracked)
+
+    def tracks(self, key: Key) -> bool:
+        """Is this finding settling or open?"""
+        return key in self._tracked

@@ -21,26 +21,30 @@ from typing import Any
 from cocoond import __version__
 from cocoond.config import Config, load_config
 from cocoond.core import findings as fk
-from cocoond.core.findings import Key
+from cocoond.core.findings import Finding, Key
 from cocoond.core.lifecycle import Event, Lifecycle, Opened, Reminder, Resolved
-from cocoond.core.reconcile import Reconciler
+from cocoond.core.reconcile import DB_DEPENDENT, Reconciler
+from cocoond.daemon.bursts import DEFAULT_BURST_THRESHOLD, OrphanBursts
 from cocoond.daemon.logsetup import configure
 from cocoond.daemon.sdnotify import Notifier
+from cocoond.daemon.sizer import Sizer
 from cocoond.daemon.watch import DAEMON_SIGNALS, Change, Watcher, classify
 from cocoond.errors import ConfigError
 from cocoond.scan import (
-    ScanError,
     blob_relpath_ok,
     file_id,
+    fulfil,
+    inspect_data_dir,
+    last_write,
     read_ref_db,
     read_snapshot_db,
     root_aliases,
     scan,
     stat_blob,
-    stat_data_dir,
+    stat_boot_dir,
     stat_temp,
-    with_sizes,
 )
+from cocoond.sizes import wants_size
 from cocoond.storage.memory import release_free_memory
 from cocoond.storage.paths import Paths
 
@@ -51,6 +55,14 @@ MAX_SLEEP = 5.0
 #: A burst of events is processed at the latest this long after it began,
 #: so continuous activity cannot postpone processing forever.
 MAX_DEBOUNCE = 1.0
+
+#: Longest the loop spends reading data dir contents before it looks at
+#: its queue again (a first scan of 100k dirs takes seconds).
+INSPECT_SLICE = 0.05
+#: Shortest wait before a held finding is looked at again.
+MIN_HOLD = 0.1
+#: `_db_id` before snapshots.json was first looked at (None means absent).
+_NEVER_READ = object()
 
 Item = tuple[str, Any]
 
@@ -73,6 +85,7 @@ class Daemon:
         self.clock = clock
         self.wall = wall
         self.queue: queue.SimpleQueue[Item] = queue.SimpleQueue()
+        self.sizer = Sizer(self.queue)
         self.log = configure(config.log.format, config.log.level)
         self._setup_root(config)
         self.lifecycle = Lifecycle(config.watch.settle_seconds, config.alerts.reminder_seconds)
@@ -81,9 +94,17 @@ class Daemon:
         self._burst: dict[str, set[str]] = {}
         self._burst_first = 0.0
         self._burst_last = 0.0
-        self._db_id: Any = None
+        self._db_id: Any = _NEVER_READ
         self._status = ""
         self._due_at: dict[str, float] = {}  # when each periodic job runs next
+        self._last_full_scan: float | None = None  # wall clock
+        self._to_inspect: dict[str, None] = {}  # data dirs whose contents to read, in order
+        self._db_read = False  # snapshots.json was read since the lifecycle was last fed
+
+    @property
+    def _max_db_bytes(self) -> int | None:
+        limits = getattr(self.config, "limits", None)
+        return getattr(limits, "max_db_bytes", None)
 
     def _setup_root(self, config: Config) -> None:
         self.root = os.path.abspath(config.root_dir)
@@ -92,9 +113,11 @@ class Daemon:
             self.root,
             pending_stale_seconds=config.thresholds.pending_stale_seconds,
             temp_stale_seconds=config.thresholds.temp_stale_seconds,
+            orphan_quiet_seconds=config.watch.settle_seconds,
             root_aliases=root_aliases(self.root),
         )
-        self.watcher = Watcher(self.root, self.queue)
+        self.watcher = Watcher(self.root, self.queue, self.clock)
+        self._orphan_bursts = OrphanBursts(self.root)
 
     # ------------------------------------------------------------ main loop
     def run(self) -> int:
@@ -106,10 +129,12 @@ class Daemon:
                 # Under systemd this start will time out; say why, once.
                 self.log.warning("daemon.notify_failed", error=self.notifier.last_error)
             self._loop()
+            self._open_unsized(self.sizer.drain())
             self.log.info("daemon.stopping", signal=self._stop_signal)
             self.notifier.stopping()
             return 0
         finally:
+            self.sizer.close()
             self.watcher.close()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
@@ -145,11 +170,15 @@ class Daemon:
                 or now - self._burst_first >= max(MAX_DEBOUNCE, self.config.watch.debounce_seconds)
             ):
                 self._process_burst()
-            self._publish(self.lifecycle.tick(self.clock(), self._quiet_since))
+            if self._to_inspect and not self._burst:
+                self._inspect_some()
+            self._publish(self.lifecycle.tick(self.clock(), self._quiet_since, self._hold))
             self._timers(self.clock())
 
     def _next_due(self, now: float) -> float:
         due = [now + MAX_SLEEP]
+        if self._to_inspect:
+            due.append(now)
         if self._burst:
             due.append(
                 min(
@@ -168,11 +197,20 @@ class Daemon:
             due.append(self._due_at["rescan"])
         if self.notifier.watchdog_interval() is not None:
             due.append(self._due_at["watchdog"])
+        for when in (self.watcher.retry_at, self.sizer.next_deadline()):
+            if when is not None:
+                due.append(when)
         return min(due)
 
     def _timers(self, now: float) -> None:
         # Time alone can change findings: pending records go stale, temp files age.
         self._feed_lifecycle()
+        self._open_unsized(self.sizer.expired(now))
+        if self.watcher.retry_at is not None and now >= self.watcher.retry_at:
+            restored = self.watcher.retry()
+            self._report_watches()
+            if restored:
+                self._rescan("watch_restored")
         if (interval := self.notifier.watchdog_interval()) is not None and now >= self._due_at["watchdog"]:
             self.notifier.watchdog()
             self._due_at["watchdog"] = now + interval
@@ -198,10 +236,14 @@ class Daemon:
             self._signal(value)
         elif kind == "rescan":
             self._add_to_burst(Change("rescan", str(value)))
-        elif kind == "fs":
-            change = classify(self.root, value)
+        elif kind in ("fs", "attrib"):
+            change = classify(self.root, value, attrib=kind == "attrib")
             if change is not None:
                 self._add_to_burst(change)
+        elif kind == "size":
+            finding = self.sizer.arrived(*value)
+            if finding is not None:
+                self._emit(finding.severity, "finding.opened", finding.to_dict())
 
     def _add_to_burst(self, change: Change) -> None:
         now = self.clock()
@@ -220,34 +262,51 @@ class Daemon:
 
     def _process_burst(self) -> None:
         burst, self._burst = self._burst, {}
-        if "structure" in burst:
-            self._arm_and_rescan("root_changed")
+        if "structure" in burst or "rearm" in burst:
+            # A chmod/chown of a watched dir: it may be (un)readable now.
+            self._arm_and_rescan("root_changed" if "structure" in burst else "attributes_changed")
             return
         if "rescan" in burst:
             for reason in sorted(burst["rescan"]):
                 self.log.warning("watch.rescan", reason=reason)
-            self.watcher.arm()
+            self._arm()
             self._rescan(None)
             return
         loaded = self._load_db() if "db" in burst and self._db_changed(force=False) else None
-        root = self.root
+        root, index = self.root, self.index
         for name in burst.get("data_dir", ()):
-            self.index.set_data_dir(name, stat_data_dir(root, name))
+            rec = index.records.get(name)
+            index.set_data_dir(
+                name,
+                inspect_data_dir(
+                    root,
+                    name,
+                    contents=rec is not None and not rec.pending and rec.recorded is None,
+                    activity=rec is None,
+                ),
+            )
         for relpath in burst.get("blob", ()):
-            self.index.set_blob(relpath, stat_blob(root, relpath) if blob_relpath_ok(relpath) else None)
+            index.set_blob(relpath, stat_blob(root, relpath) if blob_relpath_ok(relpath) else None)
+        for hex_ in burst.get("boot", ()):
+            index.set_boot_dir(hex_, stat_boot_dir(root, hex_))
         for relpath in burst.get("temp", ()):
-            self.index.set_temp(relpath, stat_temp(root, relpath))
+            index.set_temp(relpath, stat_temp(root, relpath))
         for relpath in burst.get("ref_db", ()):
-            self.index.set_ref_db(relpath, read_ref_db(root, relpath))
+            index.set_ref_db(relpath, read_ref_db(root, relpath, self._max_db_bytes))
+        # A DB just read may name dirs and blobs whose events are still in
+        # the queue: look at them now, so no finding opens from a state that
+        # never existed on disk.
+        self._fulfil_wants()
         self._log_loaded(loaded)
         self._feed_lifecycle()
 
     # ----------------------------------------------------------------- work
     def _db_changed(self, force: bool) -> bool:
         """Is snapshots.json another file than the one last parsed (a
-        rename, an in-place write)? Records the new identity."""
+        rename, an in-place write, created or removed)? Records the new
+        identity; a DB that stays absent is not a change."""
         ident = file_id(str(self.paths.snapshot_db_file()))
-        if not force and ident is not None and ident == self._db_id:
+        if not force and ident == self._db_id:
             return False
         self._db_id = ident
         return True
@@ -257,7 +316,8 @@ class Daemon:
         took when a good DB was loaded (the caller logs `index.loaded` once
         the rest of the index is current too), else None."""
         started = self.clock()
-        self.index.set_snapshot_db(read_snapshot_db(self.paths, self.index))
+        self._db_read = True
+        self.index.set_snapshot_db(read_snapshot_db(self.paths, self.index, self._max_db_bytes))
         return self._loaded_since(started)
 
     def _loaded_since(self, started: float) -> float | None:
@@ -279,12 +339,26 @@ class Daemon:
     def _arm_and_rescan(self, reason: str | None, also: set[Key] | None = None) -> None:
         """(Re)arm the watches first, then list: anything that changes in
         between is seen by both, never by neither."""
-        watched = self.watcher.arm()
+        watched = self._arm()
         if not os.path.isdir(self.root):
             self.log.warning("watch.rescan", reason="root_missing", root=self.root, watching=watched)
         elif reason is not None:
             self.log.info("watch.rescan", reason=reason)
-        self._rescan(None, force_db=True, also=also)
+        self._rescan(None, force_db=self._db_id is _NEVER_READ, also=also)
+
+    def _arm(self) -> list[str]:
+        watched = self.watcher.arm()
+        self._report_watches()
+        return watched
+
+    def _report_watches(self) -> None:
+        """Say once which directories cannot be watched (events there are
+        missed until a retry succeeds), and when they can be again."""
+        failed, restored = self.watcher.news()
+        for directory, error in sorted(failed.items()):
+            self.log.warning("watch.failed", dir=directory, error=error)
+        for directory in restored:
+            self.log.info("watch.restored", dir=directory)
 
     def _rescan(self, reason: str | None, *, force_db: bool = False, also: set[Key] | None = None) -> None:
         """The safety net: list everything and let the index find what the
@@ -293,21 +367,64 @@ class Daemon:
             self.log.info("watch.rescan", reason=reason)
         started = self.clock()
         reload = self._db_changed(force_db)
-        loaded = None
-        try:
-            listing = scan(self.paths, include_db=reload, index=self.index)
-        except ScanError as exc:
-            # Keep the index as it is rather than read an unlistable dir as empty.
-            self.log.warning("watch.rescan", reason="scan_error", error=str(exc))
-            loaded = self._load_db() if reload else None
-        else:
-            # Dirs, blobs and the DB in one go: loading the DB against a
-            # stale dir listing would make (and drop) a finding per record.
-            self.index.apply_listing(listing)
-            del listing
-            loaded = self._loaded_since(started) if reload else None
+        self._db_read |= reload
+        # Dirs, blobs and the DB in one go: loading the DB against a stale dir
+        # listing would make (and drop) a finding per record. A directory
+        # that cannot be listed keeps what the index knew (dir_unreadable).
+        listing = scan(
+            self.paths,
+            include_db=reload,
+            index=self.index,
+            max_db_bytes=self._max_db_bytes,
+            dir_contents=False,
+        )
+        self.index.apply_listing(listing)
+        del listing
+        self._fulfil_wants()
+        loaded = self._loaded_since(started) if reload else None
         self._log_loaded(loaded)
+        self._last_full_scan = self.wall()
         self._feed_lifecycle(also)
+
+    def _fulfil_wants(self) -> None:
+        """Look at what the index asked for. Data dir contents (a few small
+        reads per snapshot) go to a queue that `_inspect_some` works off a
+        slice at a time, so 100k of them never stall events or READY."""
+        wants = self.index.take_wants()
+        self._to_inspect.update(dict.fromkeys(sorted(wants.contents)))
+        wants.contents = set()
+        fulfil(self.root, self.index, wants)
+
+    def _inspect_some(self) -> None:
+        deadline = self.clock() + INSPECT_SLICE
+        index, todo = self.index, self._to_inspect
+        while todo and self.clock() < deadline:
+            name = next(iter(todo))
+            del todo[name]
+            rec = index.records.get(name)
+            if rec is not None and not rec.pending and rec.recorded is None:
+                index.set_data_dir(name, inspect_data_dir(self.root, name, contents=True, activity=False))
+        self._feed_lifecycle()
+
+    def _hold(self, key: Key, finding: Finding) -> float | None:
+        """Asked by the lifecycle before it opens a settled finding: None to
+        open it now, or when to ask again. While snapshots.json is
+        unreadable nothing that depends on it opens (the index is older than
+        the disk); a record-less dir still being written (an import in
+        progress) is not an orphan yet."""
+        now = self.clock()
+        settle = max(self.config.watch.settle_seconds, MIN_HOLD)
+        if self.index.frozen and key[0] in DB_DEPENDENT:
+            return now + settle
+        if key[0] == fk.ORPHAN_DATA_DIR and finding.path:
+            try:
+                written = last_write(finding.path, os.lstat(finding.path).st_mtime)
+            except OSError:
+                return None  # gone: the index resolves it
+            quiet_for = self.wall() - written
+            if quiet_for < self.config.watch.settle_seconds:
+                return now + max(self.config.watch.settle_seconds - quiet_for, MIN_HOLD)
+        return None
 
     def _feed_lifecycle(self, also: set[Key] | None = None) -> None:
         changed = self.index.evaluate(self.wall())
@@ -315,16 +432,31 @@ class Daemon:
             changed |= also
         if changed:
             current = self.index.current
-            self._publish(self.lifecycle.observe(self.clock(), [(key, current(key)) for key in changed]))
+            # Only a new snapshots.json makes many orphans at once for one
+            # reason; dirs that appear (an import, an overflow rescan) stay single.
+            threshold = self._burst_threshold if self._db_read else 0
+            changes = self._orphan_bursts.regroup(
+                [(key, current(key)) for key in changed], self.lifecycle.tracks, threshold
+            )
+            self._publish(self.lifecycle.observe(self.clock(), changes))
+        self._db_read = False
+
+    @property
+    def _burst_threshold(self) -> int:
+        return int(getattr(self.config.alerts, "orphan_burst_threshold", DEFAULT_BURST_THRESHOLD))
 
     def _publish(self, events: list[Event]) -> None:
         for event in events:
             if isinstance(event, Opened):
-                finding = event.finding
-                if finding.kind == fk.ORPHAN_DATA_DIR:
-                    finding = with_sizes(self.root, [finding])[0]
-                self._emit(finding.severity, "finding.opened", finding.to_dict())
+                if wants_size(event.finding):
+                    # Opened once its size is known (the total for an orphan burst).
+                    self.sizer.hold(event.finding, self.clock(), self._size_paths(event.finding))
+                else:
+                    self._emit(event.finding.severity, "finding.opened", event.finding.to_dict())
             elif isinstance(event, Resolved):
+                key = (event.kind, event.subject)
+                self._open_unsized([held] if (held := self.sizer.release(key)) else [])
+                self.sizer.forget(key)
                 self.log.info(
                     "finding.resolved",
                     kind=event.kind,
@@ -334,11 +466,23 @@ class Daemon:
             elif isinstance(event, Reminder):
                 # The index's copy is current (ages move on); the lifecycle's
                 # is as of the last change.
-                fields = (self.index.current(event.finding.key) or event.finding).to_dict()
+                self._open_unsized([held] if (held := self.sizer.release(event.finding.key)) else [])
+                current = self.index.current(event.finding.key) or event.finding
+                fields = self.sizer.with_size(current, self._size_paths(current)).to_dict()
                 fields["open_seconds"] = round(event.open_seconds, 3)
                 self._emit(event.finding.severity, "finding.reminder", fields)
         if events:
             self._update_status()
+
+    def _size_paths(self, finding: Finding) -> tuple[str, ...]:
+        """What an orphan finding's `bytes` adds up: its dir, or every dir of a burst."""
+        members = self._orphan_bursts.member_paths(finding)
+        return members if members is not None else (finding.path,) if finding.path else ()
+
+    def _open_unsized(self, findings: list[Finding]) -> None:
+        """Orphans whose size did not come in time: opened without `bytes`."""
+        for finding in findings:
+            self._emit(finding.severity, "finding.opened", finding.to_dict())
 
     def _emit(self, severity: str, event: str, fields: dict[str, Any]) -> None:
         fields = dict(fields)
@@ -384,11 +528,13 @@ class Daemon:
                 self._due_at[job] = min(self._due_at[job], now + after) if before > 0 else now + after
         self.index.pending_stale_seconds = new.thresholds.pending_stale_seconds
         self.index.temp_stale_seconds = new.thresholds.temp_stale_seconds
+        self.index.orphan_quiet_seconds = new.watch.settle_seconds
         if os.path.abspath(new.root_dir) != self.root:
             # Another tree: start a new index, and resolve what the old one had open.
+            self._open_unsized(self.sizer.drain())
             self.watcher.close()
             self._setup_root(new)
-            self._db_id = None
+            self._db_id = _NEVER_READ
             self._arm_and_rescan("root_changed", also=self.lifecycle.tracked_keys())
         self.notifier.ready(self._status_line())
 

@@ -1,18 +1,16 @@
-"""Cocoon's lock files, two ways.
+"""Cocoon's lock, for writers only.
 
 Writers take the lock exactly as cocoon does (flock(2) exclusive on
-`snapshots.lock`, file kept forever) through filelock. Readers that must not
-change the tree (`check`, `run`) take a shared flock on a read-only
-descriptor of an existing lock file: it keeps cocoon's writers out for the
-moment of reading, and it neither creates the file nor touches its mtime.
+`snapshots.lock`, file kept forever) through filelock. Readers (`check`,
+`run`) never take it, not even shared: cocoon's gc takes its locks with a
+non-blocking TryLock and skips its whole run when one is busy
+(gc/orchestrator.go:47,69-70). `check` gets a consistent view by comparing
+the DB files' identities around its pass instead (cli/check.py).
 """
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import os
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -20,7 +18,6 @@ from cocoond.errors import LockTimeout
 
 #: How long a write waits for cocoon's lock before giving up.
 DEFAULT_LOCK_TIMEOUT = 5.0
-_POLL = 0.02
 
 
 @contextmanager
@@ -48,36 +45,3 @@ def exclusive_lock(path: str | os.PathLike[str], timeout: float = DEFAULT_LOCK_T
         yield
     finally:
         lock.release()
-
-
-@contextmanager
-def shared_read_lock(path: str | os.PathLike[str], timeout: float) -> Iterator[bool]:
-    """Yield True while holding a shared flock on an existing lock file, or
-    False when there is no lock file or it stayed busy for `timeout` seconds
-    (the caller proceeds unlocked and says so). Never creates anything."""
-    try:
-        fd = os.open(os.fspath(path), os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
-    except OSError:
-        yield False
-        return
-    try:
-        deadline = time.monotonic() + timeout
-        locked = False
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-                locked = True
-                break
-            except OSError as exc:
-                if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                    break
-            if time.monotonic() >= deadline:
-                break
-            time.sleep(_POLL)
-        try:
-            yield locked
-        finally:
-            if locked:
-                fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)

@@ -36,7 +36,8 @@ class Paths:
     def __init__(
         self, root_dir: str | os.PathLike[str] | None = None, *, lock_timeout: float = DEFAULT_LOCK_TIMEOUT
     ) -> None:
-        self.root_dir = os.fspath(root_dir) if root_dir is not None else default_root()
+        # None or "" is the default root, as the seed's NewPaths("").
+        self.root_dir = (os.fspath(root_dir) if root_dir is not None else "") or default_root()
         self.lock_timeout = lock_timeout
 
     def __repr__(self) -> str:

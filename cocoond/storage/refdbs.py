@@ -18,6 +18,7 @@ from cocoond.storage.gojson import loads_exact
 
 #: Where the image indexes live under the root; VM DBs are `<backend>/db/vms.json`.
 IMAGE_DB = "cloudimg/db/images.json"
+#: The OCI image DB: each image's layers[].digest pins oci/blobs/<hex>.erofs.
 OCI_IMAGE_DB = "oci/db/images.json"
 
 RefDecoder = Callable[[bytes, str], frozenset[str]]

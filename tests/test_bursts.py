@@ -1,0 +1,80 @@
+"""Many orphans appearing together are one finding in the daemon (issue 10
+item 13); one by one they stay one by one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cocoond.core.findings import Finding, Key
+from cocoond.daemon.bursts import SUMMARY_KEY, OrphanBursts
+from cocoond.sizes import total_usage
+
+
+def orphan(sid: str, root: str = "/r") -> tuple[Key, Finding]:
+    f = Finding(
+        "orphan_data_dir",
+        sid,
+        f"{sid} has no record",
+        snapshot_id=sid,
+        path=f"{root}/snapshot/localfile/{sid}",
+    )
+    return f.key, f
+
+
+def never(_key: Key) -> bool:
+    return False
+
+
+def test_at_most_the_threshold_stay_single() -> None:
+    bursts = OrphanBursts("/r")
+    changes = [orphan(f"S{i}") for i in range(3)]
+    assert bursts.regroup(list(changes), never, threshold=3) == changes
+    assert bursts.members == {}
+
+
+def test_beyond_the_threshold_one_summary_that_shrinks_then_resolves() -> None:
+    bursts = OrphanBursts("/r")
+    changes = [orphan(f"S{i}") for i in range(5)]
+    other = Finding("missing_blob", "h1", "m")
+    out = bursts.regroup([*changes, (other.key, other)], never, threshold=3)
+    assert [k for k, _ in out] == [other.key, SUMMARY_KEY]
+    summary = out[-1][1]
+    assert summary is not None and summary.kind == "orphan_data_dir"
+    assert summary.subject == "snapshot/localfile" and summary.severity == "warning"
+    assert summary.message.startswith("5 data dirs") and "S0, S1, S2, ..." in summary.message
+    # Two get their records back: the summary counts three.
+    out = bursts.regroup([(changes[0][0], None), (changes[1][0], None)], never, threshold=3)
+    assert out == [(SUMMARY_KEY, bursts.summary())]
+    assert out[0][1] is not None and out[0][1].message.startswith("3 data dirs")
+    # A new single orphan meanwhile is its own finding.
+    lone = orphan("LONE")
+    assert bursts.regroup([lone], never, threshold=3) == [lone]
+    # The rest resolve: so does the summary.
+    out = bursts.regroup([(k, None) for k, _ in changes[2:]], never, threshold=3)
+    assert out == [(SUMMARY_KEY, None)]
+
+
+def test_orphans_already_reported_stay_single_and_zero_turns_grouping_off() -> None:
+    changes = [orphan(f"S{i}") for i in range(5)]
+    tracked = {changes[0][0]}
+    out = OrphanBursts("/r").regroup(list(changes), tracked.__contains__, threshold=3)
+    assert [k for k, _ in out] == [changes[0][0], SUMMARY_KEY]
+    assert OrphanBursts("/r").regroup(list(changes), never, threshold=0) == changes
+
+
+def test_the_summary_counts_the_members_bytes(tmp_path: Path) -> None:
+    lf = tmp_path / "snapshot" / "localfile"
+    changes: list[tuple[Key, Finding | None]] = []
+    for i in range(3):
+        (lf / f"S{i}").mkdir(parents=True)
+        (lf / f"S{i}" / "mem").write_bytes(b"x" * 10000)
+        changes.append(orphan(f"S{i}", str(tmp_path)))
+    bursts = OrphanBursts(str(tmp_path))
+    out = bursts.regroup(changes, never, threshold=2)
+    summary = out[-1][1]
+    assert summary is not None
+    paths = bursts.member_paths(summary)
+    assert paths is not None and paths == tuple(str(lf / f"S{i}") for i in range(3))
+    assert bursts.member_paths(orphan("S0", str(tmp_path))[1]) is None  # not the summary
+    # What the daemon's sizer adds up for it (off the event loop).
+    assert total_usage(paths).bytes >= 3 * 10000
