@@ -22,7 +22,7 @@ from cocoond.storage.godecode import Decoder, GoDecodeError
 from cocoond.storage.gojson import loads_exact
 from cocoond.storage.gotime import zero_time
 from cocoond.storage.jsonwalk import MAX_DEPTH
-from cocoond.storage.records import RecordFields, decode_records, decode_snapshot_db
+from cocoond.storage.records import RecordFields, _fast_fields, decode_records, decode_snapshot_db
 
 SID = "QWERTYUIOPASDFGHJKLZXCVBNM"
 HEX = "a" * 64
@@ -403,3 +403,36 @@ def test_records_round_trip_through_the_api_unchanged_when_go_would_read_them_un
     again = decode_snapshot_db(db.encode(), "db.json")
     assert again.snapshots[SID] == rec
     assert again.snapshots[SID].extra == rec.extra
+
+
+# ------------------------------------------------------ the fast path's reach
+GO_WRITTEN = (
+    '{"cpu":2,"memory":1073741824,"storage":10737418240,"queue_size":256,"image":"ubuntu:24.04",'
+    '"image_digest":"sha256:' + HEX + '","image_type":"cloudimg","id":"' + SID + '","name":"web \\u0026 db",'
+    '"description":"d","image_blob_ids":{"' + HEX + '":{}},"hypervisor":"cloud-hypervisor","nics":1,'
+    '"created_at":"' + CREATED + '","pending":true,"data_dir":"/x","labels_v2":"unknown","zero":0}'
+)
+
+
+@pytest.mark.parametrize(
+    ("record", "fast"),
+    [
+        (GO_WRITTEN, True),  # every typed field, an escape, unknown scalars: no need for the exact decoder
+        ("{}", True),
+        ('{"id":"a","x":[1,{}]}', True),  # an unknown value without strings: skipped by Go, counted right
+        ('{"id":"a","x":["s"]}', False),  # one with strings: uncounted, so the exact decoder looks
+        ('{"id":"a","id":"b"}', False),  # a duplicate
+        ('{"Id":"a"}', False),  # a case-insensitive match
+        ('{"id":null}', False),  # a null
+        ('{"description":"a\\"b"}', False),  # an escaped quote
+        ('{"cpu":9223372036854775808}', False),
+        ('{"created_at":"2026-01-01T00:00:00\\u005a"}', False),
+    ],
+)
+def test_which_records_take_the_fast_path(record: str, fast: bool) -> None:
+    obj = json.loads(record)
+    got = _fast_fields(record, 0, len(record), obj)
+    assert (got is not None) == fast
+    if fast:
+        text = '{"snapshots":{"R":' + record + "}}"
+        assert got == fields_of(text)["R"] == fields_of(text.replace('":', '" : '))["R"]  # slow path alike

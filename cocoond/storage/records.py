@@ -17,7 +17,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from operator import itemgetter
 from typing import Any, Generic, TypeVar
 
 from cocoond.errors import DBError
@@ -52,12 +51,11 @@ _INT_FIELDS = ("cpu", "memory", "storage", "nics")
 # Key orders repeat across 100k records: one shared tuple per distinct order
 # (a pointer per record) and, with it, which of its keys are unknown.
 _ORDERS: dict[tuple[str, ...], tuple[tuple[str, ...], tuple[str, ...]]] = {}
-# Record shapes (keys and value types) repeat too: see _fast_fields. A DB of
-# odd records must not grow these without bound.
-_Shape = tuple[tuple[type, ...], int] | None
-_SHAPES: dict[tuple[str, ...], _Shape] = {}
-_SHAPES_BY_TYPE: dict[tuple[tuple[str, ...], tuple[type, ...]], _Shape] = {}
+# Key orders repeat: one compiled fast-path check per order (_compile_check).
+# A DB of odd records must not grow these without bound.
+_CHECKS: dict[tuple[str, ...], object] = {}
 _MAX_SHAPES = 4096
+_MISSING = object()
 R = TypeVar("R")
 # Blob hexes repeat too (a few images, many snapshots).
 _HEXES: dict[str, str] = {}
@@ -192,59 +190,100 @@ _JSON_TYPES = {
     goschema.Kind.TIME: str,
     goschema.Kind.MAP: dict,
 }
-_NONE = type(None)
+#: RecordFields' sources, in order, and Go's zero value for each absent one
+#: (as Python source). created_at and image_blob_ids go through _tail.
+_OUTPUT = (
+    ("id", '""'),
+    ("name", '""'),
+    ("description", '""'),
+    ("image", '""'),
+    ("data_dir", '""'),
+    ("cpu", "0"),
+    ("memory", "0"),
+    ("storage", "0"),
+    ("nics", "0"),
+    ("pending", "False"),
+)
+_CHECK_TEMPLATE = """
+def check(text, start, end, obj):
+    {unpack}, = obj.values()
+    if not ({tests}):
+        return None
+    tail = _tail(text, start, end, {quotes}, {blobs}, {created})
+    if tail is None:
+        return None
+    return ({head}, *tail, {hypervisor})
+"""
 
 
-def _classify(keys: tuple[str, ...], types: tuple[type, ...]) -> tuple[tuple[type, ...], int] | None:
-    """(types, the number of '"' the record's text has if it has no
-    duplicate key and no escaped quote: see _fast_fields) for records with
-    these keys and value types, or None if they take the slow path: a key
-    only a case-insensitive match makes a field, a value of a type its
-    field cannot take (an error to word, or a null), an unknown key holding
-    an object or array (whose quotes are not counted here)."""
-    quotes = 0
-    for key, typ in zip(keys, types, strict=True):
-        quotes += 4 if typ is str else 2
+_Check = Callable[[str, int, int, dict[str, Any]], "RecordFields | None"]
+
+
+def _compile_check(keys: tuple[str, ...]) -> _Check | None:
+    """A function that takes a record with exactly these keys, in this
+    order, through the fast path (None: such records always take the slow
+    path, because a key sets a field only case-insensitively).
+
+    Specialised per key order, as dataclasses and namedtuple generate their
+    methods: unpacking obj.values() into locals and testing each against its
+    field's type halves the cost of the per-record checks, which run 100k
+    times per load. The source holds only names made here (v0, v1, ...),
+    schema constants and type names, never a key or value from the DB. For
+    keys ("cpu", "id", "x") it reads:
+
+        v0, v1, v2, = obj.values()
+        if not (type(v0) is int and -9223372036854775808 <= v0 <= 9223372036854775807
+                and type(v1) is str):
+            return None
+        tail = _tail(text, start, end, 6 + 2 + 2 * (type(v2) is str), None, None)
+        ...
+        return (v1, "", "", "", "", v0, 0, 0, 0, False, *tail, "")
+    """
+    local: dict[str, str] = {}
+    tests: list[str] = []
+    quotes = [str(2 * len(keys))]  # each key's; strings' below
+    for i, key in enumerate(keys):
+        var = f"v{i}"
         fld = _RECORD.exact.get(key)
         if fld is None:
-            if _RECORD.folded.get(goschema.fold_name(key)) is not None or typ is dict or typ is list:
+            # Unknown: Go skips it. (One holding strings fails the quote
+            # count, as its strings are not counted: the slow path.)
+            if _RECORD.folded.get(goschema.fold_name(key)) is not None:
                 return None
-        elif typ is not _JSON_TYPES.get(fld.type.kind):
+            quotes.append(f"2 * (type({var}) is str)")
+            continue
+        typ = _JSON_TYPES.get(fld.type.kind)
+        if typ is None:
             return None
-    return types, quotes
+        # A null is rare and legal: the slow path handles it.
+        tests.append(f"type({var}) is {typ.__name__}")
+        if typ is int:
+            tests.append(f"{INT_MIN} <= {var} <= {INT_MAX}")
+        if typ is str:
+            quotes.append("2")
+        local[fld.name] = var
+    source = _CHECK_TEMPLATE.format(
+        unpack=", ".join(f"v{i}" for i in range(len(keys))) if keys else "_",
+        tests=" and ".join(tests) or "True",
+        quotes=" + ".join(quotes),
+        blobs=local.get("image_blob_ids", "None"),
+        created=local.get("created_at", "None"),
+        head=", ".join(local.get(name, zero) for name, zero in _OUTPUT),
+        hypervisor=local.get("hypervisor", '""'),
+    )
+    if not keys:
+        source = source.replace("    _, = obj.values()\n", "")
+    namespace: dict[str, Any] = {"_tail": _tail}
+    exec(compile(source, f"<record check {len(_CHECKS)}>", "exec"), namespace)
+    check: _Check = namespace["check"]
+    return check
 
 
-#: A record's fields in RecordFields order (created_at's text where the
-#: datetime goes), then the int fields RecordFields leaves out, with Go's
-#: zero values for absent ones.
-_DEFAULTS: dict[str, Any] = {
-    "id": "",
-    "name": "",
-    "description": "",
-    "image": "",
-    "data_dir": "",
-    "cpu": 0,
-    "memory": 0,
-    "storage": 0,
-    "nics": 0,
-    "pending": False,
-    "image_blob_ids": None,
-    "created_at": None,
-    "hypervisor": "",
-    "queue_size": 0,
-    "disk_queue_size": 0,
-}
-_PICK = itemgetter(*_DEFAULTS)
-assert {k for k, v in _DEFAULTS.items() if type(v) is int} == {
-    f.name for f in _RECORD.fields if f.type.kind is goschema.Kind.INT
-}
-
-
-def _fast_fields(
-    text: str, start: int, end: int, obj: dict[str, Any], _lo: int = INT_MIN, _hi: int = INT_MAX
-) -> RecordFields | None:
-    """A record's fields when json.loads' dict is all Go sees (the hot
-    path: 100k records per load), else None for the exact decoder.
+def _tail(
+    text: str, start: int, end: int, quotes: int, raw_blobs: dict[str, Any] | None, created: str | None
+) -> tuple[set[str], datetime, str | None] | None:
+    """The rest of a fast-path record: no duplicate key (the quote count),
+    the blob set, created_at. None sends the record to the slow path.
 
     A dict loses duplicate keys, and Go decodes every occurrence (an error
     in a shadowed one counts). The record's text tells: each string token
@@ -253,31 +292,7 @@ def _fast_fields(
     the strings the dict holds exactly when neither is there. Escapes
     matter to Go's time.Time only (it parses the raw token), checked on
     created_at's token where the record has any."""
-    keys = tuple(obj)
-    types = tuple(map(type, obj.values()))
-    shape = _SHAPES.get(keys)
-    if shape is None or shape[0] != types:
-        sig = (keys, types)
-        if sig not in _SHAPES_BY_TYPE:
-            shape = _classify(keys, types)
-            if len(_SHAPES_BY_TYPE) < _MAX_SHAPES:
-                _SHAPES_BY_TYPE[sig] = _SHAPES[keys] = shape
-        else:
-            shape = _SHAPES_BY_TYPE[sig]
-        if shape is None:
-            return None
-    f = _PICK({**_DEFAULTS, **obj})  # no nulls here: _classify sent them to the slow path
-    raw_blobs = f[10]
-    if text.count('"', start, end) != shape[1] + (2 * len(raw_blobs) if raw_blobs else 0):
-        return None
-    if not (
-        _lo <= f[5] <= _hi
-        and _lo <= f[6] <= _hi
-        and _lo <= f[7] <= _hi
-        and _lo <= f[8] <= _hi
-        and _lo <= f[13] <= _hi
-        and _lo <= f[14] <= _hi
-    ):
+    if text.count('"', start, end) != quotes + (2 * len(raw_blobs) if raw_blobs else 0):
         return None
     blobs: set[str] = set()
     if raw_blobs:
@@ -285,18 +300,26 @@ def _fast_fields(
             if member is not None and type(member) is not dict:
                 return None
             blobs.add(_HEXES.setdefault(hex_, hex_))
-    created = f[11]
     if created is None:
-        created_at = zero_time()
-    else:
-        if text.find("\\", start, end) != -1 and text.find(f'"created_at":"{created}"', start, end) == -1:
-            return None
-        try:
-            created_at = parse_rfc3339(created)
-        except ValueError:
-            return None
-    fields: RecordFields = (*f[:10], blobs, created_at, created, f[12])
-    return fields
+        return blobs, zero_time(), None
+    if text.find("\\", start, end) != -1 and text.find(f'"created_at":"{created}"', start, end) == -1:
+        return None
+    try:
+        return blobs, parse_rfc3339(created), created
+    except ValueError:
+        return None
+
+
+def _fast_fields(text: str, start: int, end: int, obj: dict[str, Any]) -> RecordFields | None:
+    """A record's fields when json.loads' dict is all Go sees (the hot
+    path: 100k records per load), else None for the exact decoder."""
+    keys = tuple(obj)
+    check = _CHECKS.get(keys, _MISSING)
+    if check is _MISSING:
+        if len(_CHECKS) >= _MAX_SHAPES:
+            return None  # a DB of odd records: slow, but bounded in memory
+        check = _CHECKS[keys] = _compile_check(keys)
+    return None if check is None else check(text, start, end, obj)  # type: ignore[operator]
 
 
 def _exact_fields(rec: dict[str, Any]) -> RecordFields:
