@@ -9,6 +9,7 @@ import json
 import subprocess
 import sys
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -436,3 +437,24 @@ def test_which_records_take_the_fast_path(record: str, fast: bool) -> None:
     if fast:
         text = '{"snapshots":{"R":' + record + "}}"
         assert got == fields_of(text)["R"] == fields_of(text.replace('":', '" : '))["R"]  # slow path alike
+
+
+def test_check_reads_pending_in_another_case_as_pending(tmp_path: Path) -> None:
+    """Issue 9 item 4, end to end: a record Go reads as pending (its data
+    dir not written yet) is `pending`, not `missing_data_dir`."""
+    root = tmp_path / "cocoon"
+    (root / "snapshot/db").mkdir(parents=True)
+    (root / "snapshot/localfile").mkdir(parents=True)
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    record = {"id": SID, "name": "n", "Pending": True, "created_at": now, "HYPERVISOR": "firecracker"}
+    (root / "snapshot/db/snapshots.json").write_text(
+        json.dumps({"snapshots": {SID: record}, "names": {"n": SID}})
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "cocoond", "check", "--root", str(root), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert [(f["kind"], f["subject"]) for f in json.loads(done.stdout)["findings"]] == [("pending", SID)]

@@ -6,6 +6,15 @@ Three things the Go seed loses and we must not: keys we do not know (cocoon
 adds fields over time), the exact `created_at` text (Go keeps nanoseconds,
 Python microseconds), and the order of a record's keys (diffs of the DB stay
 readable). Unknown keys and the original key order ride along on each record.
+
+Reading is cocoon's own: json.Unmarshal into snapshot.SnapshotIndex
+(goschema, godecode). Every typed field is checked, including those beyond
+the seed's 12 (hypervisor, queue_size, image_digest, ...), which ride along
+in `extra` unchanged. A key that sets a field only case-insensitively
+("Pending") is read as Go reads it and written back under the field's own
+key ("pending", where the first spelling stood): Go writes that key when it
+rewrites the DB, and a stale "Pending" left beside a cleared `pending` would
+still read as pending.
 """
 
 from __future__ import annotations
