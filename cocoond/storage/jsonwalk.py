@@ -105,22 +105,8 @@ def walk_object(text: str, idx: int, on_member: Callable[[str, int], int]) -> in
     idx = skip_ws(text, idx + 1)
     if text.startswith("}", idx):
         return idx + 1
-    # This loop runs once per record: _key inlined, and skip_ws called only
-    # where there is white space (Go writes none).
     while True:
-        if not text.startswith('"', idx):
-            raise JSONWalkError(f"expected a key at char {idx}")
-        try:
-            key, idx = scanstring(text, idx + 1, True)
-        except json.JSONDecodeError as exc:
-            raise JSONWalkError(f"{exc.msg} at char {exc.pos}") from None
-        if not text.startswith(":", idx):
-            idx = skip_ws(text, idx)
-            if not text.startswith(":", idx):
-                raise JSONWalkError(f"expected ':' at char {idx}")
-        idx += 1
-        if text[idx : idx + 1] in _WS_CHARS:
-            idx = skip_ws(text, idx)
+        key, idx = _key(text, idx)
         idx = on_member(key, idx)
         if text[idx : idx + 1] in _WS_CHARS:
             idx = skip_ws(text, idx)
@@ -135,17 +121,23 @@ def walk_object(text: str, idx: int, on_member: Callable[[str, int], int]) -> in
 
 
 def _key(text: str, idx: int) -> tuple[str, int]:
-    """An object key at text[idx] and its ':': (key, index of the value)."""
+    """An object key at text[idx] and its ':': (key, index of the value).
+    skip_ws only where there is white space: Go writes none, and this runs
+    once per record."""
     if not text.startswith('"', idx):
         raise JSONWalkError(f"expected a key at char {idx}")
     try:
         key, idx = scanstring(text, idx + 1, True)
     except json.JSONDecodeError as exc:
         raise JSONWalkError(f"{exc.msg} at char {exc.pos}") from None
-    idx = skip_ws(text, idx)
     if not text.startswith(":", idx):
-        raise JSONWalkError(f"expected ':' at char {idx}")
-    return key, skip_ws(text, idx + 1)
+        idx = skip_ws(text, idx)
+        if not text.startswith(":", idx):
+            raise JSONWalkError(f"expected ':' at char {idx}")
+    idx += 1
+    if text[idx : idx + 1] in _WS_CHARS:
+        idx = skip_ws(text, idx)
+    return key, idx
 
 
 def scan_exact(text: str, idx: int, depth: int = 0, *, pairs: bool = True) -> tuple[Any, int]:
