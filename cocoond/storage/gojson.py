@@ -155,6 +155,7 @@ def _go_escape(text: str) -> str:
     return text
 
 
+# Go's time.Time text lives in gotime; these names stay importable from here.
 __all__ = [
     "GO_ZERO_TIME",
     "dumps_go",

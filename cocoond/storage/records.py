@@ -54,18 +54,17 @@ _FIELD_ORDER = (
     "data_dir",
 )
 _KNOWN = frozenset(_FIELD_ORDER)
-_STR_FIELDS = ("id", "name", "description", "image", "data_dir")
-_INT_FIELDS = ("cpu", "memory", "storage", "nics")
 
 # Key orders repeat across 100k records: one shared tuple per distinct order
 # (a pointer per record) and, with it, which of its keys are unknown.
 _ORDERS: dict[tuple[str, ...], tuple[tuple[str, ...], tuple[str, ...]]] = {}
-# Key orders repeat: one compiled fast-path check per order (_compile_check).
-# A DB of odd records must not grow these without bound.
-_CHECKS: dict[tuple[str, ...], object] = {}
-_MAX_SHAPES = 4096
-_MISSING = object()
+# Key orders repeat: one compiled fast-path check per order (_compile_check;
+# None: that order always takes the slow path). A DB of odd records must not
+# grow these without bound.
+_CHECKS: dict[tuple[str, ...], _Check | None] = {}
+_MAX_CHECKS = 4096
 R = TypeVar("R")
+_Check = Callable[[str, int, int, dict[str, Any]], "RecordFields | None"]
 # Blob hexes repeat too (a few images, many snapshots).
 _HEXES: dict[str, str] = {}
 
@@ -225,9 +224,6 @@ def check(text, start, end, obj):
 """
 
 
-_Check = Callable[[str, int, int, dict[str, Any]], "RecordFields | None"]
-
-
 def _compile_check(keys: tuple[str, ...]) -> _Check | None:
     """A function that takes a record with exactly these keys, in this
     order, through the fast path (None: such records always take the slow
@@ -323,12 +319,13 @@ def _fast_fields(text: str, start: int, end: int, obj: dict[str, Any]) -> Record
     """A record's fields when json.loads' dict is all Go sees (the hot
     path: 100k records per load), else None for the exact decoder."""
     keys = tuple(obj)
-    check = _CHECKS.get(keys, _MISSING)
-    if check is _MISSING:
-        if len(_CHECKS) >= _MAX_SHAPES:
+    try:
+        check = _CHECKS[keys]
+    except KeyError:
+        if len(_CHECKS) >= _MAX_CHECKS:
             return None  # a DB of odd records: slow, but bounded in memory
         check = _CHECKS[keys] = _compile_check(keys)
-    return None if check is None else check(text, start, end, obj)  # type: ignore[operator]
+    return None if check is None else check(text, start, end, obj)
 
 
 def _exact_fields(rec: dict[str, Any]) -> RecordFields:
@@ -503,7 +500,7 @@ def decode_records(
             name == "names"
             and type(value) is dict
             and set(map(type, value.values())) <= {str}
-            and text.count('"', idx, end) == 4 * len(value)  # no duplicates: see _fast_fields
+            and text.count('"', idx, end) == 4 * len(value)  # no duplicates: see _tail
         ):
             names.update(value)
         elif not stopped:
