@@ -70,7 +70,7 @@ class Struct:
     source: str
     go_fields: tuple[GoField, ...] = field(default=())
 
-    @property
+    @cached_property
     def short_name(self) -> str:
         """reflect.Type.Name(): Go's errors name the struct this way."""
         return self.name.rpartition(".")[2]

@@ -470,7 +470,7 @@ def decode_records(
         fields = _fast_fields(text, idx, end, obj) if type(obj) is dict else None
         if fields is None:
             try:
-                fields, obj = _slow_fields(text, idx, sid, obj, dec)
+                fields, obj = _slow_fields(text, idx, end, sid, obj, dec)
             except GoDecodeError as exc:
                 stopped.append(exc)
                 return end
@@ -524,17 +524,52 @@ def decode_records(
 
 
 def _slow_fields(
-    text: str, idx: int, sid: str, plain: Any, dec: Decoder
+    text: str, idx: int, end: int, sid: str, plain: Any, dec: Decoder
 ) -> tuple[RecordFields, dict[str, Any]]:
-    """A record through the exact decoder: its fields and the dict `make`
-    gets (see _canonical). An error Go saves is left in `dec`; one that
-    stops Go's decode (time.Time's) is raised."""
-    exact, _ = scan_exact(text, idx, 2)
+    """A record through godecode: its fields and the dict `make` gets (see
+    _canonical). An error Go saves is left in `dec`; one that stops Go's
+    decode (time.Time's) is raised.
+
+    godecode reads json.loads' dict where that is all Go sees (no duplicate
+    key, no escape: see _tail), as for a record with a key in another case,
+    and the exact parse (jsonwalk.scan_exact) otherwise, or to word an error
+    (a number's own text)."""
     where = ("snapshots", f"[{json.dumps(sid, ensure_ascii=False)}]")
+    if (
+        type(plain) is dict
+        and text.find("\\", idx, end) == -1
+        and text.count('"', idx, end) == 2 * _strings(plain)
+    ):
+        trial = Decoder()
+        try:
+            rec = trial.decode_at(plain, _RECORD_TYPE, "SnapshotIndex", ("snapshots",), where)
+        except GoDecodeError:
+            pass
+        else:
+            if trial.saved is None:
+                return _exact_fields(rec), _canonical(plain, rec)
+    exact, _ = scan_exact(text, idx, 2)
     rec = dec.decode_at(exact, _RECORD_TYPE, "SnapshotIndex", ("snapshots",), where)
     if type(plain) is not dict:
         return _exact_fields({}), {}  # an error is saved: the DB fails
     return _exact_fields(rec), _canonical(plain, rec)
+
+
+def _strings(value: Any) -> int:
+    """How many strings (keys included) a parsed JSON value holds; without
+    recursion, as a value may be nested 10,000 deep."""
+    count = 0
+    todo = [value]
+    while todo:
+        v = todo.pop()
+        if type(v) is str:
+            count += 1
+        elif type(v) is dict:
+            count += len(v)
+            todo.extend(v.values())
+        elif type(v) is list:
+            todo.extend(v)
+    return count
 
 
 @contextmanager
