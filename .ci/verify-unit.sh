@@ -3,9 +3,9 @@
 #
 #   .ci/verify-unit.sh [PATH-TO-COCOOND]     (default: .venv/bin/cocoond)
 #
-# verify refuses an ExecStart= binary that does not exist, and the unit names
+# verify refuses an Exec*= binary that does not exist, and the unit names
 # the installed one (/opt/cocoond/bin/cocoond), so a temporary copy of the unit
-# with ExecStart= pointed at PATH-TO-COCOOND is verified instead. verify only
+# with ExecStart= and ExecReload= pointed at PATH-TO-COCOOND is verified instead. verify only
 # warns (exit status 0) about unknown keys or bad values, so any output naming
 # the unit counts as a failure here. Installs systemd (Debian, as root) when
 # systemd-analyze is missing; without apt-get it skips, saying so.
@@ -60,9 +60,9 @@ copy="$tmp/cocoond.service"
 
 replaced=0
 while IFS= read -r line || [[ -n $line ]]; do
-    if [[ $line == "ExecStart=$INSTALLED_BIN "* ]]; then
-        line="ExecStart=$exec_path ${line#"ExecStart=$INSTALLED_BIN "}"
-        replaced=$((replaced + 1))
+    if [[ $line =~ ^(Exec[A-Za-z]+=)"$INSTALLED_BIN "(.*)$ ]]; then
+        [[ ${BASH_REMATCH[1]} == ExecStart= ]] && replaced=$((replaced + 1))
+        line="${BASH_REMATCH[1]}$exec_path ${BASH_REMATCH[2]}"
     fi
     printf '%s\n' "$line"
 done <"$UNIT" >"$copy"

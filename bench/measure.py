@@ -153,7 +153,7 @@ def tail(text: str, lines: int = 6, width: int = 300) -> str:
 
 
 def check_argv(cocoond: str, root: Path) -> list[str]:
-    return [cocoond, "check", "--root", str(root), "--json"]
+    return [cocoond, "check", "--no-config", "--root", str(root), "--json"]
 
 
 def parse_check(run: Run) -> dict[str, Any] | None:

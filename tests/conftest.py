@@ -58,6 +58,21 @@ def run_sim(root: Path, *args: str) -> str:
     return done.stdout
 
 
+@pytest.fixture(scope="session")
+def _no_default_config(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return str(tmp_path_factory.mktemp("no-default-config") / "absent.toml")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_from_host(monkeypatch: pytest.MonkeyPatch, _no_default_config: str) -> None:
+    """No test reads the host's /etc/cocoond/config.toml or writes into a
+    systemd state directory: COCOOND_CONFIG names a file that does not exist
+    (a test that wants a default config sets its own), and STATE_DIRECTORY is
+    unset. Subprocesses inherit both."""
+    monkeypatch.setenv("COCOOND_CONFIG", _no_default_config)
+    monkeypatch.delenv("STATE_DIRECTORY", raising=False)
+
+
 @pytest.fixture
 def sim() -> ModuleType:
     return cocoonsim

@@ -135,6 +135,7 @@ class DaemonProcess:
         env: Mapping[str, str] | None = None,
         notify: bool = True,
         pass_root: bool = True,
+        pass_config: bool = True,
         name: str = "daemon",
         launch: Launcher | None = None,
     ) -> None:
@@ -166,7 +167,9 @@ class DaemonProcess:
         if self._notify_address:
             child_env["NOTIFY_SOCKET"] = self._notify_address
         child_env.update(env or {})
-        argv = [sys.executable, "-m", "cocoond", "run", "--config", str(self.config_path)]
+        argv = [sys.executable, "-m", "cocoond", "run"]
+        if pass_config:
+            argv += ["--config", str(self.config_path)]
         if pass_root:
             argv += ["--root", str(root)]
         if launch is not None:
@@ -456,6 +459,7 @@ class Daemons:
         env: Mapping[str, str] | None = None,
         notify: bool = True,
         pass_root: bool = True,
+        pass_config: bool = True,
         launch: Launcher | None = None,
     ) -> DaemonProcess:
         """`config` replaces FAST_CONFIG; `overrides` is merged into it;
@@ -473,6 +477,7 @@ class Daemons:
             env=env,
             notify=notify,
             pass_root=pass_root,
+            pass_config=pass_config,
             name=f"daemon{len(self._started)}",
             launch=launch,
         )

@@ -70,7 +70,7 @@ def test_the_summary_counts_the_members_bytes(tmp_path: Path) -> None:
         (lf / f"S{i}" / "mem").write_bytes(b"x" * 10000)
         changes.append(orphan(f"S{i}", str(tmp_path)))
     bursts = OrphanBursts(str(tmp_path))
-    out = bursts.regroup(changes, never, threshold=2)
+    out = bursts.regroup([*changes], never, threshold=2)
     summary = out[-1][1]
     assert summary is not None
     paths = bursts.member_paths(summary)

@@ -14,24 +14,37 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cocoond.config import (
+    CONFIG_ENV,
+    DEFAULT_CONFIG,
     KEYS,
     LOG_FORMATS,
     LOG_LEVELS,
+    MAX_CONFIG_BYTES,
+    MAX_SECONDS,
+    STATE_ENV,
     AlertConfig,
     Config,
+    ConfigChoice,
+    LimitsConfig,
     LogConfig,
     Thresholds,
     WatchConfig,
+    find_config,
     load_config,
+    show_lines,
 )
 from cocoond.errors import ConfigError
 from cocoond.storage.paths import DEFAULT_ROOT_DIR, ROOT_ENV
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "config.example.toml"
 
-# Written out by hand from contract section 6, not derived from the module,
-# so a key dropped from (or added to) the code without the contract fails here.
+# Written out by hand from contract section 6 (plus the keys added since:
+# state_dir, alerts.orphan_burst_threshold, limits.max_db_bytes), not derived
+# from the module, so a key dropped from (or added to) the code fails here.
 CONTRACT_KEYS = {
+    "state_dir",
+    "alerts.orphan_burst_threshold",
+    "limits.max_db_bytes",
     "root_dir",
     "watch.debounce_seconds",
     "watch.settle_seconds",
@@ -89,8 +102,12 @@ def test_defaults_without_file() -> None:
     assert config.source is None
     assert config.watch == WatchConfig(debounce_seconds=0.2, settle_seconds=2.0, full_rescan_seconds=300.0)
     assert config.thresholds == Thresholds(pending_stale_seconds=3600.0, temp_stale_seconds=3600.0)
-    assert config.alerts == AlertConfig(heartbeat_seconds=300.0, reminder_seconds=3600.0)
+    assert config.alerts == AlertConfig(
+        heartbeat_seconds=300.0, reminder_seconds=3600.0, orphan_burst_threshold=50
+    )
+    assert config.limits == LimitsConfig(max_db_bytes=1073741824)
     assert config.log == LogConfig(format="json", level="info")
+    assert config.state_dir is None
 
 
 def test_empty_file_is_all_defaults(tmp_path: Path) -> None:
@@ -234,8 +251,8 @@ def test_zero_allowed(tmp_path: Path, dotted: str) -> None:
         assert str(value) == "0.0"
 
 
-@given(st.floats(min_value=0, allow_nan=False, allow_infinity=False))
-def test_any_finite_nonnegative_duration_round_trips(seconds: float) -> None:
+@given(st.floats(min_value=0.1, max_value=MAX_SECONDS) | st.just(0.0))
+def test_any_duration_in_range_round_trips(seconds: float) -> None:
     # Hypothesis reruns the body, so no function-scoped tmp_path here.
     with tempfile.TemporaryDirectory() as tmp:
         path = write(Path(tmp), f"[alerts]\nreminder_seconds = {seconds!r}\n")
@@ -403,3 +420,207 @@ def test_long_value_is_shortened(tmp_path: Path) -> None:
     msg = error_in(tmp_path, f"[log]\nformat = '{'x' * 500}'\n")
     assert "log.format" in msg
     assert len(msg) < len(str(tmp_path)) + 200
+
+
+# -- bounds: values that cannot be meant (issue 10)
+
+#: Smallest non-zero value of each duration; the timers write a line (or
+#: rescan the tree) each time they fire.
+TIMER_KEYS = {"watch.full_rescan_seconds", "alerts.heartbeat_seconds", "alerts.reminder_seconds"}
+
+
+def minimum_of(dotted: str) -> float:
+    return 0.1 if dotted in TIMER_KEYS else 0.01
+
+
+@pytest.mark.parametrize("literal", ["1e-300", "5e-324", "0.000001"])
+@pytest.mark.parametrize("dotted", DURATION_KEYS)
+def test_tiny_positive_duration_rejected(tmp_path: Path, dotted: str, literal: str) -> None:
+    msg = error_in(tmp_path, toml_for(dotted, literal))
+    assert f"{dotted}: must be 0 or at least {minimum_of(dotted):g} seconds, got" in msg
+
+
+@pytest.mark.parametrize("dotted", DURATION_KEYS)
+def test_duration_bounds_are_inclusive(tmp_path: Path, dotted: str) -> None:
+    low = minimum_of(dotted)
+    assert get(load_config(write(tmp_path, toml_for(dotted, repr(low))), environ={}), dotted) == low
+    high = load_config(write(tmp_path, toml_for(dotted, "31536000")), environ={})
+    assert get(high, dotted) == MAX_SECONDS == 365 * 86400
+    below = error_in(tmp_path, toml_for(dotted, repr(low * 0.99)))
+    assert "must be 0 or at least" in below
+
+
+@pytest.mark.parametrize("literal", ["31536001", "1e300", "1" + "0" * 30])
+@pytest.mark.parametrize("dotted", DURATION_KEYS)
+def test_huge_duration_rejected(tmp_path: Path, dotted: str, literal: str) -> None:
+    msg = error_in(tmp_path, toml_for(dotted, literal))
+    assert f"{dotted}: must be at most 31536000 seconds (365 days)" in msg
+
+
+# -- integer keys
+
+
+@pytest.mark.parametrize(
+    ("dotted", "literal", "value"),
+    [
+        ("limits.max_db_bytes", "1048576", 1 << 20),
+        ("limits.max_db_bytes", "10_000_000_000", 10**10),
+        ("alerts.orphan_burst_threshold", "0", 0),
+        ("alerts.orphan_burst_threshold", "1", 1),
+        ("alerts.orphan_burst_threshold", "100000", 100000),
+    ],
+)
+def test_integer_keys_accepted(tmp_path: Path, dotted: str, literal: str, value: int) -> None:
+    got = get(load_config(write(tmp_path, toml_for(dotted, literal)), environ={}), dotted)
+    assert got == value
+    assert type(got) is int
+
+
+@pytest.mark.parametrize(
+    ("dotted", "literal", "message"),
+    [
+        ("limits.max_db_bytes", "1048575", "limits.max_db_bytes: must be at least 1048576, got 1048575"),
+        ("limits.max_db_bytes", "0", "must be at least 1048576, got 0"),
+        ("limits.max_db_bytes", "-1", "must be at least 1048576, got -1"),
+        ("limits.max_db_bytes", "1e9", "max_db_bytes: expected an integer number of bytes, got 1000000000.0"),
+        ("limits.max_db_bytes", "'1G'", "expected an integer number of bytes, got '1G'"),
+        ("limits.max_db_bytes", "true", "expected an integer number of bytes, got true"),
+        ("alerts.orphan_burst_threshold", "-1", "orphan_burst_threshold: must not be negative, got -1"),
+        ("alerts.orphan_burst_threshold", "2.5", "expected an integer number of data dirs, got 2.5"),
+        ("alerts.orphan_burst_threshold", "false", "expected an integer number of data dirs, got false"),
+    ],
+)
+def test_integer_keys_rejected(tmp_path: Path, dotted: str, literal: str, message: str) -> None:
+    assert message in error_in(tmp_path, toml_for(dotted, literal))
+
+
+# -- state_dir
+
+
+def test_state_dir_precedence(tmp_path: Path) -> None:
+    assert load_config(environ={}).state_dir is None
+    assert load_config(environ={STATE_ENV: ""}).state_dir is None
+    assert load_config(environ={STATE_ENV: "/var/lib/cocoond"}).state_dir == "/var/lib/cocoond"
+    # systemd joins several StateDirectory= entries with ':'; the first is ours.
+    assert load_config(environ={STATE_ENV: "/var/lib/a:/var/lib/b"}).state_dir == "/var/lib/a"
+    empty = write(tmp_path, 'state_dir = ""\n')
+    assert load_config(empty, environ={STATE_ENV: "/from/env"}).state_dir == "/from/env"
+    assert load_config(empty, environ={}).state_dir is None
+    own = write(tmp_path, 'state_dir = "/srv/state"\n', name="own.toml")
+    assert load_config(own, environ={STATE_ENV: "/from/env"}).state_dir == "/srv/state"
+
+
+@pytest.mark.parametrize(
+    ("literal", "message"),
+    [
+        ("'relative/dir'", "state_dir: must be an absolute path, got 'relative/dir'"),
+        ("3", "state_dir: expected a string (an absolute path), got 3"),
+        ('"/x\\u0000y"', "state_dir: must not contain a NUL"),
+    ],
+)
+def test_bad_state_dir(tmp_path: Path, literal: str, message: str) -> None:
+    assert message in error_in(tmp_path, f"state_dir = {literal}\n")
+
+
+# -- what a config file may be (issue 10): only a regular file of sane size
+
+
+# A FIFO and a symlink to /dev/zero are tested through the CLI (test_cli.py),
+# in a subprocess with a deadline and a memory cap: the loader this replaced
+# hung on the one and read the other without end.
+
+
+def test_oversized_file_is_refused(tmp_path: Path) -> None:
+    big = tmp_path / "config.toml"
+    with big.open("wb") as fh:
+        fh.write(b"# " + b"x" * MAX_CONFIG_BYTES + b"\n")
+    assert f"over {MAX_CONFIG_BYTES} bytes (1 MiB)" in error_for(big)
+    # A file of exactly the limit is still read (and here, valid TOML).
+    with big.open("wb") as fh:
+        fh.write(b"#" * (MAX_CONFIG_BYTES - 1) + b"\n")
+    assert load_config(big, environ={}).source == str(big)
+
+
+# -- which file: the default config and its override
+
+
+def test_find_config_explicit_wins(tmp_path: Path) -> None:
+    present = write(tmp_path, "")
+    env = {CONFIG_ENV: str(present)}
+    assert find_config("/given.toml", use_default=True, environ=env) == "/given.toml"
+    assert find_config("/given.toml", use_default=False, environ=env) == "/given.toml"
+
+
+def test_find_config_default_only_when_present(tmp_path: Path) -> None:
+    path = tmp_path / "default.toml"
+    env = {CONFIG_ENV: str(path)}
+    assert find_config(None, use_default=True, environ=env) is None
+    path.write_text("")
+    assert find_config(None, use_default=True, environ=env) == str(path)
+    assert find_config(None, use_default=False, environ=env) is None
+    # Below a file, as good as absent.
+    assert find_config(None, use_default=True, environ={CONFIG_ENV: str(path / "x.toml")}) is None
+
+
+def test_find_config_dangling_symlink_is_read_not_skipped(tmp_path: Path) -> None:
+    """A default config that is there but broken is an error, never a
+    silent fall back to built-in defaults."""
+    link = tmp_path / "default.toml"
+    link.symlink_to(tmp_path / "gone.toml")
+    env = {CONFIG_ENV: str(link)}
+    assert find_config(None, use_default=True, environ=env) == str(link)
+    with pytest.raises(ConfigError, match="no such config file"):
+        ConfigChoice().load(env)
+
+
+def test_default_path() -> None:
+    assert DEFAULT_CONFIG == "/etc/cocoond/config.toml"
+    assert find_config(None, use_default=False, environ={}) is None
+
+
+def test_config_choice_loads_the_default_file(tmp_path: Path) -> None:
+    path = write(tmp_path, 'root_dir = "/from/default"\n[log]\nlevel = "debug"\n')
+    env = {CONFIG_ENV: str(path)}
+    config = ConfigChoice().load(env)
+    assert (config.root_dir, config.log.level, config.source) == ("/from/default", "debug", str(path))
+    assert ConfigChoice(use_default=False).load(env) == Config(root_dir=DEFAULT_ROOT_DIR)
+    assert ConfigChoice(root="/from/cli").load(env).root_dir == "/from/cli"
+
+
+# -- config show: values and where they came from
+
+
+def test_sources_name_the_origin_of_each_value(tmp_path: Path) -> None:
+    path = write(tmp_path, "[watch]\nsettle_seconds = 5\n[limits]\nmax_db_bytes = 2097152\n")
+    config = load_config(path, environ={ROOT_ENV: "/from/env", STATE_ENV: "/var/lib/cocoond"})
+    assert dict(config.sources) == {
+        "watch.settle_seconds": str(path),
+        "limits.max_db_bytes": str(path),
+        "root_dir": ROOT_ENV,
+        "state_dir": STATE_ENV,
+    }
+    assert load_config(path, root="/cli", environ={}).sources["root_dir"] == "--root"
+
+
+def test_show_lines_every_key_in_order_with_source(tmp_path: Path) -> None:
+    path = write(tmp_path, 'root_dir = "/r"\n[alerts]\nreminder_seconds = 60\n')
+    lines = show_lines(load_config(path, environ={}))
+    assert [line.split(" = ")[0] for line in lines] == list(KEYS)
+    by_key = {line.split(" = ")[0]: line for line in lines}
+    assert by_key["root_dir"].startswith('root_dir = "/r"') and by_key["root_dir"].endswith(f"# {path}")
+    assert by_key["alerts.reminder_seconds"].endswith(f"# {path}")
+    assert "= 60.0 " in by_key["alerts.reminder_seconds"]
+    assert by_key["watch.settle_seconds"].endswith("# default")
+    assert by_key["state_dir"].startswith('state_dir = ""')
+
+
+def test_show_output_is_a_config_with_the_same_values(tmp_path: Path) -> None:
+    """What `config show` prints, saved as a file, loads to the same config."""
+    path = write(
+        tmp_path,
+        'root_dir = "/r/\\u00e9 \\"q\\""\nstate_dir = "/s"\n[watch]\nsettle_seconds = 0.5\n'
+        '[limits]\nmax_db_bytes = 3145728\n[log]\nformat = "console"\n',
+    )
+    config = load_config(path, environ={})
+    again = load_config(write(tmp_path, "\n".join(show_lines(config)) + "\n", name="shown.toml"), environ={})
+    assert dataclasses.replace(again, source=config.source) == config

@@ -99,3 +99,78 @@ def test_reconfigure_starts_stops_and_shortens_reminders() -> None:
     assert life.tick(1008.0, quiet_since=-100) == [Reminder(f, 1008.0)]
     life.reconfigure(0.0, 0.0, now=1009.0)
     assert life.tick(5000.0, quiet_since=-100) == []
+
+
+# ------------------------------------------------ restore after a restart
+def restored(reminder: float = 0.0) -> tuple[Lifecycle, Finding, Finding]:
+    """A new run at t=100 that had `kept` open for 40 s and `fixed` for 10 s."""
+    life = Lifecycle(settle=SETTLE, reminder=reminder)
+    kept, fixed = finding(subject="kept"), finding(subject="fixed")
+    life.restore(100.0, [(kept, 40.0), (fixed, 10.0)])
+    return life, kept, fixed
+
+
+def test_restore_reminds_what_is_still_open_and_resolves_what_went_away() -> None:
+    life, kept, fixed = restored()
+    new = finding(subject="new")
+    # The first full pass: the index has `kept` and `new`, not `fixed`.
+    assert life.observe(100.5, change(kept) + change(new)) == []
+    assert life.open_findings(100.5) == [(kept, 40.5), (fixed, 10.5)]  # not judged yet
+    events = life.settle_restored(100.5)
+    assert events == [Reminder(kept, 40.5), Resolved(fixed.kind, fixed.subject, 10.5)]
+    assert life.settle_restored(101.0) == []  # once
+    # `kept` never opens a second time; `new` opens after settle, as always.
+    assert life.tick(100.5 + SETTLE, quiet_since=-100) == [Opened(new)]
+    assert life.tick(500.0, quiet_since=-100) == []
+    assert sorted(life.open_findings(110.0), key=lambda x: x[0].subject) == [
+        (kept, 50.0),
+        (new, 110.0 - 102.5),
+    ]
+    # It resolves later with its open time counted from the original opening.
+    assert life.observe(200.0, gone(kept)) == [Resolved(kept.kind, kept.subject, 140.0)]
+    assert life.open_counts()["error"] == 1
+
+
+def test_restored_finding_keeps_its_reminder_schedule() -> None:
+    life, kept, _ = restored(reminder=30.0)
+    life.observe(100.0, change(kept))
+    assert life.settle_restored(100.0) == [Reminder(kept, 40.0), Resolved("missing_data_dir", "fixed", 10.0)]
+    assert life.tick(129.0, quiet_since=-100) == []
+    assert life.tick(130.0, quiet_since=-100) == [Reminder(kept, 70.0)]
+
+
+def test_restored_info_finding_is_reminded_once_but_not_scheduled() -> None:
+    life = Lifecycle(settle=SETTLE, reminder=30.0)
+    info = finding(kind="unreferenced_blob", subject="b" * 64)
+    life.restore(0.0, [(info, 5.0)])
+    life.observe(0.0, change(info))
+    assert life.settle_restored(0.0) == [Reminder(info, 5.0)]
+    assert life.tick(1000.0, quiet_since=-100) == []
+    assert life.open_counts()["info"] == 1
+
+
+def test_undecided_restored_finding_waits_until_the_index_can_tell() -> None:
+    """snapshots.json unreadable at start: a missing_data_dir the index
+    cannot judge is neither resolved nor re-opened; once the DB reads again,
+    it is reminded (present) or resolved (absent)."""
+    life, kept, fixed = restored()
+    db_unreadable = True
+
+    def undecided(key: Key) -> bool:
+        return db_unreadable
+
+    assert life.settle_restored(100.0, undecided) == []
+    assert {f.subject for f, _ in life.open_findings(100.0)} == {"kept", "fixed"}  # still saved
+    db_unreadable = False
+    life.observe(105.0, change(kept))
+    assert life.settle_restored(105.0, undecided) == [
+        Reminder(kept, 45.0),
+        Resolved(fixed.kind, fixed.subject, 15.0),
+    ]
+    assert life.tick(200.0, quiet_since=-100) == []  # no second opening
+
+
+def test_present_restored_finding_is_adopted_even_if_undecided() -> None:
+    life, kept, _ = restored()
+    life.observe(100.0, change(kept))
+    assert life.settle_restored(100.0, lambda key: True) == [Reminder(kept, 40.0)]

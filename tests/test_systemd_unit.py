@@ -65,10 +65,11 @@ def test_parser_handles_repeats_and_continuations() -> None:
         ("Type", "notify"),
         ("NotifyAccess", "main"),
         ("ExecStart", f"{INSTALLED_EXEC} run --config /etc/cocoond/config.toml"),
-        ("ExecReload", "/bin/kill -HUP $MAINPID"),
         ("Restart", "on-failure"),
         ("RestartSec", "5"),
-        ("RestartPreventExitStatus", "78"),
+        ("RestartPreventExitStatus", "78 64"),
+        ("StateDirectory", "cocoond"),
+        ("StateDirectoryMode", "0700"),
         ("TimeoutStopSec", "10"),
         ("Environment", "PYTHONUNBUFFERED=1"),
         ("User", "root"),
@@ -130,6 +131,18 @@ def _cocoond_executable() -> Path:
     return Path(sys.executable)
 
 
+def _unit_copy(tmp_path: Path) -> Path:
+    """The unit with its commands pointed at this checkout's cocoond, which
+    systemd-analyze requires to exist."""
+    text = UNIT.read_text(encoding="utf-8")
+    assert text.count(f"ExecStart={INSTALLED_EXEC} ") == 1
+    for key in ("ExecStart", "ExecReload"):
+        text = text.replace(f"{key}={INSTALLED_EXEC} ", f"{key}={_cocoond_executable()} ")
+    copy = tmp_path / "cocoond.service"
+    copy.write_text(text)
+    return copy
+
+
 needs_systemd_analyze = pytest.mark.skipif(
     shutil.which("systemd-analyze") is None,
     reason="systemd-analyze not installed (.ci/verify-unit.sh installs it in CI)",
@@ -139,10 +152,7 @@ needs_systemd_analyze = pytest.mark.skipif(
 @needs_systemd_analyze
 def test_systemd_analyze_verify_is_silent(tmp_path: Path) -> None:
     """verify exits 0 on unknown keys and bad values, so its output is what counts."""
-    text = UNIT.read_text(encoding="utf-8")
-    assert text.count(f"ExecStart={INSTALLED_EXEC} ") == 1
-    copy = tmp_path / "cocoond.service"
-    copy.write_text(text.replace(f"ExecStart={INSTALLED_EXEC} ", f"ExecStart={_cocoond_executable()} "))
+    copy = _unit_copy(tmp_path)
     if not os.access("/bin/kill", os.X_OK):
         pytest.skip("/bin/kill (ExecReload=) is missing; .ci/verify-unit.sh installs procps")
     done = subprocess.run(
@@ -170,3 +180,26 @@ def test_verify_unit_script() -> None:
         pytest.skip(done.stderr.strip())
     assert done.returncode == 0, done.stderr
     assert "verify-unit: OK:" in done.stderr
+
+
+@needs_systemd_analyze
+def test_security_exposure_stays_ok(tmp_path: Path) -> None:
+    """`systemd-analyze security` rated the unit 1.1 ("OK") before it got a
+    writable StateDirectory=; it must not get worse (--threshold is the
+    exposure times ten)."""
+    if (
+        "--offline"
+        not in subprocess.run(["systemd-analyze", "--help"], capture_output=True, text=True).stdout
+    ):
+        pytest.skip("systemd-analyze too old for security --offline (systemd < 250)")
+    copy = _unit_copy(tmp_path)
+    done = subprocess.run(
+        ["systemd-analyze", "security", "--offline=yes", "--threshold=11", "--no-pager", str(copy)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        env={**os.environ, "SYSTEMD_COLORS": "0"},
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Overall exposure level for cocoond.service:" in done.stdout

@@ -63,6 +63,47 @@ class Lifecycle:
     _tracked: dict[Key, _Tracked] = field(default_factory=dict)
     _due: list[tuple[float, Key]] = field(default_factory=list)  # candidates to open
     _reminders: list[tuple[float, Key]] = field(default_factory=list)
+    #: What a previous run had open and this one has not yet judged:
+    #: key -> (the finding as saved, when it opened on this clock).
+    _restored: dict[Key, tuple[Finding, float]] = field(default_factory=dict)
+
+    def restore(self, now: float, saved: list[tuple[Finding, float]]) -> None:
+        """Take the findings a previous run had open, each with how long it
+        had been open at `now`. Call before the first `observe`; judged by
+        `settle_restored` once the index has been observed in full."""
+        for finding, open_seconds in saved:
+            self._restored[finding.key] = (finding, now - open_seconds)
+
+    def settle_restored(self, now: float, undecided: Callable[[Key], bool] | None = None) -> list[Event]:
+        """Judge the restored findings against what has been observed since:
+        one the index still has stays open from its original time, without
+        a second `Opened` (a restart is not news), and is announced as a
+        `Reminder`; one it no longer has went away while no one watched and
+        is `Resolved`. `undecided(key)` true keeps an absent one waiting
+        (the index cannot tell yet, e.g. its DB is unreadable). Cheap when
+        nothing is restored, so the shell may call it after every observe."""
+        events: list[Event] = []
+        for key, (_, opened_at) in list(self._restored.items()):
+            tracked = self._tracked.get(key)
+            if tracked is None and undecided is not None and undecided(key):
+                continue
+            del self._restored[key]
+            if tracked is None:
+                events.append(Resolved(key[0], key[1], now - opened_at))
+            elif tracked.opened_at is None:
+                tracked.opened_at = opened_at
+                events.append(Reminder(tracked.finding, now - opened_at))
+                if self.reminder > 0 and tracked.finding.severity != "info":
+                    tracked.next_reminder = now + self.reminder
+                    heapq.heappush(self._reminders, (tracked.next_reminder, key))
+        return events
+
+    def open_findings(self, now: float) -> list[tuple[Finding, float]]:
+        """Each open finding with how long it has been open: what a restart
+        needs to carry on (restored ones not yet judged included)."""
+        out = [(t.finding, now - t.opened_at) for t in self._tracked.values() if t.opened_at is not None]
+        out += [(finding, now - opened_at) for finding, opened_at in self._restored.values()]
+        return out
 
     def observe(self, now: float, changes: list[tuple[Key, Finding | None]]) -> list[Event]:
         """Feed what the index says changed. Resolutions are announced at
@@ -154,5 +195,6 @@ class Lifecycle:
         return set(self._tracked)
 
     def tracks(self, key: Key) -> bool:
-        """Is this finding settling or open?"""
-        return key in self._tracked
+        """Is this finding settling or open (or open in a previous run, and
+        not judged yet)?"""
+        return key in self._tracked or key in self._restored

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from cocoond import __version__
-from cocoond.config import Config, load_config
+from cocoond.config import Config, ConfigChoice, load_config
 from cocoond.core import findings as fk
 from cocoond.core.findings import Finding, Key
 from cocoond.core.lifecycle import Event, Lifecycle, Opened, Reminder, Resolved
@@ -28,6 +28,7 @@ from cocoond.daemon.bursts import DEFAULT_BURST_THRESHOLD, OrphanBursts
 from cocoond.daemon.logsetup import configure
 from cocoond.daemon.sdnotify import Notifier
 from cocoond.daemon.sizer import Sizer
+from cocoond.daemon.state import StateKeeper, rfc3339
 from cocoond.daemon.watch import DAEMON_SIGNALS, Change, Watcher, classify
 from cocoond.errors import ConfigError
 from cocoond.scan import (
@@ -72,15 +73,13 @@ class Daemon:
         self,
         config: Config,
         *,
-        config_path: str | None = None,
-        root_override: str | None = None,
+        choice: ConfigChoice | None = None,
         notifier: Notifier | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
-        self.config_path = config_path
-        self.root_override = root_override
+        self.choice = choice or ConfigChoice(path=config.source, use_default=False)
         self.notifier = notifier or Notifier()
         self.clock = clock
         self.wall = wall
@@ -89,6 +88,7 @@ class Daemon:
         self.log = configure(config.log.format, config.log.level)
         self._setup_root(config)
         self.lifecycle = Lifecycle(config.watch.settle_seconds, config.alerts.reminder_seconds)
+        self.state = StateKeeper(config.state_dir)
         self._stop_signal: str | None = None
         self._quiet_since = clock()
         self._burst: dict[str, set[str]] = {}
@@ -124,12 +124,22 @@ class Daemon:
         previous = {sig: signal.signal(sig, self._on_signal) for sig in DAEMON_SIGNALS}
         try:
             self.log.info("daemon.started", root=self.root, version=__version__, pid=os.getpid())
+            self._publish(self.state.restore(self.log, self.lifecycle, self.root, self.clock(), self.wall()))
             self._arm_and_rescan(None)
             if not self.notifier.ready(self._status_line()) and self.notifier.last_error:
                 # Under systemd this start will time out; say why, once.
                 self.log.warning("daemon.notify_failed", error=self.notifier.last_error)
             self._loop()
             self._open_unsized(self.sizer.drain())
+            self.state.flush(
+                self.log,
+                self.lifecycle,
+                self.root,
+                self.clock(),
+                self.wall(),
+                skip=self.sizer.holds,
+                force=True,
+            )
             self.log.info("daemon.stopping", signal=self._stop_signal)
             self.notifier.stopping()
             return 0
@@ -188,6 +198,8 @@ class Daemon:
             )
         if (lifecycle_due := self.lifecycle.next_deadline()) is not None:
             due.append(lifecycle_due)
+        if (state_due := self.state.due()) is not None:
+            due.append(state_due)
         wall_now = self.wall()
         if (transition := self.index.next_transition(wall_now)) is not None:
             due.append(now + (transition - wall_now) + 0.01)
@@ -244,6 +256,7 @@ class Daemon:
             finding = self.sizer.arrived(*value)
             if finding is not None:
                 self._emit(finding.severity, "finding.opened", finding.to_dict())
+                self.state.changed()  # announced now, so it belongs in the saved open set
 
     def _add_to_burst(self, change: Change) -> None:
         now = self.clock()
@@ -440,6 +453,14 @@ class Daemon:
             )
             self._publish(self.lifecycle.observe(self.clock(), changes))
         self._db_read = False
+        # What a previous run had open is judged once the index can tell (state.py).
+        self._publish(self.lifecycle.settle_restored(self.clock(), self._undecided))
+
+    def _undecided(self, key: Key) -> bool:
+        """The index cannot yet tell whether a finding a previous run had
+        open still holds: its DB is unreadable, or its data dir's contents
+        are still queued for `_inspect_some` (subject = snapshot ID)."""
+        return (self.index.db_error is not None and key[0] in DB_DEPENDENT) or key[1] in self._to_inspect
 
     @property
     def _burst_threshold(self) -> int:
@@ -470,9 +491,15 @@ class Daemon:
                 current = self.index.current(event.finding.key) or event.finding
                 fields = self.sizer.with_size(current, self._size_paths(current)).to_dict()
                 fields["open_seconds"] = round(event.open_seconds, 3)
+                fields["opened_at"] = rfc3339(self.wall() - event.open_seconds)
                 self._emit(event.finding.severity, "finding.reminder", fields)
         if events:
             self._update_status()
+        if any(not isinstance(event, Reminder) for event in events):
+            self.state.changed()
+        self.state.flush(
+            self.log, self.lifecycle, self.root, self.clock(), self.wall(), skip=self.sizer.holds
+        )
 
     def _size_paths(self, finding: Finding) -> tuple[str, ...]:
         """What an orphan finding's `bytes` adds up: its dir, or every dir of a burst."""
@@ -483,6 +510,8 @@ class Daemon:
         """Orphans whose size did not come in time: opened without `bytes`."""
         for finding in findings:
             self._emit(finding.severity, "finding.opened", finding.to_dict())
+        if findings:
+            self.state.changed()
 
     def _emit(self, severity: str, event: str, fields: dict[str, Any]) -> None:
         fields = dict(fields)
@@ -506,16 +535,17 @@ class Daemon:
     def _reload(self) -> None:
         """SIGHUP: a bad new config is logged and the old one kept."""
         self.notifier.reloading()
+        path = self.choice.file()
         try:
-            new = load_config(self.config_path, root=self.root_override)
+            new = load_config(path, root=self.choice.root)
         except ConfigError as exc:
-            self.log.error("config.reload_failed", error=str(exc), config=self.config_path)
+            self.log.error("config.reload_failed", error=str(exc), config=path)
             self.notifier.ready(self._status_line())
             return
         old, self.config = self.config, new
         # Logged before the new level applies: a reload to level "warning"
         # must still leave a trace of itself.
-        self.log.info("config.reloaded", config=self.config_path, root=os.path.abspath(new.root_dir))
+        self.log.info("config.reloaded", config=path, root=os.path.abspath(new.root_dir))
         self.log = configure(new.log.format, new.log.level)
         now = self.clock()
         self.lifecycle.reconfigure(new.watch.settle_seconds, new.alerts.reminder_seconds, now)
@@ -539,5 +569,5 @@ class Daemon:
         self.notifier.ready(self._status_line())
 
 
-def run_daemon(config: Config, *, config_path: str | None = None, root_override: str | None = None) -> int:
-    return Daemon(config, config_path=config_path, root_override=root_override).run()
+def run_daemon(config: Config, *, choice: ConfigChoice | None = None) -> int:
+    return Daemon(config, choice=choice).run()

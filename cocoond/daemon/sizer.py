@@ -61,6 +61,10 @@ class Sizer:
         del self._held[key]
         return sized(held[0], usage)
 
+    def holds(self, key: Key) -> bool:
+        """Is this finding's `finding.opened` still waiting for its size?"""
+        return key in self._held
+
     def release(self, key: Key) -> Finding | None:
         """The held finding to open now, unsized, if there is one."""
         held = self._held.pop(key, None)
