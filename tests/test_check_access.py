@@ -42,7 +42,19 @@ def tree(sim: ModuleType, root: Path) -> dict[str, str]:
     (root / "oci" / "blobs" / f"{oci_hex}.erofs").write_bytes(b"\xe2\xe1\xf5\xe0" + b"\0" * 4092)
     (root / "oci" / "boot" / oci_hex).mkdir()
     (root / "oci" / "db" / "images.json").write_text(
-        json.dumps({"images": {"r": {"ref": "r", "layers": [{"digest": f"sha256:{oci_hex}"}]}}})
+        json.dumps(
+            {
+                "images": {
+                    "r": {
+                        "ref": "r",
+                        "layers": [{"digest": f"sha256:{oci_hex}"}],
+                        # cocoon writes both; without them creating a VM from r panics (db_unreadable)
+                        "kernel_layer": f"sha256:{oci_hex}",
+                        "initrd_layer": f"sha256:{oci_hex}",
+                    }
+                }
+            }
+        )
     )
     (root / "cloudhypervisor" / "db" / "vms.json").write_text('{"vms": {}, "names": {}}')
     return {"sid": sid}

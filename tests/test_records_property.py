@@ -11,8 +11,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cocoond import SnapshotDB, SnapshotRecord
+from cocoond.storage import goschema
 from cocoond.storage.records import decode_snapshot_db
-from tests.conftest import KNOWN_FIELDS
+
+RECORD = goschema.fields_of(goschema.SNAPSHOT_RECORD)
+INDEX = goschema.fields_of(goschema.SNAPSHOT_INDEX)
 
 INT64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
 NONZERO_INT64 = INT64.filter(bool)
@@ -38,7 +41,9 @@ JSON_VALUES = st.recursive(
     lambda children: st.one_of(st.lists(children, max_size=3), st.dictionaries(TEXT, children, max_size=3)),
     max_leaves=8,
 )
-UNKNOWN_KEYS = st.dictionaries(TEXT.filter(lambda k: k not in KNOWN_FIELDS), JSON_VALUES, max_size=4)
+# Keys no field of cocoon's record takes, in any case (Go matches keys
+# case-insensitively).
+UNKNOWN_KEYS = st.dictionaries(TEXT.filter(lambda k: RECORD.lookup(k) is None), JSON_VALUES, max_size=4)
 HEXES = st.text(alphabet="0123456789abcdef", min_size=64, max_size=64)
 
 
@@ -78,6 +83,15 @@ def json_records(draw: st.DrawFn, sid: str) -> dict[str, Any]:
         "image_blob_ids": st.lists(st.one_of(HEXES, NONEMPTY_TEXT), min_size=1, max_size=4).map(
             lambda hs: {h: {} for h in sorted(hs)}
         ),
+        # Typed fields beyond the seed's: kept as they are, as extras.
+        "hypervisor": st.sampled_from(["cloud-hypervisor", "firecracker"]),
+        "image_type": st.sampled_from(["oci", "cloudimg"]),
+        "image_digest": HEXES.map(lambda h: "sha256:" + h),
+        "network": TEXT,
+        "queue_size": INT64,
+        "disk_queue_size": INT64,
+        "no_direct_io": st.booleans(),
+        "windows": st.booleans(),
     }
     for key, strategy in optional.items():
         if draw(st.booleans()):
@@ -97,9 +111,7 @@ def json_dbs(draw: st.DrawFn) -> dict[str, Any]:
         "snapshots": snapshots,
         "names": draw(st.dictionaries(TEXT, TEXT, max_size=4)),
     }
-    top.update(
-        draw(st.dictionaries(TEXT.filter(lambda k: k not in ("snapshots", "names")), JSON_VALUES, max_size=3))
-    )
+    top.update(draw(st.dictionaries(TEXT.filter(lambda k: INDEX.lookup(k) is None), JSON_VALUES, max_size=3)))
     order = draw(st.permutations(list(top)))
     return {k: top[k] for k in order}
 

@@ -460,12 +460,9 @@ class Reconciler:
             hypervisor if isinstance(hypervisor, str) else "",
         )
 
-    def _facts_from_json(self, sid: str, fields: RecordFields, raw: dict[str, Any]) -> RecFacts:
-        rid, name, _, _, ddir, _, _, _, _, pending, blobs, created_at, _ = fields
-        hypervisor = raw.get("hypervisor")
-        return self._facts(
-            sid, rid, name, ddir, pending, blobs, created_at, hypervisor if type(hypervisor) is str else ""
-        )
+    def _facts_from_json(self, sid: str, fields: RecordFields, _raw: dict[str, Any]) -> RecFacts:
+        rid, name, _, _, ddir, _, _, _, _, pending, blobs, created_at, _, hypervisor = fields
+        return self._facts(sid, rid, name, ddir, pending, blobs, created_at, hypervisor)
 
     def _facts(
         self,

@@ -1,92 +1,107 @@
-"""The other DBs that can pin a blob: cocoon's image index and the VM DBs.
-We only need the blob hexes they name; anything that is not the expected
-shape is an error, because guessing would let us call a pinned blob
-unreferenced."""
+"""The other DBs that can pin a blob: cocoon's two image indexes and the VM
+DBs. Each is decoded whole as cocoon decodes it (json.Unmarshal into its Go
+type: godecode, goschema) and yields the blob hexes it references; a DB Go
+cannot decode is a DBError with Go's error, because guessing would let us
+call a pinned blob unreferenced while every cocoon command fails on it."""
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from cocoond.errors import DBError
-from cocoond.storage.gojson import loads_go
+from cocoond.storage import goschema
+from cocoond.storage.godecode import Decoder, GoDecodeError
+from cocoond.storage.gojson import loads_exact
 
-#: Path of the image DB under the root; VM DBs are `<backend>/db/vms.json`.
+#: Where the image indexes live under the root; VM DBs are `<backend>/db/vms.json`.
 IMAGE_DB = "cloudimg/db/images.json"
 #: The OCI image DB: each image's layers[].digest pins oci/blobs/<hex>.erofs.
 OCI_IMAGE_DB = "oci/db/images.json"
 
-
-def _load_object(data: bytes, path: str) -> dict[str, Any]:
-    top = loads_go(data, path)
-    if top is None:
-        return {}
-    if type(top) is not dict:
-        raise DBError(path, "expected a JSON object at the top")
-    return top
+RefDecoder = Callable[[bytes, str], frozenset[str]]
 
 
-def _fields(data: bytes, path: str, table: str, field: str, kind: type) -> Iterator[tuple[str, Any]]:
-    """(entry key, value of `field`) for every entry of `top[table]` that
-    has it; null maps, entries and fields are skipped as Go skips them."""
-    top = _load_object(data, path)
-    entries = top.get(table)
-    if entries is None:
-        return
-    if type(entries) is not dict:
-        raise DBError(path, f'"{table}": expected an object')
-    for key, entry in entries.items():
-        if entry is None:
-            continue
-        if type(entry) is not dict:
-            raise DBError(path, f"{table}[{key!r}]: expected an object")
-        value = entry.get(field)
-        if value is None:
-            continue
-        if type(value) is not kind:
-            label = "a string" if kind is str else "an array" if kind is list else "an object"
-            raise DBError(path, f"{table}[{key!r}].{field}: expected {label}")
-        yield key, value
+def _unmarshal(data: bytes, path: str, t: goschema.GoType) -> dict[str, Any]:
+    """The DB as cocoon's json.Unmarshal leaves it (a dict of set fields),
+    or DBError with Go's error and where it is."""
+    try:
+        top = Decoder().unmarshal(loads_exact(data, path), t)
+    except GoDecodeError as exc:
+        raise DBError(path, str(exc)) from None
+    return top if isinstance(top, dict) else {}
+
+
+def _entries(top: dict[str, Any], table: str) -> Iterable[tuple[str, dict[str, Any]]]:
+    """(key, entry) for each non-nil entry: cocoon skips nil ones."""
+    for key, entry in (top.get(table) or {}).items():
+        if isinstance(entry, dict):
+            yield key, entry
+
+
+def _hex(path: str, where: str, digest: str, consequence: str) -> str:
+    """images.Digest.Hex(): go-digest's Digest.Encoded(), what follows the
+    first ':'. Encoded panics when there is none (go-digest v1.0.0
+    digest.go sepIndex: panic("no ':' separator in digest ...")), an empty
+    digest included, so a DB holding one crashes cocoon: unreadable."""
+    sep = digest.find(":")
+    if sep < 0:
+        raise DBError(
+            path,
+            f"{where} is {json.dumps(digest, ensure_ascii=False)}, not an algorithm:hex digest; "
+            f"cocoon panics on it (go-digest Digest.Encoded: no ':' separator) {consequence}",
+        )
+    return digest[sep + 1 :]
 
 
 def decode_image_refs(data: bytes, path: str) -> frozenset[str]:
-    """Hexes named by `images[*].content_sum` ("sha256:<hex>")."""
+    """Hexes named by cloudimg's `images[*].content_sum` ("sha256:<hex>"):
+    what images.ReferencedDigests gives cocoon's gc (images/index.go:42,
+    cloudimg/image.go:52)."""
+    top = _unmarshal(data, path, goschema.CLOUDIMG_INDEX)
     return frozenset(
-        digest.rpartition(":")[2] for _, digest in _fields(data, path, "images", "content_sum", str) if digest
+        _hex(path, f"{_at(ref)}.content_sum", entry.get("content_sum", ""), "in gc and in VM creation")
+        for ref, entry in _entries(top, "images")
     )
+
+
+def decode_oci_refs(data: bytes, path: str) -> frozenset[str]:
+    """Hexes named by OCI's `images[*].layers[*].digest`, what cocoon's gc
+    keeps (images/oci/image.go:73 DigestHexes). kernel_layer and
+    initrd_layer are checked too: creating a VM from the image takes their
+    Hex() (images/oci/oci.go:136)."""
+    top = _unmarshal(data, path, goschema.OCI_INDEX)
+    refs: set[str] = set()
+    for ref, entry in _entries(top, "images"):
+        for i, layer in enumerate(entry.get("layers") or ()):
+            refs.add(_hex(path, f"{_at(ref)}.layers[{i}].digest", layer.get("digest", ""), "in gc"))
+        for name in ("kernel_layer", "initrd_layer"):
+            _hex(path, f"{_at(ref)}.{name}", entry.get(name, ""), "when a VM is created from this image")
+    return frozenset(refs)
 
 
 def decode_vm_refs(data: bytes, path: str) -> frozenset[str]:
     """Hexes named by `vms[*].image_blob_ids` (a Go set)."""
+    top = _unmarshal(data, path, goschema.VM_INDEX)
     refs: set[str] = set()
-    for _, blobs in _fields(data, path, "vms", "image_blob_ids", dict):
-        refs.update(blobs)
+    for _, vm in _entries(top, "vms"):
+        refs.update(vm.get("image_blob_ids") or ())
     return frozenset(refs)
 
 
-def decode_oci_refs(data: bytes, path: str) -> frozenset[str]:
-    """Hexes named by `images[*].layers[*].digest` ("sha256:<hex>")."""
-    refs: set[str] = set()
-    for key, layers in _fields(data, path, "images", "layers", list):
-        for i, layer in enumerate(layers):
-            if layer is None:
-                continue
-            if type(layer) is not dict:
-                raise DBError(path, f"images[{key!r}].layers[{i}]: expected an object")
-            digest = layer.get("digest")
-            if digest is None:
-                continue
-            if type(digest) is not str:
-                raise DBError(path, f"images[{key!r}].layers[{i}].digest: expected a string")
-            if digest:
-                refs.add(digest.rpartition(":")[2])
-    return frozenset(refs)
+def _at(ref: str) -> str:
+    return f"images[{json.dumps(ref, ensure_ascii=False)}]"
 
 
-def decoder_for(relpath: str) -> Any:
+def decoder_for(relpath: str) -> RefDecoder:
     """The decoder for a ref DB given its path under the root."""
-    return {IMAGE_DB: decode_image_refs, OCI_IMAGE_DB: decode_oci_refs}.get(relpath, decode_vm_refs)
+    if relpath == IMAGE_DB:
+        return decode_image_refs
+    if relpath == OCI_IMAGE_DB:
+        return decode_oci_refs
+    return decode_vm_refs
 
 
 def vm_db_relpaths(backends: tuple[str, ...]) -> tuple[str, ...]:
