@@ -25,10 +25,18 @@ def never(_key: Key) -> bool:
     return False
 
 
+def grouped(
+    bursts: OrphanBursts, changes: list[tuple[Key, Finding | None]], threshold: int
+) -> list[tuple[Key, Finding | None]]:
+    """One DB load left these dirs without records; their findings follow."""
+    bursts.expect([k for k, _ in changes], never, threshold)
+    return bursts.regroup(list(changes))
+
+
 def test_at_most_the_threshold_stay_single() -> None:
     bursts = OrphanBursts("/r")
     changes = [orphan(f"S{i}") for i in range(3)]
-    assert bursts.regroup(list(changes), never, threshold=3) == changes
+    assert grouped(bursts, list(changes), threshold=3) == changes
     assert bursts.members == {}
 
 
@@ -36,30 +44,49 @@ def test_beyond_the_threshold_one_summary_that_shrinks_then_resolves() -> None:
     bursts = OrphanBursts("/r")
     changes = [orphan(f"S{i}") for i in range(5)]
     other = Finding("missing_blob", "h1", "m")
-    out = bursts.regroup([*changes, (other.key, other)], never, threshold=3)
+    bursts.expect([k for k, _ in changes], never, 3)
+    out = bursts.regroup([*changes, (other.key, other)])
     assert [k for k, _ in out] == [other.key, SUMMARY_KEY]
     summary = out[-1][1]
     assert summary is not None and summary.kind == "orphan_data_dir"
     assert summary.subject == "snapshot/localfile" and summary.severity == "warning"
     assert summary.message.startswith("5 data dirs") and "S0, S1, S2, ..." in summary.message
     # Two get their records back: the summary counts three.
-    out = bursts.regroup([(changes[0][0], None), (changes[1][0], None)], never, threshold=3)
+    out = bursts.regroup([(changes[0][0], None), (changes[1][0], None)])
     assert out == [(SUMMARY_KEY, bursts.summary())]
     assert out[0][1] is not None and out[0][1].message.startswith("3 data dirs")
     # A new single orphan meanwhile is its own finding.
     lone = orphan("LONE")
-    assert bursts.regroup([lone], never, threshold=3) == [lone]
+    assert bursts.regroup([lone]) == [lone]
     # The rest resolve: so does the summary.
-    out = bursts.regroup([(k, None) for k, _ in changes[2:]], never, threshold=3)
+    out = bursts.regroup([(k, None) for k, _ in changes[2:]])
     assert out == [(SUMMARY_KEY, None)]
 
 
 def test_orphans_already_reported_stay_single_and_zero_turns_grouping_off() -> None:
     changes = [orphan(f"S{i}") for i in range(5)]
     tracked = {changes[0][0]}
-    out = OrphanBursts("/r").regroup(list(changes), tracked.__contains__, threshold=3)
+    bursts = OrphanBursts("/r")
+    bursts.expect([k for k, _ in changes], tracked.__contains__, 3)
+    out = bursts.regroup(list(changes))
     assert [k for k, _ in out] == [changes[0][0], SUMMARY_KEY]
-    assert OrphanBursts("/r").regroup(list(changes), never, threshold=0) == changes
+    assert grouped(OrphanBursts("/r"), list(changes), threshold=0) == changes
+
+
+def test_members_join_as_they_fall_quiet_and_expected_ones_that_vanish_are_dropped() -> None:
+    bursts = OrphanBursts("/r")
+    changes = [orphan(f"S{i}") for i in range(6)]
+    bursts.expect([k for k, _ in changes], never, 3)
+    first = bursts.regroup(changes[:2])  # two are quiet already
+    assert first[-1][1] is not None and first[-1][1].message.startswith("2 data dirs")
+    later = bursts.regroup(changes[2:4])
+    assert later[-1][1] is not None and later[-1][1].message.startswith("4 data dirs")
+    # S4 and S5 got their records back before they were quiet.
+    still = {k for k, _ in changes[:4]}
+    assert bursts.prune(still.__contains__) == []
+    assert set(bursts.members) == still
+    # A later lone orphan named like one of them is single again.
+    assert bursts.regroup([changes[4]]) == [changes[4]]
 
 
 def test_the_summary_counts_the_members_bytes(tmp_path: Path) -> None:
@@ -70,7 +97,7 @@ def test_the_summary_counts_the_members_bytes(tmp_path: Path) -> None:
         (lf / f"S{i}" / "mem").write_bytes(b"x" * 10000)
         changes.append(orphan(f"S{i}", str(tmp_path)))
     bursts = OrphanBursts(str(tmp_path))
-    out = bursts.regroup([*changes], never, threshold=2)
+    out = grouped(bursts, [*changes], threshold=2)
     summary = out[-1][1]
     assert summary is not None
     paths = bursts.member_paths(summary)

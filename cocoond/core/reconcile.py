@@ -65,6 +65,9 @@ class Wants:
     #: Blob hexes that just became referenced: stat their files now, so a
     #: finding never opens from a listing older than the DB that names them.
     hexes: set[str] = field(default_factory=set)
+    #: Not a want but news: dirs a DB load left without a record (the daemon
+    #: reports many of them, from one DB change, as one finding).
+    orphaned: set[str] = field(default_factory=set)
 
     def __bool__(self) -> bool:
         return bool(self.contents or self.activity or self.recorded or self.hexes)
@@ -185,6 +188,10 @@ class Reconciler:
             if e.mtime + self.temp_stale_seconds > now
         ]
         return min(times, default=None)
+
+    def orphan_possible(self, key: Key) -> bool:
+        """Is this (orphan) key a finding, or a dir still waiting to be quiet?"""
+        return key[1] in self._orphan_due
 
     def take_wants(self) -> Wants:
         """What the last DB loads left unknown (see `Wants`); handed over once."""
@@ -410,6 +417,8 @@ class Reconciler:
         for sid in touched:
             self._want_dir(sid, old_records.get(sid), first)
             self._eval_dir(sid)
+            if sid in self._orphan_due:
+                self._wants.orphaned.add(sid)
             self._eval_record(sid)
         self._eval_names()
         self._rebuild_snap_refs(touched, old_records)

@@ -15,7 +15,7 @@ by one, are reported one by one.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
 
 from cocoond.core import findings as fk
 from cocoond.core.findings import Finding, Key
@@ -33,34 +33,34 @@ Change = tuple[Key, Finding | None]
 
 class OrphanBursts:
     """Sits between the index and the lifecycle: rewrites changes of grouped
-    orphans into changes of the one summary finding."""
+    orphans into changes of the one summary finding.
+
+    The group is decided when a new snapshots.json is read (`expect`): the
+    dirs it left without a record, if there are more than the threshold.
+    Each turns into an orphan finding once it has been quiet for a while,
+    not all at the same moment, and joins the summary then."""
 
     def __init__(self, root: str) -> None:
         self.root = root
-        self.members: dict[Key, Finding] = {}
+        #: Grouped orphans: their finding, or None while it is not one yet.
+        self.members: dict[Key, Finding | None] = {}
 
-    def regroup(self, changes: list[Change], tracked: Callable[[Key], bool], threshold: int) -> list[Change]:
-        """`changes` as the lifecycle should see them. `tracked(key)` says
-        whether the lifecycle already settles or reports a key (those stay
-        single). The caller passes a threshold only for changes that follow
-        a new snapshots.json (0: none are grouped, known groups still shrink)."""
-        new = [
-            key
-            for key, finding in changes
-            if finding is not None
-            and key[0] == fk.ORPHAN_DATA_DIR
-            and key != SUMMARY_KEY
-            and key not in self.members
-            and not tracked(key)
-        ]
-        grouping = threshold > 0 and len(new) > threshold
+    def expect(self, keys: Collection[Key], tracked: Callable[[Key], bool], threshold: int) -> None:
+        """The orphan keys one DB load made. `tracked(key)` says whether the
+        lifecycle already settles or reports a key: those stay single."""
+        fresh = [key for key in keys if key not in self.members and not tracked(key)]
+        if threshold > 0 and len(fresh) > threshold:
+            self.members.update(dict.fromkeys(fresh))
+
+    def regroup(self, changes: Sequence[Change]) -> list[Change]:
+        """`changes` as the lifecycle should see them."""
         out: list[Change] = []
         touched = False
         for key, finding in changes:
-            if (grouping and key in new) or key in self.members:
+            if key in self.members:
                 touched = True
-                if finding is None:
-                    del self.members[key]
+                if finding is None and self.members[key] is not None:
+                    del self.members[key]  # it got its record back, or went away
                 else:
                     self.members[key] = finding
             else:
@@ -69,10 +69,19 @@ class OrphanBursts:
             out.append((SUMMARY_KEY, self.summary()))
         return out
 
+    def prune(self, possible: Callable[[Key], bool]) -> list[Change]:
+        """Drop expected members that can no longer become orphans (their
+        record came back before they were quiet); the summary's change, if
+        that changed it."""
+        gone = [key for key, finding in self.members.items() if finding is None and not possible(key)]
+        for key in gone:
+            del self.members[key]
+        return [(SUMMARY_KEY, self.summary())] if gone and not self.members else []
+
     def summary(self) -> Finding | None:
-        if not self.members:
+        subjects = sorted(key[1] for key, finding in self.members.items() if finding is not None)
+        if not subjects:
             return None
-        subjects = sorted(key[1] for key in self.members)
         examples = ", ".join(subjects[:EXAMPLES]) + (", ..." if len(subjects) > EXAMPLES else "")
         return Finding(
             fk.ORPHAN_DATA_DIR,
@@ -90,4 +99,4 @@ class OrphanBursts:
         summary."""
         if finding.key != SUMMARY_KEY:
             return None
-        return tuple(sorted(member.path for member in self.members.values() if member.path))
+        return tuple(sorted(member.path for member in self.members.values() if member and member.path))

@@ -99,7 +99,6 @@ class Daemon:
         self._due_at: dict[str, float] = {}  # when each periodic job runs next
         self._last_full_scan: float | None = None  # wall clock
         self._to_inspect: dict[str, None] = {}  # data dirs whose contents to read, in order
-        self._db_read = False  # snapshots.json was read since the lifecycle was last fed
 
     @property
     def _max_db_bytes(self) -> int | None:
@@ -328,7 +327,6 @@ class Daemon:
         took when a good DB was loaded (the caller logs `index.loaded` once
         the rest of the index is current too), else None."""
         started = self.clock()
-        self._db_read = True
         self.index.set_snapshot_db(read_snapshot_db(self.paths, self.index, self._max_db_bytes))
         return self._loaded_since(started)
 
@@ -379,7 +377,6 @@ class Daemon:
             self.log.info("watch.rescan", reason=reason)
         started = self.clock()
         reload = self._db_changed(force_db)
-        self._db_read |= reload
         # Dirs, blobs and the DB in one go: loading the DB against a stale dir
         # listing would make (and drop) a finding per record. A directory
         # that cannot be listed keeps what the index knew (dir_unreadable).
@@ -399,10 +396,18 @@ class Daemon:
         self._feed_lifecycle(also)
 
     def _fulfil_wants(self) -> None:
-        """Look at what the index asked for. Data dir contents (a few small
+        """Look at what the index asked for. Dirs that a new snapshots.json
+        left without a record, beyond the threshold, are one finding: only a
+        new DB makes many orphans at once for one reason (dirs that appear,
+        an import or an overflow rescan, stay single). Data dir contents (a few small
         reads per snapshot) go to a queue that `_inspect_some` works off a
         slice at a time, so 100k of them never stall events or READY."""
         wants = self.index.take_wants()
+        self._orphan_bursts.expect(
+            [(fk.ORPHAN_DATA_DIR, sid) for sid in wants.orphaned],
+            self.lifecycle.tracks,
+            self._burst_threshold,
+        )
         self._to_inspect.update(dict.fromkeys(sorted(wants.contents)))
         wants.contents = set()
         fulfil(self.root, self.index, wants)
@@ -444,14 +449,10 @@ class Daemon:
             changed |= also
         if changed:
             current = self.index.current
-            # Only a new snapshots.json makes many orphans at once for one
-            # reason; dirs that appear (an import, an overflow rescan) stay single.
-            threshold = self._burst_threshold if self._db_read else 0
-            changes = self._orphan_bursts.regroup(
-                [(key, current(key)) for key in changed], self.lifecycle.tracks, threshold
-            )
+            changes = self._orphan_bursts.regroup([(key, current(key)) for key in changed])
             self._publish(self.lifecycle.observe(self.clock(), changes))
-        self._db_read = False
+        if pruned := self._orphan_bursts.prune(self.index.orphan_possible):
+            self._publish(self.lifecycle.observe(self.clock(), pruned))
         # What a previous run had open is judged once the index can tell (state.py).
         self._publish(self.lifecycle.settle_restored(self.clock(), self._undecided))
 
