@@ -138,6 +138,7 @@ class DaemonProcess:
         pass_config: bool = True,
         name: str = "daemon",
         launch: Launcher | None = None,
+        journal_stream: bool = False,
     ) -> None:
         self.workdir = workdir
         self.root = root
@@ -166,6 +167,17 @@ class DaemonProcess:
         child_env["PYTHONUNBUFFERED"] = "1"
         if self._notify_address:
             child_env["NOTIFY_SOCKET"] = self._notify_address
+        # As systemd does for a unit whose stdout is the journal: the
+        # stream's device and inode in JOURNAL_STREAM (here a pipe of ours).
+        stdout: int = subprocess.PIPE
+        self._journal_out: Any = None
+        if journal_stream:
+            read_end, stdout = os.pipe()
+            self._journal_out = os.fdopen(read_end, "rb", buffering=0)
+            st = os.fstat(stdout)
+            child_env["JOURNAL_STREAM"] = f"{st.st_dev}:{st.st_ino}"
+        else:
+            child_env.pop("JOURNAL_STREAM", None)
         child_env.update(env or {})
         argv = [sys.executable, "-m", "cocoond", "run"]
         if pass_config:
@@ -179,13 +191,16 @@ class DaemonProcess:
         self.proc = subprocess.Popen(
             argv,
             stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
+            stdout=stdout,
             stderr=subprocess.PIPE,
             env=child_env,
             cwd=str(workdir),
         )
-        assert self.proc.stdout is not None and self.proc.stderr is not None
-        self._out_fd = self.proc.stdout.fileno()
+        if journal_stream:
+            os.close(stdout)
+        out = self._journal_out or self.proc.stdout
+        assert out is not None and self.proc.stderr is not None
+        self._out_fd = out.fileno()
         self._err_fd = self.proc.stderr.fileno()
         os.set_blocking(self._out_fd, False)
         os.set_blocking(self._err_fd, False)
@@ -433,7 +448,7 @@ class DaemonProcess:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(10)
         self._thread.join(10)
-        for stream in (self.proc.stdout, self.proc.stderr):
+        for stream in (self.proc.stdout, self.proc.stderr, self._journal_out):
             if stream is not None:
                 stream.close()
         if self._sock is not None:
@@ -461,6 +476,7 @@ class Daemons:
         pass_root: bool = True,
         pass_config: bool = True,
         launch: Launcher | None = None,
+        journal_stream: bool = False,
     ) -> DaemonProcess:
         """`config` replaces FAST_CONFIG; `overrides` is merged into it;
         `launch` rewrites the command line (see `with_prelude`, and
@@ -480,6 +496,7 @@ class Daemons:
             pass_config=pass_config,
             name=f"daemon{len(self._started)}",
             launch=launch,
+            journal_stream=journal_stream,
         )
         self._started.append(daemon)
         return daemon
