@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -38,7 +38,7 @@ def journal(tmp_path: Path) -> Iterator[JournalListener]:
         listener.close()
 
 
-def event_is(event: str, kind: str | None = None):  # type: ignore[no-untyped-def]
+def event_is(event: str, kind: str | None = None) -> Callable[[Entry], bool]:
     return lambda e: e.get("COCOOND_EVENT") == event and (kind is None or e.get("COCOOND_KIND") == kind)
 
 
