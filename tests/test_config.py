@@ -39,7 +39,8 @@ from cocoond.storage.paths import DEFAULT_ROOT_DIR, ROOT_ENV
 EXAMPLE = Path(__file__).resolve().parents[1] / "config.example.toml"
 
 # Written out by hand from contract section 6 (plus the keys added since:
-# state_dir, alerts.orphan_burst_threshold, limits.max_db_bytes), not derived
+# state_dir, alerts.orphan_burst_threshold, limits.max_db_bytes,
+# metrics.textfile), not derived
 # from the module, so a key dropped from (or added to) the code fails here.
 CONTRACT_KEYS = {
     "state_dir",
@@ -55,6 +56,7 @@ CONTRACT_KEYS = {
     "alerts.reminder_seconds",
     "log.format",
     "log.level",
+    "metrics.textfile",
 }
 DURATION_KEYS = sorted(k for k in CONTRACT_KEYS if k.endswith("_seconds"))
 
