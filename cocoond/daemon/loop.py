@@ -26,6 +26,7 @@ from cocoond.core.lifecycle import Event, Lifecycle, Opened, Reminder, Resolved
 from cocoond.core.reconcile import DB_DEPENDENT, Reconciler
 from cocoond.daemon.bursts import OrphanBursts
 from cocoond.daemon.logsetup import configure
+from cocoond.daemon.metrics import HostView, MetricsFile
 from cocoond.daemon.sdnotify import Notifier
 from cocoond.daemon.sizer import Sizer
 from cocoond.daemon.state import StateKeeper, rfc3339
@@ -89,6 +90,7 @@ class Daemon:
         self._setup_root(config)
         self.lifecycle = Lifecycle(config.watch.settle_seconds, config.alerts.reminder_seconds)
         self.state = StateKeeper(config.state_dir)
+        self.metrics = MetricsFile(config.metrics.textfile)
         self._stop_signal: str | None = None
         self._quiet_since = clock()
         self._burst: dict[str, set[str]] = {}
@@ -232,12 +234,14 @@ class Daemon:
                 snapshots=self.index.snapshot_count,
                 blobs=self.index.blob_count,
             )
+            self.metrics.changed()
             self._due_at["heartbeat"] = now + heartbeat
         rescan = self.config.watch.full_rescan_seconds
         if rescan > 0 and now >= self._due_at["rescan"]:
             self._rescan("timer")
             self._due_at["rescan"] = self.clock() + rescan
         self._update_status()
+        self.metrics.flush(self.log, self._metrics_view)
 
     # ---------------------------------------------------------------- input
     def _take(self, item: Item) -> None:
@@ -255,6 +259,7 @@ class Daemon:
             if finding is not None:
                 self._emit(finding.severity, "finding.opened", finding.to_dict())
                 self.state.changed()  # announced now, so it belongs in the saved open set
+            self.metrics.changed()  # a size: reclaimable bytes
 
     def _add_to_burst(self, change: Change) -> None:
         now = self.clock()
@@ -338,6 +343,7 @@ class Daemon:
 
     def _log_loaded(self, seconds: float | None) -> None:
         if seconds is not None:
+            self.metrics.index_loaded(seconds)
             self.log.info(
                 "index.loaded",
                 snapshots=self.index.snapshot_count,
@@ -393,6 +399,7 @@ class Daemon:
         loaded = self._loaded_since(started) if reload else None
         self._log_loaded(loaded)
         self._last_full_scan = self.wall()
+        self.metrics.changed()
         self._feed_lifecycle(also)
 
     def _fulfil_wants(self) -> None:
@@ -497,6 +504,7 @@ class Daemon:
             self._update_status()
         if any(not isinstance(event, Reminder) for event in events):
             self.state.changed()
+            self.metrics.changed()
         self.state.flush(
             self.log, self.lifecycle, self.root, self.clock(), self.wall(), skip=self.sizer.holds
         )
@@ -517,6 +525,19 @@ class Daemon:
         fields = dict(fields)
         fields.pop("severity", None)  # the line's `level` says it
         getattr(self.log, severity)(event, severity=severity, **fields)
+
+    def _metrics_view(self) -> HostView:
+        """For the textfile: the open findings (orphans sized as far as known)
+        and the index's counts."""
+        now = self.clock()
+        return HostView(
+            open=[self.sizer.with_size(f, self._size_paths(f)) for f, _ in self.lifecycle.open_findings(now)],
+            snapshots=self.index.snapshot_count,
+            pending=self.index.pending_count,
+            blobs=self.index.blob_count,
+            last_full_scan=self._last_full_scan,
+            full_rescan_seconds=self.config.watch.full_rescan_seconds,
+        )
 
     def _status_line(self) -> str:
         counts = self.lifecycle.open_counts()
@@ -549,6 +570,7 @@ class Daemon:
         self.log = configure(new.log.format, new.log.level)
         now = self.clock()
         self.lifecycle.reconfigure(new.watch.settle_seconds, new.alerts.reminder_seconds, now)
+        self.metrics.reconfigure(new.metrics.textfile)
         for job, before, after in (
             ("heartbeat", old.alerts.heartbeat_seconds, new.alerts.heartbeat_seconds),
             ("rescan", old.watch.full_rescan_seconds, new.watch.full_rescan_seconds),
