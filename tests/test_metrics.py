@@ -200,3 +200,14 @@ def test_config_metrics_textfile(tmp_path: Path) -> None:
         assert "metrics.textfile" in message and why in message and "\n" not in message, message
     with pytest.raises(ConfigError, match=r"unknown key 'metrics.text_file'"):
         load('[metrics]\ntext_file = "/x.prom"\n')
+
+
+def test_the_unit_may_write_the_example_textfile_directory_and_nothing_else() -> None:
+    """One ReadWritePaths=, optional ("-"), naming the directory the example
+    config's textfile path is in, so the documented pair works together."""
+    repo = Path(__file__).resolve().parents[1]
+    unit = (repo / "systemd" / "cocoond.service").read_text().splitlines()
+    writable = [line.partition("=")[2] for line in unit if line.startswith("ReadWritePaths=")]
+    assert writable == ["-/var/lib/prometheus/node-exporter"]
+    example = (repo / "config.example.toml").read_text()
+    assert '"/var/lib/prometheus/node-exporter/cocoond.prom"' in example
