@@ -122,7 +122,9 @@ class JournalListener:
                 self.errors.extend(errors)
                 self._cond.notify_all()
 
-    def _datagram(self, data: bytes, ancdata: list[tuple[int, int, bytes]], flags: int, errors: list[str]) -> list[Entry]:
+    def _datagram(
+        self, data: bytes, ancdata: list[tuple[int, int, bytes]], flags: int, errors: list[str]
+    ) -> list[Entry]:
         fds = array.array("i")
         for level, kind, payload in ancdata:
             if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
