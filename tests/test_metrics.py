@@ -235,3 +235,14 @@ def test_textfile_key(tmp_path: Path) -> None:
             load(literal)
         assert str(info.value).startswith(f"{tmp_path / 'c.toml'}: metrics.textfile: ")
         assert "\n" not in str(info.value)
+
+
+def test_the_unit_opens_exactly_the_example_directory() -> None:
+    """One ReadWritePaths=, '-' prefixed (a host without node_exporter still
+    starts), and it is the directory config.example.toml suggests."""
+    repo = Path(__file__).resolve().parents[1]
+    unit = (repo / "systemd" / "cocoond.service").read_text()
+    paths = [line.partition("=")[2] for line in unit.splitlines() if line.startswith("ReadWritePaths=")]
+    assert paths == ["-/var/lib/prometheus/node-exporter"]
+    example = (repo / "config.example.toml").read_text()
+    assert '"/var/lib/prometheus/node-exporter/cocoond.prom"' in example
