@@ -234,7 +234,11 @@ def test_read_contents_finds_what_restore_would_miss(tmp_path: Path) -> None:
     assert got is not None and got.config_problem is not None and "2 disks" in got.config_problem
     (d / "cocoon.json").write_text("{")
     got = read_contents(str(d))
-    assert got is not None and got.sidecar_problem == "not valid JSON"
+    assert (
+        got is not None
+        and got.sidecar_problem is not None
+        and got.sidecar_problem.startswith("not valid JSON")
+    )
     os.remove(d / "cocoon.json")
     os.mkfifo(d / "cocoon.json")  # must not hang
     got = read_contents(str(d))
@@ -414,3 +418,31 @@ def test_a_dir_listed_but_not_searchable_is_unreadable(
         assert names == [] and lister.unreadable == {"snapshot/localfile": "Permission denied"}
     else:
         assert sorted(names) == ["A", "B"] and lister.unreadable == {}
+
+
+def test_sidecars_decode_as_go_decodes_them(tmp_path: Path) -> None:
+    """Keys in another case match (Go folds), types Go rejects are problems
+    named as Go names them, deep nesting up to Go's limit is read."""
+    d = tmp_path / "s"
+    write_ch_dir(d)
+    disks = json.loads((d / "cocoon.json").read_text())["storage_configs"]
+    folded = [{k.upper(): v for k, v in disk.items()} for disk in disks]
+    (d / "cocoon.json").write_text(json.dumps({"Storage_Configs": folded, "x": [[[[[[1]]]]]] * 1}))
+    got = read_contents(str(d))
+    assert got is not None and (got.sidecar_problem, got.missing_disks, got.config_problem) == (
+        None,
+        (),
+        None,
+    )
+    deep = "[" * 5000 + "]" * 5000
+    (d / "cocoon.json").write_text(f'{{"storage_configs": {json.dumps(disks)}, "unknown": {deep}}}')
+    got = read_contents(str(d))
+    assert got is not None and got.sidecar_problem is None
+    disks[1]["ro"] = "no"
+    (d / "cocoon.json").write_text(json.dumps({"storage_configs": disks}))
+    got = read_contents(str(d))
+    assert got is not None and got.sidecar_problem is not None
+    assert (
+        "cannot unmarshal string into Go struct field" in got.sidecar_problem
+        and "of type bool" in got.sidecar_problem
+    )

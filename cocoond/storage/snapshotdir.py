@@ -20,6 +20,48 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from cocoond.errors import DBError
+from cocoond.storage.godecode import Decoder, GoDecodeError
+from cocoond.storage.gojson import loads_exact
+from cocoond.storage.goschema import (
+    BOOL,
+    BOOT_CONFIG,
+    STORAGE_CONFIG,
+    STRING,
+    GoType,
+    f,
+    ptr,
+    slice_of,
+    struct,
+)
+
+#: snapshotMeta, the sidecar (hypervisor/cloudhypervisor/snapshot.go:22-25; the
+#: Firecracker one, firecracker/snapshot.go:28-33, adds cpu and memory).
+SIDECAR_META = struct(
+    "cloudhypervisor.snapshotMeta",
+    "hypervisor/cloudhypervisor/snapshot.go:22",
+    f("StorageConfigs", "storage_configs", slice_of(ptr(STORAGE_CONFIG))),
+    f("BootConfig", "boot_config", ptr(BOOT_CONFIG)),
+)
+#: The part of Cloud Hypervisor's config.json the preflight compares
+#: (hypervisor/cloudhypervisor/api.go:3-17, chDisk at api.go:49-61).
+CH_VM_CONFIG = struct(
+    "cloudhypervisor.chVMConfig",
+    "hypervisor/cloudhypervisor/api.go:3",
+    f(
+        "Disks",
+        "disks",
+        slice_of(
+            struct(
+                "cloudhypervisor.chDisk",
+                "hypervisor/cloudhypervisor/api.go:49",
+                f("Path", "path", STRING),
+                f("ReadOnly", "readonly", BOOL),
+            )
+        ),
+    ),
+)
+
 _DATA_DISK_NAME = re.compile(r"[a-z][a-z0-9_-]{0,19}")
 _ROLES_RO = {"layer": True, "cidata": True, "cow": False, "data": False}
 
@@ -44,72 +86,108 @@ class FormatProblem(ValueError):
     says why, in a few words."""
 
 
-def _folded(obj: dict[str, Any]) -> dict[str, Any]:
-    """An object's keys as Go's decoder matches them to struct fields:
-    exactly or under case folding (ASCII, plus U+017F and U+212A, which fold
-    to 's' and 'k'), the later key winning as Go assigns in order."""
+def _canonical(obj: Any) -> bool:
+    """A JSON object whose keys are all spelt as Go's struct tags (lower-case
+    ASCII): then Go's exact-or-folded key matching is a plain lookup."""
+    if type(obj) is not dict:
+        return False
     joined = "".join(obj)
-    if joined.isascii() and (joined.islower() or not joined):
-        return obj  # every key is already as Go's struct tags spell them
-    return {k.translate(_FOLD).lower(): v for k, v in obj.items()}
+    return joined.isascii() and (joined.islower() or not joined)
 
 
-_FOLD = {0x17F: "s", 0x212A: "k"}
-
-
-def _typed(value: Any, kind: type, what: str) -> Any:
-    if value is not None and type(value) is not kind:
-        label = {str: "a string", bool: "a boolean", list: "an array", dict: "an object"}[kind]
-        raise FormatProblem(f"{what} is not {label}")
-    return value
-
-
-def _object(data: bytes, what: str) -> dict[str, Any]:
+def _go_decode(data: bytes, t: GoType) -> dict[str, Any]:
+    """The document decoded as Go's json.Unmarshal decodes it into `t`:
+    folded keys, duplicates, depth, types and Go's error text."""
     try:
-        top = json.loads(data.decode("utf-8", "replace"))
+        decoded = Decoder().unmarshal(loads_exact(data, ""), t)
+    except DBError as exc:
+        raise FormatProblem(exc.reason) from None
+    except GoDecodeError as exc:
+        raise FormatProblem(str(exc)) from None
+    return decoded if isinstance(decoded, dict) else {}
+
+
+def _fast_configs(data: bytes) -> list[Any] | None:
+    """storage_configs by the quick route, or None when the document needs
+    Go's full decoder (a key in another case, a wrong type, deep nesting)."""
+    try:
+        top = json.loads(data)
     except (ValueError, RecursionError):
-        raise FormatProblem("not valid JSON") from None
+        return None
     if top is None:
-        return {}
-    return dict(_typed(top, dict, what))
+        return []
+    if not _canonical(top):
+        return None
+    configs = top.get("storage_configs")
+    if configs is None:
+        return []
+    if type(configs) is not list:
+        return None
+    for sc in configs:
+        if sc is not None and not (
+            _canonical(sc) and all(_DISK_OK[k](v) for k, v in sc.items() if k in _DISK_OK)
+        ):
+            return None
+    return configs
+
+
+def _kind(kind: type) -> Any:
+    return lambda v: v is None or type(v) is kind
+
+
+_DISK_OK = {
+    "path": _kind(str),
+    "ro": _kind(bool),
+    "role": _kind(str),
+    "serial": _kind(str),
+    "mount_point": _kind(str),
+    "fstype": _kind(str),
+    "direct_io": _kind(bool),
+}
+
+
+def _fast_disks(data: bytes) -> list[Any] | None:
+    """config.json's disks by the quick route, or None (see _fast_configs)."""
+    try:
+        top = json.loads(data)
+    except (ValueError, RecursionError):
+        return None
+    if top is None:
+        return []
+    if not _canonical(top):
+        return None
+    disks = top.get("disks")
+    if disks is None:
+        return []
+    if type(disks) is not list:
+        return None
+    for d in disks:
+        if d is not None and not (
+            _canonical(d) and _DISK_OK["path"](d.get("path")) and _DISK_OK["ro"](d.get("readonly"))
+        ):
+            return None
+    return disks
 
 
 def parse_sidecar(data: bytes) -> Sidecar:
     """cocoon.json -> its disks, or FormatProblem."""
-    top = _folded(_object(data, "the document"))
-    configs = _typed(top.get("storage_configs"), list, "storage_configs") or []
+    configs = _fast_configs(data)
+    if configs is None:
+        configs = _go_decode(data, SIDECAR_META).get("storage_configs") or []
     disks = []
     for i, sc in enumerate(configs):
         if sc is None:
             raise FormatProblem(f"storage config {i}: nil")
-        disks.append(_disk(i, _folded(_typed(sc, dict, f"storage config {i}"))))
+        disks.append(_disk(i, sc))
     return Sidecar(tuple(disks))
 
 
 def _disk(i: int, sc: dict[str, Any]) -> Disk:
+    """types.ValidateStorageConfigs for one entry (its types already checked)."""
     where = f"storage config {i}"
     get = sc.get
-    path, ro, role, serial = get("path"), get("ro"), get("role"), get("serial")
-    mount, fstype, direct_io = get("mount_point"), get("fstype"), get("direct_io")
-    if not (
-        (path is None or type(path) is str)
-        and (ro is None or type(ro) is bool)
-        and (role is None or type(role) is str)
-        and (serial is None or type(serial) is str)
-        and (mount is None or type(mount) is str)
-        and (fstype is None or type(fstype) is str)
-        and (direct_io is None or type(direct_io) is bool)
-    ):
-        for name, kind in _DISK_TYPES:
-            _typed(get(name), kind, f"{where} {name}")
-    path, ro, role, serial, mount, fstype = (
-        path or "",
-        ro or False,
-        role or "",
-        serial or "",
-        mount or "",
-        fstype or "",
-    )
+    path, ro, role, serial = get("path") or "", get("ro") or False, get("role") or "", get("serial") or ""
+    mount, fstype, direct_io = get("mount_point") or "", get("fstype") or "", get("direct_io")
     if role not in _ROLES_RO:
         raise FormatProblem(f"{where}: role must be one of layer/cow/cidata/data, got {role!r}")
     if ro != _ROLES_RO[role]:
@@ -130,32 +208,15 @@ def _disk(i: int, sc: dict[str, Any]) -> Disk:
     return Disk(path, ro, role, f"data-{serial}.raw")
 
 
-_DISK_TYPES = (
-    ("path", str),
-    ("ro", bool),
-    ("role", str),
-    ("serial", str),
-    ("mount_point", str),
-    ("fstype", str),
-    ("direct_io", bool),
-)
-
-
 def config_mismatch(data: bytes, sidecar: Sidecar) -> str | None:
     """Why CH's config.json does not match the sidecar (None: it does)."""
     try:
-        top = _folded(_object(data, "the document"))
-        disks = _typed(top.get("disks"), list, "disks") or []
-        parsed = []
-        for i, d in enumerate(disks):
-            d = _folded(_typed(d, dict, f"disk {i}") or {})
-            path, ro = d.get("path"), d.get("readonly")
-            if not ((path is None or type(path) is str) and (ro is None or type(ro) is bool)):
-                _typed(path, str, f"disk {i} path")
-                _typed(ro, bool, f"disk {i} readonly")
-            parsed.append((path or "", ro or False))
+        disks = _fast_disks(data)
+        if disks is None:
+            disks = _go_decode(data, CH_VM_CONFIG).get("disks") or []
     except FormatProblem as exc:
         return str(exc)
+    parsed = [((d or {}).get("path") or "", (d or {}).get("readonly") or False) for d in disks]
     if len(parsed) != len(sidecar.disks):
         return f"{len(sidecar.disks)} disks in cocoon.json vs {len(parsed)} here"
     for i, (disk, (path, ro)) in enumerate(zip(sidecar.disks, parsed, strict=True)):
