@@ -184,10 +184,13 @@ class JournalListener:
                     )
                 self._cond.wait(remaining)
 
-    def event(self, name: str) -> Callable[[Entry], bool]:
-        return lambda entry: entry.get("COCOOND_EVENT") == name
-
     def close(self) -> None:
         self._closed.set()
         self._thread.join(5)
         self._sock.close()
+
+    def __enter__(self) -> JournalListener:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()

@@ -45,11 +45,8 @@ def daemons(tmp_path: Path) -> Iterator[Daemons]:
 
 @pytest.fixture
 def listener(tmp_path: Path) -> Iterator[JournalListener]:
-    journal = JournalListener(tmp_path / "journal.sock")
-    try:
+    with JournalListener(tmp_path / "journal.sock") as journal:
         yield journal
-    finally:
-        journal.close()
 
 
 def event(name: str, **fields: str) -> Any:
@@ -141,8 +138,7 @@ def test_unreachable_journal_falls_back_to_stdout_and_says_so_once(
     assert {"daemon.started", "index.loaded", "finding.opened"} <= {line["event"] for line in daemon.lines}
 
     # journald comes (back): the next lines are entries again, and that is said once.
-    journal = JournalListener(socket_path)
-    try:
+    with JournalListener(socket_path) as journal:
         mark = daemon.mark()
         found = sim.inject(str(root), "orphan-dir")
         restored = journal.wait_for(event("log.journal_restored"))
@@ -154,8 +150,6 @@ def test_unreachable_journal_falls_back_to_stdout_and_says_so_once(
         assert daemon.lines[mark:] == []
         assert len(daemon.events("log.journal_unreachable")) == 1
         assert journal.errors == []
-    finally:
-        journal.close()
 
 
 def test_redirected_stdout_is_not_the_journal(

@@ -16,6 +16,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from cocoond import __version__
+from tests.conftest import CONTRACT_SEVERITY
 from tests.daemon_harness import WAIT, Daemons, daemons_for, opened, resolved
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -35,8 +36,14 @@ def read(path: Path) -> Samples:
     return out
 
 
-def open_count(samples: Samples, kind: str, severity: str) -> float | None:
+def open_count(samples: Samples, kind: str) -> float | None:
+    severity = CONTRACT_SEVERITY[kind]
     return samples.get(("cocoond_findings_open", (("kind", kind), ("severity", severity))))
+
+
+def counts(**expected: int) -> Callable[[Samples], bool]:
+    """A check that each kind has the open count given."""
+    return lambda samples: all(open_count(samples, kind) == n for kind, n in expected.items())
 
 
 def wait_file(path: Path, check: Callable[[Samples], bool], what: str) -> Samples:
@@ -69,7 +76,7 @@ def test_textfile_follows_open_resolve_and_heartbeat(
     )
     daemon.wait_ready()
     daemon.wait_for(opened("missing_data_dir"))
-    got = wait_file(prom, lambda s: open_count(s, "missing_data_dir", "error") == 1, "missing_data_dir open")
+    got = wait_file(prom, counts(missing_data_dir=1), "missing_data_dir open")
     assert got[("cocoond_snapshots", ())] == 4
     assert got[("cocoond_pending_snapshots", ())] == 0
     assert got[("cocoond_blobs", ())] == 0
@@ -87,14 +94,7 @@ def test_textfile_follows_open_resolve_and_heartbeat(
     blob = sim.inject(str(root), "unreferenced-blob")
     daemon.wait_for(opened("orphan_data_dir", orphan["subject"]))
     daemon.wait_for(opened("unreferenced_blob", blob["subject"]))
-    got = wait_file(
-        prom,
-        lambda s: (
-            open_count(s, "orphan_data_dir", "warning") == 1
-            and open_count(s, "unreferenced_blob", "info") == 1
-        ),
-        "the orphan and the blob open",
-    )
+    got = wait_file(prom, counts(orphan_data_dir=1, unreferenced_blob=1), "the orphan and the blob open")
     orphan_line = daemon.events("finding.opened", kind="orphan_data_dir")[0]
     assert got[("cocoond_reclaimable_bytes", (("kind", "orphan_data_dir"),))] == orphan_line["bytes"] > 0
     blob_line = daemon.events("finding.opened", kind="unreferenced_blob")[0]
@@ -105,16 +105,9 @@ def test_textfile_follows_open_resolve_and_heartbeat(
     sim.write_snapshot_files(sim.data_dir(str(root), missing["subject"]))
     daemon.wait_for(resolved("missing_data_dir"))
     daemon.wait_for(resolved("orphan_data_dir"))
-    got = wait_file(
-        prom,
-        lambda s: (
-            open_count(s, "missing_data_dir", "error") == 0
-            and open_count(s, "orphan_data_dir", "warning") == 0
-        ),
-        "both resolved",
-    )
+    got = wait_file(prom, counts(missing_data_dir=0, orphan_data_dir=0), "both resolved")
     assert got[("cocoond_reclaimable_bytes", (("kind", "orphan_data_dir"),))] == 0
-    assert open_count(got, "unreferenced_blob", "info") == 1
+    assert open_count(got, "unreferenced_blob") == 1
     assert daemon.stop()[0] == 0
 
 

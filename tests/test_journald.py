@@ -21,11 +21,8 @@ from tests.journal_listener import JournalListener, parse_entries
 
 @pytest.fixture
 def listener(tmp_path: Path) -> Iterator[JournalListener]:
-    journal = JournalListener(tmp_path / "journal.sock")
-    try:
+    with JournalListener(tmp_path / "journal.sock") as journal:
         yield journal
-    finally:
-        journal.close()
 
 
 # ------------------------------------------------------------- wire format
@@ -160,16 +157,13 @@ def test_unreachable_journal_prints_lines_and_says_so_once_then_restores(tmp_pat
     assert lines[0]["level"] == "warning" and lines[0]["socket"] == str(path) and lines[0]["error"]
     assert set(lines[0]) == {"socket", "error", "event", "level", "timestamp"}
 
-    journal = JournalListener(path)
-    try:
+    with JournalListener(path) as journal:
         log.warning("third")
         entries = journal.wait_count(lambda e: True, 2)
         assert [e.get("COCOOND_EVENT") for e in entries] == ["third", "log.journal_restored"]
         assert [e.get("PRIORITY") for e in entries] == ["4", "6"]
         assert len(out.getvalue().splitlines()) == 3
         assert journal.errors == []
-    finally:
-        journal.close()
     log.info("fourth")  # gone again: said again, once
     log.info("fifth")
     events = [json.loads(line)["event"] for line in out.getvalue().splitlines()[3:]]
