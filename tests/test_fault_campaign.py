@@ -93,7 +93,8 @@ def saved_open(state_file: Path) -> list[LogLine]:
     next run knows)."""
     doc = json.loads(state_file.read_text())
     return [
-        LogLine(json.dumps({"event": "finding.opened", **entry}), i, 0.0) for i, entry in enumerate(doc["open"])
+        LogLine(json.dumps({"event": "finding.opened", **entry}), i, 0.0)
+        for i, entry in enumerate(doc["open"])
     ]
 
 
