@@ -106,8 +106,8 @@ class LogConfig:
 
 @dataclass(frozen=True, slots=True)
 class MetricsConfig:
-    """Prometheus metrics for node_exporter's textfile collector (the daemon
-    has no network, so no port): the file to keep current, "" for none."""
+    """Prometheus metrics through node_exporter's textfile collector: the
+    `*.prom` file `run` keeps current ("": none)."""
 
     textfile: str = ""
 
@@ -344,13 +344,29 @@ def _section(source: str, table: str, values: dict[str, Any]) -> _Section:
             raise ConfigError(f"{source}: {_unknown(dotted, value)}")
         if dotted in _CHOICES:
             kwargs[name] = _choice(source, dotted, value, _CHOICES[dotted])
-        elif dotted == "metrics.textfile":
-            kwargs[name] = _textfile(source, dotted, value)
         elif dotted in _INTEGERS:
             kwargs[name] = _integer(source, dotted, value, *_INTEGERS[dotted])
+        elif dotted == "metrics.textfile":
+            kwargs[name] = _textfile(source, dotted, value)
         else:
             kwargs[name] = _seconds(source, dotted, value)
     return cls(**kwargs)
+
+
+def _textfile(source: str, key: str, value: object) -> str:
+    """node_exporter reads only `*.prom` files, so any other name would be
+    written and never exported. The directory is not checked here: it may
+    appear later (node_exporter installed after cocoond); `run` logs
+    `metrics.write_failed` while it is missing."""
+    if not isinstance(value, str):
+        raise ConfigError(
+            f"{source}: {key}: expected a string (a path ending in .prom), got {_describe(value)}"
+        )
+    if value and (not os.path.isabs(value) or not value.endswith(".prom") or "\0" in value):
+        raise ConfigError(
+            f'{source}: {key}: must be "" or an absolute path ending in .prom, got {_describe(value)}'
+        )
+    return value
 
 
 def _seconds(source: str, key: str, value: object) -> float:
@@ -377,19 +393,6 @@ def _seconds(source: str, key: str, value: object) -> float:
             f"{source}: {key}: must be at most {MAX_SECONDS:.0f} seconds (365 days), got {_describe(value)}"
         )
     return seconds + 0.0  # -0.0 becomes 0.0, so it prints and compares like the 0 it means
-
-
-def _textfile(source: str, key: str, value: object) -> str:
-    """node_exporter's textfile collector reads only `*.prom` files in its
-    directory: any other name would be written and never seen."""
-    if not isinstance(value, str):
-        raise ConfigError(f"{source}: {key}: expected a string (an absolute path), got {_describe(value)}")
-    if value and (not os.path.isabs(value) or "\0" in value or not value.endswith(".prom")):
-        raise ConfigError(
-            f'{source}: {key}: expected "" or an absolute path ending in .prom '
-            f"(node_exporter's textfile collector reads only *.prom), got {_describe(value)}"
-        )
-    return value
 
 
 def _integer(source: str, key: str, value: object, minimum: int, unit: str) -> int:

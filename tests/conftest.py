@@ -50,11 +50,14 @@ KNOWN_FIELDS = frozenset(
 )
 
 
+def sim_argv(root: Path, *args: str) -> list[str]:
+    """The simulator's command line, for a process of its own (as cocoon is)."""
+    return [sys.executable, str(SIM), str(root), *args]
+
+
 def run_sim(root: Path, *args: str) -> str:
     """cocoonsim as a separate process (as cocoon is); returns its stdout."""
-    done = subprocess.run(
-        [sys.executable, str(SIM), str(root), *args], check=True, capture_output=True, text=True, timeout=120
-    )
+    done = subprocess.run(sim_argv(root, *args), check=True, capture_output=True, text=True, timeout=120)
     return done.stdout
 
 

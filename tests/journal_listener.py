@@ -1,160 +1,173 @@
 """A stand-in for journald's native socket, for tests: an AF_UNIX datagram
-socket that takes entries as systemd.io/JOURNAL_NATIVE_PROTOCOL says
-journald does (a payload, or an empty payload with exactly one memfd that
-must be sealed) and parses them with its own reading of the format, written
-from the spec and not from cocoond's encoder.
+socket bound in the test's directory that reads entries the way
+systemd-journald does (src/journal/journald-native.c) and is stricter where
+journald would drop something silently: every such case is recorded in
+`errors`, which a test asserts empty.
 
-One thread receives; waits block on a Condition with a deadline."""
+What it checks, after systemd.io/JOURNAL_NATIVE_PROTOCOL: a datagram holds
+either a payload and no descriptor, or an empty payload and exactly one
+descriptor, a sealed memfd holding the payload; an entry is `KEY=value\\n`
+fields, or `KEY\\n` + little-endian u64 length + value + `\\n`; a blank line
+ends an entry; field names follow journal_field_valid (upper-case letters,
+digits, '_', not starting with a digit or '_', at most 64 bytes).
+"""
 
 from __future__ import annotations
 
 import array
-import contextlib
 import fcntl
 import os
 import re
-import select
 import socket
 import struct
-import termios
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-SUN_PATH_MAX = 107
-#: journald's rule for a field name (journal_field_valid): A-Z, 0-9, _, no leading digit.
-FIELD_NAME = re.compile(r"[A-Z_][A-Z0-9_]{0,63}")
-F_GET_SEALS = getattr(fcntl, "F_GET_SEALS", 1034)
-#: What journald requires of a memfd it maps (memfd_get_sealed).
-REQUIRED_SEALS = 2 | 4 | 8  # F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE
+WAIT = 30.0
+_FIELD_NAME = re.compile(rb"[A-Z][A-Z0-9_]{0,63}")
+_F_GET_SEALS = getattr(fcntl, "F_GET_SEALS", 1034)
+#: Write, grow and shrink sealed: what journald's memfd_get_sealed() asks.
+_SEALED = 0x2 | 0x4 | 0x8
+_MAX_DATAGRAM = 1 << 20
 
 
 @dataclass
 class Entry:
-    """One received entry: fields in order (a key may repeat), the raw bytes,
-    whether it came in a memfd, and which fields used the binary form."""
+    """One journal entry: every field's values (a name may repeat), which
+    fields came in the binary-safe form, and whether it came in a memfd."""
 
-    fields: list[tuple[str, bytes]]
-    raw: bytes
-    memfd: bool = False
-    binary_keys: set[str] = field(default_factory=set)
+    fields: dict[str, list[bytes]] = field(default_factory=dict)
+    binary: set[str] = field(default_factory=set)
+    via_memfd: bool = False
 
-    def get(self, key: str) -> str | None:
-        values = [v for k, v in self.fields if k == key]
-        assert len(values) <= 1, f"{key} appears {len(values)} times"
-        return values[0].decode("utf-8") if values else None
+    def get(self, name: str) -> str | None:
+        values = self.fields.get(name)
+        return None if values is None else values[0].decode("utf-8")
 
     @property
-    def message(self) -> bytes:
-        values = [v for k, v in self.fields if k == "MESSAGE"]
-        assert len(values) == 1, self.fields
-        return values[0]
+    def message(self) -> str:
+        return self.get("MESSAGE") or ""
 
 
-def parse(data: bytes) -> tuple[list[tuple[str, bytes]], set[str]]:
-    """The native format: `KEY=value\\n`, or `KEY\\n` + u64 LE size + value + `\\n`."""
-    fields: list[tuple[str, bytes]] = []
-    binary: set[str] = set()
+def parse_entries(data: bytes, errors: list[str]) -> list[Entry]:
+    """Entries of one datagram (or memfd), as journald splits them."""
+    entries: list[Entry] = []
+    entry = Entry()
     pos = 0
     while pos < len(data):
-        end = data.index(b"\n", pos)
+        end = data.find(b"\n", pos)
+        if end < 0:
+            errors.append(f"trailing noise without a newline: {data[pos : pos + 60]!r}")
+            break
+        if end == pos:  # a blank line ends the entry
+            entries.append(entry)
+            entry = Entry()
+            pos += 1
+            continue
         line = data[pos:end]
-        if b"=" in line:
-            key, _, value = line.partition(b"=")
-            pos = end + 1
+        name, eq, value = line.partition(b"=")
+        if not eq:  # binary-safe form
+            if end + 9 > len(data):
+                errors.append(f"binary field {line!r} cut short")
+                break
+            (size,) = struct.unpack_from("<Q", data, end + 1)
+            start = end + 9
+            if start + size >= len(data) or data[start + size] != 0x0A:
+                errors.append(f"binary field {line!r}: {size} bytes not followed by a newline")
+                break
+            value = data[start : start + size]
+            pos = start + size + 1
+            entry.binary.add(name.decode("ascii", "replace"))
         else:
-            key = line
-            (size,) = struct.unpack("<Q", data[end + 1 : end + 9])
-            value = data[end + 9 : end + 9 + size]
-            assert len(value) == size, "binary field runs past the entry"
-            assert data[end + 9 + size : end + 10 + size] == b"\n", "binary field not closed by a newline"
-            pos = end + 10 + size
-            binary.add(key.decode("ascii"))
-        name = key.decode("ascii")
-        assert FIELD_NAME.fullmatch(name), f"bad field name {name!r}"
-        assert not name.startswith("_"), f"trusted field sent by a client: {name}"
-        fields.append((name, value))
-    return fields, binary
+            pos = end + 1
+        if not _FIELD_NAME.fullmatch(name):
+            errors.append(f"journald drops the field name {name!r}")
+            continue
+        entry.fields.setdefault(name.decode("ascii"), []).append(value)
+    if entry.fields:
+        entries.append(entry)
+    return entries
 
 
 class JournalListener:
-    def __init__(self, workdir: Path, name: str = "journal") -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        path = workdir / f"{name}.socket"
-        if len(os.fsencode(str(path))) <= SUN_PATH_MAX:
-            self.sock.bind(str(path))
-            self.address = str(path)
-        else:
-            abstract = f"cocoond-journal-{uuid.uuid4().hex}"
-            self.sock.bind("\0" + abstract)
-            self.address = "@" + abstract
-        self.sock.setblocking(False)
+    """Binds `path` and collects entries on a thread until `close`."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
         self.entries: list[Entry] = []
         self.errors: list[str] = []
         self._cond = threading.Condition()
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._sock.bind(str(path))
+        self._sock.settimeout(0.2)
         self._closed = threading.Event()
         self._thread = threading.Thread(target=self._run, name="journal-listener", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
-        fd_size = array.array("i").itemsize
         while not self._closed.is_set():
             try:
-                if not select.select([self.sock], [], [], 0.2)[0]:
-                    continue
-                # As journald sizes its buffer: the next datagram's length.
-                pending = array.array("i", [0])
-                fcntl.ioctl(self.sock.fileno(), termios.FIONREAD, pending)
-                data, ancdata, flags, _ = self.sock.recvmsg(
-                    max(pending[0], 1), socket.CMSG_SPACE(4 * fd_size)
-                )
-            except (BlockingIOError, InterruptedError):
+                data, ancdata, flags, _ = self._sock.recvmsg(_MAX_DATAGRAM, socket.CMSG_SPACE(4 * 4))
+            except TimeoutError:
                 continue
-            except (OSError, ValueError):
-                return  # closed
-            try:
-                entry = self._entry(data, ancdata, flags)
-            except (AssertionError, ValueError, struct.error, OSError) as exc:
-                with self._cond:
-                    self.errors.append(f"{type(exc).__name__}: {exc}")
-                    self._cond.notify_all()
-                continue
+            except OSError:
+                return
+            errors: list[str] = []
+            entries = self._datagram(data, ancdata, flags, errors)
             with self._cond:
-                self.entries.append(entry)
+                self.entries.extend(entries)
+                self.errors.extend(errors)
                 self._cond.notify_all()
 
-    @staticmethod
-    def _entry(data: bytes, ancdata: list[tuple[int, int, bytes]], flags: int) -> Entry:
-        assert not flags & socket.MSG_TRUNC, "datagram truncated"
-        fds: list[int] = []
+    def _datagram(
+        self, data: bytes, ancdata: list[tuple[int, int, bytes]], flags: int, errors: list[str]
+    ) -> list[Entry]:
+        fds = array.array("i")
         for level, kind, payload in ancdata:
             if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                got = array.array("i")
-                got.frombytes(payload[: len(payload) - len(payload) % got.itemsize])
-                fds.extend(got)
+                fds.frombytes(payload[: len(payload) - len(payload) % fds.itemsize])
         try:
+            if flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC):
+                errors.append("datagram truncated")
+                return []
             if not fds:
-                assert data, "empty datagram without a file descriptor"
-                fields, binary = parse(data)
-                return Entry(fields, data, binary_keys=binary)
-            # journald: an fd only with an empty payload, exactly one, sealed.
-            assert data == b"", "datagram with both a payload and a file descriptor"
-            assert len(fds) == 1, f"{len(fds)} file descriptors in one datagram"
-            seals = fcntl.fcntl(fds[0], F_GET_SEALS)
-            assert seals & REQUIRED_SEALS == REQUIRED_SEALS, f"memfd not sealed (seals {seals:#x})"
-            size = os.fstat(fds[0]).st_size
-            raw = os.pread(fds[0], size, 0)
-            fields, binary = parse(raw)
-            return Entry(fields, raw, memfd=True, binary_keys=binary)
+                return parse_entries(data, errors)
+            if data or len(fds) != 1:
+                errors.append(f"datagram with {len(data)} bytes and {len(fds)} fds: journald ignores it")
+                return []
+            content = self._memfd(fds[0], errors)
+            entries = parse_entries(content, errors) if content is not None else []
+            for entry in entries:
+                entry.via_memfd = True
+            return entries
         finally:
             for fd in fds:
                 os.close(fd)
 
-    def wait(
-        self, predicate: Callable[[Entry], bool], timeout: float = 30.0, *, count: int = 1
+    @staticmethod
+    def _memfd(fd: int, errors: list[str]) -> bytes | None:
+        try:
+            seals = fcntl.fcntl(fd, _F_GET_SEALS)
+        except OSError as exc:
+            errors.append(f"passed fd is not a memfd: {exc}")
+            return None
+        if seals & _SEALED != _SEALED:
+            errors.append(f"memfd not sealed (seals {seals:#x}): journald refuses it from non-root")
+        size = os.fstat(fd).st_size
+        return os.pread(fd, size, 0)
+
+    # --------------------------------------------------------------- reads
+    def wait_for(
+        self, predicate: Callable[[Entry], bool], timeout: float = WAIT, what: str = "a matching entry"
+    ) -> Entry:
+        found = self.wait_count(predicate, 1, timeout, what)
+        return found[0]
+
+    def wait_count(
+        self, predicate: Callable[[Entry], bool], count: int, timeout: float = WAIT, what: str = "entries"
     ) -> list[Entry]:
         deadline = time.monotonic() + timeout
         with self._cond:
@@ -162,23 +175,22 @@ class JournalListener:
                 hits = [e for e in self.entries if predicate(e)]
                 if len(hits) >= count:
                     return hits
-                left = deadline - time.monotonic()
-                if left <= 0:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    messages = "\n".join(e.message for e in self.entries[-20:])
                     raise AssertionError(
-                        f"timed out waiting for {count} journal entries; got {len(self.entries)}: "
-                        + "; ".join(repr(e.get("MESSAGE")) for e in self.entries[-10:])
-                        + f"; errors {self.errors}"
+                        f"timed out after {timeout:.1f}s waiting for {count} x {what}; "
+                        f"{len(self.entries)} entries, last:\n{messages}\nerrors: {self.errors}"
                     )
-                self._cond.wait(left)
-
-    def snapshot(self) -> list[Entry]:
-        with self._cond:
-            return list(self.entries)
+                self._cond.wait(remaining)
 
     def close(self) -> None:
         self._closed.set()
         self._thread.join(5)
-        self.sock.close()
-        if self.address.startswith("/"):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.address)
+        self._sock.close()
+
+    def __enter__(self) -> JournalListener:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()

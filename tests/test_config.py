@@ -40,12 +40,13 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "config.example.toml"
 
 # Written out by hand from contract section 6 (plus the keys added since:
 # state_dir, alerts.orphan_burst_threshold, limits.max_db_bytes,
-# metrics.textfile), not derived
-# from the module, so a key dropped from (or added to) the code fails here.
+# metrics.textfile), not derived from the module, so a key dropped from (or
+# added to) the code fails here.
 CONTRACT_KEYS = {
     "state_dir",
     "alerts.orphan_burst_threshold",
     "limits.max_db_bytes",
+    "metrics.textfile",
     "root_dir",
     "watch.debounce_seconds",
     "watch.settle_seconds",
@@ -56,7 +57,6 @@ CONTRACT_KEYS = {
     "alerts.reminder_seconds",
     "log.format",
     "log.level",
-    "metrics.textfile",
 }
 DURATION_KEYS = sorted(k for k in CONTRACT_KEYS if k.endswith("_seconds"))
 

@@ -1,26 +1,25 @@
-"""`cocoond run` keeps its Prometheus textfile current: after a finding
-opens or resolves, at each heartbeat, and always whole (a reader racing the
-writes never sees part of a file). promtool accepts what it writes."""
+"""`cocoond run` with `[metrics] textfile`: the file follows findings as
+they open and resolve, is rewritten at each heartbeat, and says what the
+index holds. Waits poll the file with a deadline (the write follows the
+log line within MIN_INTERVAL)."""
 
 from __future__ import annotations
 
-import os
-import threading
+import shutil
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
-from typing import TypeVar
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from cocoond import __version__
-from tests.daemon_harness import WAIT, DaemonProcess, Daemons, daemons_for, opened, resolved
-from tests.promtool import Samples, run_promtool, samples, value
+from tests.conftest import CONTRACT_SEVERITY
+from tests.daemon_harness import WAIT, Daemons, daemons_for, opened, resolved
 
-T = TypeVar("T")
-#: Between two looks at the file while polling it (the wait itself has a deadline).
-POLL = 0.02
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
 @pytest.fixture
@@ -29,149 +28,129 @@ def daemons(tmp_path: Path) -> Iterator[Daemons]:
         yield pool
 
 
-@pytest.fixture
-def prom(tmp_path: Path) -> Path:
-    directory = tmp_path / "textfile_collector"
-    directory.mkdir()
-    return directory / "cocoond.prom"
+def read(path: Path) -> Samples:
+    out: Samples = {}
+    for family in text_string_to_metric_families(path.read_text()):
+        for sample in family.samples:
+            out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return out
 
 
-def poll(find: Callable[[], T | None], what: str, daemon: DaemonProcess, timeout: float = WAIT) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        found = find()
-        if found is not None:
-            return found
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}\n{daemon.describe()}")
-        time.sleep(POLL)
+def open_count(samples: Samples, kind: str) -> float | None:
+    severity = CONTRACT_SEVERITY[kind]
+    return samples.get(("cocoond_findings_open", (("kind", kind), ("severity", severity))))
 
 
-def read(prom: Path) -> Samples | None:
-    try:
-        return samples(prom.read_text())
-    except FileNotFoundError:
-        return None
+def counts(**expected: int) -> Callable[[Samples], bool]:
+    """A check that each kind has the open count given."""
+    return lambda samples: all(open_count(samples, kind) == n for kind, n in expected.items())
 
 
-def metrics_where(prom: Path, daemon: DaemonProcess, what: str, check: Callable[[Samples], bool]) -> Samples:
-    return poll(lambda: found if (found := read(prom)) is not None and check(found) else None, what, daemon)
+def wait_file(path: Path, check: Callable[[Samples], bool], what: str) -> Samples:
+    deadline = time.monotonic() + WAIT
+    last: Samples = {}
+    while time.monotonic() < deadline:
+        if path.exists():
+            last = read(path)
+            if check(last):
+                return last
+        time.sleep(0.05)
+    raise AssertionError(
+        f"{path} never showed {what}; last:\n" + "\n".join(f"{k} {v}" for k, v in last.items())
+    )
 
 
-def identity(st: os.stat_result) -> tuple[int, int]:
-    """Which file a path names now: a freed inode number is soon reused by
-    the next temp file, so the number alone repeats; with mtime it does not."""
-    return (st.st_ino, st.st_mtime_ns)
-
-
-def open_count(found: Samples, kind: str, severity: str) -> float | None:
-    return value(found, "cocoond_findings_open", kind=kind, severity=severity)
-
-
-def test_textfile_follows_findings_heartbeats_and_sizes(
-    daemons: Daemons, sim: ModuleType, root: Path, prom: Path
+def test_textfile_follows_open_resolve_and_heartbeat(
+    daemons: Daemons, root: Path, sim: ModuleType, tmp_path: Path
 ) -> None:
     sim.init(str(root))
-    sim.create(str(root), name="healthy")
-    before = time.time()
+    for i in range(3):
+        sim.create(str(root), name=f"keep-{i}")
+    missing = sim.inject(str(root), "missing-dir")
+    collector = tmp_path / "textfile_collector"
+    collector.mkdir()
+    prom = collector / "cocoond.prom"
+    started = time.time()
+    daemon = daemons.start(
+        root, overrides={"metrics": {"textfile": str(prom)}, "watch": {"full_rescan_seconds": 600}}
+    )
+    daemon.wait_ready()
+    daemon.wait_for(opened("missing_data_dir"))
+    got = wait_file(prom, counts(missing_data_dir=1), "missing_data_dir open")
+    assert got[("cocoond_snapshots", ())] == 4
+    assert got[("cocoond_pending_snapshots", ())] == 0
+    assert got[("cocoond_blobs", ())] == 0
+    assert started <= got[("cocoond_last_full_scan_timestamp_seconds", ())] <= time.time()
+    assert 0 < got[("cocoond_index_load_seconds", ())] < WAIT
+    assert got[("cocoond_full_rescan_interval_seconds", ())] == 600
+    assert got[("cocoond_build_info", (("version", __version__),))] == 1
+    assert prom.stat().st_mode & 0o777 == 0o644
+    if shutil.which("promtool"):
+        check = subprocess.run(["promtool", "check", "metrics"], stdin=prom.open("rb"), capture_output=True)
+        assert check.returncode == 0, check.stdout + check.stderr
+
+    # An orphan and an unreferenced blob: both counted, and what gc would free.
+    orphan = sim.inject(str(root), "orphan-dir")
+    blob = sim.inject(str(root), "unreferenced-blob")
+    daemon.wait_for(opened("orphan_data_dir", orphan["subject"]))
+    daemon.wait_for(opened("unreferenced_blob", blob["subject"]))
+    got = wait_file(prom, counts(orphan_data_dir=1, unreferenced_blob=1), "the orphan and the blob open")
+    orphan_line = daemon.events("finding.opened", kind="orphan_data_dir")[0]
+    assert got[("cocoond_reclaimable_bytes", (("kind", "orphan_data_dir"),))] == orphan_line["bytes"] > 0
+    blob_line = daemon.events("finding.opened", kind="unreferenced_blob")[0]
+    assert got[("cocoond_reclaimable_bytes", (("kind", "unreferenced_blob"),))] == blob_line["bytes"] > 0
+
+    # Resolved: back to 0 (the series stays, so a rule sees 0, not absence).
+    shutil.rmtree(sim.data_dir(str(root), orphan["subject"]))
+    sim.write_snapshot_files(sim.data_dir(str(root), missing["subject"]))
+    daemon.wait_for(resolved("missing_data_dir"))
+    daemon.wait_for(resolved("orphan_data_dir"))
+    got = wait_file(prom, counts(missing_data_dir=0, orphan_data_dir=0), "both resolved")
+    assert got[("cocoond_reclaimable_bytes", (("kind", "orphan_data_dir"),))] == 0
+    assert open_count(got, "unreferenced_blob") == 1
+    assert daemon.stop()[0] == 0
+
+
+def test_textfile_is_rewritten_at_each_heartbeat(
+    daemons: Daemons, root: Path, sim: ModuleType, tmp_path: Path
+) -> None:
+    sim.init(str(root))
+    sim.create(str(root), name="quiet")
+    prom = tmp_path / "cocoond.prom"
+    daemon = daemons.start(
+        root, overrides={"metrics": {"textfile": str(prom)}, "alerts": {"heartbeat_seconds": 1.5}}
+    )
+    daemon.wait_ready()
+    wait_file(prom, lambda s: s.get(("cocoond_heartbeat_interval_seconds", ())) == 1.5, "the first write")
+    # Nothing changes in the tree; each heartbeat still replaces the file (a
+    # new inode per atomic write), so node_exporter's mtime says it is alive.
+    inodes = {prom.stat().st_ino}
+    for _ in range(2):
+        mark = daemon.mark()
+        daemon.wait_event("daemon.heartbeat", since=mark)
+        deadline = time.monotonic() + WAIT
+        while prom.stat().st_ino in inodes and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert prom.stat().st_ino not in inodes, "not rewritten after a heartbeat"
+        inodes.add(prom.stat().st_ino)
+    assert daemon.stop()[0] == 0
+
+
+def test_a_missing_directory_is_logged_once_and_does_not_stop_the_daemon(
+    daemons: Daemons, root: Path, sim: ModuleType, tmp_path: Path
+) -> None:
+    sim.init(str(root))
+    prom = tmp_path / "not-yet" / "cocoond.prom"
     daemon = daemons.start(
         root, overrides={"metrics": {"textfile": str(prom)}, "alerts": {"heartbeat_seconds": 0.5}}
     )
     daemon.wait_ready()
-    loaded = daemon.wait_event("index.loaded", snapshots=1)
-    first = metrics_where(prom, daemon, "the first write", lambda m: value(m, "cocoond_snapshots") == 1)
-    assert value(first, "cocoond_build_info", version=__version__) == 1
-    assert value(first, "cocoond_blobs") == 0
-    scanned = value(first, "cocoond_last_full_scan_timestamp_seconds")
-    assert scanned is not None and before <= scanned <= time.time()
-    load = value(first, "cocoond_index_load_seconds")
-    assert load is not None and abs(load * 1000 - loaded["duration_ms"]) < 0.1
-    assert sum(v for (name, _), v in first.items() if name == "cocoond_findings_open") == 0
-
-    # Heartbeats alone rewrite it (nothing else happens in this quiet tree).
-    written = identity(os.stat(prom))
+    failed = daemon.wait_event("metrics.write_failed")
+    assert failed["level"] == "warning" and failed["path"] == str(prom)
     mark = daemon.mark()
-    daemon.wait_count(lambda x: x.matches("daemon.heartbeat"), 2, since=mark, what="heartbeats")
-    poll(lambda: True if identity(os.stat(prom)) != written else None, "a rewrite at a heartbeat", daemon)
-
-    # An error finding opens, then resolves.
-    fault = sim.inject(str(root), "missing-dir")
-    daemon.wait_for(opened("missing_data_dir", fault["subject"]))
-    metrics_where(prom, daemon, "it open", lambda m: open_count(m, "missing_data_dir", "error") == 1)
-    sim.write_snapshot_files(sim.data_dir(str(root), fault["subject"]))
-    daemon.wait_for(resolved("missing_data_dir", fault["subject"]))
-    metrics_where(prom, daemon, "it resolved", lambda m: open_count(m, "missing_data_dir", "error") == 0)
-
-    # What gc would free: the bytes the findings report, once known.
-    blob = daemon.wait_for(opened("unreferenced_blob", sim.inject(str(root), "unreferenced-blob")["subject"]))
-    orphan = daemon.wait_for(opened("orphan_data_dir", sim.inject(str(root), "orphan-dir")["subject"]))
-    assert blob["bytes"] > 0 and orphan["bytes"] > 0
-    sized = metrics_where(
-        prom,
-        daemon,
-        "reclaimable bytes",
-        lambda m: value(m, "cocoond_reclaimable_bytes", kind="orphan_data_dir") == orphan["bytes"],
-    )
-    assert value(sized, "cocoond_reclaimable_bytes", kind="unreferenced_blob") == blob["bytes"]
-    assert value(sized, "cocoond_reclaimable_bytes_exact", kind="orphan_data_dir") == 1
-    assert open_count(sized, "orphan_data_dir", "warning") == 1
-    assert open_count(sized, "unreferenced_blob", "info") == 1
-    assert value(sized, "cocoond_blobs") == 1
-
-    pending = sim.inject(str(root), "fresh-pending")
-    daemon.wait_for(opened("pending", pending["subject"]))
-    metrics_where(prom, daemon, "a pending record", lambda m: value(m, "cocoond_pending_snapshots") == 1)
-
-    checked = run_promtool("check", "metrics", stdin=prom.read_bytes())
-    assert checked.returncode == 0 and not checked.stdout.strip() and not checked.stderr.strip(), checked
-    assert daemon.stop()[0] == 0
-    # No temp file is left behind (one may exist while a write is under way).
-    assert sorted(p.name for p in prom.parent.iterdir()) == ["cocoond.prom"]
-
-
-def test_a_reader_never_sees_a_partial_file(
-    daemons: Daemons, sim: ModuleType, root: Path, prom: Path
-) -> None:
-    """A heartbeat every 0.1 s rewrites the file; a reader reading it as
-    fast as it can must always get a whole one (every family, down to the
-    last line), across many rewrites."""
-    sim.init(str(root))
-    for i in range(3):
-        sim.create(str(root), name=f"vm-{i}")
-    daemon = daemons.start(
-        root, overrides={"metrics": {"textfile": str(prom)}, "alerts": {"heartbeat_seconds": 0.1}}
-    )
-    daemon.wait_ready()
-    whole = metrics_where(prom, daemon, "the first write", lambda m: value(m, "cocoond_snapshots") == 3)
-    seen: list[tuple[int, int]] = []  # each file read, when it differs from the one before
-    bad: list[str] = []
-    stop = threading.Event()
-
-    def reader() -> None:
-        while not stop.is_set():
-            try:
-                with open(prom, "rb") as f:
-                    now = identity(os.fstat(f.fileno()))
-                    if not seen or seen[-1] != now:
-                        seen.append(now)
-                    text = f.read().decode()
-            except FileNotFoundError:
-                bad.append("the file was missing for a moment")
-                continue
-            try:
-                found = samples(text)
-            except ValueError as exc:
-                bad.append(f"unparsable: {exc}: {text[-200:]!r}")
-                continue
-            if found.keys() != whole.keys():
-                bad.append(f"other series: {sorted(set(whole) ^ set(found))[:3]}")
-
-    thread = threading.Thread(target=reader, daemon=True)
-    thread.start()
-    try:
-        poll(lambda: True if len(seen) >= 30 or bad else None, "30 rewrites", daemon)
-    finally:
-        stop.set()
-        thread.join(10)
-    assert bad == []
+    daemon.wait_event("daemon.heartbeat", since=mark)
+    daemon.wait_event("daemon.heartbeat", since=daemon.mark())
+    assert len(daemon.events("metrics.write_failed")) == 1
+    prom.parent.mkdir()  # node_exporter installed: the next heartbeat writes it
+    wait_file(prom, lambda s: ("cocoond_snapshots", ()) in s, "the file, once its directory exists")
     assert daemon.stop()[0] == 0

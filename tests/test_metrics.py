@@ -1,213 +1,248 @@
-"""The Prometheus textfile in process: what `render` says for a view, how
-`MetricsFile` writes (whole files by rename, readable by node_exporter, a
-failure logged once), the config key, and the alert rules' own tests."""
+"""cocoond/daemon/metrics.py in process: what the textfile says, when it is
+written, that a reader never sees part of it, and the `[metrics]` config
+key. The daemon's own file is tested end to end in test_daemon_metrics.py."""
 
 from __future__ import annotations
 
 import os
-import stat
+import shutil
+import subprocess
+import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from cocoond import __version__
 from cocoond.config import load_config
-from cocoond.core.findings import Finding
-from cocoond.daemon.metrics import HostView, MetricsFile, render
+from cocoond.core.findings import SEVERITY_OF, Finding
+from cocoond.daemon.metrics import MIN_INTERVAL, MetricsFile, Readings, render
 from cocoond.errors import ConfigError
-from tests.promtool import RULE_TESTS, RULES, run_promtool, samples, value
 
 
-def view(*open_findings: Finding, last_full_scan: float | None = 1_764_318_000.25) -> HostView:
-    return HostView(
-        open=list(open_findings),
-        snapshots=7,
-        pending=2,
-        blobs=3,
-        last_full_scan=last_full_scan,
-        full_rescan_seconds=300.0,
-    )
+def readings(findings: list[Finding] | None = None, **kw: Any) -> Readings:
+    values: dict[str, Any] = {
+        "open_findings": findings or [],
+        "snapshots": 12,
+        "pending_snapshots": 2,
+        "blobs": 5,
+        "last_full_scan": 1_764_316_873.5,
+        "index_load_seconds": 0.25,
+        "full_rescan_interval": 300.0,
+        "heartbeat_interval": 60.0,
+    }
+    values.update(kw)
+    return Readings(**values)
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """(sample name, sorted labels) -> value, from exposition text."""
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return out
 
 
 class Log:
     def __init__(self) -> None:
-        self.lines: list[tuple[str, str, dict[str, Any]]] = []
+        self.warnings: list[tuple[str, dict[str, Any]]] = []
 
-    def warning(self, event: str, **kw: Any) -> None:
-        self.lines.append(("warning", event, kw))
+    def warning(self, event: str, **fields: Any) -> None:
+        self.warnings.append((event, fields))
 
 
-def test_render_counts_findings_and_sums_what_gc_would_free() -> None:
-    found = samples(
-        render(
-            view(
-                Finding("missing_blob", "aa", "m"),
-                Finding("missing_blob", "bb", "m"),
-                Finding("orphan_data_dir", "o1", "m", bytes=1000),
-                Finding("orphan_data_dir", "snapshot/localfile", "m", bytes=5000),  # a burst summary
-                Finding("unreferenced_blob", "cc", "m", bytes=300),
-                Finding("unreferenced_blob", "dd", "m", bytes=20),
-            ),
-            index_load_seconds=0.25,
-        ).decode()
+FINDINGS = [
+    Finding("orphan_data_dir", "A", "m", bytes=1000),
+    Finding("orphan_data_dir", "B", "m"),  # size not known yet: counts nothing
+    Finding("orphan_data_dir", "snapshot/localfile", "m", bytes=5000),  # a burst summary
+    Finding("unreferenced_blob", "ab" * 32, "m", bytes=300),
+    Finding("missing_blob", "cd" * 32, "m", snapshot_id="S"),
+    Finding("missing_blob", "ef" * 32, "m", snapshot_id="S"),
+    Finding("missing_data_dir", "S", "m", bytes=77),  # bytes, but nothing gc frees
+]
+
+
+# ------------------------------------------------------------------ content
+def test_every_metric_the_issue_asks_for() -> None:
+    got = samples(render(readings(FINDINGS)).decode())
+    assert got[("cocoond_findings_open", (("kind", "orphan_data_dir"), ("severity", "warning")))] == 3
+    assert got[("cocoond_findings_open", (("kind", "missing_blob"), ("severity", "error")))] == 2
+    assert got[("cocoond_findings_open", (("kind", "unreferenced_blob"), ("severity", "info")))] == 1
+    assert got[("cocoond_reclaimable_bytes", (("kind", "orphan_data_dir"),))] == 6000
+    assert got[("cocoond_reclaimable_bytes", (("kind", "unreferenced_blob"),))] == 300
+    assert got[("cocoond_snapshots", ())] == 12
+    assert got[("cocoond_pending_snapshots", ())] == 2
+    assert got[("cocoond_blobs", ())] == 5
+    assert got[("cocoond_last_full_scan_timestamp_seconds", ())] == 1_764_316_873.5
+    assert got[("cocoond_index_load_seconds", ())] == 0.25
+    assert got[("cocoond_full_rescan_interval_seconds", ())] == 300
+    assert got[("cocoond_heartbeat_interval_seconds", ())] == 60
+    assert got[("cocoond_build_info", (("version", __version__),))] == 1
+
+
+def test_every_kind_is_exported_with_its_severity_zero_or_not() -> None:
+    got = samples(render(readings()).decode())
+    open_series = {labels for name, labels in got if name == "cocoond_findings_open"}
+    assert open_series == {(("kind", k), ("severity", s)) for k, s in SEVERITY_OF.items()}
+    assert all(
+        v == 0
+        for (name, _), v in got.items()
+        if name in ("cocoond_findings_open", "cocoond_reclaimable_bytes")
     )
-    assert value(found, "cocoond_findings_open", kind="missing_blob", severity="error") == 2
-    assert value(found, "cocoond_findings_open", kind="orphan_data_dir", severity="warning") == 2
-    assert value(found, "cocoond_findings_open", kind="unreferenced_blob", severity="info") == 2
-    # Every kind has its series, 0 when nothing is open (an alert can test it).
-    assert value(found, "cocoond_findings_open", kind="dangling_name", severity="error") == 0
-    assert value(found, "cocoond_reclaimable_bytes", kind="orphan_data_dir") == 6000
-    assert value(found, "cocoond_reclaimable_bytes", kind="unreferenced_blob") == 320
-    assert value(found, "cocoond_reclaimable_bytes_exact", kind="orphan_data_dir") == 1
-    assert value(found, "cocoond_snapshots") == 7
-    assert value(found, "cocoond_pending_snapshots") == 2
-    assert value(found, "cocoond_blobs") == 3
-    assert value(found, "cocoond_last_full_scan_timestamp_seconds") == 1_764_318_000.25
-    assert value(found, "cocoond_index_load_seconds") == 0.25
-    assert value(found, "cocoond_full_rescan_interval_seconds") == 300
-    assert value(found, "cocoond_build_info", version=__version__) == 1
 
 
-def test_an_unsized_or_cut_orphan_makes_the_sum_a_lower_bound() -> None:
-    for orphan in (
-        Finding("orphan_data_dir", "o1", "m"),  # its walk not done yet
-        Finding("orphan_data_dir", "o1", "m", bytes=10, bytes_partial=True),  # cut
-    ):
-        found = samples(render(view(orphan, Finding("orphan_data_dir", "o2", "m", bytes=5))).decode())
-        assert value(found, "cocoond_reclaimable_bytes", kind="orphan_data_dir") == (orphan.bytes or 0) + 5
-        assert value(found, "cocoond_reclaimable_bytes_exact", kind="orphan_data_dir") == 0
-        assert value(found, "cocoond_reclaimable_bytes_exact", kind="unreferenced_blob") == 1
-
-
-def test_unknown_times_are_left_out_not_zero() -> None:
-    found = samples(render(view(last_full_scan=None)).decode())
-    names = {name for name, _ in found}
+def test_times_not_known_yet_are_left_out_not_zero() -> None:
+    got = samples(render(readings(last_full_scan=None, index_load_seconds=None)).decode())
+    names = {name for name, _ in got}
     assert "cocoond_last_full_scan_timestamp_seconds" not in names
     assert "cocoond_index_load_seconds" not in names
+    assert "cocoond_snapshots" in names
 
 
-def test_writes_replace_the_file_whole(tmp_path: Path) -> None:
-    """Each write is a new file renamed over the old: a reader holding the
-    old one keeps a complete old file, never one being rewritten."""
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not installed (.ci/run installs it)")
+def test_promtool_accepts_the_text() -> None:
+    done = subprocess.run(
+        ["promtool", "check", "metrics"], input=render(readings(FINDINGS)), capture_output=True, timeout=60
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+# ------------------------------------------------------------------ writing
+def test_written_world_readable_whatever_the_umask(tmp_path: Path) -> None:
     path = tmp_path / "cocoond.prom"
-    metrics = MetricsFile(str(path))
-    log = Log()
-    metrics.flush(log, lambda: view(Finding("missing_blob", "aa", "m")))
-    with open(path, "rb") as before:
-        old = before.read()
-        inode = os.fstat(before.fileno()).st_ino
-        metrics.changed()
-        metrics.flush(log, lambda: view())
-        before.seek(0)
-        assert before.read() == old  # the old inode was not written to
-    assert os.stat(path).st_ino != inode
-    now = samples(path.read_text())
-    assert value(now, "cocoond_findings_open", kind="missing_blob", severity="error") == 0
-    assert stat.S_IMODE(os.stat(path).st_mode) == 0o644  # node_exporter runs as another user
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["cocoond.prom"]  # no temp file left
-    assert log.lines == []
+    old = os.umask(0o077)
+    try:
+        MetricsFile(str(path)).flush(Log(), 0.0, lambda: readings(FINDINGS))
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644  # node_exporter runs as another user
+    assert path.read_bytes() == render(readings(FINDINGS))
+    assert os.listdir(tmp_path) == ["cocoond.prom"]  # no temp file left
 
 
-def test_writes_only_when_something_changed(tmp_path: Path) -> None:
+def test_written_once_per_change_at_most_once_per_interval(tmp_path: Path) -> None:
     path = tmp_path / "cocoond.prom"
     metrics = MetricsFile(str(path))
     calls: list[int] = []
 
-    def counted() -> HostView:
+    def take() -> Readings:
         calls.append(1)
-        return view()
+        return readings(snapshots=len(calls))
 
-    metrics.flush(Log(), counted)  # the first turn writes
-    metrics.flush(Log(), counted)
+    assert metrics.due() == float("-inf")  # the first write is due at once
+    metrics.flush(Log(), 100.0, take)
+    assert len(calls) == 1 and metrics.due() is None
+    metrics.flush(Log(), 200.0, take)  # nothing changed: nothing written
     assert len(calls) == 1
     metrics.changed()
-    metrics.flush(Log(), counted)
+    metrics.flush(Log(), 200.0, take)
+    metrics.changed()
+    assert metrics.due() == 200.0 + MIN_INTERVAL
+    metrics.flush(Log(), 200.0 + MIN_INTERVAL / 2, take)  # too soon: waits
     assert len(calls) == 2
-    off = MetricsFile("")
-    off.changed()
-    off.flush(Log(), counted)
-    assert len(calls) == 2
+    metrics.flush(Log(), 200.0 + MIN_INTERVAL, take)
+    assert len(calls) == 3
+    assert samples(path.read_text())[("cocoond_snapshots", ())] == 3
 
 
-def test_a_failed_write_is_logged_once_and_retried_on_the_next_change(tmp_path: Path) -> None:
-    path = tmp_path / "missing-dir" / "cocoond.prom"
-    metrics = MetricsFile(str(path))
-    log = Log()
-    for _ in range(3):
+def test_off_when_no_path(tmp_path: Path) -> None:
+    metrics = MetricsFile(None)
+    metrics.changed()
+    assert metrics.due() is None
+    metrics.flush(Log(), 0.0, lambda: pytest.fail("nothing should be read"))
+    assert MetricsFile("").path is None
+
+
+def test_a_failed_write_is_said_once_until_a_write_succeeds(tmp_path: Path) -> None:
+    path = tmp_path / "missing" / "cocoond.prom"
+    metrics, log = MetricsFile(str(path)), Log()
+    for now in range(5):
         metrics.changed()
-        metrics.flush(log, view)
-    assert [(level, event) for level, event, _ in log.lines] == [("warning", "metrics.write_failed")]
-    assert log.lines[0][2]["path"] == str(path)
+        metrics.flush(log, float(now * 10), readings)
+    assert [event for event, _ in log.warnings] == ["metrics.write_failed"]
+    assert log.warnings[0][1]["path"] == str(path)
     path.parent.mkdir()
     metrics.changed()
-    metrics.flush(log, view)
+    metrics.flush(log, 100.0, readings)
     assert path.exists()
-    os.rename(path.parent, tmp_path / "gone")
+    shutil.rmtree(path.parent)  # after a good write, the same problem is news again
     metrics.changed()
-    metrics.flush(log, view)
-    assert len(log.lines) == 2  # failing again after a success is news again
+    metrics.flush(log, 200.0, readings)
+    assert len(log.warnings) == 2
 
 
-def test_reconfigure_removes_the_file_it_wrote(tmp_path: Path) -> None:
-    old, new = tmp_path / "old.prom", tmp_path / "new.prom"
+def test_move_writes_the_new_file_and_leaves_the_old(tmp_path: Path) -> None:
+    old, new = tmp_path / "a.prom", tmp_path / "b.prom"
     metrics = MetricsFile(str(old))
-    metrics.flush(Log(), view)
-    metrics.reconfigure(str(new))
-    metrics.flush(Log(), view)
-    assert not old.exists() and new.exists()
-    metrics.reconfigure("")
-    metrics.flush(Log(), view)
-    assert not new.exists()
+    metrics.flush(Log(), 0.0, readings)
+    metrics.move(str(new))
+    metrics.flush(Log(), 10.0, readings)
+    assert old.exists() and new.exists()
+    metrics.move("")
+    assert metrics.due() is None
 
 
-def test_promtool_accepts_the_textfile() -> None:
-    rendered = render(
-        view(Finding("orphan_data_dir", "o1", "m", bytes=10), Finding("stale_temp", 't"\n\\', "m")),
-        index_load_seconds=1.5,
-    )
-    done = run_promtool("check", "metrics", stdin=rendered)
-    assert done.returncode == 0 and done.stdout.strip() == "" and done.stderr.strip() == "", done
+def test_a_reader_never_sees_part_of_the_file(tmp_path: Path) -> None:
+    """Rewrites alternate between a short and a long text while a reader
+    reads as fast as it can: every read is one of the two, whole. (A
+    truncate-and-write in place shows empty or cut files within a few
+    hundred rounds.)"""
+    path = tmp_path / "cocoond.prom"
+    short = readings()
+    long = readings([Finding("orphan_data_dir", f"S{i:05}", "m", bytes=i) for i in range(2000)])
+    whole = {render(short), render(long)}
+    metrics = MetricsFile(str(path))
+    metrics.flush(Log(), 0.0, lambda: short)
+    done = threading.Event()
+    seen: list[bytes] = []
 
+    def reader() -> None:
+        while not done.is_set():
+            seen.append(path.read_bytes())
 
-def test_alert_rules_check_and_pass_their_unit_tests() -> None:
-    checked = run_promtool("check", "rules", str(RULES))
-    assert checked.returncode == 0, checked.stdout + checked.stderr
-    assert "SUCCESS: 3 rules found" in checked.stdout, checked.stdout
-    tested = run_promtool("test", "rules", str(RULE_TESTS))
-    assert tested.returncode == 0, tested.stdout + tested.stderr
+    thread = threading.Thread(target=reader)
+    thread.start()
+    try:
+        for i in range(1, 400):
+            metrics.changed()
+            metrics.flush(Log(), i * MIN_INTERVAL, (lambda: long) if i % 2 else (lambda: short))
+    finally:
+        done.set()
+        thread.join()
+    assert len(seen) > 100
+    assert set(seen) <= whole
 
 
 # ------------------------------------------------------------------- config
-def test_config_metrics_textfile(tmp_path: Path) -> None:
-    def load(text: str) -> Any:
+def test_textfile_key(tmp_path: Path) -> None:
+    def load(literal: str) -> str:
         path = tmp_path / "c.toml"
-        path.write_text(text)
-        return load_config(path, environ={})
+        path.write_text(f"[metrics]\ntextfile = {literal}\n")
+        return load_config(path, environ={}).metrics.textfile
 
-    assert load("").metrics.textfile == ""
-    assert load('[metrics]\ntextfile = ""\n').metrics.textfile == ""
-    good = "/var/lib/prometheus/node-exporter/cocoond.prom"
-    assert load(f'[metrics]\ntextfile = "{good}"\n').metrics.textfile == good
-    for bad, why in (
-        ('"relative/cocoond.prom"', "absolute path ending in .prom"),
-        ('"/var/lib/node_exporter/cocoond.txt"', "absolute path ending in .prom"),
+    assert load_config(None, environ={}).metrics.textfile == ""
+    assert load('""') == ""
+    assert load('"/var/lib/node_exporter/textfile_collector/cocoond.prom"').endswith("/cocoond.prom")
+    for literal, message in (
         ("1", "expected a string"),
+        ('"cocoond.prom"', "absolute path ending in .prom"),
+        ('"/var/lib/node_exporter/cocoond.txt"', "absolute path ending in .prom"),
+        ('"/var/lib/node_exporter/"', "absolute path ending in .prom"),
     ):
-        with pytest.raises(ConfigError) as err:
-            load(f"[metrics]\ntextfile = {bad}\n")
-        message = str(err.value)
-        assert "metrics.textfile" in message and why in message and "\n" not in message, message
-    with pytest.raises(ConfigError, match=r"unknown key 'metrics.text_file'"):
-        load('[metrics]\ntext_file = "/x.prom"\n')
+        with pytest.raises(ConfigError, match=message) as info:
+            load(literal)
+        assert str(info.value).startswith(f"{tmp_path / 'c.toml'}: metrics.textfile: ")
+        assert "\n" not in str(info.value)
 
 
-def test_the_unit_may_write_the_example_textfile_directory_and_nothing_else() -> None:
-    """One ReadWritePaths=, optional ("-"), naming the directory the example
-    config's textfile path is in, so the documented pair works together."""
+def test_the_unit_opens_exactly_the_example_directory() -> None:
+    """One ReadWritePaths=, '-' prefixed (a host without node_exporter still
+    starts), and it is the directory config.example.toml suggests."""
     repo = Path(__file__).resolve().parents[1]
-    unit = (repo / "systemd" / "cocoond.service").read_text().splitlines()
-    writable = [line.partition("=")[2] for line in unit if line.startswith("ReadWritePaths=")]
-    assert writable == ["-/var/lib/prometheus/node-exporter"]
+    unit = (repo / "systemd" / "cocoond.service").read_text()
+    paths = [line.partition("=")[2] for line in unit.splitlines() if line.startswith("ReadWritePaths=")]
+    assert paths == ["-/var/lib/prometheus/node-exporter"]
     example = (repo / "config.example.toml").read_text()
     assert '"/var/lib/prometheus/node-exporter/cocoond.prom"' in example

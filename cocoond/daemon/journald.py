@@ -1,21 +1,20 @@
-"""journald's native protocol (systemd.io/JOURNAL_NATIVE_PROTOCOL), spoken
-directly, for log lines that carry their priority and fields.
+"""journald's native protocol, spoken directly (systemd.io/JOURNAL_NATIVE_PROTOCOL).
 
-Lines written to stdout reach the journal through its stream transport,
-which knows no level: every line is stored at PRIORITY=6, so
-`journalctl -p warning`, syslog forwarding by severity and log shippers see
-an error finding as routine. When stdout *is* the journal stream (systemd
-sets `$JOURNAL_STREAM` to its device and inode), each event goes instead as
-one datagram to journald's native socket: `MESSAGE` is the very line stdout
-would have carried, plus `PRIORITY` and fields to filter on without parsing.
+Under systemd, stdout reaches the journal through its stream transport,
+which gives every line the unit's default priority (info) and nothing else.
+The native protocol carries one entry per datagram with any fields we
+choose: `PRIORITY` from the event's level, and fields to filter on without
+parsing. Each entry is `KEY=value\\n` per field; a value holding a newline
+(or any bytes) is sent as `KEY\\n`, its length as a little-endian u64, the
+value and `\\n`. An entry too large for a datagram (EMSGSIZE) goes into a
+sealed memfd whose descriptor is sent in an otherwise empty datagram: never
+split into several entries.
 
-Written here rather than taken from a package: the protocol is two field
-encodings and one fallback (a sealed memfd for an entry too large for a
-datagram); systemd-python and pystemd compile against libsystemd's headers,
-cysystemd is a binary wheel that bundles libsystemd and always sends to the
-fixed socket path (no test could listen), and the pure-Python
-logging-journald writes the binary form's length in the host's byte order
-where the protocol says little-endian.
+Written here rather than taken from a package: systemd-python compiles
+against libsystemd's headers, and bindings of libsystemd (cysystemd) make
+`sd_journal_sendv` report an absent journal as success, with the socket path
+fixed, so neither the fallback to stdout nor a test listener would be
+possible. The protocol is the few lines below.
 """
 
 from __future__ import annotations
@@ -25,55 +24,47 @@ import contextlib
 import errno
 import fcntl
 import os
+import re
 import socket
-import stat
 import struct
+import threading
 from collections.abc import Iterable, Mapping
-from typing import Any, Final
 
-#: Where journald listens for native datagrams.
-JOURNAL_SOCKET: Final = "/run/systemd/journal/socket"
-#: Names another socket (a path, or `@name` for an abstract one). For tests,
-#: which cannot listen on journald's own path; not meant for hosts.
-SOCKET_ENV: Final = "COCOOND_JOURNAL_SOCKET"
-#: syslog priorities of the daemon's levels (syslog(3): LOG_ERR, LOG_WARNING...).
-PRIORITY: Final[Mapping[str, int]] = {"critical": 2, "error": 3, "warning": 4, "info": 6, "debug": 7}
-#: LOG_DAEMON: the facility journald gives stdout lines by default (the unit's
-#: SyslogFacility=), so a syslog forwarder files native entries where it did.
-SYSLOG_FACILITY: Final = 3
-IDENTIFIER: Final = "cocoond"
-#: Event fields copied into journal fields, for `journalctl COCOOND_KIND=...`.
-FIELDS: Final[Mapping[str, str]] = {
-    "event": "COCOOND_EVENT",
-    "kind": "COCOOND_KIND",
-    "severity": "COCOOND_SEVERITY",
-    "subject": "COCOOND_SUBJECT",
-    "snapshot_id": "COCOOND_SNAPSHOT_ID",
-}
-#: What libsystemd asks for (its SNDBUF_SIZE); the kernel caps it at
-#: net.core.wmem_max, and larger entries go through a memfd anyway.
-_SNDBUF: Final = 8 << 20
-#: A datagram that does not fit: retry through a memfd, as sd_journal_sendv does.
-_TOO_BIG: Final = frozenset({errno.EMSGSIZE, errno.ENOBUFS, errno.EAGAIN})
-#: Linux's values, for a Python built without them in `fcntl`.
-_F_ADD_SEALS: Final = getattr(fcntl, "F_ADD_SEALS", 1033)
-_SEALS: Final = (
-    getattr(fcntl, "F_SEAL_SEAL", 1)
-    | getattr(fcntl, "F_SEAL_SHRINK", 2)
-    | getattr(fcntl, "F_SEAL_GROW", 4)
-    | getattr(fcntl, "F_SEAL_WRITE", 8)
+__all__ = ["SOCKET_ENV", "SOCKET_PATH", "JournalSocket", "encode_entry", "stdout_is_journal"]
+
+#: Where journald listens for native entries.
+SOCKET_PATH = "/run/systemd/journal/socket"
+#: Names another socket than SOCKET_PATH. For tests (a listener of their
+#: own); nothing sets it in production.
+SOCKET_ENV = "COCOOND_JOURNAL_SOCKET"
+#: libsystemd's choice: a large send buffer delays blocking and makes an
+#: entry fit in one datagram (the kernel caps it at net.core.wmem_max).
+SNDBUF_SIZE = 8 * 1024 * 1024
+
+#: journald's rule for field names (journal_field_valid): upper-case ASCII
+#: letters, digits and '_', not starting with a digit, at most 64 bytes.
+#: A leading '_' marks fields only journald itself may set.
+_FIELD_NAME = re.compile(r"[A-Z][A-Z0-9_]{0,63}")
+_U64_LE = struct.Struct("<Q")
+
+# Linux constants; some Python builds lack the fcntl names (their values are ABI).
+_F_ADD_SEALS = getattr(fcntl, "F_ADD_SEALS", 1033)
+_SEALS = (
+    getattr(fcntl, "F_SEAL_SEAL", 0x1)
+    | getattr(fcntl, "F_SEAL_SHRINK", 0x2)
+    | getattr(fcntl, "F_SEAL_GROW", 0x4)
+    | getattr(fcntl, "F_SEAL_WRITE", 0x8)
 )
-_SUN_PATH_MAX: Final = 108
-
-Field = tuple[str, str | bytes]
 
 
-def stdout_is_journal(environ: Mapping[str, str] | None = None, fd: int = 1) -> bool:
-    """Is `fd` the stream systemd connected to the journal? `$JOURNAL_STREAM`
-    alone is not enough: a child whose stdout was redirected inherits it."""
-    value = (os.environ if environ is None else environ).get("JOURNAL_STREAM", "")
-    dev, sep, ino = value.partition(":")
-    if not sep or not dev.isdigit() or not ino.isdigit():
+def stdout_is_journal(fd: int = 1, environ: Mapping[str, str] | None = None) -> bool:
+    """Is `fd` the stream systemd connected to the journal? systemd puts its
+    `st_dev:st_ino` in $JOURNAL_STREAM; a process whose output was
+    redirected (a pipe to `tee`, a file) inherits the variable, but its fd
+    is another file, so the comparison, not the variable, decides."""
+    env = os.environ if environ is None else environ
+    dev, sep, ino = env.get("JOURNAL_STREAM", "").partition(":")
+    if not (sep and dev.isdigit() and ino.isdigit()):
         return False
     try:
         st = os.fstat(fd)
@@ -82,94 +73,83 @@ def stdout_is_journal(environ: Mapping[str, str] | None = None, fd: int = 1) -> 
     return (st.st_dev, st.st_ino) == (int(dev), int(ino))
 
 
-def socket_address(environ: Mapping[str, str] | None = None) -> bytes:
-    """journald's socket, or the one `$COCOOND_JOURNAL_SOCKET` names."""
-    value = (os.environ if environ is None else environ).get(SOCKET_ENV) or JOURNAL_SOCKET
-    return b"\0" + os.fsencode(value[1:]) if value.startswith("@") else os.fsencode(value)
+def _bytes(value: str | bytes | int) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    # A lone surrogate (valid in a JSON string from the DB) has no UTF-8
+    # form; it is written escaped rather than lose the entry.
+    return str(value).encode("utf-8", "backslashreplace")
 
 
-def encode(fields: Iterable[Field]) -> bytes:
-    """One entry: `KEY=value\\n`, or for a value holding a newline the
-    binary-safe form `KEY\\n`, its length as a little-endian u64, the value, `\\n`."""
+def encode_entry(fields: Iterable[tuple[str, str | bytes | int]]) -> bytes:
+    """One entry in the native format. A field name journald would drop
+    silently is a ValueError here: the names are the program's own."""
     out = bytearray()
-    for key, value in fields:
-        data = value if isinstance(value, bytes) else value.encode("utf-8", "backslashreplace")
-        name = key.encode("ascii")
+    for name, value in fields:
+        if not _FIELD_NAME.fullmatch(name):
+            raise ValueError(f"not a journal field name: {name!r}")
+        data = _bytes(value)
         if b"\n" in data:
-            out += name + b"\n" + struct.pack("<Q", len(data)) + data + b"\n"
+            out += name.encode() + b"\n" + _U64_LE.pack(len(data)) + data + b"\n"
         else:
-            out += name + b"=" + data + b"\n"
+            out += name.encode() + b"=" + data + b"\n"
     return bytes(out)
 
 
-def entry(message: str, fields: Iterable[Field]) -> bytes:
-    """One event's datagram: its fields and MESSAGE, the line as rendered."""
-    return encode([*fields, ("MESSAGE", message)])
+class JournalSocket:
+    """Sends entries to journald. Each send addresses the socket by path
+    (no `connect`), as libsystemd does, so a journald that restarts and
+    binds its socket anew is reached again without reopening anything.
+    Sends block like writes to stdout do: a journald that cannot keep up
+    slows the daemon rather than losing its entries. Thread-safe."""
 
+    def __init__(self, path: str = SOCKET_PATH, *, sndbuf: int = SNDBUF_SIZE) -> None:
+        self.path = path
+        self._sndbuf = sndbuf
+        self._sock: socket.socket | None = None
+        self._lock = threading.Lock()
 
-def entry_fields(level: str, event_dict: Mapping[str, Any]) -> list[Field]:
-    """The journal fields of one event, besides MESSAGE. A subject is cut to
-    output.FIELD_LIMIT by the finding already; values are one line each
-    unless the event's own value has a newline (then the binary form)."""
-    fields: list[Field] = [
-        ("PRIORITY", str(PRIORITY.get(level, PRIORITY["info"]))),
-        ("SYSLOG_FACILITY", str(SYSLOG_FACILITY)),
-        ("SYSLOG_IDENTIFIER", IDENTIFIER),
-    ]
-    for key, name in FIELDS.items():
-        value = event_dict.get(key)
-        if value is not None:
-            fields.append((name, str(value)))
-    return fields
+    def send(self, fields: Iterable[tuple[str, str | bytes | int]]) -> None:
+        """Send one entry. Raises OSError when journald cannot be reached
+        (no socket, refused, denied); the caller decides what then."""
+        data = encode_entry(fields)
+        with self._lock:
+            sock = self._socket()
+            try:
+                sock.sendto(data, socket.MSG_NOSIGNAL, self.path)
+            except OSError as exc:
+                # Too big for one datagram (ENOBUFS/EAGAIN: no room for one
+                # that big right now): the protocol's answer is a memfd.
+                if exc.errno not in (errno.EMSGSIZE, errno.ENOBUFS, errno.EAGAIN):
+                    raise
+                self._send_memfd(sock, data)
 
+    def _socket(self) -> socket.socket:
+        if self._sock is None:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)  # CLOEXEC, as Python opens all
+            # The default buffer works too: large entries then go by memfd.
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self._sndbuf)
+            self._sock = sock
+        return self._sock
 
-class JournalSender:
-    """One unconnected datagram socket, addressed on every send as
-    sd_journal_sendv does, so a restarted journald (a new socket file at the
-    same path) is reached without reconnecting."""
-
-    def __init__(self, address: bytes) -> None:
-        if len(address) > _SUN_PATH_MAX:
-            raise OSError(errno.ENAMETOOLONG, "journal socket address too long")
-        self.address = address
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
-        # A small buffer only means the memfd path is taken sooner.
-        with contextlib.suppress(OSError):
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SNDBUF)
-
-    def reachable(self) -> str | None:
-        """None if the address names a socket (or is abstract), else why not."""
-        if self.address.startswith(b"\0"):
-            return None
-        try:
-            mode = os.stat(self.address).st_mode
-        except OSError as exc:
-            return f"{os.fsdecode(self.address)}: {exc.strerror or exc}"
-        return None if stat.S_ISSOCK(mode) else f"{os.fsdecode(self.address)}: not a socket"
-
-    def send(self, payload: bytes) -> None:
-        """Raises OSError when journald cannot be reached."""
-        try:
-            self.sock.sendto(payload, self.address)
-        except OSError as exc:
-            if exc.errno not in _TOO_BIG:
-                raise
-            self._send_memfd(payload)
-
-    def _send_memfd(self, payload: bytes) -> None:
-        """The entry in a sealed memfd, sent alone with an empty payload:
-        journald maps it as it is, and the entry is never split."""
+    def _send_memfd(self, sock: socket.socket, data: bytes) -> None:
+        """The entry in a memfd, sealed so journald may map it (it refuses
+        an unsealed one from an unprivileged sender), sent as the only
+        content of an empty datagram."""
         fd = os.memfd_create("cocoond-journal", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
         try:
-            view = memoryview(payload)
+            view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]
             fcntl.fcntl(fd, _F_ADD_SEALS, _SEALS)
-            # Not socket.send_fds: in Python 3.11 it ignores its address argument.
             rights = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [fd]))]
-            self.sock.sendmsg([b""], rights, 0, self.address)
+            sock.sendmsg([], rights, socket.MSG_NOSIGNAL, self.path)
         finally:
             os.close(fd)
 
     def close(self) -> None:
-        self.sock.close()
+        with self._lock:
+            if self._sock is not None:
+                self._sock.close()
+                self._sock = None

@@ -26,7 +26,7 @@ from cocoond.core.lifecycle import Event, Lifecycle, Opened, Reminder, Resolved
 from cocoond.core.reconcile import DB_DEPENDENT, Reconciler
 from cocoond.daemon.bursts import OrphanBursts
 from cocoond.daemon.logsetup import configure
-from cocoond.daemon.metrics import HostView, MetricsFile
+from cocoond.daemon.metrics import MetricsFile, Readings
 from cocoond.daemon.sdnotify import Notifier
 from cocoond.daemon.sizer import Sizer
 from cocoond.daemon.state import StateKeeper, rfc3339
@@ -100,6 +100,7 @@ class Daemon:
         self._status = ""
         self._due_at: dict[str, float] = {}  # when each periodic job runs next
         self._last_full_scan: float | None = None  # wall clock
+        self._index_load_seconds: float | None = None  # the last good load of snapshots.json
         self._to_inspect: dict[str, None] = {}  # data dirs whose contents to read, in order
 
     @property
@@ -198,8 +199,9 @@ class Daemon:
             )
         if (lifecycle_due := self.lifecycle.next_deadline()) is not None:
             due.append(lifecycle_due)
-        if (state_due := self.state.due()) is not None:
-            due.append(state_due)
+        for pending_write in (self.state.due(), self.metrics.due()):
+            if pending_write is not None:
+                due.append(pending_write)
         wall_now = self.wall()
         if (transition := self.index.next_transition(wall_now)) is not None:
             due.append(now + (transition - wall_now) + 0.01)
@@ -241,7 +243,28 @@ class Daemon:
             self._rescan("timer")
             self._due_at["rescan"] = self.clock() + rescan
         self._update_status()
-        self.metrics.flush(self.log, self._metrics_view)
+        self.metrics.flush(self.log, self.clock(), self._readings)
+
+    def _readings(self) -> Readings:
+        """What the metrics file says now. Open findings are those announced
+        (as the state file keeps them), orphans with their measured size."""
+        announced = [
+            self.sizer.with_size(finding, self._size_paths(finding))
+            if finding.kind == fk.ORPHAN_DATA_DIR
+            else finding
+            for finding, _ in self.lifecycle.open_findings(self.clock())
+            if not self.sizer.holds(finding.key)
+        ]
+        return Readings(
+            open_findings=announced,
+            snapshots=self.index.snapshot_count,
+            pending_snapshots=self.index.pending_count,
+            blobs=self.index.blob_count,
+            last_full_scan=self._last_full_scan,
+            index_load_seconds=self._index_load_seconds,
+            full_rescan_interval=self.config.watch.full_rescan_seconds,
+            heartbeat_interval=self.config.alerts.heartbeat_seconds,
+        )
 
     # ---------------------------------------------------------------- input
     def _take(self, item: Item) -> None:
@@ -258,8 +281,7 @@ class Daemon:
             finding = self.sizer.arrived(*value)
             if finding is not None:
                 self._emit(finding.severity, "finding.opened", finding.to_dict())
-                self.state.changed()  # announced now, so it belongs in the saved open set
-            self.metrics.changed()  # a size: reclaimable bytes
+                self._open_set_changed()  # announced now, so it belongs in the saved open set
 
     def _add_to_burst(self, change: Change) -> None:
         now = self.clock()
@@ -343,7 +365,7 @@ class Daemon:
 
     def _log_loaded(self, seconds: float | None) -> None:
         if seconds is not None:
-            self.metrics.index_loaded(seconds)
+            self._index_load_seconds = seconds
             self.log.info(
                 "index.loaded",
                 snapshots=self.index.snapshot_count,
@@ -503,8 +525,7 @@ class Daemon:
         if events:
             self._update_status()
         if any(not isinstance(event, Reminder) for event in events):
-            self.state.changed()
-            self.metrics.changed()
+            self._open_set_changed()
         self.state.flush(
             self.log, self.lifecycle, self.root, self.clock(), self.wall(), skip=self.sizer.holds
         )
@@ -519,25 +540,16 @@ class Daemon:
         for finding in findings:
             self._emit(finding.severity, "finding.opened", finding.to_dict())
         if findings:
-            self.state.changed()
+            self._open_set_changed()
+
+    def _open_set_changed(self) -> None:
+        self.state.changed()
+        self.metrics.changed()
 
     def _emit(self, severity: str, event: str, fields: dict[str, Any]) -> None:
         fields = dict(fields)
         fields.pop("severity", None)  # the line's `level` says it
         getattr(self.log, severity)(event, severity=severity, **fields)
-
-    def _metrics_view(self) -> HostView:
-        """For the textfile: the open findings (orphans sized as far as known)
-        and the index's counts."""
-        now = self.clock()
-        return HostView(
-            open=[self.sizer.with_size(f, self._size_paths(f)) for f, _ in self.lifecycle.open_findings(now)],
-            snapshots=self.index.snapshot_count,
-            pending=self.index.pending_count,
-            blobs=self.index.blob_count,
-            last_full_scan=self._last_full_scan,
-            full_rescan_seconds=self.config.watch.full_rescan_seconds,
-        )
 
     def _status_line(self) -> str:
         counts = self.lifecycle.open_counts()
@@ -568,9 +580,9 @@ class Daemon:
         # must still leave a trace of itself.
         self.log.info("config.reloaded", config=path, root=os.path.abspath(new.root_dir))
         self.log = configure(new.log.format, new.log.level)
+        self.metrics.move(new.metrics.textfile)
         now = self.clock()
         self.lifecycle.reconfigure(new.watch.settle_seconds, new.alerts.reminder_seconds, now)
-        self.metrics.reconfigure(new.metrics.textfile)
         for job, before, after in (
             ("heartbeat", old.alerts.heartbeat_seconds, new.alerts.heartbeat_seconds),
             ("rescan", old.watch.full_rescan_seconds, new.watch.full_rescan_seconds),

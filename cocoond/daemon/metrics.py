@@ -1,175 +1,168 @@
-"""Prometheus metrics, through node_exporter's textfile collector.
+"""Prometheus metrics, as a file for node_exporter's textfile collector.
 
-The daemon runs with no network (PrivateNetwork=yes), so it serves no
-port: it keeps one `*.prom` file current in the collector's directory
-(`[metrics] textfile`), and node_exporter, which every host already runs,
-exposes it. The file is rewritten whole after each change of the open
-findings, each full rescan and each heartbeat, as a temp file in the same
-directory renamed over it, so a scrape never reads half of one.
+The daemon has no network (the unit's PrivateNetwork=yes), so it serves no
+HTTP port: it writes `[metrics] textfile` (a `*.prom` file in the
+collector's directory), which node_exporter already on the host exports.
+The loop marks the file `changed()` when the open findings change, at each
+heartbeat and after each full scan, and calls `flush`, which writes at
+most once per MIN_INTERVAL (scrapes are 15 s or more apart, and at 100k
+open findings a write costs tens of ms).
 
-Rendered by prometheus_client from a `HostView` the loop assembles, so
-the format (escaping, HELP/TYPE lines) is the library's, not hand-made.
-`cocoond_reclaimable_bytes` is what `cocoon gc` would free: the `bytes` of
-the open `orphan_data_dir` findings (a summary finding counts all its dirs)
-and `unreferenced_blob` findings. An orphan's size comes from a bounded walk
-on another thread: until it is known, or when the walk was cut, the sum is
-a lower bound and `cocoond_reclaimable_bytes_exact` is 0.
+The write replaces the file atomically (a temp file in the same directory,
+then rename), so node_exporter never reads half a file, and makes it
+world-readable (0644) although the unit's UMask is 0077: node_exporter runs
+as another user. The text is prometheus_client's exposition format.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any
 
-from prometheus_client import generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector, CollectorRegistry
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from cocoond import __version__
 from cocoond.core import findings as fk
 from cocoond.core.findings import Finding
 from cocoond.storage.atomic import atomic_write
 
-#: Findings whose `bytes` `cocoon gc` would give back.
-RECLAIMABLE: Final = (fk.ORPHAN_DATA_DIR, fk.UNREFERENCED_BLOB)
-#: Readable by node_exporter, which runs as its own user (the unit's UMask=0077
-#: would otherwise make the file root's alone).
-MODE: Final = 0o644
+#: Shortest time between two writes; a change within it is written when it ends.
+MIN_INTERVAL = 1.0
+#: Findings whose `bytes` `cocoon gc` would free: it deletes orphan data
+#: dirs and unreferenced blobs.
+RECLAIMABLE_KINDS = (fk.ORPHAN_DATA_DIR, fk.UNREFERENCED_BLOB)
 
 
 @dataclass(frozen=True, slots=True)
-class HostView:
-    """What the metrics say, as the loop knows it at one moment."""
+class Readings:
+    """What the file says: the daemon's state at one moment."""
 
-    #: The open findings, orphans with their size where it is known.
-    open: Sequence[Finding]
+    #: Open findings as announced (orphans with their measured `bytes`).
+    open_findings: Sequence[Finding]
     snapshots: int
-    pending: int
+    pending_snapshots: int
     blobs: int
-    #: Wall clock of the end of the last full rescan; None before the first.
+    #: Wall-clock time the last full scan finished; None before the first.
     last_full_scan: float | None
-    #: `[watch] full_rescan_seconds` (0: no timer), for the staleness alert.
-    full_rescan_seconds: float
+    #: Seconds the last good load of snapshots.json took; None before one.
+    index_load_seconds: float | None
+    #: The config's intervals (0: off), so alert rules can tell stale from quiet.
+    full_rescan_interval: float
+    heartbeat_interval: float
 
 
-class _ViewCollector(Collector):
-    def __init__(self, view: HostView, index_load_seconds: float | None) -> None:
-        self.view = view
-        self.index_load_seconds = index_load_seconds
+class _Snapshot(Collector):
+    """The registry's only collector: yields the families of one Readings."""
+
+    def __init__(self, readings: Readings) -> None:
+        self._readings = readings
 
     def collect(self) -> Iterator[Metric]:
-        view = self.view
-        build = GaugeMetricFamily("cocoond_build_info", "cocoond's version (always 1)", labels=["version"])
-        build.add_metric([__version__], 1)
-        yield build
-        counts = dict.fromkeys(fk.KINDS, 0)
-        reclaimable = dict.fromkeys(RECLAIMABLE, 0)
-        exact = dict.fromkeys(RECLAIMABLE, True)
-        for finding in view.open:
-            counts[finding.kind] = counts.get(finding.kind, 0) + 1
-            if finding.kind in reclaimable:
-                reclaimable[finding.kind] += finding.bytes or 0
-                exact[finding.kind] &= finding.bytes is not None and not finding.bytes_partial
-        opened = GaugeMetricFamily(
-            "cocoond_findings_open", "Open findings by kind and severity", labels=["kind", "severity"]
+        r = self._readings
+        open_by_kind = Counter(f.kind for f in r.open_findings)
+        reclaimable = Counter[str]()
+        for f in r.open_findings:
+            if f.kind in RECLAIMABLE_KINDS and f.bytes is not None:
+                reclaimable[f.kind] += f.bytes
+
+        findings = GaugeMetricFamily(
+            "cocoond_findings_open",
+            "Findings open now (announced by finding.opened, not yet resolved), by kind.",
+            labels=["kind", "severity"],
         )
-        for kind, count in counts.items():
-            opened.add_metric([kind, fk.SEVERITY_OF.get(kind, "info")], count)
-        yield opened
-        yield _gauge("cocoond_snapshots", "Snapshot records in snapshots.json", view.snapshots)
-        yield _gauge("cocoond_pending_snapshots", "Pending snapshot records (creating)", view.pending)
-        yield _gauge("cocoond_blobs", "Image blob files under cloudimg/blobs and oci/blobs", view.blobs)
-        by_kind = GaugeMetricFamily(
+        for kind, severity in fk.SEVERITY_OF.items():
+            findings.add_metric([kind, severity], open_by_kind[kind])
+        yield findings
+        yield _gauge("cocoond_snapshots", "Snapshot records in snapshots.json.", r.snapshots)
+        yield _gauge("cocoond_pending_snapshots", "Snapshot records still pending.", r.pending_snapshots)
+        yield _gauge("cocoond_blobs", "Image blob files under the root.", r.blobs)
+        bytes_ = GaugeMetricFamily(
             "cocoond_reclaimable_bytes",
-            "Bytes `cocoon gc` would free: open orphan_data_dir and unreferenced_blob findings",
+            "Bytes `cocoon gc` would free: open orphan data dirs and unreferenced blobs "
+            "(a lower bound: an orphan whose size is not known yet counts nothing).",
             labels=["kind"],
         )
-        is_exact = GaugeMetricFamily(
-            "cocoond_reclaimable_bytes_exact",
-            "1 if cocoond_reclaimable_bytes is exact, 0 if a lower bound (a size walk cut or not done yet)",
-            labels=["kind"],
-        )
-        for kind in RECLAIMABLE:
-            by_kind.add_metric([kind], reclaimable[kind])
-            is_exact.add_metric([kind], 1 if exact[kind] else 0)
-        yield by_kind
-        yield is_exact
-        yield _gauge(
-            "cocoond_full_rescan_interval_seconds",
-            "[watch] full_rescan_seconds: interval of the safety-net rescan (0: off)",
-            view.full_rescan_seconds,
-        )
-        if view.last_full_scan is not None:
+        for kind in RECLAIMABLE_KINDS:
+            bytes_.add_metric([kind], reclaimable[kind])
+        yield bytes_
+        if r.last_full_scan is not None:
             yield _gauge(
                 "cocoond_last_full_scan_timestamp_seconds",
-                "When the last full rescan of the Cocoon root ended (Unix time)",
-                view.last_full_scan,
+                "When the last full scan of the root finished (Unix time).",
+                r.last_full_scan,
             )
-        if self.index_load_seconds is not None:
+        if r.index_load_seconds is not None:
             yield _gauge(
                 "cocoond_index_load_seconds",
-                "How long the last load of snapshots.json into the index took",
-                self.index_load_seconds,
+                "Seconds the last load of snapshots.json into the index took.",
+                r.index_load_seconds,
             )
+        yield _gauge(
+            "cocoond_full_rescan_interval_seconds",
+            "[watch] full_rescan_seconds: interval of the safety-net full scan (0: off).",
+            r.full_rescan_interval,
+        )
+        yield _gauge(
+            "cocoond_heartbeat_interval_seconds",
+            "[alerts] heartbeat_seconds: interval at which this file is rewritten (0: off).",
+            r.heartbeat_interval,
+        )
+        yield InfoMetricFamily("cocoond_build", "The running cocoond.", value={"version": __version__})
 
 
 def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
     return GaugeMetricFamily(name, documentation, value=value)
 
 
-def render(view: HostView, index_load_seconds: float | None = None) -> bytes:
-    """The textfile's content, in Prometheus' text format. `index_load_seconds`:
-    how long the last load of snapshots.json took (None before the first)."""
+def render(readings: Readings) -> bytes:
+    """The file's text, in Prometheus' text exposition format."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_ViewCollector(view, index_load_seconds))
+    registry.register(_Snapshot(readings))
     return generate_latest(registry)
 
 
 class MetricsFile:
-    """The loop's handle on the textfile: `changed()` when something the
-    metrics show has changed, `flush()` once per loop turn to write if so.
-    A failed write is logged (once until one succeeds) and never stops the
-    daemon; the next change or heartbeat tries again."""
+    """The daemon's side: where the file is, whether it needs writing, and
+    saying once (not at every write) that it cannot be written."""
 
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self._dirty = bool(path)
-        self._failed: str | None = None
-        self._written = False
-        self.index_load_seconds: float | None = None
+    def __init__(self, path: str | None) -> None:
+        self.path = path or None
+        self._dirty = self.path is not None
+        self._next_write = float("-inf")  # on the daemon's clock
+        self._last_error: str | None = None
+
+    def move(self, path: str | None) -> None:
+        """A reload named another file (or none). The old one is left as it is."""
+        if (path or None) != self.path:
+            self.path = path or None
+            self._last_error = None
+        self.changed()
 
     def changed(self) -> None:
-        self._dirty = bool(self.path)
+        self._dirty = self.path is not None
 
-    def index_loaded(self, seconds: float) -> None:
-        self.index_load_seconds = seconds
-        self.changed()
+    def due(self) -> float | None:
+        """When a pending write may happen (the daemon's clock), or None."""
+        return self._next_write if self._dirty else None
 
-    def flush(self, log: Any, view: Callable[[], HostView]) -> None:
-        if not self._dirty:
+    def flush(self, log: Any, now: float, readings: Callable[[], Readings]) -> None:
+        """Write if something changed and MIN_INTERVAL has passed since the
+        last write; `readings` is called only then. A failed write is not
+        retried until the next change (a heartbeat, at the latest)."""
+        if self.path is None or not self._dirty or now < self._next_write:
             return
         self._dirty = False
+        self._next_write = now + MIN_INTERVAL
         try:
-            atomic_write(self.path, render(view(), self.index_load_seconds), mode=MODE)
+            atomic_write(self.path, render(readings()), mode=0o644, sync=False)
         except OSError as exc:
-            error = exc.strerror or str(exc)
-            if error != self._failed:
+            error = f"{exc.strerror or exc}"
+            if error != self._last_error:
                 log.warning("metrics.write_failed", path=self.path, error=error)
-            self._failed = error
-            return
-        self._failed = None
-        self._written = True
-
-    def reconfigure(self, path: str) -> None:
-        """A new `[metrics] textfile` (SIGHUP): the old file, if this run
-        wrote it, is removed rather than left to go stale."""
-        if path != self.path and self._written:
-            with contextlib.suppress(OSError):
-                os.unlink(self.path)
-            self._written = False
-        self.path = path
-        self._failed = None
-        self.changed()
+            self._last_error = error
+        else:
+            self._last_error = None
