@@ -122,17 +122,24 @@ def test_textfile_is_rewritten_at_each_heartbeat(
     )
     daemon.wait_ready()
     wait_file(prom, lambda s: s.get(("cocoond_heartbeat_interval_seconds", ())) == 1.5, "the first write")
+
     # Nothing changes in the tree; each heartbeat still replaces the file (a
-    # new inode per atomic write), so node_exporter's mtime says it is alive.
-    inodes = {prom.stat().st_ino}
+    # new file per atomic write), so node_exporter's mtime says it is alive.
+    # A file is its inode and mtime: the filesystem soon reuses a freed inode
+    # number for the next temp file, so the number alone repeats.
+    def written() -> tuple[int, int]:
+        st = prom.stat()
+        return st.st_ino, st.st_mtime_ns
+
+    seen = {written()}
     for _ in range(2):
         mark = daemon.mark()
         daemon.wait_event("daemon.heartbeat", since=mark)
         deadline = time.monotonic() + WAIT
-        while prom.stat().st_ino in inodes and time.monotonic() < deadline:
+        while written() in seen and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert prom.stat().st_ino not in inodes, "not rewritten after a heartbeat"
-        inodes.add(prom.stat().st_ino)
+        assert written() not in seen, "not rewritten after a heartbeat"
+        seen.add(written())
     assert daemon.stop()[0] == 0
 
 

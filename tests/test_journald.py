@@ -5,14 +5,18 @@ stream, and the fallback to stdout."""
 
 from __future__ import annotations
 
+import datetime
 import io
 import json
 import os
 import struct
+import types
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import structlog
 
 from cocoond.daemon.journald import JournalSocket, encode_entry, stdout_is_journal
 from cocoond.daemon.logsetup import JournalSink, configure
@@ -176,3 +180,54 @@ def test_a_stream_keeps_todays_stdout_lines() -> None:
     log.warning("plain", kind="k")
     [line] = out.getvalue().splitlines()
     assert json.loads(line)["event"] == "plain" and out.getvalue().endswith("}\n")
+
+
+# ------------------------------------------- byte for byte, in one process
+FROZEN = datetime.datetime(2026, 11, 28, 8, 30, 0, 123456, tzinfo=datetime.UTC)
+
+
+@pytest.fixture
+def frozen_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """structlog's TimeStamper reads datetime.datetime.now: frozen, so the
+    same events render the same lines in two configurations."""
+
+    class Frozen(datetime.datetime):
+        @classmethod
+        def now(cls, tz: Any = None) -> Any:
+            return FROZEN
+
+    monkeypatch.setattr(
+        structlog.processors, "datetime", types.SimpleNamespace(datetime=Frozen, timezone=datetime.timezone)
+    )
+
+
+def _events(log: Any, odd: str) -> None:
+    """The shapes the daemon writes, with strings a DB can hold."""
+    log.info("daemon.started", root="/data01/cocoon", version="0.2.0", pid=42)
+    log.error("finding.opened", severity="error", kind="missing_data_dir", subject="S1", name='vm-ä"\n')
+    log.warning("finding.opened", severity="warning", kind="orphan_data_dir", subject=odd, bytes=4096)
+    log.info("daemon.heartbeat", open={"info": 0, "warning": 1, "error": 0}, snapshots=3, blobs=2)
+    try:
+        raise ValueError("boom\nsecond line")
+    except ValueError:
+        log.exception("crash")  # console: a traceback, many lines
+
+
+@pytest.mark.usefixtures("frozen_time")
+@pytest.mark.parametrize("fmt", ["json", "console"])
+def test_message_is_the_stdout_text_byte_for_byte(listener: JournalListener, fmt: str) -> None:
+    """The same events to plain stdout and to the journal: each MESSAGE is
+    what stdout got for that event, exactly (timestamps included), and a
+    console traceback, several stdout lines, is one entry whose newlines
+    travel in the binary-safe form."""
+    # The console renderer writes a lone surrogate raw, which a UTF-8
+    # stream cannot encode; JSON escapes it.
+    odd = "dead\udcff" if fmt == "json" else "dead"
+    plain = io.StringIO()
+    _events(configure(fmt, "info", stream=plain), odd)
+    sink = JournalSink(JournalSocket(str(listener.path)), io.StringIO())
+    _events(configure(fmt, "info", journal=sink), odd)
+    entries = listener.wait_count(lambda e: True, 5)
+    assert listener.errors == []
+    assert "".join(e.message + "\n" for e in entries) == plain.getvalue()
+    assert ["MESSAGE" in e.binary for e in entries] == [False] * 4 + [fmt == "console"]
