@@ -231,3 +231,15 @@ def test_message_is_the_stdout_text_byte_for_byte(listener: JournalListener, fmt
     assert listener.errors == []
     assert "".join(e.message + "\n" for e in entries) == plain.getvalue()
     assert ["MESSAGE" in e.binary for e in entries] == [False] * 4 + [fmt == "console"]
+
+
+def test_console_lines_survive_a_lone_surrogate() -> None:
+    import io
+
+    from cocoond.daemon.logsetup import configure
+
+    out = io.TextIOWrapper(io.BytesIO(), encoding="utf-8")  # strict, as a terminal's stdout
+    log = configure("console", "info", stream=out)
+    log.info("finding.opened", name="bad\udcffname")
+    out.flush()
+    assert "bad\\udcffname" in out.buffer.getvalue().decode()

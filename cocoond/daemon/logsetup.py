@@ -160,6 +160,19 @@ def journal_sink() -> JournalSink | None:
     return JournalSink(JournalSocket(os.environ.get(SOCKET_ENV) or SOCKET_PATH), sys.stdout)
 
 
+def _console_renderer() -> Any:
+    """structlog's console lines, with what has no UTF-8 form (a lone
+    surrogate from a DB's `\\udcXX` escape) escaped: printed as is, it
+    would raise in the middle of a write and stop the daemon."""
+    console = structlog.dev.ConsoleRenderer(colors=False)
+
+    def render(logger: Any, name: str, event_dict: Any) -> str:
+        text: str = console(logger, name, event_dict)
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+    return render
+
+
 def configure(
     fmt: str = "json",
     level: str = "info",
@@ -171,9 +184,7 @@ def configure(
     else to `stream` when given; else to the journal when stdout is it, or
     to stdout."""
     renderer: Any = (
-        structlog.processors.JSONRenderer(serializer=_dumps)
-        if fmt == "json"
-        else structlog.dev.ConsoleRenderer(colors=False)
+        structlog.processors.JSONRenderer(serializer=_dumps) if fmt == "json" else _console_renderer()
     )
     head: list[Any] = [
         structlog.processors.add_log_level,
