@@ -1,5 +1,6 @@
-"""Shared fixtures. Trees are made with ../shared/cocoonsim.py, which does to a
-directory exactly what cocoon does; it is imported from there, never copied."""
+"""Shared fixtures. Trees are made with the project's simulator, cocoond.sim,
+which does to a directory what cocoon does (written from cocoon's Go source;
+see cocoond/sim/__init__.py)."""
 
 from __future__ import annotations
 
@@ -10,12 +11,10 @@ from types import ModuleType
 
 import pytest
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-SIM = SHARED / "cocoonsim.py"
-if str(SHARED) not in sys.path:
-    sys.path.insert(0, str(SHARED))
+from cocoond import sim as cocoond_sim
 
-import cocoonsim  # noqa: E402
+#: The simulator as a separate process, as cocoon is one.
+SIM_CMD = (sys.executable, "-m", "cocoond.sim")
 
 # Written out from contract section 3, not imported from cocoond, so a
 # severity changed in the code without the contract fails the tests.
@@ -32,7 +31,8 @@ CONTRACT_SEVERITY = {
     "name_mismatch": "warning",
     "stale_temp": "info",
 }
-#: Every fault `cocoonsim.py inject` knows.
+#: The simulator's classic faults, each of which leaves exactly one finding
+#: (tests/test_sim_faults.py runs all of `cocoond.sim.FAULTS`).
 FAULTS = [
     "orphan-dir",
     "missing-dir",
@@ -51,9 +51,10 @@ KNOWN_FIELDS = frozenset(
 
 
 def run_sim(root: Path, *args: str) -> str:
-    """cocoonsim as a separate process (as cocoon is); returns its stdout."""
+    """`python -m cocoond.sim ROOT ARGS` (a separate process, as cocoon is);
+    returns its stdout."""
     done = subprocess.run(
-        [sys.executable, str(SIM), str(root), *args], check=True, capture_output=True, text=True, timeout=120
+        [*SIM_CMD, str(root), *args], check=True, capture_output=True, text=True, timeout=120
     )
     return done.stdout
 
@@ -75,7 +76,7 @@ def _isolated_from_host(monkeypatch: pytest.MonkeyPatch, _no_default_config: str
 
 @pytest.fixture
 def sim() -> ModuleType:
-    return cocoonsim
+    return cocoond_sim
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -159,10 +160,10 @@ def _out(value: Any) -> None:
 
 
 def _hold(root: str, dbs: Sequence[str], seconds: float) -> None:
-    layout_init(root)
     with ExitStack() as stack:
         for db in dbs:
-            path = f"{root}/{layout.all_dbs()[db][1]}"
+            path = os.path.join(root, layout.all_dbs()[db][1])
+            os.makedirs(os.path.dirname(path), 0o750, exist_ok=True)
             stack.enter_context(flock(path))
             _out(f"locked {path}")
         time.sleep(seconds)

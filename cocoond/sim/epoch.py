@@ -15,7 +15,6 @@ from cocoond.sim import gojson, layout, schema
 from cocoond.sim.content import write_specs
 from cocoond.sim.datadir import snapshot_specs, stand_in_vm
 from cocoond.sim.fsops import new_id
-from cocoond.sim.images import layout_init
 from cocoond.sim.layout import CH
 from cocoond.sim.snapshots import snapshot_config
 from cocoond.sim.stores import load_snapshots
@@ -34,7 +33,6 @@ def epoch_import(
 ) -> str:
     """Pull one snapshot as the registry did; returns its ID. `crash_at="tmp"`:
     the process dies after writing snapshots.json.tmp."""
-    layout_init(root)
     hv = layout.hypervisor(hypervisor)
     sid = new_id(rng)
     name = name or "pulled-" + sid[:6].lower()

@@ -21,9 +21,9 @@ from typing import Any
 from cocoond.sim import layout, snapshots
 from cocoond.sim.datadir import write_snapshot_files
 from cocoond.sim.epoch import EPOCH_TMP, epoch_import
-from cocoond.sim.fsops import SimError, atomic_write_json, backdate, flock, new_hex, new_id
+from cocoond.sim.fsops import SimError, atomic_write_json, backdate, ensure_dirs, flock, new_hex, new_id
 from cocoond.sim.gojson import go_time
-from cocoond.sim.images import import_image, import_oci, layout_init, pull_image, pull_oci, rmi
+from cocoond.sim.images import import_image, import_oci, pull_image, pull_oci, rmi
 from cocoond.sim.layout import CH, CLOUDIMG, FC, OCI
 from cocoond.sim.stores import image_store, load_raw, load_snapshots, snapshot_store, vm_store
 from cocoond.sim.vms import DataDisk, create_vm
@@ -52,6 +52,7 @@ def _expect(kind: str | None, subject: str, **extra: Any) -> Expected:
 
 def _edit_snapshots(root: str, change: Callable[[dict[str, Any]], None]) -> None:
     """A tool that edits snapshots.json by hand, under cocoon's lock."""
+    ensure_dirs(*layout.backend_dirs(root, snapshot=True))
     with flock(layout.snapshot_lock(root)):
         db = load_snapshots(root)
         change(db)
@@ -317,7 +318,6 @@ def _stale(
 
 def _db_tmp(module: str) -> Callable[[str], Expected]:
     def fault(root: str) -> Expected:
-        layout_init(root)
         store = {
             "snapshot": snapshot_store(root),
             "cloudimg": image_store(root, CLOUDIMG),
@@ -326,6 +326,7 @@ def _db_tmp(module: str) -> Callable[[str], Expected]:
             "firecracker": vm_store(root, FC),
         }[module]
         directory = os.path.dirname(store.path)
+        os.makedirs(directory, 0o750, exist_ok=True)
         # AtomicWriteFile's temp file, left by a crash before the rename.
         return _stale(root, directory, ".tmp-", lambda: store.write_raw(store.read_raw(), crash=True))
 
@@ -518,7 +519,6 @@ _add("convert-lock", None, "a raw image's convert lock .tmp-<hex>.qcow2.lock (ke
 
 def inject(root: str, fault: str) -> Expected:
     """Make `fault` in the tree at `root`; returns the finding to expect."""
-    layout_init(root)
     try:
         f = FAULTS[fault]
     except KeyError:

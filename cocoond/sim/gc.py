@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cocoond.sim import gojson, layout
-from cocoond.sim.fsops import SimError, Store, try_lock_all
-from cocoond.sim.images import blob_hexes, layout_init
+from cocoond.sim.fsops import SimError, Store, ensure_dirs, try_lock_all
+from cocoond.sim.images import blob_hexes
 from cocoond.sim.layout import OCI, Hypervisor, ImageBackend
 from cocoond.sim.schema import GoDecodeError
 from cocoond.sim.stores import image_store, snapshot_store, vm_store
@@ -257,7 +257,7 @@ def modules(root: str) -> list[Module]:
 
 def gc(root: str) -> dict[str, list[str]]:
     """One gc run; what it removed, or GCAborted."""
-    layout_init(root)
+    ensure_dirs(*layout.all_backend_dirs(root))  # cmd/others/handler.go:20-52 initialises every backend
     mods = modules(root)
     with try_lock_all([m.lock for m in mods]) as busy:
         if busy:

@@ -137,7 +137,7 @@ def pull_image(
     force: bool = False,
 ) -> str:
     """`cocoon image pull URL` for a cloud image; returns the blob hex."""
-    layout_init(root)
+    init_images(root)
     store = image_store(root, CLOUDIMG)
     tag = os.urandom(16)
     url = url or f"https://images.example/{tag.hex()[:12]}.img"
@@ -170,7 +170,7 @@ def import_image(
     """`cocoon image import NAME FILE` for a qcow2/raw file (import.go:21-80):
     the source is hashed; a blob already there just gets the new ref,
     otherwise the file is copied to temp/import-<n>.img and committed."""
-    layout_init(root)
+    init_images(root)
     body = _download(size, fmt, os.urandom(16))
     hex_ = hashlib.sha256(body).hexdigest()
     if valid_file(CLOUDIMG.blob(root, hex_)):
@@ -267,7 +267,7 @@ def pull_oci(
     a ref's manifest and layer digests follow from the ref (or `seed`), so
     pulling it again is a no-op and images pulled with one seed share
     layers. The last layer carries the kernel and initrd."""
-    layout_init(root)
+    init_images(root)
     ref = normalize_oci_ref(ref)
     seed = seed if seed is not None else ref
     digests = [hashlib.sha256(_layer_bytes(seed, i)).hexdigest() for i in range(max(1, layers))]
@@ -297,7 +297,7 @@ def import_oci(root: str, name: str, layers: int = 1, crash_at: str | None = Non
     (oci/import.go:35-77): work dir temp/import-<n>/, each layer hashed as it
     is converted to layer-<i>/layer-<i>.erofs, the manifest digest the
     sha256 of the layer hexes."""
-    layout_init(root)
+    init_images(root)
     seed = os.urandom(8).hex()
     digests = [hashlib.sha256(_layer_bytes(seed, i)).hexdigest() for i in range(max(1, layers))]
     manifest = hashlib.sha256("".join(digests).encode()).hexdigest()
@@ -425,7 +425,7 @@ def rmi(root: str, ref: str) -> list[str]:
     """`cocoon image rm REF` (cmd/images/manage.go:54-94): the one backend
     whose Inspect knows REF deletes every ref LookupRefs finds. The blobs
     stay until gc."""
-    layout_init(root)
+    init_images(root)
     owners = []
     for backend in layout.IMAGE_BACKENDS:
         with image_store(root, backend).with_() as idx:
@@ -459,9 +459,20 @@ def blob_hexes(backend: ImageBackend, entry: dict[str, Any]) -> list[str]:
 
 
 def layout_init(root: str) -> None:
-    """What every cocoon command's backends create first (EnsureDirs), plus
-    the UEFI firmware a Cloud Hypervisor host has installed."""
-    ensure_dirs(*layout.ensure_dirs_list(root))
+    """Every backend's dirs (EnsureDirs), and the UEFI firmware a Cloud
+    Hypervisor host has installed."""
+    ensure_dirs(*layout.all_backend_dirs(root))
+    install_firmware(root)
+
+
+def init_images(root: str) -> None:
+    """The dirs `cocoon image ...` makes: both image backends' (cmd/core/helpers.go:95-113)."""
+    ensure_dirs(*layout.backend_dirs(root, images=True))
+
+
+def install_firmware(root: str) -> None:
+    """CLOUDHV.fd, which a Cloud Hypervisor host has installed (not cocoon:
+    cloudimg's Config only checks it, images/cloudimg/cloudimg.go:122-125)."""
     fw = layout.firmware_path(root)
     if not os.path.exists(fw):
         os.makedirs(os.path.dirname(fw), 0o755, exist_ok=True)

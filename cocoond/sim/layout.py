@@ -153,15 +153,32 @@ def all_dbs() -> dict[str, tuple[str, str]]:
     return dbs
 
 
-def ensure_dirs_list(root: str) -> list[str]:
-    """What every backend's New() creates with utils.EnsureDirs (0750):
-    localfile.Config.EnsureDirs, images BaseConfig.EnsureBaseDirs (+ OCI's
-    boot dir), hypervisor BaseConfig.EnsureDirs, cni Config.EnsureDirs."""
-    dirs = [p(root, "snapshot", "db"), localfile_dir(root)]
-    for b in IMAGE_BACKENDS:
-        dirs += [p(root, b.type, "db"), b.temp(root), b.blobs(root)]
-    dirs.append(oci_boot_base(root))
-    for hv in HYPERVISORS:
+def backend_dirs(
+    root: str,
+    *,
+    images: bool = False,
+    hypervisors: tuple[Hypervisor, ...] = (),
+    snapshot: bool = False,
+    cni: bool = False,
+) -> list[str]:
+    """What the backends a command initialises create in their New() with
+    utils.EnsureDirs (0750): images.BaseConfig.EnsureBaseDirs (+ OCI's boot
+    dir), hypervisor.BaseConfig.EnsureDirs, localfile.Config.EnsureDirs,
+    cni.Config.EnsureDirs."""
+    dirs = []
+    if images:
+        for b in IMAGE_BACKENDS:
+            dirs += [p(root, b.type, "db"), b.temp(root), b.blobs(root)]
+        dirs.append(oci_boot_base(root))
+    for hv in hypervisors:
         dirs += [p(root, hv.dir, "db"), run_dir(root, hv), log_dir(root, hv)]
-    dirs.append(p(root, "cni", "db"))
+    if snapshot:
+        dirs += [p(root, "snapshot", "db"), localfile_dir(root)]
+    if cni:
+        dirs.append(p(root, "cni", "db"))
     return dirs
+
+
+def all_backend_dirs(root: str) -> list[str]:
+    """What `cocoon gc` initialises: every backend."""
+    return backend_dirs(root, images=True, hypervisors=HYPERVISORS, snapshot=True, cni=True)

@@ -28,8 +28,8 @@ from typing import Any
 from cocoond.sim import gojson, layout, schema
 from cocoond.sim.content import FileSpec
 from cocoond.sim.datadir import MEMORY_FILE, snapshot_specs, stand_in_vm
-from cocoond.sim.fsops import SimError, mkdir_temp, new_id
-from cocoond.sim.images import Crash, layout_init
+from cocoond.sim.fsops import SimError, ensure_dirs, mkdir_temp, new_id
+from cocoond.sim.images import Crash
 from cocoond.sim.layout import CH, FC, Hypervisor
 from cocoond.sim.stores import snapshot_store
 from cocoond.sim.vms import create_vm, find_vm, record_snapshot, resolve_ref, start_vm
@@ -88,11 +88,12 @@ def create(
     `image` or standing in for `blobs`) and started. `name=None` names it
     snap-<id>; "" leaves it unnamed. `created_at` backdates the record (for
     a create that has been pending for a while)."""
-    layout_init(root)
     if crash_at is not None and crash_at not in SAVE_CRASH_POINTS:
         raise SimError(f"unknown crash point {crash_at!r} (one of {', '.join(SAVE_CRASH_POINTS)})")
     if vm is None:
         vm = create_vm(root, hypervisor=hypervisor, image=image, blobs=blobs, rng=rng)
+    # FindHypervisor (all hypervisors) and InitSnapshot.
+    ensure_dirs(*layout.backend_dirs(root, hypervisors=layout.HYPERVISORS, snapshot=True))
     hv, vm_id, rec = find_vm(root, vm)
     if rec["state"] != "running":
         start_vm(root, vm_id)
@@ -198,7 +199,7 @@ def resolve(root: str, ref: str) -> str:
 
 def delete(root: str, ref: str, crash_at: str | None = None) -> str:
     """`cocoon snapshot rm REF`; returns the ID."""
-    layout_init(root)
+    ensure_dirs(*layout.backend_dirs(root, snapshot=True))
     sid = resolve(root, ref)
     data = layout.data_dir(root, sid)
     if crash_at == "mid-rmdir" and os.path.isdir(data):
@@ -268,7 +269,7 @@ def import_snapshot(
     """`cocoon snapshot import [--name N]` of an export of `source` (a
     snapshot of this root), or of `archive`, or of a foreign snapshot
     (`hypervisor`, `blobs`); returns the new ID."""
-    layout_init(root)
+    ensure_dirs(*layout.backend_dirs(root, snapshot=True))
     if archive is None:
         archive = export(root, source) if source else foreign_archive(root, hypervisor, blobs, rng)
     sid = new_id(rng)

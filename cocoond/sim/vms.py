@@ -26,7 +26,7 @@ from typing import Any
 
 from cocoond.sim import content, gojson, layout
 from cocoond.sim.fsops import SimError, create_temp, ensure_dirs, new_id
-from cocoond.sim.images import Crash, digest_hex, layout_init, lookup, valid_file
+from cocoond.sim.images import Crash, digest_hex, install_firmware, lookup, valid_file
 from cocoond.sim.layout import CH, CLOUDIMG, FC, OCI, Hypervisor, ImageBackend
 from cocoond.sim.schema import VM_RECORD, complete
 from cocoond.sim.stores import image_store, vm_store
@@ -60,7 +60,9 @@ class DataDisk:
 
 def find_vm(root: str, ref: str) -> tuple[Hypervisor, str, dict[str, Any]]:
     """resolveVMOwner: the one backend whose DB resolves `ref` (exact ID,
-    name, ID prefix of 3+), with the record."""
+    name, ID prefix of 3+), with the record. Like cocoon it initialises
+    every hypervisor backend to look (cmd/core/helpers.go:127-145)."""
+    ensure_dirs(*layout.backend_dirs(root, hypervisors=layout.HYPERVISORS))
     hits = []
     for hv in layout.HYPERVISORS:
         with vm_store(root, hv).with_() as idx:
@@ -362,7 +364,8 @@ def create_vm(
     """`cocoon vm create` (and `vm run`'s start); returns the VM ID."""
     hv = hypervisor if isinstance(hypervisor, Hypervisor) else layout.hypervisor(hypervisor)
     rng = rng or random.Random()
-    layout_init(root)
+    # cmdcore.InitBackends + initNetwork: both image backends, this hypervisor, CNI.
+    ensure_dirs(*layout.backend_dirs(root, images=True, hypervisors=(hv,), cni=True))
     boot: dict[str, Any] | None
     if image:
         base_storage, boot, digest, kind = _resolve_image(root, image)
@@ -370,6 +373,8 @@ def create_vm(
         base_storage, boot, kind = _stand_in_image(root, hv, blobs, image_type)
         digest = ""
     check_backend(hv, kind, bool(boot and boot.get("kernel_path")), windows)
+    if boot and boot.get("firmware_path"):
+        install_firmware(root)
     vm_id = vm_id or new_id(rng)
     name = name or ("vm-" + vm_id[:8].lower())
     config = vm_config(
@@ -639,7 +644,7 @@ def mark_started(rec: dict[str, Any]) -> None:
 # ----------------------------------------------------------------------- rm
 def rm_vm(root: str, ref: str, crash_at: str | None = None) -> str:
     """`cocoon vm rm`: the dirs first, the record after (cloudhypervisor.go:51-86)."""
-    layout_init(root)
+    ensure_dirs(*layout.backend_dirs(root, hypervisors=layout.HYPERVISORS))
     hv, vm_id, rec = find_vm(root, ref)
     shutil.rmtree(rec["run_dir"], ignore_errors=True)
     shutil.rmtree(rec["log_dir"], ignore_errors=True)
