@@ -28,7 +28,7 @@ from functools import partial
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
-from bench.trees import Tree, inconsistency, log, restore, sim
+from bench.trees import Tree, inconsistency, log, remove_data_dir, restore, sim
 
 T = TypeVar("T")
 
@@ -369,7 +369,7 @@ def bench_daemon(
             for kind, sid in plan[start : start + batch]:
                 if kind == "missing_data_dir":
                     removed.append(sid)
-                    shutil.rmtree(tree.data_dir(sid))
+                    remove_data_dir(tree, sid)
                 else:
                     orphans.append(sid)
                     s.write_snapshot_files(str(tree.data_dir(sid)))
@@ -414,7 +414,7 @@ def bench_daemon(
         undo: list[tuple[str, str, float]] = []
         for kind, sid, _ in ops:
             if kind == "missing_data_dir":
-                s.write_snapshot_files(str(tree.data_dir(sid)))
+                os.rename(tree.stash / sid, tree.data_dir(sid))
             else:
                 shutil.rmtree(tree.data_dir(sid), ignore_errors=True)
             undo.append((kind, sid, time.time()))

@@ -251,7 +251,7 @@ def table_daemon_detail(r: DaemonResult, events_per_kind: int) -> Table:
         "cocoond holds data-dir findings until snapshot/ has been quiet for settle_seconds (at most 10x "
         "settle), so an event's latency includes the rest of its burst"
     )
-    t.note("DB rewrite: the same DB written back with cocoonsim.atomic_write_json under cocoon's lock")
+    t.note("DB rewrite: the same DB written back with cocoond.sim.atomic_write_json under cocoon's lock")
     return t
 
 

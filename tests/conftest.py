@@ -4,6 +4,7 @@ see cocoond/sim/__init__.py)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -48,6 +49,25 @@ KNOWN_FIELDS = frozenset(
     {"id", "name", "description", "image", "image_blob_ids", "cpu", "memory", "storage", "nics"}
     | {"created_at", "pending", "data_dir"}
 )
+
+
+def file_content(path: str) -> bytes:
+    """A file's bytes for before/after comparisons: its data regions (offset
+    and bytes) and its length, so that a sparse 10 GiB disk of a snapshot
+    costs what it holds, not what it spans."""
+    parts = []
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        offset = 0
+        while offset < size:
+            try:
+                start = os.lseek(f.fileno(), offset, os.SEEK_DATA)
+            except OSError:
+                break
+            end = os.lseek(f.fileno(), start, os.SEEK_HOLE)
+            parts.append(b"%d:" % start + os.pread(f.fileno(), end - start, start))
+            offset = end
+    return b"%d|" % size + b"|".join(parts)
 
 
 def run_sim(root: Path, *args: str) -> str:

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from cocoond.sim import gojson, layout, schema
 from cocoond.sim.content import write_specs
 from cocoond.sim.datadir import snapshot_specs, stand_in_vm
-from cocoond.sim.fsops import new_id
+from cocoond.sim.fsops import ensure_dirs, new_id
 from cocoond.sim.layout import CH
 from cocoond.sim.snapshots import snapshot_config
 from cocoond.sim.stores import load_snapshots
@@ -37,7 +37,7 @@ def epoch_import(
     sid = new_id(rng)
     name = name or "pulled-" + sid[:6].lower()
     data = layout.data_dir(root, sid)
-    os.makedirs(data, 0o750, exist_ok=True)
+    ensure_dirs(*layout.backend_dirs(root, snapshot=True), data)
     vm = stand_in_vm(root, hv, list(blobs), rng)
     write_specs(data, snapshot_specs(vm))
     cfg = snapshot_config(sid, vm, hv)
