@@ -25,6 +25,7 @@ CONTRACT_SEVERITY = {
     "stale_pending": "warning",
     "orphan_data_dir": "warning",
     "missing_data_dir": "error",
+    "incomplete_data_dir": "error",
     "data_dir_mismatch": "warning",
     "missing_blob": "error",
     "unreferenced_blob": "info",

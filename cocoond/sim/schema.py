@@ -69,6 +69,7 @@ INT64 = GoType("int64", "int64")
 BOOL = GoType("bool", "bool")
 TIME = GoType("time", "time.Time")
 SET = GoType("set", "map[string]struct {}")
+EMPTY_STRUCT = GoType("empty", "struct {}")  # the set's values
 
 
 def ptr(t: GoType) -> GoType:
@@ -289,6 +290,8 @@ def zero(t: GoType) -> Any:
     if t.kind == "struct":
         assert t.struct is not None
         return {fl.json: zero(fl.type) for fl in t.struct.fields}
+    if t.kind == "empty":
+        return {}
     return None  # ptr, slice, map, set: nil
 
 
@@ -424,7 +427,7 @@ class _Decoder:
             for key, item in v:
                 if kind == "set":
                     if item is not None and type(item) is not _Pairs:
-                        self.fail(item, GoType("struct", "struct {}"), where)
+                        self.fail(item, EMPTY_STRUCT, where)
                     out[key] = {}
                 else:
                     assert t.elem is not None
