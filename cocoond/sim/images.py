@@ -211,8 +211,6 @@ def _commit(root: str, ref: str, source: str, body: bytes, hex_: str, crash_at: 
                         os.write(fd, converted)
                     finally:
                         os.close(fd)
-                if crash_at == "tmp-blob":
-                    raise Crash
     if crash_at == "tmp-blob":
         raise Crash
     with image_store(root, CLOUDIMG).update() as idx:
