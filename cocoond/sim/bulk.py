@@ -154,7 +154,9 @@ def _committed(root: str) -> list[str]:
 
 def churn(root: str, seconds: float, seed: int = 1, pause: float = 0.01) -> dict[str, int]:
     """Legitimate commands at random for `seconds` (at least one snapshot
-    save); returns how many of each ran."""
+    save); returns how many of each ran. The seed picks the commands; IDs
+    are random as cocoon's are (crypto/rand), so that they never repeat
+    those of a tree populated with the same seed."""
     rng = random.Random(seed)
     layout_init(root)
     counts: dict[str, int] = {}
@@ -177,14 +179,14 @@ def churn(root: str, seconds: float, seed: int = 1, pause: float = 0.01) -> dict
         if not pool:
             pull_oci_image()
             return vm_create(hv)
-        vm = create_vm(root, hypervisor=hv, image=rng.choice(sorted(pool)), rng=rng)
+        vm = create_vm(root, hypervisor=hv, image=rng.choice(sorted(pool)))
         count("vm-create")
         return vm
 
     def save() -> None:
         vms = list_vms(root)
         vm = rng.choice(vms)[1] if vms else vm_create()
-        snapshots.create(root, vm=vm, rng=rng)
+        snapshots.create(root, vm=vm)
         count("create")
 
     def delete() -> None:
@@ -197,7 +199,7 @@ def churn(root: str, seconds: float, seed: int = 1, pause: float = 0.01) -> dict
         live = _committed(root)
         if live:
             name = f"imported-{rng.getrandbits(40):010x}"
-            snapshots.import_snapshot(root, source=rng.choice(live), name=name, rng=rng)
+            snapshots.import_snapshot(root, source=rng.choice(live), name=name)
             count("import")
 
     def image_rm() -> None:
