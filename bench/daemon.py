@@ -28,7 +28,7 @@ from functools import partial
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
-from bench.trees import Tree, inconsistency, log, remove_data_dir, restore, sim
+from bench.trees import Tree, inconsistency, log, restore, sim, stash_copies
 
 T = TypeVar("T")
 
@@ -353,6 +353,7 @@ def bench_daemon(
         snap_ids = sorted(k for k, v in tree.load_db()["snapshots"].items() if not v.get("pending"))
         rng = random.Random(seed)
         victims = rng.sample(snap_ids, min(events_per_kind, len(snap_ids)))
+        stash_copies(tree, victims)
         known = set(snap_ids)
         plan: list[tuple[str, str]] = []
         for i in range(events_per_kind):
@@ -369,7 +370,7 @@ def bench_daemon(
             for kind, sid in plan[start : start + batch]:
                 if kind == "missing_data_dir":
                     removed.append(sid)
-                    remove_data_dir(tree, sid)
+                    shutil.rmtree(tree.data_dir(sid))
                 else:
                     orphans.append(sid)
                     s.write_snapshot_files(str(tree.data_dir(sid)))

@@ -62,8 +62,8 @@ class Tree:
 
     @property
     def stash(self) -> Path:
-        """Where the daemon benchmark moves data dirs it "removes", so that
-        they can be put back exactly (same filesystem, outside the root)."""
+        """Where the daemon benchmark keeps copies of the data dirs it
+        removes, to put them back exactly (same filesystem, outside the root)."""
         return self.base / "stash"
 
     def data_dir(self, sid: str) -> Path:
@@ -169,17 +169,22 @@ def get_tree(workdir: Path, snapshots: int, images: int, seed: int, fresh: bool 
     return tree
 
 
-def remove_data_dir(tree: Tree, sid: str) -> None:
-    """A committed snapshot's data dir disappears from localfile/ (moved to
-    the stash in one rename, so `restore` can put back exactly what was
-    there: a hypervisor's own files, sparse disks and all)."""
-    tree.stash.mkdir(exist_ok=True)
-    os.rename(tree.data_dir(sid), tree.stash / sid)
+def stash_copies(tree: Tree, sids: list[str]) -> None:
+    """Copy these data dirs to the stash (sparse files kept sparse), before
+    the benchmark removes them, so that `restore` can put back exactly what
+    was there: a hypervisor's own files, sparse disks and all."""
+    s = sim()
+    for sid in sids:
+        copy = tree.stash / sid
+        shutil.rmtree(copy, ignore_errors=True)
+        copy.mkdir(parents=True)
+        for entry in os.scandir(tree.data_dir(sid)):
+            s.FileSpec.read(entry.path).write(str(copy))
 
 
 def restore(tree: Tree, removed: list[str], orphans: list[str]) -> None:
     """Undo the daemon benchmark's damage: move removed data dirs back from
-    the stash, delete orphan dirs. Idempotent."""
+    the stash (one rename each), delete orphan dirs. Idempotent."""
     for sid in removed:
         if (tree.stash / sid).is_dir() and not tree.data_dir(sid).exists():
             os.rename(tree.stash / sid, tree.data_dir(sid))
