@@ -105,6 +105,14 @@ class LogConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class MetricsConfig:
+    """Prometheus metrics through node_exporter's textfile collector: the
+    `*.prom` file `run` keeps current ("": none)."""
+
+    textfile: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """Everything the daemon and `check` need, resolved: `root_dir` and
     `state_dir` have already gone through their precedence, so callers never
@@ -118,6 +126,7 @@ class Config:
     alerts: AlertConfig = field(default_factory=AlertConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     #: The file this came from, kept so later messages can point at it.
     source: str | None = None
     #: Dotted key -> where its value came from, for keys not at their default:
@@ -125,7 +134,7 @@ class Config:
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
 
-_Section = WatchConfig | Thresholds | AlertConfig | LimitsConfig | LogConfig
+_Section = WatchConfig | Thresholds | AlertConfig | LimitsConfig | LogConfig | MetricsConfig
 
 # Table name -> its dataclass; the table names are also Config's field names,
 # and this order is config.example.toml's.
@@ -135,6 +144,7 @@ _SECTIONS: Final[dict[str, type[_Section]]] = {
     "alerts": AlertConfig,
     "limits": LimitsConfig,
     "log": LogConfig,
+    "metrics": MetricsConfig,
 }
 _CHOICES: Final[dict[str, tuple[str, ...]]] = {"log.format": LOG_FORMATS, "log.level": LOG_LEVELS}
 #: Keys outside any table.
@@ -336,9 +346,27 @@ def _section(source: str, table: str, values: dict[str, Any]) -> _Section:
             kwargs[name] = _choice(source, dotted, value, _CHOICES[dotted])
         elif dotted in _INTEGERS:
             kwargs[name] = _integer(source, dotted, value, *_INTEGERS[dotted])
+        elif dotted == "metrics.textfile":
+            kwargs[name] = _textfile(source, dotted, value)
         else:
             kwargs[name] = _seconds(source, dotted, value)
     return cls(**kwargs)
+
+
+def _textfile(source: str, key: str, value: object) -> str:
+    """node_exporter reads only `*.prom` files, so any other name would be
+    written and never exported. The directory is not checked here: it may
+    appear later (node_exporter installed after cocoond); `run` logs
+    `metrics.write_failed` while it is missing."""
+    if not isinstance(value, str):
+        raise ConfigError(
+            f"{source}: {key}: expected a string (a path ending in .prom), got {_describe(value)}"
+        )
+    if value and (not os.path.isabs(value) or not value.endswith(".prom") or "\0" in value):
+        raise ConfigError(
+            f'{source}: {key}: must be "" or an absolute path ending in .prom, got {_describe(value)}'
+        )
+    return value
 
 
 def _seconds(source: str, key: str, value: object) -> float:

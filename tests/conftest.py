@@ -71,12 +71,15 @@ def file_content(path: str) -> bytes:
     return b"%d|" % size + b"|".join(parts)
 
 
+def sim_argv(root: Path, *args: str) -> list[str]:
+    """The simulator's command line, for a process of its own (as cocoon is)."""
+    return [*SIM_CMD, str(root), *args]
+
+
 def run_sim(root: Path, *args: str) -> str:
     """`python -m cocoond.sim ROOT ARGS` (a separate process, as cocoon is);
     returns its stdout."""
-    done = subprocess.run(
-        [*SIM_CMD, str(root), *args], check=True, capture_output=True, text=True, timeout=120
-    )
+    done = subprocess.run(sim_argv(root, *args), check=True, capture_output=True, text=True, timeout=120)
     return done.stdout
 
 

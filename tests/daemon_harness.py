@@ -138,6 +138,7 @@ class DaemonProcess:
         pass_config: bool = True,
         name: str = "daemon",
         launch: Launcher | None = None,
+        journal_stream: bool = False,
     ) -> None:
         self.workdir = workdir
         self.root = root
@@ -163,9 +164,19 @@ class DaemonProcess:
             self._sock.setblocking(False)
         child_env = {k: v for k, v in os.environ.items() if not k.startswith(("NOTIFY_", "WATCHDOG_"))}
         child_env.pop("COCOON_ROOT_DIR", None)
+        child_env.pop("JOURNAL_STREAM", None)
         child_env["PYTHONUNBUFFERED"] = "1"
         if self._notify_address:
             child_env["NOTIFY_SOCKET"] = self._notify_address
+        # journal_stream: stdout as systemd connects it to the journal, a
+        # stream socket whose st_dev:st_ino $JOURNAL_STREAM names.
+        self._out_sock: socket.socket | None = None
+        child_out: Any = subprocess.PIPE
+        if journal_stream:
+            self._out_sock, theirs = socket.socketpair()
+            st = os.fstat(theirs.fileno())
+            child_env["JOURNAL_STREAM"] = f"{st.st_dev}:{st.st_ino}"
+            child_out = theirs.fileno()
         child_env.update(env or {})
         argv = [sys.executable, "-m", "cocoond", "run"]
         if pass_config:
@@ -179,13 +190,18 @@ class DaemonProcess:
         self.proc = subprocess.Popen(
             argv,
             stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
+            stdout=child_out,
             stderr=subprocess.PIPE,
             env=child_env,
             cwd=str(workdir),
         )
-        assert self.proc.stdout is not None and self.proc.stderr is not None
-        self._out_fd = self.proc.stdout.fileno()
+        if self._out_sock is not None:
+            theirs.close()
+            self._out_fd = self._out_sock.fileno()
+        else:
+            assert self.proc.stdout is not None
+            self._out_fd = self.proc.stdout.fileno()
+        assert self.proc.stderr is not None
         self._err_fd = self.proc.stderr.fileno()
         os.set_blocking(self._out_fd, False)
         os.set_blocking(self._err_fd, False)
@@ -433,7 +449,7 @@ class DaemonProcess:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(10)
         self._thread.join(10)
-        for stream in (self.proc.stdout, self.proc.stderr):
+        for stream in (self.proc.stdout, self.proc.stderr, self._out_sock):
             if stream is not None:
                 stream.close()
         if self._sock is not None:
@@ -461,6 +477,7 @@ class Daemons:
         pass_root: bool = True,
         pass_config: bool = True,
         launch: Launcher | None = None,
+        journal_stream: bool = False,
     ) -> DaemonProcess:
         """`config` replaces FAST_CONFIG; `overrides` is merged into it;
         `launch` rewrites the command line (see `with_prelude`, and
@@ -480,6 +497,7 @@ class Daemons:
             pass_config=pass_config,
             name=f"daemon{len(self._started)}",
             launch=launch,
+            journal_stream=journal_stream,
         )
         self._started.append(daemon)
         return daemon

@@ -73,17 +73,19 @@ def test_orphans_already_reported_stay_single_and_zero_turns_grouping_off() -> N
     assert grouped(OrphanBursts("/r"), list(changes), threshold=0) == changes
 
 
-def test_members_join_as_they_fall_quiet_and_expected_ones_that_vanish_are_dropped() -> None:
+def test_the_summary_waits_for_every_member_and_drops_those_that_vanish() -> None:
     bursts = OrphanBursts("/r")
     changes = [orphan(f"S{i}") for i in range(6)]
     bursts.expect([k for k, _ in changes], never, 3)
-    first = bursts.regroup(changes[:2])  # two are quiet already
-    assert first[-1][1] is not None and first[-1][1].message.startswith("2 data dirs")
-    later = bursts.regroup(changes[2:4])
-    assert later[-1][1] is not None and later[-1][1].message.startswith("4 data dirs")
-    # S4 and S5 got their records back before they were quiet.
+    # Two are quiet already, two more later: no finding until all are in.
+    assert bursts.regroup(changes[:2]) == [(SUMMARY_KEY, None)]
+    assert bursts.regroup(changes[2:4]) == [(SUMMARY_KEY, None)]
+    # S4 and S5 got their records back before they were quiet: dropped,
+    # and the summary opens with the four.
     still = {k for k, _ in changes[:4]}
-    assert bursts.prune(still.__contains__) == []
+    pruned = bursts.prune(still.__contains__)
+    assert [k for k, _ in pruned] == [SUMMARY_KEY]
+    assert pruned[0][1] is not None and pruned[0][1].message.startswith("4 data dirs")
     assert set(bursts.members) == still
     # A later lone orphan named like one of them is single again.
     assert bursts.regroup([changes[4]]) == [changes[4]]

@@ -39,12 +39,14 @@ from cocoond.storage.paths import DEFAULT_ROOT_DIR, ROOT_ENV
 EXAMPLE = Path(__file__).resolve().parents[1] / "config.example.toml"
 
 # Written out by hand from contract section 6 (plus the keys added since:
-# state_dir, alerts.orphan_burst_threshold, limits.max_db_bytes), not derived
-# from the module, so a key dropped from (or added to) the code fails here.
+# state_dir, alerts.orphan_burst_threshold, limits.max_db_bytes,
+# metrics.textfile), not derived from the module, so a key dropped from (or
+# added to) the code fails here.
 CONTRACT_KEYS = {
     "state_dir",
     "alerts.orphan_burst_threshold",
     "limits.max_db_bytes",
+    "metrics.textfile",
     "root_dir",
     "watch.debounce_seconds",
     "watch.settle_seconds",

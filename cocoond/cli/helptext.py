@@ -129,6 +129,12 @@ RUN: Final = (
             _ENV_STATE,
             ("NOTIFY_SOCKET", "set by systemd (Type=notify): READY=1, STATUS=, WATCHDOG=1 go there."),
             ("WATCHDOG_USEC", "set by systemd from WatchdogSec=: the daemon pings at half of it."),
+            (
+                "JOURNAL_STREAM",
+                "set by systemd when stdout goes to the journal: each log line is then sent as a "
+                "journal entry (PRIORITY from its level, COCOOND_* fields) to journald's native socket, "
+                "which COCOOND_JOURNAL_SOCKET replaces in tests.",
+            ),
         ),
     ),
     Section(

@@ -76,12 +76,14 @@ class OrphanBursts:
         gone = [key for key, finding in self.members.items() if finding is None and not possible(key)]
         for key in gone:
             del self.members[key]
-        return [(SUMMARY_KEY, self.summary())] if gone and not self.members else []
+        return [(SUMMARY_KEY, self.summary())] if gone else []
 
     def summary(self) -> Finding | None:
-        subjects = sorted(key[1] for key, finding in self.members.items() if finding is not None)
-        if not subjects:
+        """The group's finding, once every member has fallen quiet (or been
+        dropped), so that it opens with the whole count."""
+        if not self.members or None in self.members.values():
             return None
+        subjects = sorted(key[1] for key in self.members)
         examples = ", ".join(subjects[:EXAMPLES]) + (", ..." if len(subjects) > EXAMPLES else "")
         return Finding(
             fk.ORPHAN_DATA_DIR,

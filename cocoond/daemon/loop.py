@@ -26,6 +26,7 @@ from cocoond.core.lifecycle import Event, Lifecycle, Opened, Reminder, Resolved
 from cocoond.core.reconcile import DB_DEPENDENT, Reconciler
 from cocoond.daemon.bursts import OrphanBursts
 from cocoond.daemon.logsetup import configure
+from cocoond.daemon.metrics import MetricsFile, Readings
 from cocoond.daemon.sdnotify import Notifier
 from cocoond.daemon.sizer import Sizer
 from cocoond.daemon.state import StateKeeper, rfc3339
@@ -89,6 +90,7 @@ class Daemon:
         self._setup_root(config)
         self.lifecycle = Lifecycle(config.watch.settle_seconds, config.alerts.reminder_seconds)
         self.state = StateKeeper(config.state_dir)
+        self.metrics = MetricsFile(config.metrics.textfile)
         self._stop_signal: str | None = None
         self._quiet_since = clock()
         self._burst: dict[str, set[str]] = {}
@@ -98,6 +100,7 @@ class Daemon:
         self._status = ""
         self._due_at: dict[str, float] = {}  # when each periodic job runs next
         self._last_full_scan: float | None = None  # wall clock
+        self._index_load_seconds: float | None = None  # the last good load of snapshots.json
         self._to_inspect: dict[str, None] = {}  # data dirs whose contents to read, in order
 
     @property
@@ -196,8 +199,9 @@ class Daemon:
             )
         if (lifecycle_due := self.lifecycle.next_deadline()) is not None:
             due.append(lifecycle_due)
-        if (state_due := self.state.due()) is not None:
-            due.append(state_due)
+        for pending_write in (self.state.due(), self.metrics.due()):
+            if pending_write is not None:
+                due.append(pending_write)
         wall_now = self.wall()
         if (transition := self.index.next_transition(wall_now)) is not None:
             due.append(now + (transition - wall_now) + 0.01)
@@ -232,12 +236,35 @@ class Daemon:
                 snapshots=self.index.snapshot_count,
                 blobs=self.index.blob_count,
             )
+            self.metrics.changed()
             self._due_at["heartbeat"] = now + heartbeat
         rescan = self.config.watch.full_rescan_seconds
         if rescan > 0 and now >= self._due_at["rescan"]:
             self._rescan("timer")
             self._due_at["rescan"] = self.clock() + rescan
         self._update_status()
+        self.metrics.flush(self.log, self.clock(), self._readings)
+
+    def _readings(self) -> Readings:
+        """What the metrics file says now. Open findings are those announced
+        (as the state file keeps them), orphans with their measured size."""
+        announced = [
+            self.sizer.with_size(finding, self._size_paths(finding))
+            if finding.kind == fk.ORPHAN_DATA_DIR
+            else finding
+            for finding, _ in self.lifecycle.open_findings(self.clock())
+            if not self.sizer.holds(finding.key)
+        ]
+        return Readings(
+            open_findings=announced,
+            snapshots=self.index.snapshot_count,
+            pending_snapshots=self.index.pending_count,
+            blobs=self.index.blob_count,
+            last_full_scan=self._last_full_scan,
+            index_load_seconds=self._index_load_seconds,
+            full_rescan_interval=self.config.watch.full_rescan_seconds,
+            heartbeat_interval=self.config.alerts.heartbeat_seconds,
+        )
 
     # ---------------------------------------------------------------- input
     def _take(self, item: Item) -> None:
@@ -254,7 +281,7 @@ class Daemon:
             finding = self.sizer.arrived(*value)
             if finding is not None:
                 self._emit(finding.severity, "finding.opened", finding.to_dict())
-                self.state.changed()  # announced now, so it belongs in the saved open set
+                self._open_set_changed()  # announced now, so it belongs in the saved open set
 
     def _add_to_burst(self, change: Change) -> None:
         now = self.clock()
@@ -338,6 +365,7 @@ class Daemon:
 
     def _log_loaded(self, seconds: float | None) -> None:
         if seconds is not None:
+            self._index_load_seconds = seconds
             self.log.info(
                 "index.loaded",
                 snapshots=self.index.snapshot_count,
@@ -393,6 +421,7 @@ class Daemon:
         loaded = self._loaded_since(started) if reload else None
         self._log_loaded(loaded)
         self._last_full_scan = self.wall()
+        self.metrics.changed()
         self._feed_lifecycle(also)
 
     def _fulfil_wants(self) -> None:
@@ -496,7 +525,7 @@ class Daemon:
         if events:
             self._update_status()
         if any(not isinstance(event, Reminder) for event in events):
-            self.state.changed()
+            self._open_set_changed()
         self.state.flush(
             self.log, self.lifecycle, self.root, self.clock(), self.wall(), skip=self.sizer.holds
         )
@@ -511,7 +540,11 @@ class Daemon:
         for finding in findings:
             self._emit(finding.severity, "finding.opened", finding.to_dict())
         if findings:
-            self.state.changed()
+            self._open_set_changed()
+
+    def _open_set_changed(self) -> None:
+        self.state.changed()
+        self.metrics.changed()
 
     def _emit(self, severity: str, event: str, fields: dict[str, Any]) -> None:
         fields = dict(fields)
@@ -547,6 +580,7 @@ class Daemon:
         # must still leave a trace of itself.
         self.log.info("config.reloaded", config=path, root=os.path.abspath(new.root_dir))
         self.log = configure(new.log.format, new.log.level)
+        self.metrics.move(new.metrics.textfile)
         now = self.clock()
         self.lifecycle.reconfigure(new.watch.settle_seconds, new.alerts.reminder_seconds, now)
         for job, before, after in (

@@ -15,12 +15,14 @@ def fsync_dir(directory: str | os.PathLike[str]) -> None:
         os.close(fd)
 
 
-def atomic_write(path: str | os.PathLike[str], data: bytes, mode: int = 0o644) -> None:
+def atomic_write(path: str | os.PathLike[str], data: bytes, mode: int = 0o644, *, sync: bool = True) -> None:
     """Temp file in the same directory (so rename is atomic), write, fsync,
     rename over `path`, fsync the directory (so the rename survives a power
     cut). The temp name is `.tmp-<hex>` like cocoon's, so a crash in between
     leaves a file that `stale_temp` reports; on any error here the temp file
-    is removed and `path` is untouched."""
+    is removed and `path` is untouched. `sync=False` skips both fsyncs, for
+    a file that is rewritten soon anyway: readers still see the old file or
+    the new one, never part of one."""
     target = os.fspath(path)
     directory = os.path.dirname(target) or "."
     tmp = os.path.join(directory, ".tmp-" + secrets.token_hex(5))
@@ -31,7 +33,8 @@ def atomic_write(path: str | os.PathLike[str], data: bytes, mode: int = 0o644) -
             while view:
                 written = os.write(fd, view)
                 view = view[written:]
-            os.fsync(fd)
+            if sync:
+                os.fsync(fd)
             os.fchmod(fd, mode)
         finally:
             os.close(fd)
@@ -40,4 +43,5 @@ def atomic_write(path: str | os.PathLike[str], data: bytes, mode: int = 0o644) -
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    fsync_dir(directory)
+    if sync:
+        fsync_dir(directory)
