@@ -146,22 +146,7 @@ def pull_image(
             found = lookup(CLOUDIMG, idx["images"], url)
             if found and valid_file(CLOUDIMG.blob(root, digest_hex(found[1]["content_sum"]))):
                 return digest_hex(found[1]["content_sum"])
-    body = _download(size, fmt, tag)
-    fd, pull_path = create_temp(CLOUDIMG.temp(root), "pull-*.img")
-    try:
-        os.write(fd, body)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    hex_ = hashlib.sha256(body).hexdigest()
-    try:
-        if crash_at == "download":
-            raise Crash
-        _commit(root, url, pull_path, body, hex_, crash_at)
-    except Crash:
-        return hex_
-    _remove(pull_path)  # the deferred os.Remove of the download
-    return hex_
+    return _stage_and_commit(root, "pull-*.img", url, _download(size, fmt, tag), crash_at, sync=True)
 
 
 def import_image(
@@ -177,18 +162,30 @@ def import_image(
         with image_store(root, CLOUDIMG).update() as idx:
             _write_entry(root, idx, name, hex_)
         return hex_
-    fd, import_path = create_temp(CLOUDIMG.temp(root), "import-*.img")
+    return _stage_and_commit(root, "import-*.img", name, body, crash_at, sync=False)
+
+
+def _stage_and_commit(
+    root: str, pattern: str, ref: str, body: bytes, crash_at: str | None, sync: bool
+) -> str:
+    """The bytes in temp/<pattern> (the download, pull.go:94-114, fsynced;
+    or the import's copy, import.go:59-75), committed, then the temp file
+    removed (a deferred os.Remove: a crash leaves it). Returns the hex."""
+    fd, staged = create_temp(CLOUDIMG.temp(root), pattern)
     try:
         os.write(fd, body)
+        if sync:
+            os.fsync(fd)
     finally:
         os.close(fd)
+    hex_ = hashlib.sha256(body).hexdigest()
     try:
         if crash_at == "download":
             raise Crash
-        _commit(root, name, import_path, body, hex_, crash_at)
+        _commit(root, ref, staged, body, hex_, crash_at)
     except Crash:
         return hex_
-    _remove(import_path)
+    _remove(staged)
     return hex_
 
 
