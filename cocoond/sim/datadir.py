@@ -244,10 +244,8 @@ def _ch_specs(rec: dict[str, Any], memory_file: str) -> list[FileSpec]:
         FileSpec.sparse(memory_file, cfg["memory"]),
     ]
     direct = bool((rec.get("boot_config") or {}).get("kernel_path"))
-    cow = "cow.raw" if direct else "overlay.qcow2"
-    cow_sc = next((sc for sc in rec["storage_configs"] or [] if sc["role"] == "cow"), None)
-    cow_sc = cow_sc or {"path": os.path.join(rec["run_dir"], cow), "role": "cow"}
-    specs.append(_disk_spec({**cow_sc, "path": os.path.join(rec["run_dir"], cow)}, cow, cfg["storage"]))
+    cow = "cow.raw" if direct else "overlay.qcow2"  # ch.cowPath (cloudhypervisor/utils.go:27-32)
+    specs.append(_disk_spec({"path": os.path.join(rec["run_dir"], cow), "role": "cow"}, cow, cfg["storage"]))
     specs += _resident(rec, [sc for sc in rec["storage_configs"] or [] if sc["role"] == "data"])
     cidata = os.path.join(rec["run_dir"], "cidata.img")
     if not direct and not cfg["windows"]:
