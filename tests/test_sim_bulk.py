@@ -89,11 +89,23 @@ def test_populate_without_images_and_with_old_memory_files(tmp_path: Path) -> No
 def test_churn_runs_every_legitimate_command_and_leaves_a_consistent_tree(tmp_path: Path) -> None:
     root = str(tmp_path / "r")
     counts = sim.churn(root, seconds=3, seed=3, pause=0)
+    assert "failed" not in counts, counts
     assert {"create", "delete", "import", "pull", "pull-oci", "rmi", "vm-create", "vm-rm", "gc"} <= set(
         counts
     )
     assert consistency_problems(root) == []
     assert kinds(root)["hypervisor"] == {"cloud-hypervisor", "firecracker"}
+
+
+def test_churn_goes_on_when_a_fault_makes_commands_fail(tmp_path: Path) -> None:
+    """A snapshot DB Go cannot decode (injected while churn runs, on a host):
+    every snapshot command fails, as in cocoon, and churn carries on with
+    the others."""
+    root = str(tmp_path / "r")
+    sim.inject(root, "undecodable-snapshot-field")
+    counts = sim.churn(root, seconds=1, seed=4, pause=0)
+    assert counts["failed"] >= 1 and "create" not in counts and "delete" not in counts, counts
+    assert counts.get("pull", 0) + counts.get("pull-oci", 0) + counts.get("vm-create", 0) >= 1, counts
 
 
 def test_churn_on_a_populated_tree(tmp_path: Path) -> None:

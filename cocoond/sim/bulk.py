@@ -23,10 +23,11 @@ from typing import Any
 
 from cocoond.sim import content, gojson, layout, snapshots
 from cocoond.sim.datadir import MEMORY_FILE, snapshot_specs
-from cocoond.sim.fsops import flock, new_id
+from cocoond.sim.fsops import SimError, flock, new_id
 from cocoond.sim.gc import GCAborted, gc
-from cocoond.sim.images import cloudimg_entry, layout_init, list_images, oci_entry, pull_image, pull_oci, rmi
+from cocoond.sim.images import cloudimg_entry, layout_init, oci_entry, pull_image, pull_oci, rmi
 from cocoond.sim.layout import CH, CLOUDIMG, FC, OCI, Hypervisor, ImageBackend
+from cocoond.sim.schema import GoDecodeError
 from cocoond.sim.snapshots import snapshot_config
 from cocoond.sim.stores import image_store, snapshot_store, vm_store
 from cocoond.sim.vms import (
@@ -34,7 +35,6 @@ from cocoond.sim.vms import (
     build_vm,
     create_vm,
     image_storage,
-    list_vms,
     mark_started,
     rm_vm,
     vm_config,
@@ -147,72 +147,86 @@ def populate(
 
 
 # -------------------------------------------------------------------- churn
-def _committed(root: str) -> list[str]:
-    with snapshot_store(root).with_() as idx:
-        return sorted(k for k, r in idx["snapshots"].items() if r is not None and not r["pending"])
-
-
 def churn(root: str, seconds: float, seed: int = 1, pause: float = 0.01) -> dict[str, int]:
     """Legitimate commands at random for `seconds` (at least one snapshot
-    save); returns how many of each ran. The seed picks the commands; IDs
-    are random as cocoon's are (crypto/rand), so that they never repeat
-    those of a tree populated with the same seed."""
+    save); returns how many of each ran ("failed": commands cocoon refused
+    because of a fault made meanwhile). Like a tenant, churn works on what
+    it made itself (its images, VMs and snapshots, made first), so faults
+    injected meanwhile stay as they were made; gc, like cocoon's, looks at
+    everything. The seed picks the commands; IDs are random as cocoon's are
+    (crypto/rand), so they never repeat those of a tree populated with the
+    same seed."""
     rng = random.Random(seed)
     layout_init(root)
     counts: dict[str, int] = {}
+    mine: dict[str, set[str]] = {
+        "cloudimg": set(),
+        "oci": set(),
+        CH.name: set(),
+        FC.name: set(),
+        "snap": set(),
+    }
 
     def count(op: str) -> None:
         counts[op] = counts.get(op, 0) + 1
 
+    def pick(*kinds: str) -> str | None:
+        pool = sorted(x for k in kinds for x in mine[k])
+        return rng.choice(pool) if pool else None
+
     def pull() -> None:
-        pull_image(root, url=f"https://images.example/churn-{rng.getrandbits(40):010x}.img")
+        url = f"https://images.example/churn-{rng.getrandbits(40):010x}.img"
+        pull_image(root, url=url)
+        mine["cloudimg"].add(url)
         count("pull")
 
     def pull_oci_image() -> None:
-        pull_oci(root, f"registry.example/churn-{rng.getrandbits(40):010x}", layers=2, seed=f"churn-{seed}")
+        ref = f"registry.example/churn-{rng.getrandbits(40):010x}"
+        mine["oci"].add(pull_oci(root, ref, layers=2, seed=f"churn-{seed}")["ref"])
         count("pull-oci")
 
-    def vm_create(hv: Hypervisor | None = None) -> str:
-        imgs = list_images(root)
+    def vm_create(hv: Hypervisor | None = None) -> None:
         hv = hv or (FC if rng.random() < 0.4 else CH)
-        pool = list(imgs["oci"]) if hv is FC else list(imgs["oci"]) + list(imgs["cloudimg"])
-        if not pool:
-            pull_oci_image()
-            return vm_create(hv)
-        vm = create_vm(root, hypervisor=hv, image=rng.choice(sorted(pool)))
-        count("vm-create")
-        return vm
+        image = pick("oci") if hv is FC else pick("oci", "cloudimg")
+        if image is not None:
+            mine[hv.name].add(create_vm(root, hypervisor=hv, image=image))
+            count("vm-create")
 
     def save() -> None:
-        vms = list_vms(root)
-        vm = rng.choice(vms)[1] if vms else vm_create()
-        snapshots.create(root, vm=vm)
-        count("create")
+        vm = pick(CH.name, FC.name)
+        if vm is not None:
+            mine["snap"].add(snapshots.create(root, vm=vm))
+            count("create")
 
     def delete() -> None:
-        live = _committed(root)
-        if live:
-            snapshots.delete(root, rng.choice(live))
+        sid = pick("snap")
+        if sid is not None:
+            mine["snap"].discard(snapshots.delete(root, sid))
             count("delete")
 
     def import_() -> None:
-        live = _committed(root)
-        if live:
+        sid = pick("snap")
+        if sid is not None:
             name = f"imported-{rng.getrandbits(40):010x}"
-            snapshots.import_snapshot(root, source=rng.choice(live), name=name)
+            mine["snap"].add(snapshots.import_snapshot(root, source=sid, name=name))
             count("import")
 
     def image_rm() -> None:
-        imgs = list_images(root)
-        refs = sorted(list(imgs["oci"]) + list(imgs["cloudimg"]))
-        if len(refs) > 2:
-            rmi(root, rng.choice(refs))
+        kind = rng.choice(["cloudimg", "oci"])
+        if len(mine[kind]) > 1:
+            ref = pick(kind)
+            assert ref is not None
+            rmi(root, ref)
+            mine[kind].discard(ref)
             count("rmi")
 
     def vm_rm() -> None:
-        vms = list_vms(root)
-        if len(vms) > 2:
-            rm_vm(root, rng.choice(vms)[1])
+        hv = rng.choice([CH, FC])
+        if len(mine[hv.name]) > 1:
+            vm = pick(hv.name)
+            assert vm is not None
+            rm_vm(root, vm)
+            mine[hv.name].discard(vm)
             count("vm-rm")
 
     def run_gc() -> None:
@@ -222,14 +236,8 @@ def churn(root: str, seconds: float, seed: int = 1, pause: float = 0.01) -> dict
             count("gc-aborted")
         count("gc")
 
-    if not list_images(root)["cloudimg"]:
-        pull()
-    if not list_images(root)["oci"]:
-        pull_oci_image()
-    present = {hv for hv, _, _ in list_vms(root)}
-    for hv in (CH, FC):
-        if hv not in present:
-            vm_create(hv)
+    for setup in (pull, pull_oci_image, lambda: vm_create(CH), lambda: vm_create(FC)):
+        setup()
     ops: list[Callable[[], object]] = [
         save,
         save,
@@ -247,7 +255,12 @@ def churn(root: str, seconds: float, seed: int = 1, pause: float = 0.01) -> dict
     end = time.monotonic() + seconds
     op: Callable[[], object] = save
     while True:
-        op()
+        try:
+            op()
+        except (SimError, GoDecodeError):
+            # What cocoon refuses on a broken tree (a fault injected meanwhile:
+            # an image whose blob is gone, an unreadable DB) fails that command only.
+            count("failed")
         if time.monotonic() >= end:
             break
         time.sleep(pause)
