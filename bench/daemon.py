@@ -28,7 +28,7 @@ from functools import partial
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
-from bench.trees import Tree, inconsistency, log, restore, sim
+from bench.trees import Tree, inconsistency, log, restore, sim, stash_copies
 
 T = TypeVar("T")
 
@@ -353,6 +353,7 @@ def bench_daemon(
         snap_ids = sorted(k for k, v in tree.load_db()["snapshots"].items() if not v.get("pending"))
         rng = random.Random(seed)
         victims = rng.sample(snap_ids, min(events_per_kind, len(snap_ids)))
+        stash_copies(tree, victims)
         known = set(snap_ids)
         plan: list[tuple[str, str]] = []
         for i in range(events_per_kind):
@@ -414,7 +415,7 @@ def bench_daemon(
         undo: list[tuple[str, str, float]] = []
         for kind, sid, _ in ops:
             if kind == "missing_data_dir":
-                s.write_snapshot_files(str(tree.data_dir(sid)))
+                os.rename(tree.stash / sid, tree.data_dir(sid))
             else:
                 shutil.rmtree(tree.data_dir(sid), ignore_errors=True)
             undo.append((kind, sid, time.time()))

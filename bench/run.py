@@ -66,7 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--workdir", type=Path, default=Path("/tmp/cocoond-bench"), help="trees and scratch files"
     )
     ap.add_argument("--fresh", action="store_true", help="rebuild the cached trees")
-    ap.add_argument("--images", type=int, default=50, help="cloud images per tree (default 50)")
+    ap.add_argument(
+        "--images", type=int, default=50, help="images per tree, cloud and OCI in turn (default 50)"
+    )
     ap.add_argument("--seed", type=int, default=1, help="populate seed (default 1)")
     ap.add_argument("--doctor-sizes", type=parse_sizes, default=[200, 1000], help="default 200,1000")
     ap.add_argument("--repeat", type=int, default=3, help="runs per check/floor measurement (best of)")
@@ -251,7 +253,7 @@ def table_daemon_detail(r: DaemonResult, events_per_kind: int) -> Table:
         "cocoond holds data-dir findings until snapshot/ has been quiet for settle_seconds (at most 10x "
         "settle), so an event's latency includes the rest of its burst"
     )
-    t.note("DB rewrite: the same DB written back with cocoonsim.atomic_write_json under cocoon's lock")
+    t.note("DB rewrite: the same DB written back with cocoond.sim.atomic_write_json under cocoon's lock")
     return t
 
 

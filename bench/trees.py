@@ -1,4 +1,5 @@
-"""Benchmark trees: built with ../shared/cocoonsim.py, cached under the work dir.
+"""Benchmark trees: built with the project's simulator (`python -m cocoond.sim
+ROOT populate`), cached under the work dir.
 
 A tree is keyed by (snapshots, images, seed) and lives at
 ``WORKDIR/trees/s<N>-i<I>-seed<S>/root``. ``meta.json`` beside ``root`` is written
@@ -9,7 +10,6 @@ and never moved or copied.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -21,25 +21,15 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-SIM_PATH = Path(__file__).resolve().parents[2] / "shared" / "cocoonsim.py"
-
-_sim: ModuleType | None = None
+SIM_CMD = (sys.executable, "-m", "cocoond.sim")
 
 
 def sim() -> ModuleType:
-    """cocoonsim, imported from ../shared (never copied)."""
-    global _sim
-    if _sim is None:
-        if not SIM_PATH.is_file():
-            raise RuntimeError(f"cocoonsim not found at {SIM_PATH}")
-        spec = importlib.util.spec_from_file_location("cocoonsim", SIM_PATH)
-        if spec is None or spec.loader is None:
-            raise RuntimeError(f"cannot import {SIM_PATH}")
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules["cocoonsim"] = mod
-        spec.loader.exec_module(mod)
-        _sim = mod
-    return _sim
+    """The simulator's Python API (the benchmarks drive it in-process where
+    a step must be timed, e.g. a DB rewrite)."""
+    from cocoond import sim as cocoond_sim
+
+    return cocoond_sim
 
 
 def log(msg: str) -> None:
@@ -69,6 +59,12 @@ class Tree:
     @property
     def localfile(self) -> Path:
         return self.root / "snapshot" / "localfile"
+
+    @property
+    def stash(self) -> Path:
+        """Where the daemon benchmark keeps copies of the data dirs it
+        removes, to put them back exactly (same filesystem, outside the root)."""
+        return self.base / "stash"
 
     def data_dir(self, sid: str) -> Path:
         return self.localfile / sid
@@ -112,16 +108,15 @@ def inconsistency(tree: Tree) -> str | None:
 
 
 def populate(tree: Tree) -> float:
-    """Build the tree with `cocoonsim.py ROOT populate` (a separate process, as
-    cocoon is one). Returns the seconds it took."""
+    """Build the tree with `python -m cocoond.sim ROOT populate` (a separate
+    process, as cocoon is one). Returns the seconds it took."""
     if tree.base.exists():
         shutil.rmtree(tree.base)
     tree.base.mkdir(parents=True)
     t0 = time.perf_counter()
     done = subprocess.run(
         [
-            sys.executable,
-            str(SIM_PATH),
+            *SIM_CMD,
             str(tree.root),
             "populate",
             "--snapshots",
@@ -138,7 +133,7 @@ def populate(tree: Tree) -> float:
     took = time.perf_counter() - t0
     if done.returncode != 0:
         raise RuntimeError(
-            f"cocoonsim populate failed (exit {done.returncode}): {done.stderr.strip()[-800:]}"
+            f"cocoond.sim populate failed (exit {done.returncode}): {done.stderr.strip()[-800:]}"
         )
     tree.meta.write_text(
         json.dumps(
@@ -174,13 +169,24 @@ def get_tree(workdir: Path, snapshots: int, images: int, seed: int, fresh: bool 
     return tree
 
 
-def restore(tree: Tree, removed: list[str], orphans: list[str]) -> None:
-    """Undo the daemon benchmark's damage: recreate removed data dirs, delete
-    orphan dirs. Idempotent."""
+def stash_copies(tree: Tree, sids: list[str]) -> None:
+    """Copy these data dirs to the stash (sparse files kept sparse), before
+    the benchmark removes them, so that `restore` can put back exactly what
+    was there: a hypervisor's own files, sparse disks and all."""
     s = sim()
+    for sid in sids:
+        copy = tree.stash / sid
+        shutil.rmtree(copy, ignore_errors=True)
+        copy.mkdir(parents=True)
+        for entry in os.scandir(tree.data_dir(sid)):
+            s.FileSpec.read(entry.path).write(str(copy))
+
+
+def restore(tree: Tree, removed: list[str], orphans: list[str]) -> None:
+    """Undo the daemon benchmark's damage: move removed data dirs back from
+    the stash (one rename each), delete orphan dirs. Idempotent."""
     for sid in removed:
-        d = tree.data_dir(sid)
-        if not d.is_dir():
-            s.write_snapshot_files(str(d))
+        if (tree.stash / sid).is_dir() and not tree.data_dir(sid).exists():
+            os.rename(tree.stash / sid, tree.data_dir(sid))
     for sid in orphans:
         shutil.rmtree(tree.data_dir(sid), ignore_errors=True)

@@ -1,8 +1,10 @@
-"""Shared fixtures. Trees are made with ../shared/cocoonsim.py, which does to a
-directory exactly what cocoon does; it is imported from there, never copied."""
+"""Shared fixtures. Trees are made with the project's simulator, cocoond.sim,
+which does to a directory what cocoon does (written from cocoon's Go source;
+see cocoond/sim/__init__.py)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,12 +12,10 @@ from types import ModuleType
 
 import pytest
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-SIM = SHARED / "cocoonsim.py"
-if str(SHARED) not in sys.path:
-    sys.path.insert(0, str(SHARED))
+from cocoond import sim as cocoond_sim
 
-import cocoonsim  # noqa: E402
+#: The simulator as a separate process, as cocoon is one.
+SIM_CMD = (sys.executable, "-m", "cocoond.sim")
 
 # Written out from contract section 3, not imported from cocoond, so a
 # severity changed in the code without the contract fails the tests.
@@ -25,6 +25,7 @@ CONTRACT_SEVERITY = {
     "stale_pending": "warning",
     "orphan_data_dir": "warning",
     "missing_data_dir": "error",
+    "incomplete_data_dir": "error",
     "data_dir_mismatch": "warning",
     "missing_blob": "error",
     "unreferenced_blob": "info",
@@ -32,7 +33,8 @@ CONTRACT_SEVERITY = {
     "name_mismatch": "warning",
     "stale_temp": "info",
 }
-#: Every fault `cocoonsim.py inject` knows.
+#: The simulator's classic faults, each of which leaves exactly one finding
+#: (tests/test_sim_faults.py runs all of `cocoond.sim.FAULTS`).
 FAULTS = [
     "orphan-dir",
     "missing-dir",
@@ -50,13 +52,33 @@ KNOWN_FIELDS = frozenset(
 )
 
 
+def file_content(path: str) -> bytes:
+    """A file's bytes for before/after comparisons: its data regions (offset
+    and bytes) and its length, so that a sparse 10 GiB disk of a snapshot
+    costs what it holds, not what it spans."""
+    parts = []
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        offset = 0
+        while offset < size:
+            try:
+                start = os.lseek(f.fileno(), offset, os.SEEK_DATA)
+            except OSError:
+                break
+            end = os.lseek(f.fileno(), start, os.SEEK_HOLE)
+            parts.append(b"%d:" % start + os.pread(f.fileno(), end - start, start))
+            offset = end
+    return b"%d|" % size + b"|".join(parts)
+
+
 def sim_argv(root: Path, *args: str) -> list[str]:
     """The simulator's command line, for a process of its own (as cocoon is)."""
-    return [sys.executable, str(SIM), str(root), *args]
+    return [*SIM_CMD, str(root), *args]
 
 
 def run_sim(root: Path, *args: str) -> str:
-    """cocoonsim as a separate process (as cocoon is); returns its stdout."""
+    """`python -m cocoond.sim ROOT ARGS` (a separate process, as cocoon is);
+    returns its stdout."""
     done = subprocess.run(sim_argv(root, *args), check=True, capture_output=True, text=True, timeout=120)
     return done.stdout
 
@@ -78,7 +100,7 @@ def _isolated_from_host(monkeypatch: pytest.MonkeyPatch, _no_default_config: str
 
 @pytest.fixture
 def sim() -> ModuleType:
-    return cocoonsim
+    return cocoond_sim
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from cocoond.cli import check as check_module
-from tests.conftest import FAULTS
+from tests.conftest import FAULTS, file_content
 from tests.test_check import check, check_human, keys
 
 
@@ -33,8 +33,7 @@ def tree_state(root: Path) -> dict[str, tuple[Any, ...]]:
         if os.path.islink(path):
             extra: Any = os.readlink(path)
         elif os.path.isfile(path):
-            with open(path, "rb") as f:
-                extra = f.read()
+            extra = file_content(path)
         else:
             extra = None
         state[os.path.relpath(path, root)] = (st.st_mode, st.st_size, st.st_mtime_ns, st.st_ino, extra)
@@ -60,7 +59,7 @@ def every_fault_tree(sim: ModuleType, root: Path) -> set[tuple[str, str]]:
         (root / relpath).write_bytes(b"partial")
         os.utime(root / relpath, (old, old))
         expected.add(("stale_temp", relpath))
-    (root / "firecracker" / "db").mkdir(parents=True)
+    (root / "firecracker" / "db").mkdir(parents=True, exist_ok=True)
     (root / "firecracker" / "db" / "vms.json").write_text('{"vms": {"v": {"image_blob_ids": null}}}')
     return expected
 

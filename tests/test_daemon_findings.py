@@ -1,5 +1,5 @@
 """`cocoond run` end to end: findings open and resolve through real inotify
-events in a real subprocess, on trees cocoonsim breaks and repairs the way
+events in a real subprocess, on trees the simulator (cocoond.sim) breaks and repairs the way
 cocoon (or a person) would."""
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from types import ModuleType
 
 import pytest
 
-from tests.conftest import FAULTS
+from tests.conftest import FAULTS, file_content
 from tests.daemon_harness import Daemons, daemons_for, opened, resolved
 
 
@@ -85,8 +85,7 @@ def tree_state(root: Path) -> dict[str, tuple[int, int, int, bytes | None]]:
             st = os.lstat(path)
             body: bytes | None = None
             if stat.S_ISREG(st.st_mode):
-                with open(path, "rb") as f:
-                    body = f.read()
+                body = file_content(path)
             elif stat.S_ISLNK(st.st_mode):
                 body = os.fsencode(os.readlink(path))
             state[os.path.relpath(path, root)] = (st.st_mode, st.st_size, st.st_mtime_ns, body)

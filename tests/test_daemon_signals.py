@@ -5,6 +5,7 @@ stop request can sit unnoticed (seen: 1 run in 8 did not exit in 30 s)."""
 
 from __future__ import annotations
 
+import shutil
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,6 +35,7 @@ def test_only_the_main_thread_takes_the_daemons_signals(
     daemons: Daemons, sim: ModuleType, root: Path
 ) -> None:
     sim.init(str(root))
+    shutil.rmtree(root / "firecracker")  # a host where Firecracker has not run yet
     daemon = daemons.start(root)
     daemon.wait_ready()
     # A structure change re-arms the watches: the new threads must block them too.

@@ -22,18 +22,17 @@ import cocoond
 from cocoond import LockTimeout, Paths
 from cocoond.errors import CocoondError
 from cocoond.storage.locking import exclusive_lock
-from tests.conftest import SHARED, SIM, run_sim
+from tests.conftest import SIM_CMD, run_sim
 
 DEADLINE = 10.0
 SHORT = 0.3
 
-# Holds cocoon's lock exactly as cocoon does (cocoonsim.flock), says so on
+# Holds cocoon's lock exactly as cocoon does (cocoond.sim.flock), says so on
 # stdout, and lets go when its stdin closes.
 HOLDER = """
 import sys
-sys.path.insert(0, sys.argv[1])
-import cocoonsim
-with cocoonsim.flock(sys.argv[2]) as held:
+from cocoond.sim import flock
+with flock(sys.argv[1]) as held:
     assert held
     print("held", flush=True)
     sys.stdin.readline()
@@ -45,7 +44,7 @@ def held_lock(lock: Path) -> Iterator[subprocess.Popen[str]]:
     """Another process holds `lock` for the duration of the block (or until
     its stdin is closed)."""
     proc = subprocess.Popen(
-        [sys.executable, "-c", HOLDER, str(SHARED), str(lock)],
+        [sys.executable, "-c", HOLDER, str(lock)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -102,11 +101,11 @@ def tree(root: Path, sim: ModuleType) -> Paths:
 
 
 # ------------------------------------------------------------ blocking
-def test_write_blocks_while_cocoonsim_holds_the_lock(tree: Paths, sim: ModuleType, root: Path) -> None:
+def test_write_blocks_while_the_simulator_holds_the_lock(tree: Paths, sim: ModuleType, root: Path) -> None:
     db_file, lock = tree.snapshot_db_file(), tree.snapshot_lock_file()
     before = db_file.read_bytes()
     new = renamed(tree)
-    proc = subprocess.Popen([sys.executable, str(SIM), str(root), "hold-lock", "--seconds", "120"])
+    proc = subprocess.Popen([*SIM_CMD, str(root), "hold-lock", "--seconds", "120"], stdout=subprocess.DEVNULL)
     try:
         wait_until_held(sim, lock, proc)
         start = time.monotonic()

@@ -59,7 +59,7 @@ def test_root_accepts_pathlike_and_keeps_a_str(tmp_path: Path) -> None:
     assert p.snapshot_db_file() == tmp_path / "snapshot" / "db" / "snapshots.json"
 
 
-def test_layout_agrees_with_cocoonsim(sim: ModuleType, root: Path) -> None:
+def test_layout_agrees_with_the_simulator(sim: ModuleType, root: Path) -> None:
     r = str(root)
     p = Paths(r)
     assert str(p.snapshot_db_file()) == sim.snapshot_db(r)
@@ -132,7 +132,14 @@ def resolving(root: Path, sim: ModuleType) -> Paths:
     sim.create(r, name="db", sid=S2)
     sim.create(r, name="cache", sid=S3)
     sim.create(r, name="lonely", sid=S4)
-    sim.create(r, name=S1, sid=S5)
+    sim.create(r, name="s5", sid=S5)
+    # Named after S1's ID by hand: `cocoon snapshot save` refuses a name that
+    # resolves already (cmd/snapshot/handler.go:44-51); `import` or an edit do not.
+    with sim.flock(sim.snapshot_lock(r)):
+        db = sim.load_snapshots(r)
+        db["snapshots"][S5]["name"] = S1
+        db["names"][S1] = db["names"].pop("s5")
+        sim.atomic_write_json(sim.snapshot_db(r), db)
     sim.create(r, name="half", sid="PENDINGPENDINGPENDINGPEND2", crash_at="pending")
     return Paths(root)
 

@@ -1,4 +1,4 @@
-"""Every tree cocoonsim produces (cocoon's own sequences, crashes between
+"""Every tree the simulator (cocoond.sim) produces (cocoon's own sequences, crashes between
 their steps, gc, the registry's unlocked indented rewrite, a large populated
 tree) reads as what the file says and survives write -> read losslessly."""
 
@@ -175,14 +175,21 @@ def sc_populate(root: Path, sim: ModuleType) -> Callable[[SnapshotDB], None]:
     assert json.loads(run_sim(root, "populate", "--snapshots", "300", "--images", "7", "--seed", "3")) == {
         "snapshots": 300,
         "images": 7,
+        "vms": 12,
     }
 
     def check(db: SnapshotDB) -> None:
         assert len(db.snapshots) == 300
         assert len(db.names) == 300
         assert all(db.snapshots[sid].name == name for name, sid in db.names.items())
-        assert len({h for rec in db.snapshots.values() for h in rec.image_blob_ids}) <= 7
-        assert all(len(rec.image_blob_ids) == 1 for rec in db.snapshots.values())
+        # 4 cloud images (one blob each) and 3 OCI images (a shared base layer and their own)
+        assert len({h for rec in db.snapshots.values() for h in rec.image_blob_ids}) <= 4 + 1 + 3
+        by_kind = {rec.extra["image_type"]: len(rec.image_blob_ids) for rec in db.snapshots.values()}
+        assert by_kind == {"cloudimg": 1, "oci": 2}
+        assert {rec.extra["hypervisor"] for rec in db.snapshots.values()} == {
+            "cloud-hypervisor",
+            "firecracker",
+        }
 
     return check
 

@@ -315,6 +315,7 @@ def test_read_ref_db(sim: ModuleType, root: Path) -> None:
     hex_ = sim.pull_image(str(root))
     assert read_ref_db(str(root), "cloudimg/db/images.json") == frozenset({hex_})
     assert read_ref_db(str(root), "firecracker/db/vms.json") is None
+    (root / "cloudhypervisor/db").mkdir(parents=True)
     (root / "cloudhypervisor/db/vms.json").write_text("{")
     err = read_ref_db(str(root), "cloudhypervisor/db/vms.json")
     assert isinstance(err, DBError) and str(root / "cloudhypervisor/db/vms.json") in str(err)
