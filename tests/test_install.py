@@ -18,6 +18,8 @@ from types import ModuleType
 import pytest
 from packaging.requirements import Requirement
 
+from cocoond import __version__
+
 REPO = Path(__file__).resolve().parents[1]
 INSTALL, UNINSTALL = REPO / "scripts" / "install", REPO / "scripts" / "uninstall"
 LOCK = REPO / "requirements.lock"
@@ -166,13 +168,13 @@ def test_layout(installed: Layout) -> None:
     got = {line.split("==")[0].lower().replace("_", "-"): line.split("==")[1] for line in done.stdout.split()}
     for name, (version, _) in locked().items():
         assert got.get(name) == version, name
-    assert got["cocoond"] == "0.2.0"
+    assert got["cocoond"] == __version__
 
 
 def test_runs_at_its_final_place(installed: Layout, sim: ModuleType, tmp_path: Path) -> None:
     cocoond = str(installed.final / "bin" / "cocoond")
     done = subprocess.run([cocoond, "--version"], capture_output=True, text=True, timeout=60, cwd=tmp_path)
-    assert (done.returncode, done.stdout) == (0, "cocoond 0.2.0\n"), done.stderr
+    assert (done.returncode, done.stdout) == (0, f"cocoond {__version__}\n"), done.stderr
     tree = tmp_path / "cocoon"
     sim.init(str(tree))
     fault = sim.inject(str(tree), "orphan-dir")
@@ -238,7 +240,7 @@ def test_reinstall_keeps_the_config_and_uninstall_leaves_it(wheels: Path, tmp_pa
     version = subprocess.run(
         [str(staged_prefix / "bin" / "python"), "-m", "cocoond", "--version"], capture_output=True, text=True
     )
-    assert version.stdout == "cocoond 0.2.0\n", version.stderr
+    assert version.stdout == f"cocoond {__version__}\n", version.stderr
 
     env = {**os.environ, "DESTDIR": str(layout.dest)}
     args = ["bash", str(UNINSTALL), *layout.args()]
