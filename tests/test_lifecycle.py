@@ -54,6 +54,21 @@ def test_reappearing_starts_a_new_settle() -> None:
     assert life.tick(3.5, quiet_since=-100) == [Opened(f)]
 
 
+def test_presettled_kinds_open_without_a_second_settle_but_still_wait_for_quiet() -> None:
+    """Orphans come from the index already quiet for a settle."""
+    life = Lifecycle(settle=SETTLE, reminder=0, presettled=frozenset({"orphan_data_dir"}))
+    orphan, missing = finding("orphan_data_dir", "B"), finding()
+    life.observe(10.0, change(orphan) + change(missing))
+    assert life.tick(10.0, quiet_since=10.0 - SETTLE) == [Opened(orphan)]
+    assert life.next_deadline() == 10.0 + SETTLE  # the other kind settles as before
+    assert life.tick(10.0 + SETTLE, quiet_since=10.0 - SETTLE) == [Opened(missing)]
+    other = finding("orphan_data_dir", "C")
+    life.observe(20.0, change(other))
+    assert life.tick(20.0, quiet_since=19.5) == []  # snapshot/ is busy: wait for quiet
+    assert life.next_deadline() == 19.5 + SETTLE
+    assert life.tick(19.5 + SETTLE, quiet_since=19.5) == [Opened(other)]
+
+
 def test_data_dir_findings_wait_for_quiet_up_to_the_cap() -> None:
     """A bulk import writes dirs for longer than settle before its DB
     rewrite: orphans must wait while snapshot/ is busy, but not forever."""

@@ -21,6 +21,7 @@ from cocoond.core.facts import (
     TempEntry,
 )
 from cocoond.core.findings import Finding, Key
+from cocoond.core.lifecycle import Lifecycle
 from cocoond.core.reconcile import Reconciler
 from cocoond.errors import DBError
 from cocoond.storage.records import SnapshotDB, SnapshotRecord
@@ -425,6 +426,24 @@ def test_an_orphan_waits_until_its_dir_is_quiet() -> None:
     assert found(r, NOW + 2.5) == {}
     r.set_snapshot_db(db(rec("I", "imported")))
     assert found(r, NOW + 10) == {}
+
+
+def test_an_orphan_opens_one_settle_after_its_last_write_not_two() -> None:
+    """The index holds an orphan until its dir is quiet; the daemon's
+    lifecycle must not add a settle of its own on top (it did: orphans
+    opened 2x settle after the write)."""
+    settle = 2.0
+    r = index(orphan_quiet_seconds=settle)
+    life = Lifecycle(settle, 0, presettled=frozenset({"orphan_data_dir"}))
+    r.apply_listing(Listing(snapshot_db=db(), data_dirs={"I": d(contents=None, last_write=NOW)}))
+    assert r.evaluate(NOW) == set()
+    due = r.next_transition(NOW)
+    assert due == pytest.approx(NOW + settle)
+    assert due is not None
+    changed = r.evaluate(due)
+    # The shell's clock is monotonic; the write was quiet until `due` (wall).
+    life.observe(50.0, [(key, r.current(key)) for key in changed])
+    assert [type(e).__name__ for e in life.tick(50.0, quiet_since=50.0 - settle)] == ["Opened"]
 
 
 # ----------------------------------------------------------------------------

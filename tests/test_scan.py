@@ -245,6 +245,22 @@ def test_read_contents_finds_what_restore_would_miss(tmp_path: Path) -> None:
     assert got is not None and got.sidecar_problem == "not a regular file"
 
 
+def test_dirs_with_the_same_sidecar_are_each_judged_by_their_own_entries(tmp_path: Path) -> None:
+    """Snapshots of one VM share their sidecar and config.json byte for
+    byte; what is judged once per document must not carry one dir's
+    missing disk or broken config over to another."""
+    for name in ("a", "b", "c"):
+        write_ch_dir(tmp_path / name)
+    (tmp_path / "b" / "overlay.qcow2").unlink()
+    (tmp_path / "c" / "config.json").write_text(json.dumps({"disks": []}))
+    a, b, c, again = (read_contents(str(tmp_path / n)) for n in ("a", "b", "c", "a"))
+    assert a is not None and b is not None and c is not None
+    assert (a.missing_disks, a.config_problem) == ((), None)
+    assert (b.missing_disks, b.config_problem) == (("overlay.qcow2",), None)
+    assert c.missing_disks == () and c.config_problem is not None and "0 here" in c.config_problem
+    assert again == a
+
+
 def test_read_contents_of_an_unreadable_dir_is_unknown(tmp_path: Path) -> None:
     assert read_contents(str(tmp_path / "absent")) is None
 

@@ -60,6 +60,10 @@ class _Tracked:
 class Lifecycle:
     settle: float
     reminder: float  # 0: no reminders
+    #: Kinds the index reports only once they have been quiet for `settle`
+    #: (orphans: measured from the dir's last write, stricter than a first
+    #: sighting), so they do not wait a second settle here.
+    presettled: frozenset[str] = frozenset()
     _tracked: dict[Key, _Tracked] = field(default_factory=dict)
     _due: list[tuple[float, Key]] = field(default_factory=list)  # candidates to open
     _reminders: list[tuple[float, Key]] = field(default_factory=list)
@@ -117,8 +121,12 @@ class Lifecycle:
                     if tracked.opened_at is not None:
                         events.append(Resolved(key[0], key[1], now - tracked.opened_at))
             elif tracked is None:
-                self._tracked[key] = _Tracked(finding, now)
-                heapq.heappush(self._due, (now + self.settle, key))
+                if key[0] in self.presettled:
+                    self._tracked[key] = _Tracked(finding, now - self.settle)
+                    heapq.heappush(self._due, (now, key))
+                else:
+                    self._tracked[key] = _Tracked(finding, now)
+                    heapq.heappush(self._due, (now + self.settle, key))
             else:
                 tracked.finding = finding
         return events

@@ -88,7 +88,12 @@ class Daemon:
         self.sizer = Sizer(self.queue)
         self.log = configure(config.log.format, config.log.level)
         self._setup_root(config)
-        self.lifecycle = Lifecycle(config.watch.settle_seconds, config.alerts.reminder_seconds)
+        # The index holds orphans until their dir has been quiet for the settle.
+        self.lifecycle = Lifecycle(
+            config.watch.settle_seconds,
+            config.alerts.reminder_seconds,
+            presettled=frozenset({fk.ORPHAN_DATA_DIR}),
+        )
         self.state = StateKeeper(config.state_dir)
         self.metrics = MetricsFile(config.metrics.textfile)
         self._stop_signal: str | None = None

@@ -14,7 +14,8 @@ from typing import Any
 from cocoond.errors import DBError
 from cocoond.storage import goschema
 from cocoond.storage.godecode import Decoder, GoDecodeError
-from cocoond.storage.gojson import loads_exact
+from cocoond.storage.gojson import loads_exact, text_go
+from cocoond.storage.goplain import unmarshal_plain
 
 #: Where the image indexes live under the root; VM DBs are `<backend>/db/vms.json`.
 IMAGE_DB = "cloudimg/db/images.json"
@@ -27,8 +28,12 @@ RefDecoder = Callable[[bytes, str], frozenset[str]]
 def _unmarshal(data: bytes, path: str, t: goschema.GoType) -> dict[str, Any]:
     """The DB as cocoon's json.Unmarshal leaves it (a dict of set fields),
     or DBError with Go's error and where it is."""
+    text = text_go(data)
+    plain = unmarshal_plain(text, t)
+    if isinstance(plain, dict):
+        return plain
     try:
-        top = Decoder().unmarshal(loads_exact(data, path), t)
+        top = Decoder().unmarshal(loads_exact(text, path), t)
     except GoDecodeError as exc:
         raise DBError(path, str(exc)) from None
     return top if isinstance(top, dict) else {}
