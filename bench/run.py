@@ -122,8 +122,9 @@ def table_check_vs_floor(args: argparse.Namespace, trees: dict[int, Tree | str])
     if FLOOR_TARGET_SIZE not in args.sizes:
         t.note(f"the {FLOOR_TARGET_RATIO:g}x target applies at {FLOOR_TARGET_SIZE:,} snapshots, not run here")
     t.note(
-        "floor: a separate Python process that reads and json.loads snapshots.json and lists "
-        "snapshot/localfile/ once with os.scandir (+ is_dir per entry); same interpreter, same measurement"
+        "floor: a separate Python process that reads and json.loads snapshots.json, lists "
+        "snapshot/localfile/ once with os.scandir (+ is_dir per entry) and, in each data dir, lists its "
+        "entries and reads cocoon.json and config.json (not parsed); same interpreter, same measurement"
     )
     t.note("wall time includes interpreter start-up for both; peak RSS is the child's ru_maxrss (os.wait4)")
     return t

@@ -565,3 +565,26 @@ def test_a_db_cocoond_may_not_read_is_not_called_corrupt() -> None:
     r = fresh(Listing(snapshot_db=err))
     message = found(r)[("db_unreadable", "snapshot/db/snapshots.json")].message
     assert "cocoond cannot read" in message and "restore it" not in message
+
+
+def test_compact_copies_the_dir_facts_and_changes_no_finding() -> None:
+    """The daemon compacts after each scan to give memory back; a copy that
+    lost or altered a fact would silently change what is reported."""
+    listing = Listing(
+        snapshot_db=db(rec("A", "a"), rec("B", "b")),
+        data_dirs={
+            "A": d(),
+            "B": DirState("dir", 1_700_000_000_123_456_789, DirContents(frozenset({SIDECAR}))),
+            "O": d(contents=None, last_write=NOW - 100),
+            "F": d("other"),
+        },
+    )
+    r = fresh(listing)
+    before, states = found(r), dict(r.dirs)
+    assert set(before) == {("incomplete_data_dir", "B"), ("orphan_data_dir", "O")}
+    r.compact()
+    assert r.dirs == states
+    assert all(r.dirs[n] is not states[n] for n in states)
+    assert r.evaluate(NOW) == set() and found(r) == before
+    r.set_data_dir("B", d())  # still a working index afterwards
+    assert set(found(r)) == {("orphan_data_dir", "O")}

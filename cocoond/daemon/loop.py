@@ -423,6 +423,8 @@ class Daemon:
         self.index.apply_listing(listing)
         del listing
         self._fulfil_wants()
+        if not self._to_inspect:
+            self._compact()
         loaded = self._loaded_since(started) if reload else None
         self._log_loaded(loaded)
         self._last_full_scan = self.wall()
@@ -455,7 +457,14 @@ class Daemon:
             rec = index.records.get(name)
             if rec is not None and not rec.pending and rec.recorded is None:
                 index.set_data_dir(name, inspect_data_dir(self.root, name, contents=True, activity=False))
+        if not todo:
+            self._compact()
         self._feed_lifecycle()
+
+    def _compact(self) -> None:
+        """After a scan or the last slice of inspections: see Reconciler.compact."""
+        self.index.compact()
+        release_free_memory()
 
     def _hold(self, key: Key, finding: Finding) -> float | None:
         """Asked by the lifecycle before it opens a settled finding: None to
