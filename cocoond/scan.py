@@ -151,6 +151,8 @@ def read_contents(path: str) -> DirContents | None:
     try:
         with os.scandir(path) as it:
             entries = {e.name: e for e in it}
+    except PermissionError as exc:
+        return _unreadable(exc.strerror or str(exc))
     except OSError:
         return None
 
@@ -176,11 +178,16 @@ def read_contents(path: str) -> DirContents | None:
                         config_problem = config_mismatch(_read_small(entries[CH_CONFIG]), sidecar)
                     except FormatProblem as exc:
                         config_problem = str(exc)
-    except PermissionError:
+    except PermissionError as exc:
         # cocoon writes cocoon.json 0600 and reads it as root: a reader
         # without that right knows nothing, and the snapshot is not broken.
-        return None
+        return _unreadable(f"{SIDECAR}: {exc.strerror or exc}")
     found = DirContents(frozenset(present), sidecar_problem, missing, config_problem)
+    return _CONTENTS.setdefault(found, found)
+
+
+def _unreadable(why: str) -> DirContents:
+    found = DirContents(frozenset(), unreadable=why)
     return _CONTENTS.setdefault(found, found)
 
 
@@ -393,7 +400,14 @@ def list_data_dirs(
         mtime_ns = st.st_mtime_ns if st is not None else 0
         want_contents = rec is not None and not rec.pending and rec.recorded is None
         old = previous.get(name)
-        if want_contents and old is not None and old.contents is not None and st and old.mtime_ns == mtime_ns:
+        if (
+            want_contents
+            and old is not None
+            and old.contents is not None
+            and not old.contents.unreadable  # a chmod moves no mtime: look again
+            and st
+            and old.mtime_ns == mtime_ns
+        ):
             out[name] = old
             continue
         path = os.path.join(base, name)

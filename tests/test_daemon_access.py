@@ -108,3 +108,25 @@ def test_a_watched_dir_made_unreadable_and_readable_again(
     sees_a_new_orphan(daemon, root, "SECOND")
     assert daemon.events("finding.opened", kind="missing_data_dir") == []
     assert_told_once_and_never_spun(daemon, localfile)
+
+
+def test_data_dirs_it_may_not_read_are_one_warning_until_fixed(
+    daemons: Daemons, sim: ModuleType, root: Path
+) -> None:
+    """cocoon writes data dirs 0750 as root: a daemon without the power to
+    read them cannot tell whether they would restore. It says so once for
+    all of them (never `incomplete_data_dir`), and looks again after a chmod."""
+    closed = [sim.create(str(root), name=f"closed-{i}") for i in range(2)]
+    sim.create(str(root), name="open")
+    for sid in closed:
+        os.chmod(sim.data_dir(str(root), sid), 0o000)
+    daemon = start(daemons, root)
+    line = daemon.wait_for(opened("dir_unreadable", "snapshot/localfile/*"))
+    assert line["level"] == "warning" and "cannot read 2 data dirs" in str(line["message"]), line
+    since = daemon.mark()
+    for sid in closed:
+        os.chmod(sim.data_dir(str(root), sid), 0o750)
+    daemon.wait_event("finding.resolved", kind="dir_unreadable", subject="snapshot/localfile/*", since=since)
+    assert daemon.events("finding.opened", kind="incomplete_data_dir") == []
+    assert daemon.events("finding.opened", kind="missing_data_dir") == []
+    assert lifecycle_errors(daemon.lines) == []

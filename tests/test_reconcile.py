@@ -588,3 +588,32 @@ def test_compact_copies_the_dir_facts_and_changes_no_finding() -> None:
     assert r.evaluate(NOW) == set() and found(r) == before
     r.set_data_dir("B", d())  # still a working index afterwards
     assert set(found(r)) == {("orphan_data_dir", "O")}
+
+
+def test_data_dirs_it_may_not_read_are_one_finding_never_a_guess() -> None:
+    closed = DirContents(frozenset(), unreadable="Permission denied")
+    r = fresh(
+        Listing(
+            snapshot_db=db(rec("A", "a"), rec("B", "b"), rec("C", "c"), rec("P", "p", pending=True)),
+            data_dirs={
+                "A": d(contents=closed),
+                "B": d(contents=closed),
+                "C": d(),
+                "P": d(contents=closed),  # pending: restore-ability is not asked yet
+                "O": d(contents=closed, last_write=NOW - 100),  # no record: an orphan as ever
+            },
+        )
+    )
+    f = found(r)
+    assert set(f) - {("stale_pending", "P")} == {
+        ("dir_unreadable", "snapshot/localfile/*"),
+        ("orphan_data_dir", "O"),
+    }
+    summary = f[("dir_unreadable", "snapshot/localfile/*")]
+    assert summary.severity == "warning" and "cannot read 2 data dirs" in summary.message
+    # The example is the first dir found unreadable (scan order, not sorted: O(1) per change).
+    assert any(f"snapshot/localfile/{sid}: Permission denied" in summary.message for sid in "AB")
+    r.set_data_dir("A", d())
+    assert "cannot read 1 data dir of" in found(r)[("dir_unreadable", "snapshot/localfile/*")].message
+    r.set_snapshot_db(db(rec("A", "a"), rec("C", "c"), rec("P", "p", pending=True)))  # B's record went
+    assert set(found(r)) - {("stale_pending", "P")} == {("orphan_data_dir", "B"), ("orphan_data_dir", "O")}

@@ -163,7 +163,7 @@ def refuse_unread_data_dirs(root: str, index: Reconciler) -> None:
         and rec.recorded is None
         and (state := index.dirs.get(sid)) is not None
         and state.kind != "other"
-        and state.contents is None
+        and (state.contents is None or state.contents.unreadable)
     )
     if unread:
         more = f" (and {len(unread) - 1} more)" if len(unread) > 1 else ""

@@ -48,6 +48,9 @@ class DirContents:
     #: config.json exists but is unusable, or its disks differ from the
     #: sidecar's (Cloud Hypervisor only checks this).
     config_problem: str | None = None
+    #: cocoond may not read the dir or its sidecar (why): restore-ability is
+    #: unknown, which is said once for all such dirs, not guessed per dir.
+    unreadable: str | None = None
 
 
 class DirState(NamedTuple):

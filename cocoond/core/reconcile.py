@@ -124,6 +124,8 @@ class Reconciler:
         self.unreadable: dict[str, str] = {}
         self._pending: dict[str, float] = {}
         self._orphan_due: dict[str, float] = {}
+        #: Committed snapshots whose data dir cocoond may not read -> why.
+        self._unread: dict[str, str] = {}
         self._orphan_heap: list[tuple[float, str]] = []
         self._now = float("-inf")
         self._facts_cache: dict[frozenset[str], frozenset[str]] = {}
@@ -536,6 +538,7 @@ class Reconciler:
             and rec.recorded is None
             and (rec.pending or state.contents is None)
             and sid not in self._orphan_due
+            and sid not in self._unread
             and (fk.MISSING_DATA_DIR, sid) not in static
             and (fk.INCOMPLETE_DATA_DIR, sid) not in static
         ):
@@ -554,6 +557,26 @@ class Reconciler:
                 incomplete = rules.incomplete_data_dir(sid, rec, state, self.root)
         self._put((fk.MISSING_DATA_DIR, sid), missing)
         self._put((fk.INCOMPLETE_DATA_DIR, sid), incomplete)
+        unread = None
+        if rec is not None and not rec.pending and rec.recorded is None and state is not None:
+            unread = state.contents.unreadable if state.contents is not None else None
+        self._set_unread(sid, unread)
+
+    def _set_unread(self, sid: str, why: str | None) -> None:
+        if why is None:
+            if self._unread.pop(sid, None) is None:
+                return
+        elif self._unread.get(sid) == why:
+            return
+        else:
+            self._unread[sid] = why
+        example = next(iter(self._unread), None)
+        self._put(
+            (fk.DIR_UNREADABLE, rules.DATA_DIRS),
+            None
+            if example is None
+            else rules.data_dirs_unreadable(len(self._unread), example, self._unread[example], self.root),
+        )
 
     def _set_orphan_due(self, sid: str, due: float | None) -> None:
         """Record when a record-less dir falls quiet; `evaluate(now)` turns

@@ -30,6 +30,8 @@ from cocoond.output import quoted
 
 SNAPSHOT_DB = "snapshot/db/snapshots.json"
 LOCALFILE = "snapshot/localfile"
+#: The subject of the one finding about data dirs cocoond may not read.
+DATA_DIRS = f"{LOCALFILE}/*"
 #: cocoon gc drops pending records older than this (snapshot/localfile/gc.go:20).
 PENDING_GC_HOURS = 24
 #: The hypervisor names cocoon records (hypervisor/*/…go `typ`).
@@ -65,6 +67,20 @@ def dir_unreadable(relpath: str, why: str, path: str) -> Finding:
         f"cocoond cannot list {relpath} ({why}); findings that depend on it are unknown "
         "until it can (check the directory's mode and owner)",
         path=path,
+    )
+
+
+def data_dirs_unreadable(count: int, example: str, why: str, root: str) -> Finding:
+    """One finding for every committed snapshot's data dir cocoond may not
+    read (cocoon writes them 0750 and cocoon.json 0600, as root): without
+    CAP_DAC_READ_SEARCH that is all of them, so one per dir would flood."""
+    return Finding(
+        fk.DIR_UNREADABLE,
+        DATA_DIRS,
+        f"cocoond cannot read {count} data dir{'s' if count != 1 else ''} of committed snapshots "
+        f"(e.g. {LOCALFILE}/{example}: {why}); whether they would restore is unknown until it can "
+        "(the unit grants CAP_DAC_READ_SEARCH for this; check the dirs' mode and owner)",
+        path=_join(root, LOCALFILE),
     )
 
 
@@ -194,7 +210,7 @@ def _fc_problems(c: DirContents) -> list[str]:
 def incomplete_data_dir(sid: str, rec: RecFacts, state: DirState | None, root: str) -> Finding | None:
     """A committed record whose data dir exists but fails the restore
     preflight for its hypervisor: restore fails although the dir is there."""
-    if rec.recorded is not None or state is None or state.contents is None:
+    if rec.recorded is not None or state is None or state.contents is None or state.contents.unreadable:
         return None
     problems = preflight_problems(rec.hypervisor, state.contents)
     if not problems:
