@@ -14,8 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cocoond.errors import DBError
+from cocoond.storage import goplain
 from cocoond.storage import goschema as g
-from cocoond.storage import refdbs
 from cocoond.storage.goplain import unmarshal_plain
 from cocoond.storage.refdbs import decode_image_refs, decode_oci_refs, decode_vm_refs
 
@@ -56,7 +56,7 @@ def both(decode: Callable[[bytes, str], frozenset[str]], data: bytes) -> tuple[o
             return ("error", str(exc))
 
     quick = answer()
-    with patch.object(refdbs, "unmarshal_plain", lambda text, t: None):
+    with patch.object(goplain, "unmarshal_plain", lambda text, t: None):
         exact = answer()
     return quick, exact
 

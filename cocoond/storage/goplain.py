@@ -21,6 +21,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from cocoond.errors import DBError
+from cocoond.storage.godecode import Decoder, GoDecodeError
+from cocoond.storage.gojson import loads_exact, text_go
 from cocoond.storage.goschema import INT_MAX, INT_MIN, GoType, Kind, fold_name
 from cocoond.storage.gotime import GoTimeError, check_json_time
 
@@ -38,6 +41,22 @@ def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def _constant(name: str) -> Any:
     raise _NotPlain
+
+
+def unmarshal(data: bytes, path: str, t: GoType) -> dict[str, Any]:
+    """`data` as cocoon's json.Unmarshal into `t` leaves it (for a struct, a
+    dict of its set fields): by the quick route when it can vouch for the
+    document, else by the exact decoder; DBError naming `path` with Go's
+    error when Go would fail."""
+    text = text_go(data)
+    plain = unmarshal_plain(text, t)
+    if isinstance(plain, dict):
+        return plain
+    try:
+        top = Decoder().unmarshal(loads_exact(text, path), t)
+    except GoDecodeError as exc:
+        raise DBError(path, str(exc)) from None
+    return top if isinstance(top, dict) else {}
 
 
 def unmarshal_plain(text: str, t: GoType) -> Any | None:

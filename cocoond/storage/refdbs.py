@@ -13,9 +13,7 @@ from typing import Any
 
 from cocoond.errors import DBError
 from cocoond.storage import goschema
-from cocoond.storage.godecode import Decoder, GoDecodeError
-from cocoond.storage.gojson import loads_exact, text_go
-from cocoond.storage.goplain import unmarshal_plain
+from cocoond.storage.goplain import unmarshal
 
 #: Where the image indexes live under the root; VM DBs are `<backend>/db/vms.json`.
 IMAGE_DB = "cloudimg/db/images.json"
@@ -23,20 +21,6 @@ IMAGE_DB = "cloudimg/db/images.json"
 OCI_IMAGE_DB = "oci/db/images.json"
 
 RefDecoder = Callable[[bytes, str], frozenset[str]]
-
-
-def _unmarshal(data: bytes, path: str, t: goschema.GoType) -> dict[str, Any]:
-    """The DB as cocoon's json.Unmarshal leaves it (a dict of set fields),
-    or DBError with Go's error and where it is."""
-    text = text_go(data)
-    plain = unmarshal_plain(text, t)
-    if isinstance(plain, dict):
-        return plain
-    try:
-        top = Decoder().unmarshal(loads_exact(text, path), t)
-    except GoDecodeError as exc:
-        raise DBError(path, str(exc)) from None
-    return top if isinstance(top, dict) else {}
 
 
 def _entries(top: dict[str, Any], table: str) -> Iterable[tuple[str, dict[str, Any]]]:
@@ -65,7 +49,7 @@ def decode_image_refs(data: bytes, path: str) -> frozenset[str]:
     """Hexes named by cloudimg's `images[*].content_sum` ("sha256:<hex>"):
     what images.ReferencedDigests gives cocoon's gc (images/index.go:42,
     cloudimg/image.go:52)."""
-    top = _unmarshal(data, path, goschema.CLOUDIMG_INDEX)
+    top = unmarshal(data, path, goschema.CLOUDIMG_INDEX)
     return frozenset(
         _hex(path, f"{_at(ref)}.content_sum", entry.get("content_sum", ""), "in gc and in VM creation")
         for ref, entry in _entries(top, "images")
@@ -77,7 +61,7 @@ def decode_oci_refs(data: bytes, path: str) -> frozenset[str]:
     keeps (images/oci/image.go:73 DigestHexes). kernel_layer and
     initrd_layer are checked too: creating a VM from the image takes their
     Hex() (images/oci/oci.go:136)."""
-    top = _unmarshal(data, path, goschema.OCI_INDEX)
+    top = unmarshal(data, path, goschema.OCI_INDEX)
     refs: set[str] = set()
     for ref, entry in _entries(top, "images"):
         for i, layer in enumerate(entry.get("layers") or ()):
@@ -89,7 +73,7 @@ def decode_oci_refs(data: bytes, path: str) -> frozenset[str]:
 
 def decode_vm_refs(data: bytes, path: str) -> frozenset[str]:
     """Hexes named by `vms[*].image_blob_ids` (a Go set)."""
-    top = _unmarshal(data, path, goschema.VM_INDEX)
+    top = unmarshal(data, path, goschema.VM_INDEX)
     refs: set[str] = set()
     for _, vm in _entries(top, "vms"):
         refs.update(vm.get("image_blob_ids") or ())

@@ -16,14 +16,12 @@ The rules are cocoon's (cocoonstack/cocoon at 34c6c4a):
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from cocoond.errors import DBError
-from cocoond.storage.godecode import Decoder, GoDecodeError
-from cocoond.storage.gojson import loads_exact
+from cocoond.storage.goplain import unmarshal
 from cocoond.storage.goschema import (
     BOOL,
     BOOT_CONFIG,
@@ -90,87 +88,13 @@ class FormatProblem(ValueError):
     says why, in a few words."""
 
 
-def _canonical(obj: Any) -> bool:
-    """A JSON object whose keys are all spelt as Go's struct tags (lower-case
-    ASCII): then Go's exact-or-folded key matching is a plain lookup."""
-    if type(obj) is not dict:
-        return False
-    joined = "".join(obj)
-    return joined.isascii() and (joined.islower() or not joined)
-
-
-def _go_decode(data: bytes, t: GoType) -> dict[str, Any]:
-    """The document decoded as Go's json.Unmarshal decodes it into `t`:
-    folded keys, duplicates, depth, types and Go's error text."""
+def _decoded(data: bytes, t: GoType) -> dict[str, Any]:
+    """The document as Go's json.Unmarshal into `t` leaves it (goplain), or
+    FormatProblem with Go's error."""
     try:
-        decoded = Decoder().unmarshal(loads_exact(data, ""), t)
+        return unmarshal(data, "", t)
     except DBError as exc:
         raise FormatProblem(exc.reason) from None
-    except GoDecodeError as exc:
-        raise FormatProblem(str(exc)) from None
-    return decoded if isinstance(decoded, dict) else {}
-
-
-def _fast_configs(data: bytes) -> list[Any] | None:
-    """storage_configs by the quick route, or None when the document needs
-    Go's full decoder (a key in another case, a wrong type, deep nesting)."""
-    try:
-        top = json.loads(data)
-    except (ValueError, RecursionError):
-        return None
-    if top is None:
-        return []
-    if not _canonical(top):
-        return None
-    configs = top.get("storage_configs")
-    if configs is None:
-        return []
-    if type(configs) is not list:
-        return None
-    for sc in configs:
-        if sc is not None and not (
-            _canonical(sc) and all(_DISK_OK[k](v) for k, v in sc.items() if k in _DISK_OK)
-        ):
-            return None
-    return configs
-
-
-def _kind(kind: type) -> Any:
-    return lambda v: v is None or type(v) is kind
-
-
-_DISK_OK = {
-    "path": _kind(str),
-    "ro": _kind(bool),
-    "role": _kind(str),
-    "serial": _kind(str),
-    "mount_point": _kind(str),
-    "fstype": _kind(str),
-    "direct_io": _kind(bool),
-}
-
-
-def _fast_disks(data: bytes) -> list[Any] | None:
-    """config.json's disks by the quick route, or None (see _fast_configs)."""
-    try:
-        top = json.loads(data)
-    except (ValueError, RecursionError):
-        return None
-    if top is None:
-        return []
-    if not _canonical(top):
-        return None
-    disks = top.get("disks")
-    if disks is None:
-        return []
-    if type(disks) is not list:
-        return None
-    for d in disks:
-        if d is not None and not (
-            _canonical(d) and _DISK_OK["path"](d.get("path")) and _DISK_OK["ro"](d.get("readonly"))
-        ):
-            return None
-    return disks
 
 
 # Snapshots of one VM carry the same sidecar and config.json byte for byte
@@ -209,9 +133,7 @@ def parse_sidecar(data: bytes) -> Sidecar:
 
 
 def _parse_sidecar(data: bytes) -> Sidecar:
-    configs = _fast_configs(data)
-    if configs is None:
-        configs = _go_decode(data, SIDECAR_META).get("storage_configs") or []
+    configs = _decoded(data, SIDECAR_META).get("storage_configs") or []
     disks = []
     for i, sc in enumerate(configs):
         if sc is None:
@@ -256,9 +178,7 @@ def config_mismatch(data: bytes, sidecar: Sidecar) -> str | None:
 
 def _config_mismatch(data: bytes, sidecar: Sidecar) -> str | None:
     try:
-        disks = _fast_disks(data)
-        if disks is None:
-            disks = _go_decode(data, CH_VM_CONFIG).get("disks") or []
+        disks = _decoded(data, CH_VM_CONFIG).get("disks") or []
     except FormatProblem as exc:
         return str(exc)
     parsed = [((d or {}).get("path") or "", (d or {}).get("readonly") or False) for d in disks]
