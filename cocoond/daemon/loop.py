@@ -61,6 +61,10 @@ MAX_DEBOUNCE = 1.0
 #: Longest the loop spends reading data dir contents before it looks at
 #: its queue again (a first scan of 100k dirs takes seconds).
 INSPECT_SLICE = 0.05
+#: Compact the index after this many data-dir reads (a start, a big DB
+#: change), not after each snapshot a create commits: a compaction copies
+#: every dir's facts.
+COMPACT_AFTER = 1000
 #: Shortest wait before a held finding is looked at again.
 MIN_HOLD = 0.1
 #: `_db_id` before snapshots.json was first looked at (None means absent).
@@ -107,6 +111,7 @@ class Daemon:
         self._last_full_scan: float | None = None  # wall clock
         self._index_load_seconds: float | None = None  # the last good load of snapshots.json
         self._to_inspect: dict[str, None] = {}  # data dirs whose contents to read, in order
+        self._inspected = 0  # since the last compaction
 
     @property
     def _max_db_bytes(self) -> int | None:
@@ -457,14 +462,16 @@ class Daemon:
             rec = index.records.get(name)
             if rec is not None and not rec.pending and rec.recorded is None:
                 index.set_data_dir(name, inspect_data_dir(self.root, name, contents=True, activity=False))
-        if not todo:
+                self._inspected += 1
+        if not todo and self._inspected >= COMPACT_AFTER:
             self._compact()
         self._feed_lifecycle()
 
     def _compact(self) -> None:
-        """After a scan or the last slice of inspections: see Reconciler.compact."""
+        """After a full scan, or once many data dirs were read: see Reconciler.compact."""
         self.index.compact()
         release_free_memory()
+        self._inspected = 0
 
     def _hold(self, key: Key, finding: Finding) -> float | None:
         """Asked by the lifecycle before it opens a settled finding: None to
