@@ -49,6 +49,15 @@ Key = tuple[str, str]
 MESSAGE_LIMIT: Final = 4096
 _OPTIONAL = ("snapshot_id", "name", "path", "bytes", "age_seconds")
 
+Operation = Literal["restore", "clone", "vm_create"]
+#: The cocoon operations a finding can say will fail on its subject:
+#: `cocoon vm restore` / `cocoon vm clone` of a snapshot, `cocoon vm run`
+#: (create) of an image. One vocabulary for findings, `show` and metrics.
+RESTORE: Final[Operation] = "restore"
+CLONE: Final[Operation] = "clone"
+VM_CREATE: Final[Operation] = "vm_create"
+OPERATIONS: Final[tuple[Operation, ...]] = (RESTORE, CLONE, VM_CREATE)
+
 
 @dataclass(frozen=True, slots=True)
 class Finding:
@@ -65,6 +74,10 @@ class Finding:
     age_seconds: float | None = None
     #: `bytes` is a lower bound: the size walk was cut (see cocoond/sizes.py).
     bytes_partial: bool = False
+    #: The operations on `subject` that fail while this finding holds (what
+    #: cocoon's source does on this tree): `show` answers "would restore /
+    #: clone / create work?" from these, never from a second reading.
+    fails: tuple[Operation, ...] = ()
 
     def __post_init__(self) -> None:
         # The contract promises one line a person can act on; the message

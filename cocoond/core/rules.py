@@ -158,6 +158,7 @@ def missing_data_dir(
         snapshot_id=sid,
         name=rec.name or None,
         path=path,
+        fails=(fk.RESTORE, fk.CLONE),
     )
 
 
@@ -224,6 +225,7 @@ def incomplete_data_dir(sid: str, rec: RecFacts, state: DirState | None, root: s
         snapshot_id=sid,
         name=rec.name or None,
         path=_join(root, f"{LOCALFILE}/{sid}"),
+        fails=(fk.RESTORE, fk.CLONE),
     )
 
 
