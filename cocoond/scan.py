@@ -31,6 +31,7 @@ from cocoond.core.reconcile import LOCALFILE, Reconciler, Wants
 from cocoond.errors import CocoondError, DBError
 from cocoond.sizes import disk_usage
 from cocoond.storage.dbfile import read_db_bytes
+from cocoond.storage.dbspans import DBDelta, absorb
 from cocoond.storage.gojson import text_go
 from cocoond.storage.memory import own
 from cocoond.storage.paths import DEFAULT_ROOT_DIR, VM_BACKENDS, Paths, default_root
@@ -67,10 +68,23 @@ class FileId:
 
 def read_snapshot_db(
     paths: Paths, index: Reconciler, max_bytes: int | None = None
-) -> IndexedDB | DBError | None:
+) -> IndexedDB | DBDelta[RecFacts] | DBError | None:
     """snapshots.json decoded for `index`, its error, or None when there is
-    none yet."""
+    none yet. A rewrite of the DB the index holds comes as what changed
+    (dbspans.absorb), when that can be proved equal to a full decode."""
     path = str(paths.snapshot_db_file())
+    if index.db_spans is not None and index.db_error is None and index.db_known:
+        delta = absorb(
+            path,
+            index.db_spans,
+            index.record_decoder,
+            records=_Keys(index),
+            names=index.names,
+            copy_keys=True,
+            max_bytes=max_bytes,
+        )
+        if delta is not None:
+            return delta
     try:
         data = read_db_bytes(path, max_bytes)
         # Decoded to text first and the bytes let go: at 100k records that
@@ -80,6 +94,18 @@ def read_snapshot_db(
         return index.decode_db(text, path)
     except DBError as exc:
         return exc
+
+
+class _Keys:
+    """The index's snapshot keys (records and null ones) as a container."""
+
+    __slots__ = ("_index",)
+
+    def __init__(self, index: Reconciler) -> None:
+        self._index = index
+
+    def __contains__(self, sid: object) -> bool:
+        return isinstance(sid, str) and self._index.has_snapshot_key(sid)
 
 
 def read_ref_db(root: str, relpath: str, max_bytes: int | None = None) -> frozenset[str] | DBError | None:

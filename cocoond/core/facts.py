@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Literal, NamedTuple
 
 from cocoond.errors import DBError
+from cocoond.storage.dbspans import DBDelta, Spans
 from cocoond.storage.records import SnapshotDB
 
 #: What an entry of snapshot/localfile/ is:
@@ -116,6 +117,9 @@ class IndexedDB:
     records: dict[str, RecFacts]
     null_ids: frozenset[str]
     names: dict[str, str]
+    #: Where its entries sat (None: not as Go writes it): the next rewrite
+    #: is absorbed from this (storage/dbspans.py).
+    spans: Spans | None = None
 
 
 @dataclass(slots=True)
@@ -123,7 +127,7 @@ class Listing:
     """Everything the reconciler needs from disk, taken in one pass."""
 
     #: None: no DB file yet. The API's SnapshotDB is taken too (tests, tools).
-    snapshot_db: IndexedDB | SnapshotDB | DBError | None = None
+    snapshot_db: IndexedDB | DBDelta[RecFacts] | SnapshotDB | DBError | None = None
     keep_db: bool = False  # the snapshot DB was not read: keep the index's
     ref_dbs: dict[str, frozenset[str] | DBError] = field(default_factory=dict)  # existing files only
     data_dirs: dict[str, DirState] = field(default_factory=dict)

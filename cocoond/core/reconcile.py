@@ -40,8 +40,16 @@ from cocoond.core.facts import (
 from cocoond.core.findings import Finding, Key
 from cocoond.core.rules import LOCALFILE, SNAPSHOT_DB
 from cocoond.errors import DBError
+from cocoond.storage.dbspans import DBDelta, Spans
 from cocoond.storage.memory import own
-from cocoond.storage.records import RecordFields, SnapshotDB, SnapshotRecord, decode_records, no_gc
+from cocoond.storage.records import (
+    RecordFields,
+    SnapshotDB,
+    SnapshotRecord,
+    decode_records,
+    no_gc,
+    record_decoder,
+)
 
 #: Blob dirs under the root: their listings decide whether a blob is there.
 BLOB_DIRS: tuple[str, ...] = ("cloudimg/blobs", "oci/blobs")
@@ -104,10 +112,13 @@ class Reconciler:
         self.db_error: DBError | None = None
         self.records: dict[str, RecFacts] = {}
         self.null_ids: frozenset[str] = frozenset()
-        # `names` is needed only while a DB is loaded; the daemon holds 100k
-        # records, so between loads only its size is kept.
+        # `names` is kept (its strings shared with the records' keys where
+        # they are IDs): a rewrite's name findings are re-judged from it.
         self.names: dict[str, str] = {}
         self.name_count = 0
+        #: Where snapshots.json's entries sat when last loaded (dbspans).
+        self.db_spans: Spans | None = None
+        self.record_decoder = record_decoder(self._facts_from_json)
         self.dirs: dict[str, DirState] = {}
         #: Directories listed at least once: until then, what is in them is
         #: unknown (no "missing" from a directory never read).
@@ -277,21 +288,32 @@ class Reconciler:
         if data is None:
             return None
         try:
-            decoded = decode_records(data, path, self._facts_from_json, copy_keys=True)
+            decoded = decode_records(data, path, self._facts_from_json, copy_keys=True, spans=True)
         except DBError as exc:
             return exc
-        return IndexedDB(decoded.records, frozenset(decoded.null_ids), decoded.names)
+        return IndexedDB(decoded.records, frozenset(decoded.null_ids), decoded.names, decoded.spans)
 
-    def set_snapshot_db(self, db: SnapshotDB | IndexedDB | DBError | None) -> None:
+    def has_snapshot_key(self, sid: str) -> bool:
+        """Is `sid` a key of the loaded snapshots map (null records too)?"""
+        return sid in self.records or sid in self.null_ids
+
+    def set_snapshot_db(self, db: SnapshotDB | IndexedDB | DBDelta[RecFacts] | DBError | None) -> None:
         """A new snapshots.json (None: the file does not exist), as the API's
-        SnapshotDB or as `decode_db` made it. A DBError keeps the last good
-        index and freezes what depends on it, so an unreadable DB opens one
+        SnapshotDB, as `decode_db` made it, or as what changed since the DB
+        loaded last (dbspans.absorb). A DBError keeps the last good index
+        and freezes what depends on it, so an unreadable DB opens one
         finding instead of a flood of missing and orphan ones."""
         key: Key = (fk.DB_UNREADABLE, SNAPSHOT_DB)
         if isinstance(db, DBError):
             self.db_error = db
             self._put(key, rules.db_unreadable(SNAPSHOT_DB, db))
             self._set_blob_trust()
+            return
+        if isinstance(db, DBDelta):
+            assert self.db_known and self.db_error is None, "a delta applies to the DB it was read against"
+            self._put(key, None)
+            with no_gc():
+                self._load_delta(db)
             return
         self.db_error = None
         self._put(key, None)
@@ -302,7 +324,7 @@ class Reconciler:
                 db = IndexedDB(
                     {own(sid): self._facts_from_record(sid, rec) for sid, rec in db.snapshots.items()},
                     frozenset(db.null_ids),
-                    db.names,
+                    dict(db.names),
                 )
             self._load_db(db)
         self._set_blob_trust()
@@ -413,6 +435,7 @@ class Reconciler:
         self.records = db.records
         self.null_ids = db.null_ids
         self.names = db.names
+        self.db_spans = db.spans
         first = not self.db_known
         self.db_known = True
         self._pending = {sid: f.created for sid, f in self.records.items() if f.pending}
@@ -441,7 +464,66 @@ class Reconciler:
         self._eval_names()
         self._rebuild_snap_refs(touched, old_records)
         self.name_count = len(self.names)
-        self.names = {}
+
+    def _load_delta(self, delta: DBDelta[RecFacts]) -> None:
+        """A rewrite as what it changed: the same index `_load_db` makes
+        from the whole new DB, at the cost of the entries re-read."""
+        records, names = self.records, self.names
+        nulls = set(self.null_ids) if self.null_ids or None in delta.added.values() else None
+        old: dict[str, RecFacts | None] = {}
+        for sid in delta.removed:
+            old[sid] = records.pop(sid, None)
+            if nulls is not None:
+                nulls.discard(sid)
+        for sid, facts in delta.added.items():
+            old.setdefault(sid, None)
+            if facts is None:
+                assert nulls is not None
+                nulls.add(sid)
+            else:
+                records[sid] = facts
+        touched = {sid for sid, facts in old.items() if facts != records.get(sid)}
+        if nulls is not None:
+            new_nulls = frozenset(nulls)
+            touched |= self.null_ids ^ new_nulls
+            self.null_ids = new_nulls
+        old_names: dict[str, str | None] = {}
+        for name in delta.names_removed:
+            old_names[name] = names.pop(name, None)
+        for name, sid in delta.names_added.items():
+            old_names.setdefault(name, None)
+            names[name] = sid
+        self.db_spans = delta.spans
+        for sid in touched:
+            rec = records.get(sid)
+            if rec is not None and rec.pending:
+                self._pending[sid] = rec.created
+            else:
+                self._pending.pop(sid, None)
+        touched |= self._deferred_dirs
+        self._deferred_dirs = set()
+        self._index_recorded(touched, old)
+        for sid in touched:
+            self._want_dir(sid, old.get(sid), False)
+            self._eval_dir(sid)
+            if sid in self._orphan_due:
+                self._wants.orphaned.add(sid)
+            self._eval_record(sid)
+        # Name findings whose inputs changed: see _eval_names_of.
+        subjects = {k[1] for k in self._name_keys}
+        for sid in touched:
+            subjects.add(sid)
+            for facts in (old.get(sid), records.get(sid)):
+                if facts is not None and facts.name:
+                    subjects.add(facts.name)
+        for name, was in old_names.items():
+            now = names.get(name)
+            if was != now:
+                subjects.add(name)
+                subjects.update(s for s in (was, now) if s is not None)
+        self._eval_names_of(subjects)
+        self._update_snap_refs(touched, old)
+        self.name_count = len(names)
 
     def _want_dir(self, sid: str, old: RecFacts | None, first: bool) -> None:
         """Ask the shell for a fresh look at a dir whose record changed:
@@ -459,7 +541,7 @@ class Reconciler:
             if state.contents is None or stale:
                 self._wants.contents.add(sid)
 
-    def _index_recorded(self, touched: set[str], old_records: Mapping[str, RecFacts]) -> None:
+    def _index_recorded(self, touched: set[str], old_records: Mapping[str, RecFacts | None]) -> None:
         """Which records read which foreign data_dir, for `set_recorded_dir`."""
         dropped = set()
         for sid in touched:
@@ -627,6 +709,69 @@ class Reconciler:
         for key, finding in want.items():
             self._put(key, finding)
         self._name_keys = set(want)
+
+    def _eval_names_of(self, subjects: set[str]) -> None:
+        """The name findings of `subjects` only, exactly as _eval_names
+        judges them. A subject's finding reads its record (or null), the
+        names entry of that record's name, its own names entry and the
+        record that entry points at: those, and nothing else, are handed to
+        rules.name_findings. A subject whose finding may change after a
+        rewrite is a touched ID, an old or new name of one, a changed name,
+        an ID such a name pointed or points at, or one that has a finding
+        now (any other subject's inputs were consistent and untouched)."""
+        records, names, nulls = self.records, self.names, self.null_ids
+        sub_records: dict[str, RecFacts] = {}
+        sub_names: dict[str, str] = {}
+        for s in subjects:
+            rec = records.get(s)
+            if rec is not None:
+                sub_records[s] = rec
+                if rec.name and rec.name in names:
+                    sub_names[rec.name] = names[rec.name]
+            if s in names:
+                target = sub_names[s] = names[s]
+                if target in records:
+                    sub_records[target] = records[target]
+        want = {
+            key: finding
+            for key, finding in rules.name_findings(sub_records, subjects & nulls, sub_names).items()
+            if key[1] in subjects
+        }
+        for key in [k for k in self._name_keys if k[1] in subjects and k not in want]:
+            self._put(key, None)
+            self._name_keys.discard(key)
+        for key, finding in want.items():
+            self._put(key, finding)
+            self._name_keys.add(key)
+
+    def _update_snap_refs(self, touched: Iterable[str], old_records: Mapping[str, RecFacts | None]) -> None:
+        """_rebuild_snap_refs for the touched records only: the same map,
+        the same hexes looked at again."""
+        adds: dict[str, set[str]] = {}
+        drops: dict[str, set[str]] = {}
+        hexes: set[str] = set()
+        for sid in touched:
+            before, after = old_records.get(sid), self.records.get(sid)
+            b = before.blobs if before is not None else frozenset()
+            a = after.blobs if after is not None else frozenset()
+            hexes |= a | b
+            for hex_ in b - a:
+                drops.setdefault(hex_, set()).add(sid)
+            for hex_ in a - b:
+                adds.setdefault(hex_, set()).add(sid)
+        refs = self.snap_refs
+        for hex_ in adds.keys() | drops.keys():
+            users = (refs.get(hex_, frozenset()) - drops.get(hex_, set())) | adds.get(hex_, set())
+            if not users:
+                refs.pop(hex_, None)
+            else:
+                if hex_ not in refs and hex_ not in self.other_refs:
+                    self._wants.hexes.add(hex_)
+                refs[hex_] = frozenset(users)
+        hexes |= self._deferred_hexes
+        self._deferred_hexes = set()
+        for hex_ in hexes:
+            self._eval_hex(hex_)
 
     def _rebuild_snap_refs(self, touched: Iterable[str], old_records: Mapping[str, RecFacts]) -> None:
         """Blob references from snapshots; a hex needs a new look when its

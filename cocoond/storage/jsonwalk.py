@@ -140,6 +140,11 @@ def _key(text: str, idx: int) -> tuple[str, int]:
     return key, idx
 
 
+def key_at(text: str, idx: int) -> tuple[str, int]:
+    """An object key at text[idx] and its ':': (key, index of the value)."""
+    return _key(text, idx)
+
+
 def scan_exact(text: str, idx: int, depth: int = 0, *, pairs: bool = True) -> tuple[Any, int]:
     """The value at text[idx] and the index after it, read without
     recursion, Go's grammar and depth limit enforced (`depth`: containers

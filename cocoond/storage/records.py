@@ -30,6 +30,7 @@ from typing import Any, Generic, TypeVar
 
 from cocoond.errors import DBError
 from cocoond.storage import goschema
+from cocoond.storage.dbspans import HEAD, MAX_TAIL, MID, Bail, Spans, chunk_entries, names_starts
 from cocoond.storage.godecode import ZERO, Decoder, GoDecodeError
 from cocoond.storage.gojson import dumps_go, loads_exact, text_go
 from cocoond.storage.goschema import INT_MAX, INT_MIN
@@ -412,6 +413,9 @@ class DecodedDB(Generic[R]):
     names: dict[str, str]
     extra: dict[str, Any]
     key_order: tuple[str, ...]
+    #: Where the entries sat, when the file is written as Go writes it and
+    #: `spans` was asked for: what dbspans.absorb needs for the next write.
+    spans: Spans | None = None
 
 
 def decode_snapshot_db(data: bytes, path: str | os.PathLike[str]) -> SnapshotDB:
@@ -426,6 +430,7 @@ def decode_records(
     make: Callable[[str, RecordFields, dict[str, Any]], R],
     *,
     copy_keys: bool = False,
+    spans: bool = False,
 ) -> DecodedDB[R]:
     """Decode and validate snapshots.json as cocoon's json.Unmarshal into
     snapshot.SnapshotIndex does; `make(key, fields, raw)` builds each
@@ -457,9 +462,17 @@ def decode_records(
     # end) and stops at time.Time's own errors; the walk goes on either way,
     # since a syntax error anywhere is what Go reports first.
     stopped: list[GoDecodeError] = []
+    # For spans: each entry's key as kept and where its value ends; where
+    # the maps' values start and end.
+    keys: list[str] = []
+    ends: list[int] = []
+    at: dict[str, tuple[int, int]] = {}
 
     def on_record(sid: str, idx: int) -> int:
         obj, end = scan_value(text, idx, 2)
+        if spans:
+            ends.append(end)
+            keys.append(own(sid) if copy_keys and obj is not None else sid)
         if stopped:
             return end  # Go has stopped decoding; only the syntax is left
         if obj is None:
@@ -475,7 +488,7 @@ def decode_records(
                 stopped.append(exc)
                 return end
         if dec.saved is None:
-            records[own(sid) if copy_keys else sid] = make(sid, fields, obj)
+            records[keys[-1] if spans else own(sid) if copy_keys else sid] = make(sid, fields, obj)
         return end
 
     def on_member(key: str, idx: int) -> int:
@@ -486,8 +499,10 @@ def decode_records(
         name = key if fld is None else fld.name
         order[name] = None
         if name == "snapshots" and text.startswith("{", idx):
-            return walk_object(text, idx, on_record)
+            at.setdefault(key, (idx, end := walk_object(text, idx, on_record)))
+            return end
         value, end = scan_value(text, idx, 1)
+        at.setdefault(key, (idx, end))
         if fld is None:
             extra[key] = value
         elif value is None:
@@ -520,7 +535,74 @@ def decode_records(
         error = stopped[0] if stopped else dec.saved
         if error is not None:
             raise DBError(where, str(error))
-        return DecodedDB(records, null_ids, names, extra, tuple(order))
+        if copy_keys and names:
+            ids = {sid: sid for sid in records}
+            names = {own(name): ids.get(sid) or own(sid) for name, sid in names.items()}
+        found = None
+        if spans and not extra and tuple(order) == ("snapshots", "names"):
+            found = _spans(text, at, keys, ends, len(records) + len(null_ids), names)
+        return DecodedDB(records, null_ids, names, extra, tuple(order), found)
+
+
+def _spans(
+    text: str,
+    at: dict[str, tuple[int, int]],
+    keys: list[str],
+    ends: list[int],
+    count: int,
+    names: dict[str, str],
+) -> Spans | None:
+    """Where the entries of a DB written as Go writes it sat (None: it is
+    not, or a key repeats): see dbspans."""
+    snap, named = at.get("snapshots"), at.get("names")
+    if snap is None or named is None or snap[0] != len(HEAD) - 1 or not text.startswith(HEAD):
+        return None
+    if len(keys) != count or text[snap[1] - 1 : named[0] + 1] != MID:
+        return None
+    starts = [len(HEAD)]
+    for end in ends[:-1]:
+        if text[end] != "," or text[end + 1] != '"':
+            return None
+        starts.append(end + 1)
+    if ends and ends[-1] != snap[1] - 1:
+        return None
+    name_starts = names_starts(text, named[0], named[1], names)
+    # Only '}' and white space may follow: anything else (a second "names")
+    # would act on what the maps hold.
+    tail = text[named[1] :].encode("utf-8")
+    if name_starts is None or len(tail) > MAX_TAIL or tail.strip(b" \t\r\n") != b"}":
+        return None
+    return Spans(
+        chunk_entries(text, starts[: len(ends)], snap[1] - 1, keys),
+        chunk_entries(text, name_starts, named[1] - 1, list(names)),
+        tail,
+    )
+
+
+def record_decoder(
+    make: Callable[[str, RecordFields, dict[str, Any]], R],
+) -> Callable[[str, str, int, int, Decoder], tuple[R | None, int]]:
+    """One snapshots entry decoded as `decode_records` decodes it, for
+    dbspans.absorb: the record (None for a JSON null) and where its value
+    ends. Any error raises dbspans.Bail: the full decode words errors."""
+
+    def decode(text: str, sid: str, _start: int, idx: int, dec: Decoder) -> tuple[R | None, int]:
+        obj, end = scan_value(text, idx, 2)
+        if end >= len(text):
+            raise JSONWalkError("past the window")
+        if obj is None:
+            return None, end
+        fields = _fast_fields(text, idx, end, obj) if type(obj) is dict else None
+        if fields is None:
+            try:
+                fields, obj = _slow_fields(text, idx, end, sid, obj, dec)
+            except GoDecodeError:
+                raise Bail from None
+            if dec.saved is not None:
+                raise Bail
+        return make(sid, fields, obj), end
+
+    return decode
 
 
 def _slow_fields(

@@ -1,0 +1,450 @@
+"""A rewrite of snapshots.json absorbed at the cost of what it changed.
+
+cocoon rewrites its whole snapshot DB for every `snapshot save` (twice),
+`rm` and `import`, and Go's json.Marshal writes it the same way each time:
+map keys sorted, struct fields in a fixed order, no white space. Two
+successive files differ in a window or two (a record in `snapshots`, an
+entry in `names`); every other record is byte for byte what it was.
+
+After a full decode of a DB in that shape (`build_spans`), we keep, for
+each run of entries of about CHUNK_BYTES (a chunk), its length, a SHA-256
+of its bytes and the keys it held: no text, no copy of the file. On the
+next write, `absorb` reads the new file a block at a time and matches the
+old chunks in order. Where a chunk does not match, it decodes the new
+entries one by one, with the same per-record code the full decode runs,
+until the next entry is the first of an old chunk whose bytes match again.
+
+Why this is exactly the full decode's result:
+- The parser's state at a byte depends only on the bytes before it. Every
+  chunk starts at an entry's key (after `{` or `,`) inside the same object,
+  so where the bytes of an old chunk recur at such a position in the new
+  file (same digest: the same bytes), they parse to the same entries, with
+  the same records, as before. The new entries in between are decoded like
+  the full decode decodes them. The rest (`{"snapshots":{`, `},"names":{`,
+  the tail) is compared byte for byte.
+- Go's decode is not per record in three ways, each checked: a key that
+  repeats (a later occurrence replaces the first): any new key already held
+  by a kept entry, or twice among the new ones, sends the file to the full
+  decode; an error (the first one wins, a time.Time error stops the
+  decode): any new entry with an error does the same, so errors are always
+  worded by the full decode; the document's syntax: the kept bytes parsed
+  before, the new entries parse, and the framing bytes are the old ones.
+- Anything else (another shape, white space between entries, a foreign
+  writer's indented file, an escape in `names`, a file that shrank while we
+  read it, a change touching more than a quarter of the file) returns None:
+  the caller decodes the whole file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from collections.abc import Callable, Container, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, NamedTuple, TypeVar
+
+from cocoond.storage.godecode import Decoder, GoDecodeError
+from cocoond.storage.gojson import text_go
+from cocoond.storage.jsonwalk import JSONWalkError, key_at, scan_value
+from cocoond.storage.memory import own
+
+#: Bytes of entries per chunk: what a one-record change re-decodes (about
+#: 25 records of the simulator's size), and 4,000 digests per 100k records.
+CHUNK_BYTES = 16 * 1024
+#: How the Go-written document starts, and what sits between its two maps.
+HEAD = '{"snapshots":{'
+MID = '},"names":{'
+#: Longest tail kept after the `names` map (Go writes "}\n").
+MAX_TAIL = 64
+#: The new file is read this much at a time.
+_BLOCK = 1 << 20
+#: First text window for walking changed entries (grown as needed).
+_WINDOW = 64 * 1024
+#: Past this share of the file re-decoded, the full decode is as cheap.
+_MAX_CHANGED = 0.25
+
+R = TypeVar("R")
+
+
+class Chunk(NamedTuple):
+    """A run of consecutive entries of one map: from the first entry's key
+    up to the next chunk's first key (so with the ',' after the last
+    entry), or, for the map's last chunk, up to its closing '}'."""
+
+    length: int  # bytes
+    digest: bytes  # SHA-256 of those bytes
+    keys: tuple[str, ...]  # the entries' keys, in order
+
+
+@dataclass(slots=True)
+class Spans:
+    """Where a decoded snapshots.json's entries sat: enough to tell, for a
+    new file, which bytes are still the same."""
+
+    snapshots: list[Chunk]
+    names: list[Chunk]
+    tail: bytes  # after the `names` map's '}'
+
+
+@dataclass(slots=True)
+class DBDelta(Generic[R]):
+    """What a rewrite changed. `removed`: keys of old entries re-read (each
+    may come back in `added`); `added`: the entries decoded from the new
+    file (None for a JSON null record), likewise for `names`."""
+
+    removed: list[str]
+    added: dict[str, R | None]
+    names_removed: list[str]
+    names_added: dict[str, str]
+    spans: Spans
+    #: Bytes read and bytes decoded anew (for the bench and the log).
+    size: int
+    decoded_bytes: int
+
+
+def digest(data: bytes | memoryview) -> bytes:
+    return hashlib.sha256(data).digest()
+
+
+# ------------------------------------------------------------ from a full decode
+def chunk_entries(text: str, starts: Sequence[int], end: int, keys: Sequence[str]) -> list[Chunk]:
+    """Chunks of a map's entries: `starts[i]` is where entry i's key starts
+    in `text`, `end` where the map's '}' is; `keys` the keys to keep."""
+    chunks: list[Chunk] = []
+    n = len(starts)
+    first = 0
+    size = 0
+    for i in range(n):
+        nxt = starts[i + 1] if i + 1 < n else end
+        size += nxt - starts[i]
+        if size >= CHUNK_BYTES or i + 1 == n:
+            data = text[starts[first] : nxt].encode("utf-8")
+            chunks.append(Chunk(len(data), digest(data), tuple(keys[first : i + 1])))
+            first, size = i + 1, 0
+    return chunks
+
+
+def names_starts(text: str, idx: int, end: int, names: dict[str, str]) -> list[int] | None:
+    """Where each entry of a `names` map at text[idx:end] starts, if the
+    map is written as Go writes it ('"k":"v"' entries, no white space, no
+    escapes: then their lengths add up to the map's); else None."""
+    if text.find("\\", idx, end) != -1:
+        return None
+    starts = []
+    pos = idx + 1
+    for key, value in names.items():
+        starts.append(pos)
+        pos += len(key) + len(value) + 6  # "k":"v",
+    expected = pos - 1 if names else idx + 1
+    if expected != end - 1 or any(text[s] != '"' for s in starts[:1]):
+        return None
+    return starts
+
+
+# ------------------------------------------------------------------ the new file
+class _File:
+    """The new file's bytes, a block at a time (never the whole file)."""
+
+    def __init__(self, fd: int, size: int) -> None:
+        self.fd = fd
+        self.size = size
+        self.start = 0
+        self.buf = b""
+
+    def get(self, pos: int, n: int) -> bytes | None:
+        """Bytes [pos, pos+n), or None when the file is shorter."""
+        if n < 0 or pos + n > self.size:
+            return None
+        if pos < self.start or pos + n > self.start + len(self.buf):
+            want = max(n, _BLOCK)
+            parts = []
+            got = 0
+            while got < want:
+                part = os.pread(self.fd, want - got, pos + got)
+                if not part:
+                    break
+                parts.append(part)
+                got += len(part)
+            self.buf = b"".join(parts)
+            self.start = pos
+            if len(self.buf) < n:
+                return None
+        off = pos - self.start
+        return self.buf[off : off + n] if (off or n != len(self.buf)) else self.buf
+
+    def same(self, pos: int, chunk: Chunk) -> bool:
+        outside = pos < self.start or pos + chunk.length > self.start + len(self.buf)
+        if outside and self.get(pos, chunk.length) is None:
+            return False
+        off = pos - self.start
+        view = memoryview(self.buf)[off : off + chunk.length]
+        return len(view) == chunk.length and digest(view) == chunk.digest
+
+
+class _Cursor:
+    """New entries as text, a window at a time, from a byte position."""
+
+    def __init__(self, f: _File, pos: int) -> None:
+        self.f = f
+        self.size = _WINDOW
+        self._load(pos)
+
+    def _load(self, pos: int) -> None:
+        n = min(self.size, self.f.size - pos)
+        raw = self.f.get(pos, n) if n > 0 else b""
+        self.base = pos
+        self.text = text_go(raw or b"")
+        self.t = 0
+        self.eof = pos + n >= self.f.size
+        self.ascii = self.text.isascii()
+        self._mark = (0, pos)  # a text index and its byte position
+
+    def byte(self, t: int) -> int:
+        """The byte position of text index t (t only grows within a window)."""
+        if self.ascii:
+            return self.base + t
+        mt, mb = self._mark
+        if t < mt:
+            mt, mb = 0, self.base
+        b = mb + len(self.text[mt:t].encode("utf-8"))
+        self._mark = (t, b)
+        return b
+
+    def more(self) -> bool:
+        """The entry at the cursor runs past the window: reload from it,
+        with a window twice as big if it was the window's first entry."""
+        if self.eof:
+            return False
+        if self.t == 0:
+            self.size *= 2
+        self._load(self.byte(self.t))
+        return True
+
+
+#: (text, key, index of the key, index of the value, decoder) -> (value, end);
+#: raises JSONWalkError when the value runs past the window, Bail (or
+#: GoDecodeError) when only the full decode may judge it.
+_Decode = Callable[[str, str, int, int, Decoder], "tuple[Any, int]"]
+
+
+class Bail(Exception):
+    """The fast route cannot vouch for the result: decode the whole file
+    (also raised by a caller's entry decoder)."""
+
+
+class _Object:
+    """One map's entries absorbed: its new chunks, the old keys re-read and
+    the new entries."""
+
+    def __init__(self, f: _File, chunks: list[Chunk], decode: _Decode, store: Callable[[str], str]) -> None:
+        self.f = f
+        self.old = chunks
+        self.decode = decode
+        self.store = store
+        self.out: list[Chunk] = []
+        self.removed: list[str] = []
+        self.added: list[tuple[str, Any]] = []
+        self.decoded = 0
+        self.dec = Decoder()
+        self._first: dict[str, int] | None = None
+
+    def run(self, pos: int) -> int:
+        """Absorb the map whose entries start at `pos` (just after its '{');
+        returns the position after its '}'."""
+        f, old = self.f, self.old
+        i, n = 0, len(old)
+        after_value = False  # at pos: right after the value of a kept last chunk
+        while True:
+            if not after_value and i < n and f.same(pos, old[i]):
+                self.out.append(old[i])
+                pos += old[i].length
+                i += 1
+                after_value = i == n
+                continue
+            if after_value:
+                if f.get(pos, 1) == b"}":
+                    return pos + 1
+                # Entries follow what was the last chunk: read it again, so
+                # that it ends with its ',' as every chunk but the last does.
+                last = self.out.pop()
+                pos -= last.length
+                self.removed.extend(last.keys)
+                after_value = False
+            pos, i, done = self._walk(pos, i, at_open=not self.out and not self.removed and i == 0)
+            if done:
+                return pos
+
+    def _walk(self, pos: int, i: int, *, at_open: bool) -> tuple[int, int, bool]:
+        """Decode new entries from `pos` (a key, or '}' of an empty map)
+        until one is the first of an old chunk j >= i whose bytes match
+        (returns its position, j, False) or the map ends (after '}', len,
+        True). Old chunks i..j-1 are gone."""
+        f, old = self.f, self.old
+        if self._first is None:
+            self._first = {c.keys[0]: k for k, c in enumerate(old)}
+        cur = _Cursor(f, pos)
+        entries: list[tuple[str, int]] = []  # (stored key, byte start)
+        walked = False
+        while True:
+            text, t = cur.text, cur.t
+            if at_open and not walked and text.startswith("}", t):
+                self._gone(i, len(old))
+                return cur.byte(t) + 1, len(old), True
+            try:
+                key, vidx = key_at(text, t)
+            except JSONWalkError:
+                if cur.more():
+                    continue
+                raise Bail from None
+            j = self._first.get(key)
+            if j is not None and (j > i or (j == i and walked)) and f.same(cur.byte(t), old[j]):
+                self._close(entries, cur.byte(t))
+                self._gone(i, j)
+                return cur.byte(t), j, False
+            try:
+                value, end = self.decode(text, key, t, vidx, self.dec)
+            except JSONWalkError:
+                if cur.more():
+                    continue
+                raise Bail from None
+            except GoDecodeError:
+                raise Bail from None
+            if end >= len(text):
+                if cur.more():
+                    continue
+                raise Bail
+            if not cur.ascii and "\ufffd" in text[t : end + 1]:
+                raise Bail  # an invalid byte: no byte position to trust
+            sep = text[end]
+            stored = self.store(key)
+            entries.append((stored, cur.byte(t)))
+            self.added.append((stored, value))
+            walked = True
+            if sep == ",":
+                cur.t = end + 1
+                if cur.base - pos > _MAX_CHANGED * f.size:
+                    raise Bail
+            elif sep == "}":
+                close = cur.byte(end)
+                self._close(entries, close)
+                self._gone(i, len(old))
+                return close + 1, len(old), True
+            else:
+                raise Bail  # white space between entries: not Go's writing
+
+    def _gone(self, i: int, j: int) -> None:
+        for c in self.old[i:j]:
+            self.removed.extend(c.keys)
+
+    def _close(self, entries: list[tuple[str, int]], end: int) -> None:
+        """New chunks over the walked entries [entries[0] start, end)."""
+        if not entries:
+            return
+        self.decoded += end - entries[0][1]
+        first = 0
+        for k in range(len(entries)):
+            nxt = entries[k + 1][1] if k + 1 < len(entries) else end
+            if nxt - entries[first][1] >= CHUNK_BYTES or k + 1 == len(entries):
+                start = entries[first][1]
+                data = self.f.get(start, nxt - start)
+                if data is None:
+                    raise Bail
+                keys = tuple(e[0] for e in entries[first : k + 1])
+                self.out.append(Chunk(len(data), digest(data), keys))
+                first = k + 1
+
+
+def absorb(
+    path: str,
+    spans: Spans,
+    decode_record: _Decode,
+    *,
+    records: Container[str],
+    names: Container[str],
+    copy_keys: bool,
+    max_bytes: int | None = None,
+) -> DBDelta[Any] | None:
+    """The new snapshots.json at `path` as a change to the DB `spans`
+    describes (whose record keys, null ones included, are `records`, whose
+    names `names`), or None when only the full decode may say what it is
+    (including every error, and a file that is missing or not regular)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or (max_bytes is not None and st.st_size > max_bytes):
+            return None
+        return _absorb(_File(fd, st.st_size), spans, decode_record, records, names, copy_keys)
+    except (Bail, OSError):
+        return None
+    finally:
+        os.close(fd)
+
+
+def _absorb(
+    f: _File,
+    spans: Spans,
+    decode_record: _Decode,
+    records: Container[str],
+    names: Container[str],
+    copy_keys: bool,
+) -> DBDelta[Any]:
+    store: Callable[[str], str] = own if copy_keys else _same_key
+    if f.get(0, len(HEAD)) != HEAD.encode():
+        raise Bail
+    snaps = _Object(f, spans.snapshots, decode_record, store)
+    pos = snaps.run(len(HEAD))
+    if f.get(pos - 1, len(MID)) != MID.encode():
+        raise Bail
+    named = _Object(f, spans.names, _decode_name, store)
+    pos = named.run(pos - 1 + len(MID))
+    if f.get(pos, f.size - pos) != spans.tail:
+        raise Bail
+    added = _unique(snaps.added, records, snaps.removed)
+    names_added = _unique(named.added, names, named.removed)
+    return DBDelta(
+        snaps.removed,
+        added,
+        named.removed,
+        names_added,
+        Spans(snaps.out, named.out, spans.tail),
+        f.size,
+        snaps.decoded + named.decoded,
+    )
+
+
+def _same_key(key: str) -> str:
+    return key
+
+
+def _unique(added: list[tuple[str, Any]], held: Container[str], removed: list[str]) -> dict[str, Any]:
+    """The new entries, unless a key repeats (among them, or one a kept
+    entry holds): Go would decode both occurrences; the full decode says
+    what that makes."""
+    out: dict[str, Any] = {}
+    gone: set[str] | None = None
+    for key, value in added:
+        if key in out:
+            raise Bail
+        if key in held:
+            if gone is None:
+                gone = set(removed)
+            if key not in gone:
+                raise Bail
+        out[key] = value
+    return out
+
+
+def _decode_name(text: str, key: str, start: int, idx: int, dec: Decoder) -> tuple[str, int]:
+    """A `names` entry as the full decode reads a Go-written map: a plain
+    string, no escape in the entry (the full decode reads such a map with
+    json's own scanner, see records.decode_records)."""
+    value, end = scan_value(text, idx, 2)
+    if end >= len(text):
+        raise JSONWalkError("past the window")
+    if type(value) is not str or text.find("\\", start, end) != -1:
+        raise Bail
+    return value, end
