@@ -215,6 +215,42 @@ def proc_cpu_seconds(pid: int) -> float | None:
     return ticks / CLK_TCK
 
 
+def proc_cpu_ns(pid: int) -> int | None:
+    """CPU time (user+sys) of every thread of PID, in nanoseconds: the sum of
+    /proc/PID/task/*/schedstat's first field (sum_exec_runtime). /proc/PID/stat
+    counts in 10 ms ticks, too coarse for one DB rewrite at 1k records."""
+    total = 0
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return None
+    for tid in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                total += int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue  # a thread that just ended
+    return total
+
+
+def reset_peak_rss(pid: int) -> bool:
+    """Reset VmHWM to the current RSS (`echo 5 > /proc/PID/clear_refs`), so
+    the peak of what follows can be read on its own."""
+    try:
+        with open(f"/proc/{pid}/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        return False
+    return True
+
+
+def cpu_of(fn: Callable[[], object]) -> float:
+    """CPU seconds (this thread's user+sys) that fn() takes."""
+    t0 = time.thread_time()
+    fn()
+    return time.thread_time() - t0
+
+
 @dataclass
 class DaemonResult:
     snapshots: int
@@ -243,6 +279,19 @@ class DaemonResult:
     line_counts: dict[str, int] = field(default_factory=dict)
     skipped_lines: int = 0
     notes: list[str] = field(default_factory=list)
+    #: One-record rewrites: the daemon's CPU for each (user+sys, /proc), and
+    #: the harness's CPU for one json.loads of the same DB (best of 3).
+    rewrite_cpu_s: list[float] = field(default_factory=list)
+    loads_cpu_s: float | None = None
+    db_bytes: int | None = None
+    #: VmRSS before the rewrites and VmHWM over them (reset just before).
+    rss_steady_kib: int | None = None
+    hwm_rewrites_kib: int | None = None
+    #: `snapshot save` burst: creates, wall seconds, daemon CPU, simulator CPU.
+    burst_saves: int = 0
+    burst_wall_s: float | None = None
+    burst_daemon_cpu_s: float | None = None
+    burst_sim_cpu_s: float | None = None
 
     @property
     def latencies(self) -> list[float]:
@@ -267,8 +316,9 @@ def bench_daemon(
     idle_seconds: float,
     batch: int = 10,
     spacing: float = 0.005,
-    rewrites: int = 3,
+    rewrites: int = 5,
     seed: int = 1,
+    burst_saves: int = 20,
 ) -> DaemonResult:
     res = DaemonResult(tree.snapshots)
     s = sim()
@@ -325,22 +375,48 @@ def bench_daemon(
                 f"{len(early)} finding(s) opened on a consistent tree at start: {', '.join(kinds)}"
             )
 
-        # ---- DB rewrite absorption: the same DB written back, atomically, under the lock
+        # ---- DB rewrite absorption: one record's description changed per
+        # write (as a `snapshot save` changes one record), atomically, under
+        # cocoon's lock. The daemon's CPU per write beside one json.loads of
+        # the same DB here; VmHWM reset first, so the peak is the rewrites'.
         stage = "DB rewrite"
+        raw_db = tree.db_file.read_bytes()
+        res.db_bytes = len(raw_db)
+        res.loads_cpu_s = min(cpu_of(partial(json.loads, raw_db)) for _ in range(3))
+        del raw_db
         db = tree.load_db()
         db_path = str(tree.db_file)
-        for _ in range(rewrites):
+        victim = sorted(db["snapshots"])[len(db["snapshots"]) // 2]
+        original = db["snapshots"][victim].get("description")
+        time.sleep(0.5)
+        if reset_peak_rss(proc.pid):
+            res.rss_steady_kib = proc_status_kib(proc.pid, "VmRSS")
+        for k in range(rewrites + 1):
+            restoring = k == rewrites  # the original written back: not measured
+            if restoring:
+                db["snapshots"][victim]["description"] = original
+            else:
+                db["snapshots"][victim]["description"] = f"bench rewrite {k}"
             before = m.count("index.loaded")
+            r0 = proc_cpu_ns(proc.pid)
             with s.flock(s.snapshot_lock(str(root))):
                 s.atomic_write_json(db_path, db)
             mtime = os.stat(db_path).st_mtime
             line = m.wait(partial(m.nth, "index.loaded", before), big_wait, "index.loaded after a DB rewrite")
+            time.sleep(0.2)  # what the loop does after the line (findings, state)
+            r1 = proc_cpu_ns(proc.pid)
+            if restoring:
+                break
+            if r0 is not None and r1 is not None:
+                res.rewrite_cpu_s.append((r1 - r0) / 1e9)
             res.absorb_s.append(line.arrival - mtime)
             if line.ts is not None:
                 res.absorb_ts_s.append(line.ts - mtime)
             dur = line.obj.get("duration_ms")
             if isinstance(dur, int | float):
                 res.absorb_duration_ms.append(float(dur))
+            if k == rewrites - 1 and res.rss_steady_kib is not None:
+                res.hwm_rewrites_kib = proc_status_kib(proc.pid, "VmHWM")
             time.sleep(SETTLE_SECONDS)
         del db
 
@@ -456,7 +532,46 @@ def bench_daemon(
         res.rss_end_kib = proc_status_kib(proc.pid, "VmRSS")
         res.hwm_kib = proc_status_kib(proc.pid, "VmHWM")
 
-        # ---- SIGTERM
+        # ---- `snapshot save` burst: the simulator's create in a loop (each
+        # writes snapshots.json twice and the VM DB once, and a data dir)
+        stage = "save burst"
+        vms = [vm_id for _, vm_id, _ in s.list_vms(str(root))]
+        if vms and burst_saves:
+            made: list[str] = []
+            b0, w0, h0 = proc_cpu_ns(proc.pid), time.monotonic(), time.thread_time()
+            for i in range(burst_saves):
+                made.append(s.create(str(root), vm=vms[i % len(vms)]))
+            h1 = time.thread_time()
+            m.wait(
+                lambda: next(
+                    (
+                        x
+                        for x in m.lines[::-1]
+                        if x.event == "index.loaded" and x.obj.get("snapshots") == n + len(made)
+                    ),
+                    None,
+                ),
+                big_wait,
+                "index.loaded after the save burst",
+            )
+            time.sleep(SETTLE_SECONDS + 0.5)  # data dirs read, pending findings resolved
+            b1, w1 = proc_cpu_ns(proc.pid), time.monotonic()
+            res.burst_saves = len(made)
+            res.burst_wall_s = w1 - w0
+            res.burst_sim_cpu_s = h1 - h0
+            if b0 is not None and b1 is not None:
+                res.burst_daemon_cpu_s = (b1 - b0) / 1e9
+            for sid in made:
+                s.delete(str(root), sid)
+            m.wait(
+                lambda: next(
+                    (x for x in m.lines[::-1] if x.event == "index.loaded" and x.obj.get("snapshots") == n),
+                    None,
+                ),
+                big_wait,
+                "index.loaded after the burst's snapshots were removed",
+            )
+
         stage = "SIGTERM"
         t0 = time.monotonic()
         proc.send_signal(signal.SIGTERM)

@@ -71,6 +71,9 @@ class Run:
     returncode: int
     stdout: str
     stderr: str
+    #: user+sys CPU seconds (os.wait4's rusage): wall time swings with the
+    #: page cache and the neighbours on a shared machine, CPU much less.
+    cpu: float = 0.0
 
 
 @dataclass
@@ -83,6 +86,10 @@ class Best:
     @property
     def wall(self) -> float:
         return min(r.wall for r in self.runs)
+
+    @property
+    def cpu(self) -> float:
+        return min(r.cpu for r in self.runs)
 
     @property
     def maxrss_kib(self) -> int:
@@ -114,7 +121,9 @@ with open(out, "wb") as o, open(err, "wb") as e:
     wall = time.perf_counter() - t0
     timer.cancel()
 p.returncode = os.waitstatus_to_exitcode(status)
-print(json.dumps({"wall": wall, "maxrss": ru.ru_maxrss, "rc": p.returncode, "timed_out": wall >= timeout}))
+cpu = ru.ru_utime + ru.ru_stime
+rep = {"wall": wall, "cpu": cpu, "maxrss": ru.ru_maxrss, "rc": p.returncode, "timed_out": wall >= timeout}
+print(json.dumps(rep))
 """
 
 
@@ -144,6 +153,7 @@ def run_child(argv: list[str], timeout: float) -> Run:
             int(rep["rc"]),
             out.read_text(errors="replace"),
             err.read_text(errors="replace"),
+            float(rep.get("cpu", 0.0)),
         )
 
 

@@ -174,7 +174,7 @@ def hostile(draw: st.DrawFn, data: bytes, doc: dict[str, Any]) -> bytes:
     rec = dict(snaps[sid])
     if kind == "duplicate":
         other = json.dumps(draw(records(sid)), separators=(",", ":"))
-        return text.replace(entry, f"{entry},\"{sid}\":{other}", 1).encode()
+        return text.replace(entry, f'{entry},"{sid}":{other}', 1).encode()
     if kind == "null":
         return text.replace(entry, f'"{sid}":null', 1).encode()
     if kind == "fold":
@@ -188,7 +188,9 @@ def hostile(draw: st.DrawFn, data: bytes, doc: dict[str, Any]) -> bytes:
         )
     elif kind == "badtime":
         rec["created_at"] = draw(st.sampled_from(["2026-13-01T00:00:00Z", "", "yesterday"]))
-    return text.replace(entry, f'"{sid}":' + json.dumps(rec, separators=(",", ":"), ensure_ascii=False), 1).encode()
+    return text.replace(
+        entry, f'"{sid}":' + json.dumps(rec, separators=(",", ":"), ensure_ascii=False), 1
+    ).encode()
 
 
 @st.composite
@@ -226,7 +228,9 @@ def test_absorb_equals_full_decode(tmp_path: Path, case: tuple[bytes, bytes, dic
     assert old.spans is not None  # Go's writing: spans are kept
     path.write_bytes(new_bytes)
     keys = old.records.keys() | old.null_ids
-    delta = absorb(str(path), old.spans, record_decoder(_make), records=keys, names=old.names, copy_keys=False)
+    delta = absorb(
+        str(path), old.spans, record_decoder(_make), records=keys, names=old.names, copy_keys=False
+    )
     expected = full(path)
     if delta is None:
         return
@@ -265,7 +269,9 @@ def applied(
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(rewrites())
-def test_index_after_rewrite_equals_fresh_load(tmp_path: Path, case: tuple[bytes, bytes, dict[str, Any]]) -> None:
+def test_index_after_rewrite_equals_fresh_load(
+    tmp_path: Path, case: tuple[bytes, bytes, dict[str, Any]]
+) -> None:
     """Index level: a Reconciler that absorbed the rewrite holds what one
     that loaded the new file from scratch holds: records, nulls, names,
     blob users, findings (db_unreadable wording included)."""
@@ -306,7 +312,7 @@ def test_index_after_rewrite_equals_fresh_load(tmp_path: Path, case: tuple[bytes
 
 def test_one_record_rewrite_reads_one_chunk(tmp_path: Path) -> None:
     """A one-record change re-decodes about one chunk, not the DB."""
-    doc = {
+    doc: dict[str, Any] = {
         "snapshots": {
             f"S{i:04d}": {"id": f"S{i:04d}", "name": f"n{i}", "created_at": "2026-11-01T00:00:00Z"}
             for i in range(400)
@@ -320,10 +326,13 @@ def test_one_record_rewrite_reads_one_chunk(tmp_path: Path) -> None:
     doc["snapshots"]["S0200"]["pending"] = True
     path.write_bytes(go_bytes(doc))
     keys = old.records.keys()
-    delta = absorb(str(path), old.spans, record_decoder(_make), records=keys, names=old.names, copy_keys=False)
+    delta = absorb(
+        str(path), old.spans, record_decoder(_make), records=keys, names=old.names, copy_keys=False
+    )
     assert isinstance(delta, DBDelta)
     assert delta.names_added == {} and delta.names_removed == []
-    assert "S0200" in delta.added and delta.added["S0200"][0][9] is True  # pending
+    got = delta.added["S0200"]
+    assert got is not None and got[0][9] is True  # pending
     assert len(delta.added) <= 2 * 300 // 70 + 2  # a chunk or two of ~70-byte records
     assert delta.decoded_bytes < 2 * 300 + 200
     assert os.path.getsize(path) > 40 * 300
@@ -337,4 +346,6 @@ def test_foreign_indented_rewrite_falls_back(tmp_path: Path) -> None:
     old = decode_records(path.read_bytes(), path, _make, spans=True)
     assert old.spans is not None
     path.write_text(json.dumps(doc, indent=2))
-    assert absorb(str(path), old.spans, record_decoder(_make), records={"A"}, names={}, copy_keys=False) is None
+    assert (
+        absorb(str(path), old.spans, record_decoder(_make), records={"A"}, names={}, copy_keys=False) is None
+    )
