@@ -348,7 +348,8 @@ def table_growth(results: list[DaemonResult]) -> Table:
             "snapshots",
             "READY",
             "DB rewrite absorbed",
-            "rewrite CPU (x json.loads)",
+            "one-record rewrite: daemon CPU / json.loads CPU",
+            "rewrites' peak / steady RSS",
             "event p50",
             "event p99",
             "RSS (peak)",
@@ -367,7 +368,10 @@ def table_growth(results: list[DaemonResult]) -> Table:
             fmt_s(percentile(r.absorb_s, 50)) if r.absorb_s else "—",
             "—"
             if (x := rewrite_ratio(r)) is None
-            else f"{fmt_s(percentile(r.rewrite_cpu_s, 50))} ({x:.3f}x)",
+            else f"{fmt_s(percentile(r.rewrite_cpu_s, 50))} / {fmt_s(r.loads_cpu_s or 0)} = {x:.3f}x",
+            "—"
+            if not (r.hwm_rewrites_kib and r.rss_steady_kib)
+            else f"{r.hwm_rewrites_kib / r.rss_steady_kib:.2f}x",
             fmt_s(percentile(lat, 50)) if lat else "—",
             fmt_s(percentile(lat, 99)) if lat else "—",
             f"{fmt_mib(r.rss_events_kib)} ({fmt_mib(r.hwm_kib)})",

@@ -30,6 +30,7 @@ from cocoond.core.facts import (
 from cocoond.core.reconcile import LOCALFILE, Reconciler, Wants
 from cocoond.errors import CocoondError, DBError
 from cocoond.sizes import disk_usage
+from cocoond.storage import vmdelta
 from cocoond.storage.dbfile import read_db_bytes
 from cocoond.storage.dbspans import DBDelta, absorb
 from cocoond.storage.gojson import text_go
@@ -53,6 +54,7 @@ TEMP_PREFIX = ".tmp-"
 #: The seed's own writer (and the first epoch registry) used a fixed temp name.
 SEED_TEMP = "snapshot/db/snapshots.json.tmp"
 REF_DBS: tuple[str, ...] = (IMAGE_DB, OCI_IMAGE_DB, *vm_db_relpaths(VM_BACKENDS))
+_VM_DBS = frozenset(vm_db_relpaths(VM_BACKENDS))
 #: Largest cocoon.json or config.json read from a data dir (they are a few KB).
 SMALL_FILE_LIMIT = 1 << 20
 
@@ -109,14 +111,22 @@ class _Keys:
 
 
 def read_ref_db(root: str, relpath: str, max_bytes: int | None = None) -> frozenset[str] | DBError | None:
-    """The blob hexes an image or VM DB pins, its error, or None if absent."""
+    """The blob hexes an image or VM DB pins, its error, or None if absent.
+    A VM DB rewrite is absorbed from what changed where that is provably
+    the full decode's answer (vmdelta)."""
     path = os.path.join(root, relpath)
+    vm_db = relpath in _VM_DBS
+    if vm_db and (refs := vmdelta.absorbed(path, max_bytes)) is not None:
+        return refs
     try:
         data = read_db_bytes(path, max_bytes)
         if data is None:
+            vmdelta.forget(path)
             return None
-        refs: frozenset[str] = decoder_for(relpath)(data, path)
-        return refs
+        if vm_db:
+            return vmdelta.decode(data, path)
+        found: frozenset[str] = decoder_for(relpath)(data, path)
+        return found
     except DBError as exc:
         return exc
 

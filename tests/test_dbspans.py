@@ -349,3 +349,104 @@ def test_foreign_indented_rewrite_falls_back(tmp_path: Path) -> None:
     assert (
         absorb(str(path), old.spans, record_decoder(_make), records={"A"}, names={}, copy_keys=False) is None
     )
+
+
+# --------------------------------------------------------------- VM DBs
+VM_IDS = [f"V{i:02d}" for i in range(12)]
+
+
+@st.composite
+def vm_dbs(draw: st.DrawFn) -> dict[str, Any]:
+    vms: dict[str, Any] = {}
+    for vid in draw(st.lists(st.sampled_from(VM_IDS), max_size=8, unique=True)):
+        vm: dict[str, Any] = {"id": vid, "state": draw(st.sampled_from(["running", "stopped"]))}
+        blobs = draw(st.lists(st.sampled_from(HEXES), max_size=2, unique=True))
+        if blobs:
+            vm["image_blob_ids"] = {h: {} for h in sorted(blobs)}
+        snaps = draw(st.lists(st.sampled_from(SIDS), max_size=3, unique=True))
+        if snaps:
+            vm["snapshot_ids"] = {s: {} for s in sorted(snaps)}
+        vms[vid] = vm
+    names = {f"vm-{vid}": vid for vid in vms if draw(st.booleans())}
+    return {"vms": vms, "names": names}
+
+
+def vm_bytes(doc: dict[str, Any]) -> bytes:
+    out = {
+        "vms": {k: doc["vms"][k] for k in sorted(doc["vms"])},
+        "names": {k: doc["names"][k] for k in sorted(doc["names"])},
+    }
+    return json.dumps(out, separators=(",", ":")).encode() + b"\n"
+
+
+@st.composite
+def vm_rewrites(draw: st.DrawFn) -> tuple[bytes, bytes]:
+    old = draw(vm_dbs())
+    new = json.loads(json.dumps(old))
+    for _ in range(draw(st.integers(1, 3))):
+        vid = draw(st.sampled_from(VM_IDS))
+        op = draw(st.sampled_from(["snap", "blobs", "remove", "add"]))
+        if op == "remove":
+            new["vms"].pop(vid, None)
+        elif op == "add" or vid not in new["vms"]:
+            new["vms"][vid] = {"id": vid, "image_blob_ids": {draw(st.sampled_from(HEXES)): {}}}
+        elif op == "snap":
+            ids = new["vms"][vid].setdefault("snapshot_ids", {})
+            ids[draw(st.sampled_from(SIDS))] = {}
+            new["vms"][vid]["snapshot_ids"] = dict(sorted(ids.items()))
+        else:
+            new["vms"][vid]["image_blob_ids"] = {h: {} for h in sorted(draw(st.sets(st.sampled_from(HEXES))))}
+    data = vm_bytes(new)
+    if draw(st.booleans()) and new["vms"]:
+        vid = draw(st.sampled_from(sorted(new["vms"])))
+        text = data.decode()
+        entry = f'"{vid}":' + json.dumps(new["vms"][vid], separators=(",", ":"))
+        kind = draw(
+            st.sampled_from(["dup", "null", "fold", "badtype", "space", "truncate", "indent", "escape"])
+        )
+        if kind == "dup":
+            text = text.replace(entry, f'{entry},"{vid}":{{"id":"{vid}"}}', 1)
+        elif kind == "null":
+            text = text.replace(entry, f'"{vid}":null', 1)
+        elif kind == "fold":
+            text = text.replace(entry, entry.replace('"image_blob_ids"', '"Image_Blob_IDs"'), 1)
+        elif kind == "badtype":
+            text = text.replace(entry, f'"{vid}":{{"id":"{vid}","image_blob_ids":[1]}}', 1)
+        elif kind == "space":
+            i = draw(st.integers(0, len(text)))
+            text = text[:i] + " " + text[i:]
+        elif kind == "truncate":
+            text = text[: draw(st.integers(0, len(text) - 1))]
+        elif kind == "escape":
+            text = text.replace(f'"{vid}":', f'"\\u0056{vid[1:]}":', 1)
+        else:
+            text = json.dumps(new, indent=1)
+        data = text.encode()
+    return vm_bytes(old), data
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(vm_rewrites())
+def test_vm_db_absorb_equals_full_decode(tmp_path: Path, case: tuple[bytes, bytes]) -> None:
+    """A VM DB rewrite read through the absorbing route pins exactly the
+    hexes the full decode finds, or fails with the same error."""
+    from cocoond.scan import read_ref_db
+    from cocoond.storage.refdbs import decode_vm_refs
+
+    old_bytes, new_bytes = case
+    rel = "cloudhypervisor/db/vms.json"
+    path = tmp_path / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(old_bytes)
+    assert read_ref_db(str(tmp_path), rel) == decode_vm_refs(old_bytes, str(path))
+    path.write_bytes(new_bytes)
+    from cocoond.storage import vmdelta
+
+    absorbed = vmdelta.absorbed(str(path), None)
+    got = read_ref_db(str(tmp_path), rel) if absorbed is None else absorbed
+    event("fast route" if absorbed is not None else "full decode")
+    try:
+        expected: frozenset[str] | str = decode_vm_refs(new_bytes, str(path))
+    except DBError as exc:
+        expected = str(exc)
+    assert (str(got) if isinstance(got, DBError) else got) == expected

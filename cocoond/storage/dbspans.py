@@ -46,7 +46,7 @@ from typing import Any, Generic, NamedTuple, TypeVar
 
 from cocoond.storage.godecode import Decoder, GoDecodeError
 from cocoond.storage.gojson import text_go
-from cocoond.storage.jsonwalk import JSONWalkError, key_at, scan_value
+from cocoond.storage.jsonwalk import JSONWalkError, key_at, scan_value, walk_object
 from cocoond.storage.memory import own
 
 #: Bytes of entries per chunk: what a one-record change re-decodes (about
@@ -101,6 +101,50 @@ class DBDelta(Generic[R]):
     #: Bytes read and bytes decoded anew (for the bench and the log).
     size: int
     decoded_bytes: int
+
+
+def head_of(first: str) -> str:
+    """How a Go-written DB whose first map is `first` starts."""
+    return '{"' + first + '":{'
+
+
+def walk_spans(text: str, first: str, count: int, names: dict[str, str]) -> tuple[Spans, list[str]] | None:
+    """Spans of a document already decoded whole (a VM DB): `count` keys in
+    its first map and `names` as the decode left them (a key that repeats
+    makes the counts differ: None). Also the first map's keys, in order."""
+    head = head_of(first)
+    if not text.startswith(head):
+        return None
+    keys: list[str] = []
+    starts: list[int] = []
+
+    def on_entry(key: str, idx: int) -> int:
+        _, end = scan_value(text, idx, 2)
+        keys.append(key)
+        starts.append(end + 1)
+        return end
+
+    try:
+        end = walk_object(text, len(head) - 1, on_entry)
+        named = end + len(MID) - 2
+        if len(keys) != count or text[end - 1 : named + 1] != MID:
+            return None
+        _, names_end = scan_value(text, named, 1)
+    except JSONWalkError:
+        return None
+    starts = [len(head), *starts[:-1]]
+    if any(text[s - 1] != "," or text[s] != '"' for s in starts[1:]):
+        return None
+    name_starts = names_starts(text, named, names_end, names)
+    tail = text[names_end:].encode("utf-8")
+    if name_starts is None or len(tail) > MAX_TAIL or tail.strip(b" \t\r\n") != b"}":
+        return None
+    spans = Spans(
+        chunk_entries(text, starts[: len(keys)], end - 1, keys),
+        chunk_entries(text, name_starts, names_end - 1, list(names)),
+        tail,
+    )
+    return spans, keys
 
 
 def digest(data: bytes | memoryview) -> bytes:
@@ -297,6 +341,8 @@ class _Object:
                 if cur.more():
                     continue
                 raise Bail from None
+            if text.find("\\", t, vidx) != -1:
+                raise Bail  # an escaped key: the full decode judges repeats (U+FFFD)
             j = self._first.get(key)
             if j is not None and (j > i or (j == i and walked)) and f.same(cur.byte(t), old[j]):
                 self._close(entries, cur.byte(t))
@@ -364,11 +410,13 @@ def absorb(
     names: Container[str],
     copy_keys: bool,
     max_bytes: int | None = None,
+    first: str = "snapshots",
 ) -> DBDelta[Any] | None:
     """The new snapshots.json at `path` as a change to the DB `spans`
     describes (whose record keys, null ones included, are `records`, whose
     names `names`), or None when only the full decode may say what it is
-    (including every error, and a file that is missing or not regular)."""
+    (including every error, and a file that is missing or not regular).
+    `first`: the first map's key (a VM DB: "vms", then "names" too)."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
@@ -377,7 +425,7 @@ def absorb(
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode) or (max_bytes is not None and st.st_size > max_bytes):
             return None
-        return _absorb(_File(fd, st.st_size), spans, decode_record, records, names, copy_keys)
+        return _absorb(_File(fd, st.st_size), spans, decode_record, records, names, copy_keys, first)
     except (Bail, OSError):
         return None
     finally:
@@ -391,12 +439,14 @@ def _absorb(
     records: Container[str],
     names: Container[str],
     copy_keys: bool,
+    first: str,
 ) -> DBDelta[Any]:
     store: Callable[[str], str] = own if copy_keys else _same_key
-    if f.get(0, len(HEAD)) != HEAD.encode():
+    head = head_of(first).encode()
+    if f.get(0, len(head)) != head:
         raise Bail
     snaps = _Object(f, spans.snapshots, decode_record, store)
-    pos = snaps.run(len(HEAD))
+    pos = snaps.run(len(head))
     if f.get(pos - 1, len(MID)) != MID.encode():
         raise Bail
     named = _Object(f, spans.names, _decode_name, store)

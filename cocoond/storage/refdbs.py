@@ -73,11 +73,21 @@ def decode_oci_refs(data: bytes, path: str) -> frozenset[str]:
 
 def decode_vm_refs(data: bytes, path: str) -> frozenset[str]:
     """Hexes named by `vms[*].image_blob_ids` (a Go set)."""
+    return vm_refs(decode_vm_db(data, path)[0])
+
+
+def decode_vm_db(data: bytes, path: str) -> tuple[dict[str, frozenset[str]], dict[str, str]]:
+    """A VM DB as each VM's hexes (nil VMs: none) and its names map."""
     top = unmarshal(data, path, goschema.VM_INDEX)
-    refs: set[str] = set()
-    for _, vm in _entries(top, "vms"):
-        refs.update(vm.get("image_blob_ids") or ())
-    return frozenset(refs)
+    vms = top.get("vms") or {}
+    per_vm: dict[str, frozenset[str]] = dict.fromkeys(vms, frozenset())
+    for key, vm in _entries(top, "vms"):
+        per_vm[key] = frozenset(vm.get("image_blob_ids") or ())
+    return per_vm, top.get("names") or {}
+
+
+def vm_refs(per_vm: dict[str, frozenset[str]]) -> frozenset[str]:
+    return frozenset().union(*per_vm.values())
 
 
 def _at(ref: str) -> str:
