@@ -535,7 +535,9 @@ def bench_daemon(
         # ---- `snapshot save` burst: the simulator's create in a loop (each
         # writes snapshots.json twice and the VM DB once, and a data dir)
         stage = "save burst"
-        vms = [vm_id for _, vm_id, _ in s.list_vms(str(root))]
+        from cocoond.sim.vms import list_vms
+
+        vms = [vm_id for _, vm_id, _ in list_vms(str(root))]
         if vms and burst_saves:
             made: list[str] = []
             b0, w0, h0 = proc_cpu_ns(proc.pid), time.monotonic(), time.thread_time()

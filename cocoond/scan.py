@@ -32,7 +32,7 @@ from cocoond.errors import CocoondError, DBError
 from cocoond.sizes import disk_usage
 from cocoond.storage import vmdelta
 from cocoond.storage.dbfile import read_db_bytes
-from cocoond.storage.dbspans import DBDelta, absorb
+from cocoond.storage.dbspans import DBDelta, absorb, load
 from cocoond.storage.gojson import text_go
 from cocoond.storage.memory import own
 from cocoond.storage.paths import DEFAULT_ROOT_DIR, VM_BACKENDS, Paths, default_root
@@ -87,6 +87,9 @@ def read_snapshot_db(
         )
         if delta is not None:
             return delta
+    whole = load(path, index.record_decoder, copy_keys=True, max_bytes=max_bytes)
+    if whole is not None:
+        return _indexed(whole)
     try:
         data = read_db_bytes(path, max_bytes)
         # Decoded to text first and the bytes let go: at 100k records that
@@ -96,6 +99,19 @@ def read_snapshot_db(
         return index.decode_db(text, path)
     except DBError as exc:
         return exc
+
+
+def _indexed(whole: DBDelta[RecFacts]) -> IndexedDB:
+    """A whole load (dbspans.load) as the index holds a DB: null records
+    apart, names' IDs shared with the records' keys (memory.own)."""
+    added = whole.added
+    nulls = frozenset(k for k, v in added.items() if v is None)
+    records: dict[str, RecFacts] = {k: v for k, v in added.items() if v is not None} if nulls else added  # type: ignore[assignment]
+    del added
+    whole.added = {}
+    ids = {sid: sid for sid in records}
+    names = {name: ids.get(sid) or own(sid) for name, sid in whole.names_added.items()}
+    return IndexedDB(records, nulls, names, whole.spans)
 
 
 class _Keys:

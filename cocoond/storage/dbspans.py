@@ -288,7 +288,10 @@ class _Object:
         self.store = store
         self.out: list[Chunk] = []
         self.removed: list[str] = []
-        self.added: list[tuple[str, Any]] = []
+        self.added: dict[str, Any] = {}
+        #: Largest share of the file re-decoded before the full decode is
+        #: cheaper (1.0: no limit, for a whole load).
+        self.limit = _MAX_CHANGED
         self.decoded = 0
         self.dec = Decoder()
         self._first: dict[str, int] | None = None
@@ -364,12 +367,18 @@ class _Object:
                 raise Bail  # an invalid byte: no byte position to trust
             sep = text[end]
             stored = self.store(key)
-            entries.append((stored, cur.byte(t)))
-            self.added.append((stored, value))
+            at = cur.byte(t)
+            if entries and at - entries[0][1] >= CHUNK_BYTES:
+                self._close(entries, at)  # as they come: a whole load keeps no list of 1M
+                entries = []
+            entries.append((stored, at))
+            if stored in self.added:
+                raise Bail  # a key repeats: the full decode says what Go makes of it
+            self.added[stored] = value
             walked = True
             if sep == ",":
                 cur.t = end + 1
-                if cur.base - pos > _MAX_CHANGED * f.size:
+                if cur.base - pos > self.limit * f.size:
                     raise Bail
             elif sep == "}":
                 close = cur.byte(end)
@@ -432,6 +441,35 @@ def absorb(
         os.close(fd)
 
 
+def load(
+    path: str,
+    decode_record: _Decode,
+    *,
+    copy_keys: bool,
+    max_bytes: int | None = None,
+    first: str = "snapshots",
+) -> DBDelta[Any] | None:
+    """The whole file at `path` read like a rewrite of an empty DB: every
+    entry decoded from a window of text at a time, never the whole file as
+    text (at 1M records that text is 665 MB beside the bytes); the entries
+    come in `added`. None where only the full decode may judge (the same
+    rules as `absorb`)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or (max_bytes is not None and st.st_size > max_bytes):
+            return None
+        empty = Spans([], [], b"")
+        return _absorb(_File(fd, st.st_size), empty, decode_record, (), (), copy_keys, first, whole=True)
+    except (Bail, OSError):
+        return None
+    finally:
+        os.close(fd)
+
+
 def _absorb(
     f: _File,
     spans: Spans,
@@ -440,18 +478,25 @@ def _absorb(
     names: Container[str],
     copy_keys: bool,
     first: str,
+    *,
+    whole: bool = False,
 ) -> DBDelta[Any]:
     store: Callable[[str], str] = own if copy_keys else _same_key
     head = head_of(first).encode()
     if f.get(0, len(head)) != head:
         raise Bail
     snaps = _Object(f, spans.snapshots, decode_record, store)
+    named = _Object(f, spans.names, _decode_name, store)
+    if whole:
+        snaps.limit = named.limit = 1.0
     pos = snaps.run(len(head))
     if f.get(pos - 1, len(MID)) != MID.encode():
         raise Bail
-    named = _Object(f, spans.names, _decode_name, store)
     pos = named.run(pos - 1 + len(MID))
-    if f.get(pos, f.size - pos) != spans.tail:
+    tail = f.get(pos, f.size - pos)
+    if whole and tail is not None and len(tail) <= MAX_TAIL and tail.strip(b" \t\r\n") == b"}":
+        spans = Spans([], [], tail)
+    if tail != spans.tail:
         raise Bail
     added = _unique(snaps.added, records, snaps.removed)
     names_added = _unique(named.added, names, named.removed)
@@ -470,22 +515,17 @@ def _same_key(key: str) -> str:
     return key
 
 
-def _unique(added: list[tuple[str, Any]], held: Container[str], removed: list[str]) -> dict[str, Any]:
-    """The new entries, unless a key repeats (among them, or one a kept
-    entry holds): Go would decode both occurrences; the full decode says
-    what that makes."""
-    out: dict[str, Any] = {}
+def _unique(added: dict[str, Any], held: Container[str], removed: list[str]) -> dict[str, Any]:
+    """The new entries, unless one's key is also a kept entry's: Go would
+    decode both occurrences; the full decode says what that makes."""
     gone: set[str] | None = None
-    for key, value in added:
-        if key in out:
-            raise Bail
+    for key in added:
         if key in held:
             if gone is None:
                 gone = set(removed)
             if key not in gone:
                 raise Bail
-        out[key] = value
-    return out
+    return added
 
 
 def _decode_name(text: str, key: str, start: int, idx: int, dec: Decoder) -> tuple[str, int]:
