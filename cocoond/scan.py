@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from functools import partial
 
 from cocoond.core.facts import (
     CH_CONFIG,
@@ -266,9 +267,28 @@ def _read_small(entry: os.DirEntry[str]) -> bytes:
     return data
 
 
+#: Runs a walk whose cost grows with what it finds (`last_write`: a
+#: record-less dir of 1M files takes seconds). The daemon runs such walks
+#: off its loop (daemon/offload.py) and sets this while it runs; `check`
+#: walks in place.
+_walk_runner: Callable[[Callable[[], float]], float] | None = None
+
+
+def run_walks_with(runner: Callable[[Callable[[], float]], float] | None) -> None:
+    global _walk_runner
+    _walk_runner = runner
+
+
 def last_write(path: str, own_mtime: float) -> float:
     """Newest mtime of a dir and its direct entries: a `cocoon snapshot
     import` still extracting into it keeps moving this."""
+    runner = _walk_runner
+    if runner is not None:
+        return runner(partial(_last_write, path, own_mtime))
+    return _last_write(path, own_mtime)
+
+
+def _last_write(path: str, own_mtime: float) -> float:
     newest = own_mtime
     try:
         with os.scandir(path) as it:

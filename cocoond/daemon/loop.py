@@ -27,6 +27,7 @@ from cocoond.core.reconcile import DB_DEPENDENT, Reconciler
 from cocoond.daemon.bursts import OrphanBursts
 from cocoond.daemon.logsetup import configure
 from cocoond.daemon.metrics import MetricsFile, Readings
+from cocoond.daemon.offload import Abandoned, Offloader
 from cocoond.daemon.sdnotify import Notifier
 from cocoond.daemon.sizer import Sizer
 from cocoond.daemon.state import StateKeeper, rfc3339
@@ -41,6 +42,7 @@ from cocoond.scan import (
     read_ref_db,
     read_snapshot_db,
     root_aliases,
+    run_walks_with,
     scan,
     stat_blob,
     stat_boot_dir,
@@ -112,6 +114,10 @@ class Daemon:
         self._index_load_seconds: float | None = None  # the last good load of snapshots.json
         self._to_inspect: dict[str, None] = {}  # data dirs whose contents to read, in order
         self._inspected = 0  # since the last compaction
+        # Set by the signal handler itself: a step running off the loop
+        # (offload.py) gives up waiting once a stop is asked for.
+        self._stop_requested: str | None = None
+        self._offload = Offloader(self._watchdog_beat, lambda: self._stop_requested is not None)
 
     @property
     def _max_db_bytes(self) -> int | None:
@@ -136,11 +142,15 @@ class Daemon:
         try:
             self.log.info("daemon.started", root=self.root, version=__version__, pid=os.getpid())
             self._publish(self.state.restore(self.log, self.lifecycle, self.root, self.clock(), self.wall()))
-            self._arm_and_rescan(None)
-            if not self.notifier.ready(self._status_line()) and self.notifier.last_error:
-                # Under systemd this start will time out; say why, once.
-                self.log.warning("daemon.notify_failed", error=self.notifier.last_error)
-            self._loop()
+            run_walks_with(self._offload.run)
+            try:
+                self._arm_and_rescan(None)
+                if not self.notifier.ready(self._status_line()) and self.notifier.last_error:
+                    # Under systemd this start will time out; say why, once.
+                    self.log.warning("daemon.notify_failed", error=self.notifier.last_error)
+                self._loop()
+            except Abandoned:
+                self._stop_signal = self._stop_requested  # a step was left running: say goodbye now
             self._open_unsized(self.sizer.drain())
             self.state.flush(
                 self.log,
@@ -155,12 +165,15 @@ class Daemon:
             self.notifier.stopping()
             return 0
         finally:
+            run_walks_with(None)
             self.sizer.close()
             self.watcher.close()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
 
     def _on_signal(self, signum: int, _frame: Any) -> None:
+        if signum != signal.SIGHUP:
+            self._stop_requested = signal.Signals(signum).name
         self.queue.put(("signal", signum))
 
     def _loop(self) -> None:
@@ -235,9 +248,7 @@ class Daemon:
             self._report_watches()
             if restored:
                 self._rescan("watch_restored")
-        if (interval := self.notifier.watchdog_interval()) is not None and now >= self._due_at["watchdog"]:
-            self.notifier.watchdog()
-            self._due_at["watchdog"] = now + interval
+        self._watchdog_beat()
         heartbeat = self.config.alerts.heartbeat_seconds
         if heartbeat > 0 and now >= self._due_at["heartbeat"]:
             self.log.info(
@@ -254,6 +265,16 @@ class Daemon:
             self._due_at["rescan"] = self.clock() + rescan
         self._update_status()
         self.metrics.flush(self.log, self.clock(), self._readings)
+
+    def _watchdog_beat(self) -> None:
+        """WATCHDOG=1 when due: from the loop's timers, and between the
+        slices of a step running off the loop (offload.py)."""
+        now = self.clock()
+        if (interval := self.notifier.watchdog_interval()) is not None and now >= self._due_at.get(
+            "watchdog", now
+        ):
+            self.notifier.watchdog()
+            self._due_at["watchdog"] = now + interval
 
     def _readings(self) -> Readings:
         """What the metrics file says now. Open findings are those announced
@@ -364,7 +385,8 @@ class Daemon:
         took when a good DB was loaded (the caller logs `index.loaded` once
         the rest of the index is current too), else None."""
         started = self.clock()
-        self.index.set_snapshot_db(read_snapshot_db(self.paths, self.index, self._max_db_bytes))
+        index, paths, limit = self.index, self.paths, self._max_db_bytes
+        self._offload.run(lambda: index.set_snapshot_db(read_snapshot_db(paths, index, limit)))
         return self._loaded_since(started)
 
     def _loaded_since(self, started: float) -> float | None:
@@ -418,15 +440,13 @@ class Daemon:
         # Dirs, blobs and the DB in one go: loading the DB against a stale dir
         # listing would make (and drop) a finding per record. A directory
         # that cannot be listed keeps what the index knew (dir_unreadable).
-        listing = scan(
-            self.paths,
-            include_db=reload,
-            index=self.index,
-            max_db_bytes=self._max_db_bytes,
-            dir_contents=False,
-        )
-        self.index.apply_listing(listing)
-        del listing
+        index, paths, limit = self.index, self.paths, self._max_db_bytes
+
+        def step() -> None:
+            listing = scan(paths, include_db=reload, index=index, max_db_bytes=limit, dir_contents=False)
+            index.apply_listing(listing)
+
+        self._offload.run(step)
         self._fulfil_wants()
         if not self._to_inspect:
             self._compact()
