@@ -318,7 +318,7 @@ def bench_daemon(
     spacing: float = 0.005,
     rewrites: int = 5,
     seed: int = 1,
-    burst_saves: int = 20,
+    burst_saves: int = 10,
 ) -> DaemonResult:
     res = DaemonResult(tree.snapshots)
     s = sim()
