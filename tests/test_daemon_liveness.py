@@ -15,12 +15,13 @@ import json
 import os
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
+from cocoond.daemon.offload import THREAD_NAME
 from tests.daemon_harness import DaemonProcess, Daemons, Datagram, daemons_for, opened, with_prelude
 
 #: Longest gap between two WATCHDOG=1 accepted (the unit would allow
@@ -80,15 +81,21 @@ def max_gap(beats: list[Datagram], start: float, end: float) -> float:
     return max(b - a for a, b in itertools.pairwise(times))
 
 
-def threads(pid: int) -> int:
-    return len(os.listdir(f"/proc/{pid}/task"))
+def worker_cpu(pid: int) -> int:
+    """CPU ns of the daemon's step thread (offload.THREAD_NAME), 0 before it exists."""
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            if Path(f"/proc/{pid}/task/{tid}/comm").read_text().strip() == THREAD_NAME:
+                return int(Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()[0])
+        except OSError:
+            continue
+    return 0
 
 
-def wait_for_worker(daemon: DaemonProcess, baseline: int, deadline: float = 30.0) -> None:
-    """Poll until the daemon has a thread more than when idle: the step's worker."""
+def wait_until(daemon: DaemonProcess, ready: Callable[[], bool], what: str, deadline: float = 30.0) -> None:
     end = time.monotonic() + deadline
-    while threads(daemon.proc.pid) <= baseline:
-        assert time.monotonic() < end, "no worker thread appeared\n" + daemon.describe()
+    while not ready():
+        assert time.monotonic() < end, f"{what}: not seen\n" + daemon.describe()
         assert daemon.proc.poll() is None, daemon.describe()
         time.sleep(0.005)
 
@@ -114,11 +121,11 @@ def test_watchdog_and_stop_during_a_full_reload(daemons: Daemons, sim: ModuleTyp
     gap = max_gap(pings(daemon, written), written, loaded.arrived)
     assert gap < MAX_GAP, (gap, loaded["duration_ms"])
 
-    # SIGTERM in the middle of the next one.
-    idle = threads(daemon.proc.pid)
+    # SIGTERM in the middle of the next one (its worker well into it).
+    before = worker_cpu(daemon.proc.pid)
     mark = daemon.mark()
     write_db(root, text, "third", foreign=True)
-    wait_for_worker(daemon, idle)
+    wait_until(daemon, lambda: worker_cpu(daemon.proc.pid) - before > 200e6, "the reload under way")
     rc, took = daemon.stop(signal.SIGTERM)
     assert rc == 0, daemon.describe()
     assert took < MAX_STOP, took
@@ -127,10 +134,14 @@ def test_watchdog_and_stop_during_a_full_reload(daemons: Daemons, sim: ModuleTyp
 
 
 #: Every scandir of a dir named SLOW* (the orphan's walk) takes ~1 s, as
-#: one of a million entries does: slow storage, standing in.
+#: one of a million entries does: slow storage, standing in. It appends a
+#: line to $WALK_LOG as each such walk starts.
 SLOW_WALK = """
 import os, time
 _scandir = os.scandir
+def _started(path):
+    with open(os.environ['WALK_LOG'], 'a') as f:
+        f.write(os.fspath(path) + '\\n')
 class _Slow:
     def __init__(self, it): self.it = it
     def __enter__(self): return self
@@ -142,14 +153,18 @@ class _Slow:
     def close(self): self.it.close()
 def _maybe_slow(path='.'):
     it = _scandir(path)
-    return _Slow(it) if os.path.basename(os.fspath(path)).startswith('SLOW') else it
+    if not os.path.basename(os.fspath(path)).startswith('SLOW'):
+        return it
+    _started(path)
+    return _Slow(it)
 os.scandir = _maybe_slow
 """
 
 
 def test_watchdog_and_stop_during_a_long_walk(daemons: Daemons, sim: ModuleType, root: Path) -> None:
     sim.init(str(root))
-    daemon = daemons.start(root, env=WATCHDOG, launch=with_prelude(SLOW_WALK))
+    walks = root.parent / "walks.log"
+    daemon = daemons.start(root, env={**WATCHDOG, "WALK_LOG": str(walks)}, launch=with_prelude(SLOW_WALK))
     daemon.wait_ready()
     orphan = root / "snapshot" / "localfile" / "SLOW1"
     orphan.mkdir()
@@ -162,12 +177,11 @@ def test_watchdog_and_stop_during_a_long_walk(daemons: Daemons, sim: ModuleType,
     gap = max_gap(pings(daemon, made), made, found.arrived)
     assert gap < MAX_GAP, gap
 
-    idle = threads(daemon.proc.pid)
     second = root / "snapshot" / "localfile" / "SLOW2"
     second.mkdir()
     for i in range(5):
         (second / f"f{i}").write_text("x")
-    wait_for_worker(daemon, idle)
+    wait_until(daemon, lambda: walks.exists() and "SLOW2" in walks.read_text(), "a walk of SLOW2")
     rc, took = daemon.stop(signal.SIGTERM)
     assert rc == 0, daemon.describe()
     assert took < MAX_STOP, took

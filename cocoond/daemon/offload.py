@@ -20,8 +20,10 @@ busy the worker is."""
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import queue
 import threading
-import time
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -36,39 +38,60 @@ class Abandoned(Exception):
 
 
 class Offloader:
-    """Runs steps in a worker thread; `beat()` between slices; stops
-    waiting once `stopping()` says so."""
+    """Runs steps on one worker thread (named `cocoond-step` for ps/top);
+    `beat()` between slices; stops waiting once `stopping()` says so."""
 
     def __init__(self, beat: Callable[[], None], stopping: Callable[[], bool]) -> None:
         self.beat = beat
         self.stopping = stopping
-        #: Seconds the longest step took (for the log, the bench).
-        self.longest = 0.0
+        self._todo: queue.SimpleQueue[_Job] = queue.SimpleQueue()
+        self._worker: threading.Thread | None = None
 
     def run(self, step: Callable[[], T]) -> T:
         if threading.current_thread() is not threading.main_thread():
             return step()  # already in a worker (a walk inside a load)
         if self.stopping():
             raise Abandoned
-        box: dict[str, object] = {}
-
-        def work() -> None:
-            try:
-                box["value"] = step()
-            except BaseException as exc:  # handed to the waiting thread as is
-                box["error"] = exc
-
-        started = time.monotonic()
-        worker = threading.Thread(target=work, name="cocoond-step", daemon=True)
-        worker.start()
-        while True:
-            worker.join(SLICE)
-            if not worker.is_alive():
-                break
+        if self._worker is None:
+            self._worker = threading.Thread(target=_work, args=(self._todo,), name=THREAD_NAME, daemon=True)
+            self._worker.start()
+        job = _Job(step)
+        self._todo.put(job)
+        while not job.done.wait(SLICE):
             self.beat()
             if self.stopping():
                 raise Abandoned
-        self.longest = max(self.longest, time.monotonic() - started)
-        if "error" in box:
-            raise box["error"]  # type: ignore[misc]
-        return box["value"]  # type: ignore[return-value]
+        if job.error is not None:
+            raise job.error
+        return job.value  # type: ignore[return-value]
+
+
+#: The worker's name, also as the OS sees it (/proc/PID/task/TID/comm).
+THREAD_NAME = "cocoond-step"
+
+
+class _Job:
+    __slots__ = ("done", "error", "step", "value")
+
+    def __init__(self, step: Callable[[], object]) -> None:
+        self.step = step
+        self.done = threading.Event()
+        self.value: object = None
+        self.error: BaseException | None = None
+
+
+def _work(todo: queue.SimpleQueue[_Job]) -> None:
+    _name_os_thread(THREAD_NAME)
+    while True:
+        job = todo.get()
+        try:
+            job.value = job.step()
+        except BaseException as exc:  # handed to the waiting thread as is
+            job.error = exc
+        job.done.set()
+
+
+def _name_os_thread(name: str) -> None:
+    """prctl(PR_SET_NAME): the name top, ps -L and /proc show."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).prctl(15, name.encode()[:15], 0, 0, 0)

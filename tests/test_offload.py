@@ -1,0 +1,46 @@
+"""daemon/offload.py: a step runs on the worker thread while the caller
+beats between slices, and a stop makes the caller give up waiting."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from cocoond.daemon.offload import THREAD_NAME, Abandoned, Offloader
+
+
+def test_step_runs_on_the_worker_and_its_value_or_error_comes_back() -> None:
+    off = Offloader(beat=lambda: None, stopping=lambda: False)
+    assert off.run(lambda: threading.current_thread().name) == THREAD_NAME
+
+    def boom() -> None:
+        raise KeyError("x")
+
+    with pytest.raises(KeyError):
+        off.run(boom)
+    assert off.run(lambda: 42) == 42  # the worker survives an error
+
+
+def test_caller_beats_while_the_step_runs_and_gives_up_on_stop() -> None:
+    release = threading.Event()
+    beats: list[int] = []
+    stop = threading.Event()
+
+    def beat() -> None:
+        beats.append(1)
+        if len(beats) == 3:
+            stop.set()
+
+    off = Offloader(beat=beat, stopping=stop.is_set)
+    with pytest.raises(Abandoned):
+        off.run(lambda: release.wait(30))
+    assert len(beats) == 3
+    release.set()
+    with pytest.raises(Abandoned):  # stopped: nothing more runs
+        off.run(lambda: 1)
+
+
+def test_a_step_inside_a_step_runs_in_place() -> None:
+    off = Offloader(beat=lambda: None, stopping=lambda: False)
+    assert off.run(lambda: off.run(lambda: threading.current_thread().name)) == THREAD_NAME
