@@ -88,9 +88,10 @@ def read_snapshot_db(
         )
         if delta is not None:
             return delta
-    whole = load(path, index.record_decoder, copy_keys=True, max_bytes=max_bytes)
-    if whole is not None:
-        return _indexed(whole)
+    if index.absorb_rewrites:
+        whole = load(path, index.record_decoder, copy_keys=True, max_bytes=max_bytes)
+        if whole is not None:
+            return _indexed(whole)
     try:
         data = read_db_bytes(path, max_bytes)
         # Decoded to text first and the bytes let go: at 100k records that
@@ -127,12 +128,15 @@ class _Keys:
         return isinstance(sid, str) and self._index.has_snapshot_key(sid)
 
 
-def read_ref_db(root: str, relpath: str, max_bytes: int | None = None) -> frozenset[str] | DBError | None:
+def read_ref_db(
+    root: str, relpath: str, max_bytes: int | None = None, *, remember: bool = True
+) -> frozenset[str] | DBError | None:
     """The blob hexes an image or VM DB pins, its error, or None if absent.
     A VM DB rewrite is absorbed from what changed where that is provably
-    the full decode's answer (vmdelta)."""
+    the full decode's answer (vmdelta); `remember=False` (a one-shot
+    reader) decodes it whole and keeps nothing."""
     path = os.path.join(root, relpath)
-    vm_db = relpath in _VM_DBS
+    vm_db = relpath in _VM_DBS and remember
     if vm_db and (refs := vmdelta.absorbed(path, max_bytes)) is not None:
         return refs
     try:
@@ -558,7 +562,7 @@ def scan(
         records = index.records  # the last good index decides what to inspect
     ref_dbs: dict[str, frozenset[str] | DBError] = {}
     for relpath in REF_DBS:
-        refs = read_ref_db(root, relpath, max_db_bytes)
+        refs = read_ref_db(root, relpath, max_db_bytes, remember=index.absorb_rewrites)
         if refs is not None:
             ref_dbs[relpath] = refs
     lister = Lister(root)

@@ -118,6 +118,10 @@ class Reconciler:
         self.name_count = 0
         #: Where snapshots.json's entries sat when last loaded (dbspans).
         self.db_spans: Spans | None = None
+        #: Keep what the next rewrite needs to be read as a change (the
+        #: daemon); a one-shot reader (`check`) decodes each DB whole,
+        #: which costs less CPU once.
+        self.absorb_rewrites = False
         self.record_decoder = record_decoder(self._facts_from_json)
         self.dirs: dict[str, DirState] = {}
         #: Directories listed at least once: until then, what is in them is
@@ -288,7 +292,9 @@ class Reconciler:
         if data is None:
             return None
         try:
-            decoded = decode_records(data, path, self._facts_from_json, copy_keys=True, spans=True)
+            decoded = decode_records(
+                data, path, self._facts_from_json, copy_keys=True, spans=self.absorb_rewrites
+            )
         except DBError as exc:
             return exc
         return IndexedDB(decoded.records, frozenset(decoded.null_ids), decoded.names, decoded.spans)

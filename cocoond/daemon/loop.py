@@ -133,6 +133,7 @@ class Daemon:
             orphan_quiet_seconds=config.watch.settle_seconds,
             root_aliases=root_aliases(self.root),
         )
+        self.index.absorb_rewrites = True  # rewrites cost what they changed (dbspans)
         self.watcher = Watcher(self.root, self.queue, self.clock)
         self._orphan_bursts = OrphanBursts(self.root)
 
