@@ -27,6 +27,8 @@ import threading
 from collections.abc import Callable
 from typing import TypeVar
 
+from cocoond.daemon.watch import signals_blocked
+
 T = TypeVar("T")
 
 #: How often the waiting thread looks at the watchdog and the stop flag.
@@ -54,7 +56,8 @@ class Offloader:
             raise Abandoned
         if self._worker is None:
             self._worker = threading.Thread(target=_work, args=(self._todo,), name=THREAD_NAME, daemon=True)
-            self._worker.start()
+            with signals_blocked():  # SIGTERM must reach the waiting main thread
+                self._worker.start()
         job = _Job(step)
         self._todo.put(job)
         while not job.done.wait(SLICE):
