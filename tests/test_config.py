@@ -107,7 +107,7 @@ def test_defaults_without_file() -> None:
     assert config.alerts == AlertConfig(
         heartbeat_seconds=300.0, reminder_seconds=3600.0, orphan_burst_threshold=50
     )
-    assert config.limits == LimitsConfig(max_db_bytes=1073741824)
+    assert config.limits == LimitsConfig(max_db_bytes=805306368)
     assert config.log == LogConfig(format="json", level="info")
     assert config.state_dir is None
 

@@ -4,6 +4,7 @@ beats between slices, and a stop makes the caller give up waiting."""
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -33,9 +34,23 @@ def test_caller_beats_while_the_step_runs_and_gives_up_on_stop() -> None:
             stop.set()
 
     off = Offloader(beat=beat, stopping=stop.is_set)
+    spins: list[int] = []
+
+    def busy() -> None:
+        while not release.is_set():
+            spins.append(1)
+
     with pytest.raises(Abandoned):
-        off.run(lambda: release.wait(30))
+        off.run(busy)
     assert len(beats) == 3
+    # The abandoned step is interrupted: it stops spinning without being released.
+    deadline = time.monotonic() + 10
+    while True:
+        before = len(spins)
+        time.sleep(0.05)
+        if len(spins) == before or time.monotonic() > deadline:
+            break
+    assert len(spins) == before
     release.set()
     with pytest.raises(Abandoned):  # stopped: nothing more runs
         off.run(lambda: 1)

@@ -9,7 +9,7 @@ after SIGTERM. So such a step runs in a worker thread, and the loop's
 thread waits for it in slices of SLICE seconds: between slices it sends
 WATCHDOG=1 when due and, once a stop was asked for, gives up waiting
 (`Abandoned`): the daemon then says goodbye and exits; the worker, a daemon
-thread, dies with the process.
+thread, is interrupted at its next bytecode and dies with the process.
 
 What makes this safe without locks: while a step runs, the loop's thread
 does nothing but wait, ping and look at one flag; the step touches only the
@@ -63,6 +63,7 @@ class Offloader:
         while not job.done.wait(SLICE):
             self.beat()
             if self.stopping():
+                _interrupt(self._worker)
                 raise Abandoned
         if job.error is not None:
             raise job.error
@@ -92,6 +93,21 @@ def _work(todo: queue.SimpleQueue[_Job]) -> None:
         except BaseException as exc:  # handed to the waiting thread as is
             job.error = exc
         job.done.set()
+
+
+class _Interrupted(BaseException):
+    """Raised in the worker when its step is abandoned."""
+
+
+def _interrupt(worker: threading.Thread) -> None:
+    """Stop the abandoned step at its next bytecode (PyThreadState_SetAsyncExc),
+    so that it stops taking half of the GIL from the shutdown (at 1M
+    snapshots that made SIGTERM take 1.9 s instead of under 1 s). The
+    index it was changing is left as it is: the daemon is exiting."""
+    if worker.ident is not None:
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(
+            ctypes.c_ulong(worker.ident), ctypes.py_object(_Interrupted)
+        )
 
 
 def _name_os_thread(name: str) -> None:
