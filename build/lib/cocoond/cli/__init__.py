@@ -1,0 +1,1 @@
+"""The `cocoond` command line and the one-shot `check`."""

@@ -1,0 +1,137 @@
+"""The disk and the DBs as the core sees them: plain values that the shell
+(scan.py) fills in and the index keeps. Nothing here does I/O.
+
+Each value keeps only what a finding rule needs, because the daemon holds
+one per snapshot (100k of them on a big host)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, NamedTuple
+
+from cocoond.errors import DBError
+from cocoond.storage.records import SnapshotDB
+
+#: What an entry of snapshot/localfile/ is:
+#: - "dir": a real directory, which cocoon's gc lists (`ScanSubdirs` keeps
+#:   `DirEntry.IsDir()` only, cocoon utils/file.go:46-55);
+#: - "link": a symlink to a directory, which restore follows (os.Stat) but
+#:   gc never sees;
+#: - "other": a file, a dangling symlink, anything else.
+EntryKind = Literal["dir", "link", "other"]
+
+#: Names in a data dir that cocoon's restore preflight stats.
+SIDECAR = "cocoon.json"
+CH_CONFIG = "config.json"
+CH_STATE = "state.json"
+FC_VMSTATE = "vmstate"
+FC_MEM = "mem"
+SNAPSHOT_FILES = frozenset({SIDECAR, CH_CONFIG, CH_STATE, FC_VMSTATE, FC_MEM})
+#: Stands for "some entry's name starts with memory-range" in
+#: `DirContents.present` (CH checks names only: cloudhypervisor/helper.go:92-103).
+MEMORY_RANGE = "memory-range*"
+
+
+@dataclass(frozen=True, slots=True)
+class DirContents:
+    """What cocoon's restore preflight would find in a data dir. Equal
+    contents are shared (most dirs look alike), so keep it hashable."""
+
+    #: Which of SNAPSHOT_FILES exist (following symlinks), plus MEMORY_RANGE.
+    present: frozenset[str]
+    #: cocoon.json exists but cannot be used (unreadable, not Go-decodable,
+    #: fails types.ValidateStorageConfigs).
+    sidecar_problem: str | None = None
+    #: Snapshot-resident disks (COW, cidata, data) the sidecar names that are
+    #: not in the dir.
+    missing_disks: tuple[str, ...] = ()
+    #: config.json exists but is unusable, or its disks differ from the
+    #: sidecar's (Cloud Hypervisor only checks this).
+    config_problem: str | None = None
+    #: cocoond may not read the dir or its sidecar (why): restore-ability is
+    #: unknown, which is said once for all such dirs, not guessed per dir.
+    unreadable: str | None = None
+
+
+class DirState(NamedTuple):
+    """One entry of snapshot/localfile/."""
+
+    kind: EntryKind
+    #: The entry's own mtime (ns): the shell re-inspects contents only when
+    #: it moved.
+    mtime_ns: int = 0
+    #: Inspected contents (dirs of committed records); None: not looked at.
+    contents: DirContents | None = None
+    #: Newest mtime (epoch seconds) of the dir and its direct entries, for
+    #: dirs without a record: an import still being written is not an orphan.
+    last_write: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BlobFile:
+    """An entry of a blob dir, named `<hex><suffix>`."""
+
+    relpath: str
+    hex: str
+    #: os.Stat (following links) says regular and non-empty: cocoon boots
+    #: from it (utils.ValidFile, utils/file.go:30-33).
+    usable: bool
+    #: Not a directory: gc's ScanFileStems lists it, a symlink included
+    #: (utils/file.go:35-44), so an unreferenced one is deleted.
+    gc_sees: bool = True
+    symlink: bool = False
+    #: A regular file of size 0 (said in the message: cocoon refuses it).
+    empty: bool = False
+    #: What deleting this entry frees (its own allocated blocks).
+    disk_bytes: int = 0
+
+
+class TempEntry(NamedTuple):
+    """A leftover of an interrupted write or download."""
+
+    mtime: float
+    #: True where `cocoon gc` removes old ones (cloudimg/temp, oci/temp);
+    #: False in the DB dirs, where nothing of cocoon's ever does.
+    gc_removes: bool
+
+
+class RecFacts(NamedTuple):
+    """The little the index keeps of a snapshot record."""
+
+    name: str
+    pending: bool
+    created: float  # epoch seconds; only meaningful while pending
+    blobs: frozenset[str]
+    id_mismatch: str | None  # the record's own `id` when it differs from its key
+    #: None: data_dir is snapshot/localfile/<ID> under this root; "": no
+    #: data_dir recorded; else the foreign path restore would read.
+    recorded: str | None
+    hypervisor: str
+
+
+@dataclass(frozen=True, slots=True)
+class IndexedDB:
+    """snapshots.json as the index holds it."""
+
+    records: dict[str, RecFacts]
+    null_ids: frozenset[str]
+    names: dict[str, str]
+
+
+@dataclass(slots=True)
+class Listing:
+    """Everything the reconciler needs from disk, taken in one pass."""
+
+    #: None: no DB file yet. The API's SnapshotDB is taken too (tests, tools).
+    snapshot_db: IndexedDB | SnapshotDB | DBError | None = None
+    keep_db: bool = False  # the snapshot DB was not read: keep the index's
+    ref_dbs: dict[str, frozenset[str] | DBError] = field(default_factory=dict)  # existing files only
+    data_dirs: dict[str, DirState] = field(default_factory=dict)
+    #: Foreign recorded data_dir paths -> is a directory (os.Stat).
+    recorded_dirs: dict[str, bool] = field(default_factory=dict)
+    blobs: dict[str, BlobFile] = field(default_factory=dict)  # relpath -> entry
+    boot_dirs: dict[str, int] = field(default_factory=dict)  # oci/boot/<hex> -> bytes
+    temps: dict[str, TempEntry] = field(default_factory=dict)  # relpath -> entry
+    #: Directories under the root that exist but could not be listed
+    #: (relpath -> why): what depends on them is unknown, not missing.
+    unreadable: dict[str, str] = field(default_factory=dict)

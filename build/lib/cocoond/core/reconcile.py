@@ -1,0 +1,712 @@
+"""The reconcile core: what cocoon's DBs say against what is on disk.
+
+No I/O here. The scanner (scan.py) turns the disk into a `Listing` and into
+single-entry updates; this module keeps the index and decides which rule
+(rules.py) to run when something changes. The same index serves `check`
+(one `apply_listing`, then `findings`) and the daemon (one `apply_listing`
+at start and on every safety-net rescan, then one `set_*` call per changed
+entry). An entry update costs O(1); only a new snapshot DB costs O(records),
+because it has to be parsed anyway.
+
+Time enters only through `now` (wall-clock seconds), for pending and temp
+ages and for how long a record-less dir has been quiet, so every result is
+a function of the inputs.
+
+While snapshots.json is unreadable, nothing that depends on it is
+re-evaluated: cocoon's gc aborts in that state too, and the last good index
+is older than the disk it would be compared with. What changes meanwhile is
+recorded and evaluated afresh once the DB reads again.
+"""
+
+from __future__ import annotations
+
+import heapq
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from cocoond.core import findings as fk
+from cocoond.core import rules
+from cocoond.core.facts import (
+    BlobFile,
+    DirState,
+    IndexedDB,
+    Listing,
+    RecFacts,
+    TempEntry,
+)
+from cocoond.core.findings import Finding, Key
+from cocoond.core.rules import LOCALFILE, SNAPSHOT_DB
+from cocoond.errors import DBError
+from cocoond.storage.memory import own
+from cocoond.storage.records import RecordFields, SnapshotDB, SnapshotRecord, decode_records, no_gc
+
+#: Blob dirs under the root: their listings decide whether a blob is there.
+BLOB_DIRS: tuple[str, ...] = ("cloudimg/blobs", "oci/blobs")
+#: Kinds whose truth depends on snapshots.json: frozen while it is unreadable.
+DB_DEPENDENT: frozenset[str] = frozenset(fk.KINDS) - {fk.DB_UNREADABLE, fk.STALE_TEMP, fk.DIR_UNREADABLE}
+
+__all__ = ["BLOB_DIRS", "DB_DEPENDENT", "LOCALFILE", "SNAPSHOT_DB", "Reconciler", "Wants"]
+
+
+@dataclass(slots=True)
+class Wants:
+    """What the index cannot know without another look at the disk, after
+    a DB load: the shell inspects these and feeds the answers back."""
+
+    #: Data dirs of committed records whose contents must be (re)inspected.
+    contents: set[str] = field(default_factory=set)
+    #: Record-less data dirs whose last write time is unknown.
+    activity: set[str] = field(default_factory=set)
+    #: Foreign recorded data_dir paths to stat.
+    recorded: set[str] = field(default_factory=set)
+    #: Blob hexes that just became referenced: stat their files now, so a
+    #: finding never opens from a listing older than the DB that names them.
+    hexes: set[str] = field(default_factory=set)
+    #: Not a want but news: dirs a DB load left without a record (the daemon
+    #: reports many of them, from one DB change, as one finding).
+    orphaned: set[str] = field(default_factory=set)
+
+    def __bool__(self) -> bool:
+        return bool(self.contents or self.activity or self.recorded or self.hexes)
+
+
+class Reconciler:
+    """The index. `set_*` methods update it; `evaluate(now)` returns the keys
+    whose finding appeared, disappeared or changed since the last call;
+    `current(key)` and `findings()` read it."""
+
+    def __init__(
+        self,
+        root: str,
+        *,
+        pending_stale_seconds: float,
+        temp_stale_seconds: float,
+        orphan_quiet_seconds: float = 0.0,
+        root_aliases: Iterable[str] = (),
+    ) -> None:
+        self.root = os.path.abspath(root)
+        self.pending_stale_seconds = pending_stale_seconds
+        self.temp_stale_seconds = temp_stale_seconds
+        #: A record-less dir is an orphan only once nothing in it was written
+        #: for this long: `cocoon snapshot import` fills the dir before it
+        #: writes the record (snapshot/localfile/import.go:34-87).
+        self.orphan_quiet_seconds = orphan_quiet_seconds
+        # Spellings of our localfile dir that a record's data_dir may use (the
+        # shell passes the root's realpath: the pure core cannot resolve links).
+        self._localfile_dirs = {
+            os.path.normpath(os.path.join(os.path.abspath(r), LOCALFILE)) for r in (self.root, *root_aliases)
+        }
+        self._localfile_prefix = os.path.join(self.root, LOCALFILE) + "/"
+        self.db_known = False  # a good snapshot DB has been seen (or there is none)
+        self.db_error: DBError | None = None
+        self.records: dict[str, RecFacts] = {}
+        self.null_ids: frozenset[str] = frozenset()
+        # `names` is needed only while a DB is loaded; the daemon holds 100k
+        # records, so between loads only its size is kept.
+        self.names: dict[str, str] = {}
+        self.name_count = 0
+        self.dirs: dict[str, DirState] = {}
+        #: Directories listed at least once: until then, what is in them is
+        #: unknown (no "missing" from a directory never read).
+        self._listed: set[str] = set()
+        self.recorded_dirs: dict[str, bool] = {}
+        self._recorded_users: dict[str, set[str]] = {}
+        self.blob_files: dict[str, dict[str, BlobFile]] = {}
+        self.boot_dirs: dict[str, int] = {}
+        self.ref_sets: dict[str, frozenset[str]] = {}  # last good refs of each image/VM DB
+        self.ref_errors: dict[str, DBError] = {}
+        self.snap_refs: dict[str, frozenset[str]] = {}
+        self.other_refs: dict[str, int] = {}
+        self.temps: dict[str, TempEntry] = {}
+        self.unreadable: dict[str, str] = {}
+        self._pending: dict[str, float] = {}
+        self._orphan_due: dict[str, float] = {}
+        #: Committed snapshots whose data dir cocoond may not read -> why.
+        self._unread: dict[str, str] = {}
+        self._orphan_heap: list[tuple[float, str]] = []
+        self._now = float("-inf")
+        self._facts_cache: dict[frozenset[str], frozenset[str]] = {}
+        self._static: dict[Key, Finding] = {}
+        self._timed: dict[Key, Finding] = {}
+        self._dirty: set[Key] = set()
+        self._deferred_dirs: set[str] = set()
+        self._deferred_hexes: set[str] = set()
+        self._blobs_trusted = True
+        self._name_keys: set[Key] = set()
+        self._wants = Wants()
+
+    # ------------------------------------------------------------------ reads
+    @property
+    def snapshot_count(self) -> int:
+        return len(self.records)
+
+    @property
+    def pending_count(self) -> int:
+        return len(self._pending)
+
+    @property
+    def blob_count(self) -> int:
+        return sum(len(files) for files in self.blob_files.values())
+
+    @property
+    def frozen(self) -> bool:
+        """snapshots.json is unreadable after a good load: DB-dependent
+        findings stay as they were."""
+        return self.db_error is not None and self.db_known
+
+    def current(self, key: Key) -> Finding | None:
+        return self._static.get(key) or self._timed.get(key)
+
+    def findings(self) -> list[Finding]:
+        """All current findings (as of the last `evaluate`), worst first."""
+        return sorted([*self._static.values(), *self._timed.values()], key=fk.sort_key)
+
+    def evaluate(self, now: float) -> set[Key]:
+        """Bring the time-dependent findings up to `now` and hand over every
+        key that changed since the last call."""
+        self._now = now
+        self._promote_orphans(now)
+        self._eval_timed(now)
+        dirty, self._dirty = self._dirty, set()
+        return dirty
+
+    def next_transition(self, now: float) -> float | None:
+        """Wall-clock time at which a finding changes by time alone (a
+        pending record going stale, a temp file aging, a record-less dir
+        falling quiet), or None."""
+        times = [due for due, _ in self._orphan_heap[:1] if due > now]
+        if not self.frozen:
+            times += [
+                created + self.pending_stale_seconds
+                for created in self._pending.values()
+                if created + self.pending_stale_seconds > now
+            ]
+        times += [
+            e.mtime + self.temp_stale_seconds
+            for e in self.temps.values()
+            if e.mtime + self.temp_stale_seconds > now
+        ]
+        return min(times, default=None)
+
+    def orphan_possible(self, key: Key) -> bool:
+        """Is this (orphan) key a finding, or a dir still waiting to be quiet?"""
+        return key[1] in self._orphan_due
+
+    def compact(self) -> None:
+        """Copy the per-snapshot dir facts into fresh objects. Made one at a
+        time among a scan's short-lived objects, each pins a mostly empty
+        memory arena; copied together once those are freed they pack
+        densely, and the shell can hand the emptied arenas back to the OS
+        (40 MB at 100k snapshots). Same facts, so nothing is re-evaluated."""
+        self.dirs = {
+            own(name): DirState(
+                state.kind,
+                state.mtime_ns + 0,  # a new int: the old one sits in the old arenas
+                state.contents,
+                None if state.last_write is None else state.last_write + 0.0,
+            )
+            for name, state in self.dirs.items()
+        }
+
+    def take_wants(self) -> Wants:
+        """What the last DB loads left unknown (see `Wants`); handed over once."""
+        wants, self._wants = self._wants, Wants()
+        return wants
+
+    # ----------------------------------------------------------------- inputs
+    def apply_listing(self, listing: Listing) -> None:
+        """A full pass: replace everything, marking only what changed. A
+        directory the listing could not read keeps what the index knew of it:
+        unknown is not the same as empty."""
+        self._set_unreadable_all(listing.unreadable)
+        newly_listed = {d for d in (LOCALFILE, *BLOB_DIRS) if d not in listing.unreadable} - self._listed
+        self._listed |= newly_listed
+        if LOCALFILE not in listing.unreadable:
+            changed_dirs = {
+                name
+                for name in self.dirs.keys() | listing.data_dirs.keys()
+                if self.dirs.get(name) != listing.data_dirs.get(name)
+            }
+            first_listing = LOCALFILE in newly_listed
+            self.dirs = dict(listing.data_dirs)
+            if first_listing:
+                changed_dirs |= set(self.records) | self.null_ids
+        else:
+            changed_dirs = set()
+        if newly_listed & set(BLOB_DIRS):
+            for hex_ in list(self.snap_refs) + list(self.other_refs):
+                self._eval_hex(hex_)
+        for path in set(self.recorded_dirs) | set(listing.recorded_dirs):
+            if self.recorded_dirs.get(path) != listing.recorded_dirs.get(path):
+                self.set_recorded_dir(path, listing.recorded_dirs.get(path))
+        first_db = not self.db_known
+        if not listing.keep_db:
+            self.set_snapshot_db(listing.snapshot_db)
+        for name in changed_dirs:
+            self._want_dir(name, self.records.get(name), first=True)
+        if listing.keep_db or not first_db or not self.db_known:  # a first good DB load looked at every dir
+            for name in changed_dirs:
+                self._eval_dir(name)
+        for relpath in set(self.ref_sets) | set(self.ref_errors) | set(listing.ref_dbs):
+            self.set_ref_db(relpath, listing.ref_dbs.get(relpath))
+        known = {
+            bf.relpath: bf
+            for files in self.blob_files.values()
+            for bf in files.values()
+            if _blob_dir(bf.relpath) not in listing.unreadable
+        }
+        for relpath in set(known) | {r for r in listing.blobs if _blob_dir(r) not in listing.unreadable}:
+            new = listing.blobs.get(relpath)
+            if known.get(relpath) != new:
+                self.set_blob(relpath, new)
+        if "oci/boot" not in listing.unreadable:
+            for hex_ in set(self.boot_dirs) | set(listing.boot_dirs):
+                if self.boot_dirs.get(hex_) != listing.boot_dirs.get(hex_):
+                    self.set_boot_dir(hex_, listing.boot_dirs.get(hex_))
+        kept = {r: e for r, e in self.temps.items() if os.path.dirname(r) in listing.unreadable}
+        self.temps = {**listing.temps, **kept}
+
+    def decode_db(self, data: bytes | str | None, path: str) -> IndexedDB | DBError | None:
+        """snapshots.json (bytes, or text already decoded by gojson.text_go)
+        straight to this index's facts (None: no file). Pure; skips the
+        SnapshotRecord objects the API would build, which halves the cost of
+        a 100k-record load and its memory peak."""
+        if data is None:
+            return None
+        try:
+            decoded = decode_records(data, path, self._facts_from_json, copy_keys=True)
+        except DBError as exc:
+            return exc
+        return IndexedDB(decoded.records, frozenset(decoded.null_ids), decoded.names)
+
+    def set_snapshot_db(self, db: SnapshotDB | IndexedDB | DBError | None) -> None:
+        """A new snapshots.json (None: the file does not exist), as the API's
+        SnapshotDB or as `decode_db` made it. A DBError keeps the last good
+        index and freezes what depends on it, so an unreadable DB opens one
+        finding instead of a flood of missing and orphan ones."""
+        key: Key = (fk.DB_UNREADABLE, SNAPSHOT_DB)
+        if isinstance(db, DBError):
+            self.db_error = db
+            self._put(key, rules.db_unreadable(SNAPSHOT_DB, db))
+            self._set_blob_trust()
+            return
+        self.db_error = None
+        self._put(key, None)
+        with no_gc():
+            if db is None:
+                db = IndexedDB({}, frozenset(), {})
+            elif isinstance(db, SnapshotDB):
+                db = IndexedDB(
+                    {own(sid): self._facts_from_record(sid, rec) for sid, rec in db.snapshots.items()},
+                    frozenset(db.null_ids),
+                    db.names,
+                )
+            self._load_db(db)
+        self._set_blob_trust()
+
+    def set_ref_db(self, relpath: str, refs: frozenset[str] | DBError | None) -> None:
+        """An image or VM DB (None: the file does not exist, which pins
+        nothing). An unreadable one keeps pinning what it pinned when last
+        read, and stops every blob from being called unreferenced."""
+        key: Key = (fk.DB_UNREADABLE, relpath)
+        if isinstance(refs, DBError):
+            self.ref_errors[relpath] = refs
+            self._put(key, rules.db_unreadable(relpath, refs))
+            self._set_blob_trust()
+            return
+        self.ref_errors.pop(relpath, None)
+        self._put(key, None)
+        old = self.ref_sets.get(relpath, frozenset())
+        new = refs or frozenset()
+        if refs is None:
+            self.ref_sets.pop(relpath, None)
+        else:
+            self.ref_sets[relpath] = refs
+        for hex_ in old - new:
+            self.other_refs[hex_] -= 1
+            if not self.other_refs[hex_]:
+                del self.other_refs[hex_]
+        for hex_ in new - old:
+            if hex_ not in self.other_refs and hex_ not in self.snap_refs:
+                self._wants.hexes.add(hex_)
+            self.other_refs[hex_] = self.other_refs.get(hex_, 0) + 1
+        for hex_ in old ^ new:
+            self._eval_hex(hex_)
+        self._set_blob_trust()
+
+    def set_data_dir(self, name: str, state: DirState | None) -> None:
+        """An entry of snapshot/localfile/ appeared, changed or went away (None)."""
+        if state is None:
+            self.dirs.pop(name, None)
+        else:
+            self.dirs[name] = state
+        self._eval_dir(name)
+
+    def set_recorded_dir(self, path: str, is_dir: bool | None) -> None:
+        """A record's foreign data_dir, stat'ed (None: forget it)."""
+        if is_dir is None:
+            self.recorded_dirs.pop(path, None)
+        else:
+            self.recorded_dirs[path] = is_dir
+        for sid in self._recorded_users.get(path, ()):
+            self._eval_dir(sid)
+
+    def set_blob(self, relpath: str, blob: BlobFile | None) -> None:
+        """An entry of a blob dir changed; `relpath` names it under the root."""
+        hex_ = blob.hex if blob is not None else _hex_of(relpath)
+        files = self.blob_files.setdefault(hex_, {})
+        if blob is None:
+            files.pop(relpath, None)
+        else:
+            files[relpath] = blob
+        if not files:
+            del self.blob_files[hex_]
+        self._eval_hex(hex_)
+
+    def set_boot_dir(self, hex_: str, disk_bytes: int | None) -> None:
+        """An OCI boot dir oci/boot/<hex>/ (gc deletes it with its blob)."""
+        if disk_bytes is None:
+            self.boot_dirs.pop(hex_, None)
+        else:
+            self.boot_dirs[hex_] = disk_bytes
+        self._eval_hex(hex_)
+
+    def set_temp(self, relpath: str, entry: TempEntry | None) -> None:
+        if entry is None:
+            self.temps.pop(relpath, None)
+        else:
+            self.temps[relpath] = entry
+
+    def set_unreadable(self, relpath: str, why: str | None) -> None:
+        """A directory under the root that could not be listed (None: it can
+        be again). What depends on it keeps its last known state."""
+        if why is None:
+            self.unreadable.pop(relpath, None)
+        else:
+            self.unreadable[relpath] = why
+        path = os.path.join(self.root, relpath)
+        self._put((fk.DIR_UNREADABLE, relpath), rules.dir_unreadable(relpath, why, path) if why else None)
+
+    # -------------------------------------------------------------- internals
+    def _set_unreadable_all(self, unreadable: Mapping[str, str]) -> None:
+        for relpath in set(self.unreadable) - set(unreadable):
+            self.set_unreadable(relpath, None)
+        for relpath, why in unreadable.items():
+            if self.unreadable.get(relpath) != why:
+                self.set_unreadable(relpath, why)
+
+    def _put(self, key: Key, finding: Finding | None) -> None:
+        old = self._static.get(key)
+        if finding is None:
+            if old is not None:
+                del self._static[key]
+                self._dirty.add(key)
+        elif old != finding:
+            self._static[key] = finding
+            self._dirty.add(key)
+
+    def _load_db(self, db: IndexedDB) -> None:
+        old_records, old_nulls = self.records, self.null_ids
+        self.records = db.records
+        self.null_ids = db.null_ids
+        self.names = db.names
+        first = not self.db_known
+        self.db_known = True
+        self._pending = {sid: f.created for sid, f in self.records.items() if f.pending}
+        # Dir and record findings: only records that changed (or, the first
+        # time, every dir) need a look, plus whatever changed while the DB
+        # was unreadable. Name findings depend on `names` too, which can
+        # change without any record changing: one pass over both.
+        if first:
+            touched: set[str] = set(self.records) | set(self.dirs) | set(self.null_ids)
+        else:
+            touched = {
+                sid
+                for sid in old_records.keys() | self.records.keys()
+                if old_records.get(sid) != self.records.get(sid)
+            }
+            touched |= old_nulls ^ self.null_ids
+        touched |= self._deferred_dirs
+        self._deferred_dirs = set()
+        self._index_recorded(touched, old_records)
+        for sid in touched:
+            self._want_dir(sid, old_records.get(sid), first)
+            self._eval_dir(sid)
+            if sid in self._orphan_due:
+                self._wants.orphaned.add(sid)
+            self._eval_record(sid)
+        self._eval_names()
+        self._rebuild_snap_refs(touched, old_records)
+        self.name_count = len(self.names)
+        self.names = {}
+
+    def _want_dir(self, sid: str, old: RecFacts | None, first: bool) -> None:
+        """Ask the shell for a fresh look at a dir whose record changed:
+        contents seen while the record was pending (or absent: an import)
+        may be from before the dir was filled."""
+        rec = self.records.get(sid)
+        state = self.dirs.get(sid)
+        if state is None or state.kind == "other":
+            return
+        if rec is None:
+            if state.last_write is None:
+                self._wants.activity.add(sid)
+        elif not rec.pending and rec.recorded is None:
+            stale = not first and (old is None or old.pending)
+            if state.contents is None or stale:
+                self._wants.contents.add(sid)
+
+    def _index_recorded(self, touched: set[str], old_records: Mapping[str, RecFacts]) -> None:
+        """Which records read which foreign data_dir, for `set_recorded_dir`."""
+        dropped = set()
+        for sid in touched:
+            old, new = old_records.get(sid), self.records.get(sid)
+            if old is not None and old.recorded:
+                self._recorded_users.get(old.recorded, set()).discard(sid)
+                dropped.add(old.recorded)
+            if new is not None and new.recorded:
+                self._recorded_users.setdefault(new.recorded, set()).add(sid)
+                self._wants.recorded.add(new.recorded)  # what is known of it may be old
+        for path in dropped:
+            if not self._recorded_users.get(path):
+                self._recorded_users.pop(path, None)
+
+    def _facts_from_record(self, sid: str, rec: SnapshotRecord) -> RecFacts:
+        hypervisor = rec.extra.get("hypervisor")
+        return self._facts(
+            sid,
+            rec.id,
+            rec.name,
+            rec.data_dir,
+            rec.pending,
+            rec.image_blob_ids,
+            rec.created_at,
+            hypervisor if isinstance(hypervisor, str) else "",
+        )
+
+    def _facts_from_json(self, sid: str, fields: RecordFields, _raw: dict[str, Any]) -> RecFacts:
+        rid, name, _, _, ddir, _, _, _, _, pending, blobs, created_at, _, hypervisor = fields
+        return self._facts(sid, rid, name, ddir, pending, blobs, created_at, hypervisor)
+
+    def _facts(
+        self,
+        sid: str,
+        rid: str,
+        name: str,
+        ddir: str,
+        pending: bool,
+        blob_ids: set[str],
+        created_at: datetime,
+        hypervisor: str,
+    ) -> RecFacts:
+        """The facts the findings need. Strings kept are copied (`own`) so
+        the index does not pin the parse's memory."""
+        blobs = frozenset(blob_ids)
+        blobs = self._facts_cache.setdefault(blobs, blobs)
+        recorded: str | None = None
+        if ddir != self._localfile_prefix + sid:
+            norm = os.path.normpath(ddir) if ddir else ""
+            if not ddir:
+                recorded = ""
+            elif os.path.dirname(norm) not in self._localfile_dirs or os.path.basename(norm) != sid:
+                recorded = own(ddir)
+        return RecFacts(
+            own(name),
+            pending,
+            created_at.timestamp() if pending else 0.0,
+            blobs,
+            rid if rid != sid else None,
+            recorded,
+            _HYPERVISORS.get(hypervisor) or own(hypervisor),
+        )
+
+    def _eval_dir(self, sid: str) -> None:
+        """orphan_data_dir, missing_data_dir, incomplete_data_dir for one ID: O(1)."""
+        if self.frozen:
+            self._deferred_dirs.add(sid)
+            return
+        rec = self.records.get(sid)
+        state = self.dirs.get(sid)
+        static = self._static
+        if (
+            rec is not None
+            and state is not None
+            and state.kind == "dir"
+            and rec.recorded is None
+            and (rec.pending or state.contents is None)
+            and sid not in self._orphan_due
+            and sid not in self._unread
+            and (fk.MISSING_DATA_DIR, sid) not in static
+            and (fk.INCOMPLETE_DATA_DIR, sid) not in static
+        ):
+            return  # pending, or healthy and not inspected yet: the common case
+        known = self.db_known and LOCALFILE in self._listed
+        # Orphans wait until the dir has been quiet (an import still writing).
+        due = None
+        if known and rec is None and state is not None and state.kind != "other":
+            due = (state.last_write or 0.0) + self.orphan_quiet_seconds
+        self._set_orphan_due(sid, due)
+        missing = incomplete = None
+        if rec is not None and not rec.pending and (known or rec.recorded is not None):
+            recorded_is_dir = self.recorded_dirs.get(rec.recorded) if rec.recorded else None
+            missing = rules.missing_data_dir(sid, rec, state, recorded_is_dir, self.root)
+            if missing is None and known:
+                incomplete = rules.incomplete_data_dir(sid, rec, state, self.root)
+        self._put((fk.MISSING_DATA_DIR, sid), missing)
+        self._put((fk.INCOMPLETE_DATA_DIR, sid), incomplete)
+        unread = None
+        if rec is not None and not rec.pending and rec.recorded is None and state is not None:
+            unread = state.contents.unreadable if state.contents is not None else None
+        self._set_unread(sid, unread)
+
+    def _set_unread(self, sid: str, why: str | None) -> None:
+        if why is None:
+            if self._unread.pop(sid, None) is None:
+                return
+        elif self._unread.get(sid) == why:
+            return
+        else:
+            self._unread[sid] = why
+        example = next(iter(self._unread), None)
+        self._put(
+            (fk.DIR_UNREADABLE, rules.DATA_DIRS),
+            None
+            if example is None
+            else rules.data_dirs_unreadable(len(self._unread), example, self._unread[example], self.root),
+        )
+
+    def _set_orphan_due(self, sid: str, due: float | None) -> None:
+        """Record when a record-less dir falls quiet; `evaluate(now)` turns
+        it into a finding then (all at the same `now`, so that orphans a DB
+        change made appear together)."""
+        key: Key = (fk.ORPHAN_DATA_DIR, sid)
+        if due is None:
+            self._orphan_due.pop(sid, None)
+            self._put(key, None)
+            return
+        old = self._orphan_due.get(sid)
+        self._orphan_due[sid] = due
+        if old == due:
+            if key in self._static:
+                self._promote(sid)  # still quiet: (re)state it, its message may have changed
+            return
+        self._put(key, None)  # new, or written again: not quiet yet
+        heapq.heappush(self._orphan_heap, (due, sid))
+
+    def _promote_orphans(self, now: float) -> None:
+        heap = self._orphan_heap
+        while heap and heap[0][0] <= now and not self.frozen:
+            due, sid = heapq.heappop(heap)
+            if self._orphan_due.get(sid) == due:
+                self._promote(sid)
+
+    def _promote(self, sid: str) -> None:
+        state = self.dirs.get(sid)
+        finding = None
+        if state is not None and sid not in self.records:
+            finding = rules.orphan_data_dir(sid, state, sid in self.null_ids, self.root)
+        self._put((fk.ORPHAN_DATA_DIR, sid), finding)
+
+    def _eval_record(self, sid: str) -> None:
+        """data_dir_mismatch for one record."""
+        rec = self.records.get(sid)
+        key: Key = (fk.DATA_DIR_MISMATCH, sid)
+        if rec is None or not rec.recorded:
+            if key in self._static:
+                self._put(key, None)
+            return
+        self._put(key, rules.data_dir_mismatch(sid, rec, self.root))
+
+    def _eval_names(self) -> None:
+        want = rules.name_findings(self.records, self.null_ids, self.names)
+        for key in self._name_keys - want.keys():
+            self._put(key, None)
+        for key, finding in want.items():
+            self._put(key, finding)
+        self._name_keys = set(want)
+
+    def _rebuild_snap_refs(self, touched: Iterable[str], old_records: Mapping[str, RecFacts]) -> None:
+        """Blob references from snapshots; a hex needs a new look when its
+        set of users changed, or when one of its users did (a missing_blob
+        names a user)."""
+        refs: dict[str, set[str]] = {}
+        for sid, facts in self.records.items():
+            for hex_ in facts.blobs:
+                refs.setdefault(hex_, set()).add(sid)
+        new = {h: frozenset(s) for h, s in refs.items()}
+        old, self.snap_refs = self.snap_refs, new
+        hexes = {h for h in old.keys() | new.keys() if old.get(h) != new.get(h)}
+        self._wants.hexes |= {h for h in new.keys() - old.keys() if h not in self.other_refs}
+        for sid in touched:
+            for user in (old_records.get(sid), self.records.get(sid)):
+                if user is not None:
+                    hexes.update(user.blobs)
+        hexes |= self._deferred_hexes
+        self._deferred_hexes = set()
+        for hex_ in hexes:
+            self._eval_hex(hex_)
+
+    def _set_blob_trust(self) -> None:
+        """Fail closed, as cocoon's gc does: while any DB that can pin a blob
+        is unreadable, no blob is called unreferenced."""
+        trusted = self.db_known and self.db_error is None and not self.ref_errors
+        if trusted != self._blobs_trusted:
+            self._blobs_trusted = trusted
+            for hex_ in set(self.blob_files) | set(self.boot_dirs):
+                self._eval_hex(hex_)
+
+    def _eval_hex(self, hex_: str) -> None:
+        """missing_blob and unreferenced_blob for one hex: O(1)."""
+        if self.frozen:
+            self._deferred_hexes.add(hex_)
+            return
+        sids = self.snap_refs.get(hex_, frozenset())
+        others = self.other_refs.get(hex_, 0)
+        files = self.blob_files.get(hex_, {})
+        missing = None
+        if self._listed.issuperset(BLOB_DIRS) or any(f.usable for f in files.values()):
+            first = min(sids) if sids else None
+            missing = rules.missing_blob(
+                hex_, sids, others, files, self.records.get(first) if first else None, self.root
+            )
+        self._put((fk.MISSING_BLOB, hex_), missing)
+        unref = None
+        if not sids and not others and self._blobs_trusted:
+            unref = rules.unreferenced_blob(hex_, files, self.boot_dirs.get(hex_), self.root)
+        self._put((fk.UNREFERENCED_BLOB, hex_), unref)
+
+    def _eval_timed(self, now: float) -> None:
+        """pending/stale_pending and stale_temp: O(pending + temp files)."""
+        timed: dict[Key, Finding] = {}
+        if self.frozen:
+            timed = {k: f for k, f in self._timed.items() if k[0] in DB_DEPENDENT}
+        else:
+            for sid, created in self._pending.items():
+                finding = rules.pending(
+                    sid, self.records[sid], max(0.0, now - created), self.pending_stale_seconds
+                )
+                timed[finding.key] = finding
+        for relpath, entry in self.temps.items():
+            temp = rules.stale_temp(
+                relpath, entry, max(0.0, now - entry.mtime), self.temp_stale_seconds, self.root
+            )
+            if temp is not None:
+                timed[temp.key] = temp
+        old = self._timed
+        self._dirty.update(k for k in old.keys() | timed.keys() if old.get(k) != timed.get(k))
+        self._timed = timed
+
+
+#: Interned hypervisor names (100k records share two strings).
+_HYPERVISORS = {h: h for h in (rules.CLOUD_HYPERVISOR, rules.FIRECRACKER, "")}
+
+
+def _hex_of(relpath: str) -> str:
+    return os.path.basename(relpath).rsplit(".", 1)[0]
+
+
+def _blob_dir(relpath: str) -> str:
+    return relpath.rpartition("/")[0]

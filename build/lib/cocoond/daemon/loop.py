@@ -1,0 +1,628 @@
+"""`cocoond run`: the shell around the reconcile core.
+
+One thread does all the work. watchdog's threads and the signal handlers
+only put items on a SimpleQueue; the loop takes them, waits out the
+debounce, re-stats what the events named, feeds the index, and turns what
+changed into log lines through the finding lifecycle. Everything else is a
+timer on the same loop: heartbeat, safety-net rescan, systemd watchdog,
+and the moments a finding changes by time alone (settling, going stale,
+reminders). Idle, the loop sleeps until the next of those.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import time
+from collections.abc import Callable
+from typing import Any
+
+from cocoond import __version__
+from cocoond.config import Config, ConfigChoice, load_config
+from cocoond.core import findings as fk
+from cocoond.core.findings import Finding, Key
+from cocoond.core.lifecycle import Event, Lifecycle, Opened, Reminder, Resolved
+from cocoond.core.reconcile import DB_DEPENDENT, Reconciler
+from cocoond.daemon.bursts import OrphanBursts
+from cocoond.daemon.logsetup import configure
+from cocoond.daemon.metrics import MetricsFile, Readings
+from cocoond.daemon.sdnotify import Notifier
+from cocoond.daemon.sizer import Sizer
+from cocoond.daemon.state import StateKeeper, rfc3339
+from cocoond.daemon.watch import DAEMON_SIGNALS, Change, Watcher, classify
+from cocoond.errors import ConfigError
+from cocoond.scan import (
+    blob_relpath_ok,
+    file_id,
+    fulfil,
+    inspect_data_dir,
+    last_write,
+    read_ref_db,
+    read_snapshot_db,
+    root_aliases,
+    scan,
+    stat_blob,
+    stat_boot_dir,
+    stat_temp,
+)
+from cocoond.sizes import wants_size
+from cocoond.storage.memory import release_free_memory
+from cocoond.storage.paths import Paths
+
+#: Longest the loop sleeps when nothing is due: bounds the damage of a
+#: clock jump, keeps absurd config values (1e300 s) harmless, and is the
+#: backstop for a signal that still reached another thread.
+MAX_SLEEP = 5.0
+#: A burst of events is processed at the latest this long after it began,
+#: so continuous activity cannot postpone processing forever.
+MAX_DEBOUNCE = 1.0
+
+#: Longest the loop spends reading data dir contents before it looks at
+#: its queue again (a first scan of 100k dirs takes seconds).
+INSPECT_SLICE = 0.05
+#: Compact the index after this many data-dir reads (a start, a big DB
+#: change), not after each snapshot a create commits: a compaction copies
+#: every dir's facts.
+COMPACT_AFTER = 1000
+#: Shortest wait before a held finding is looked at again.
+MIN_HOLD = 0.1
+#: `_db_id` before snapshots.json was first looked at (None means absent).
+_NEVER_READ = object()
+
+Item = tuple[str, Any]
+
+
+class Daemon:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        choice: ConfigChoice | None = None,
+        notifier: Notifier | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.choice = choice or ConfigChoice(path=config.source, use_default=False)
+        self.notifier = notifier or Notifier()
+        self.clock = clock
+        self.wall = wall
+        self.queue: queue.SimpleQueue[Item] = queue.SimpleQueue()
+        self.sizer = Sizer(self.queue)
+        self.log = configure(config.log.format, config.log.level)
+        self._setup_root(config)
+        # The index holds orphans until their dir has been quiet for the settle.
+        self.lifecycle = Lifecycle(
+            config.watch.settle_seconds,
+            config.alerts.reminder_seconds,
+            presettled=frozenset({fk.ORPHAN_DATA_DIR}),
+        )
+        self.state = StateKeeper(config.state_dir)
+        self.metrics = MetricsFile(config.metrics.textfile)
+        self._stop_signal: str | None = None
+        self._quiet_since = clock()
+        self._burst: dict[str, set[str]] = {}
+        self._burst_first = 0.0
+        self._burst_last = 0.0
+        self._db_id: Any = _NEVER_READ
+        self._status = ""
+        self._due_at: dict[str, float] = {}  # when each periodic job runs next
+        self._last_full_scan: float | None = None  # wall clock
+        self._index_load_seconds: float | None = None  # the last good load of snapshots.json
+        self._to_inspect: dict[str, None] = {}  # data dirs whose contents to read, in order
+        self._inspected = 0  # since the last compaction
+
+    @property
+    def _max_db_bytes(self) -> int | None:
+        return self.config.limits.max_db_bytes
+
+    def _setup_root(self, config: Config) -> None:
+        self.root = os.path.abspath(config.root_dir)
+        self.paths = Paths(self.root)
+        self.index = Reconciler(
+            self.root,
+            pending_stale_seconds=config.thresholds.pending_stale_seconds,
+            temp_stale_seconds=config.thresholds.temp_stale_seconds,
+            orphan_quiet_seconds=config.watch.settle_seconds,
+            root_aliases=root_aliases(self.root),
+        )
+        self.watcher = Watcher(self.root, self.queue, self.clock)
+        self._orphan_bursts = OrphanBursts(self.root)
+
+    # ------------------------------------------------------------ main loop
+    def run(self) -> int:
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in DAEMON_SIGNALS}
+        try:
+            self.log.info("daemon.started", root=self.root, version=__version__, pid=os.getpid())
+            self._publish(self.state.restore(self.log, self.lifecycle, self.root, self.clock(), self.wall()))
+            self._arm_and_rescan(None)
+            if not self.notifier.ready(self._status_line()) and self.notifier.last_error:
+                # Under systemd this start will time out; say why, once.
+                self.log.warning("daemon.notify_failed", error=self.notifier.last_error)
+            self._loop()
+            self._open_unsized(self.sizer.drain())
+            self.state.flush(
+                self.log,
+                self.lifecycle,
+                self.root,
+                self.clock(),
+                self.wall(),
+                skip=self.sizer.holds,
+                force=True,
+            )
+            self.log.info("daemon.stopping", signal=self._stop_signal)
+            self.notifier.stopping()
+            return 0
+        finally:
+            self.sizer.close()
+            self.watcher.close()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _on_signal(self, signum: int, _frame: Any) -> None:
+        self.queue.put(("signal", signum))
+
+    def _loop(self) -> None:
+        now = self.clock()
+        self._due_at = {
+            "heartbeat": now + self.config.alerts.heartbeat_seconds,
+            "rescan": now + self.config.watch.full_rescan_seconds,
+            "watchdog": now,
+        }
+        while self._stop_signal is None:
+            now = self.clock()
+            due = self._next_due(now)
+            try:
+                item = self.queue.get(timeout=max(0.0, min(due - now, MAX_SLEEP)))
+            except queue.Empty:
+                item = None
+            if item is not None:
+                self._take(item)
+                # Drain what else is waiting before doing any work.
+                while self._stop_signal is None:
+                    try:
+                        self._take(self.queue.get_nowait())
+                    except queue.Empty:
+                        break
+            now = self.clock()
+            if self._burst and (
+                now - self._burst_last >= self.config.watch.debounce_seconds
+                or now - self._burst_first >= max(MAX_DEBOUNCE, self.config.watch.debounce_seconds)
+            ):
+                self._process_burst()
+            if self._to_inspect and not self._burst:
+                self._inspect_some()
+            self._publish(self.lifecycle.tick(self.clock(), self._quiet_since, self._hold))
+            self._timers(self.clock())
+
+    def _next_due(self, now: float) -> float:
+        due = [now + MAX_SLEEP]
+        if self._to_inspect:
+            due.append(now)
+        if self._burst:
+            due.append(
+                min(
+                    self._burst_last + self.config.watch.debounce_seconds,
+                    self._burst_first + max(MAX_DEBOUNCE, self.config.watch.debounce_seconds),
+                )
+            )
+        if (lifecycle_due := self.lifecycle.next_deadline()) is not None:
+            due.append(lifecycle_due)
+        for pending_write in (self.state.due(), self.metrics.due()):
+            if pending_write is not None:
+                due.append(pending_write)
+        wall_now = self.wall()
+        if (transition := self.index.next_transition(wall_now)) is not None:
+            due.append(now + (transition - wall_now) + 0.01)
+        if self.config.alerts.heartbeat_seconds > 0:
+            due.append(self._due_at["heartbeat"])
+        if self.config.watch.full_rescan_seconds > 0:
+            due.append(self._due_at["rescan"])
+        if self.notifier.watchdog_interval() is not None:
+            due.append(self._due_at["watchdog"])
+        for when in (self.watcher.retry_at, self.sizer.next_deadline()):
+            if when is not None:
+                due.append(when)
+        return min(due)
+
+    def _timers(self, now: float) -> None:
+        # Time alone can change findings: pending records go stale, temp files age.
+        self._feed_lifecycle()
+        self._open_unsized(self.sizer.expired(now))
+        if self.watcher.retry_at is not None and now >= self.watcher.retry_at:
+            restored = self.watcher.retry()
+            self._report_watches()
+            if restored:
+                self._rescan("watch_restored")
+        if (interval := self.notifier.watchdog_interval()) is not None and now >= self._due_at["watchdog"]:
+            self.notifier.watchdog()
+            self._due_at["watchdog"] = now + interval
+        heartbeat = self.config.alerts.heartbeat_seconds
+        if heartbeat > 0 and now >= self._due_at["heartbeat"]:
+            self.log.info(
+                "daemon.heartbeat",
+                open=self.lifecycle.open_counts(),
+                snapshots=self.index.snapshot_count,
+                blobs=self.index.blob_count,
+            )
+            self.metrics.changed()
+            self._due_at["heartbeat"] = now + heartbeat
+        rescan = self.config.watch.full_rescan_seconds
+        if rescan > 0 and now >= self._due_at["rescan"]:
+            self._rescan("timer")
+            self._due_at["rescan"] = self.clock() + rescan
+        self._update_status()
+        self.metrics.flush(self.log, self.clock(), self._readings)
+
+    def _readings(self) -> Readings:
+        """What the metrics file says now. Open findings are those announced
+        (as the state file keeps them), orphans with their measured size."""
+        announced = [
+            self.sizer.with_size(finding, self._size_paths(finding))
+            if finding.kind == fk.ORPHAN_DATA_DIR
+            else finding
+            for finding, _ in self.lifecycle.open_findings(self.clock())
+            if not self.sizer.holds(finding.key)
+        ]
+        return Readings(
+            open_findings=announced,
+            snapshots=self.index.snapshot_count,
+            pending_snapshots=self.index.pending_count,
+            blobs=self.index.blob_count,
+            last_full_scan=self._last_full_scan,
+            index_load_seconds=self._index_load_seconds,
+            full_rescan_interval=self.config.watch.full_rescan_seconds,
+            heartbeat_interval=self.config.alerts.heartbeat_seconds,
+        )
+
+    # ---------------------------------------------------------------- input
+    def _take(self, item: Item) -> None:
+        kind, value = item
+        if kind == "signal":
+            self._signal(value)
+        elif kind == "rescan":
+            self._add_to_burst(Change("rescan", str(value)))
+        elif kind in ("fs", "attrib"):
+            change = classify(self.root, value, attrib=kind == "attrib")
+            if change is not None:
+                self._add_to_burst(change)
+        elif kind == "size":
+            finding = self.sizer.arrived(*value)
+            if finding is not None:
+                self._emit(finding.severity, "finding.opened", finding.to_dict())
+                self._open_set_changed()  # announced now, so it belongs in the saved open set
+
+    def _add_to_burst(self, change: Change) -> None:
+        now = self.clock()
+        if not self._burst:
+            self._burst_first = now
+        self._burst_last = now
+        if change.what in ("data_dir", "db"):
+            self._quiet_since = now
+        self._burst.setdefault(change.what, set()).add(change.name)
+
+    def _signal(self, signum: int) -> None:
+        if signum == signal.SIGHUP:
+            self._reload()
+        else:
+            self._stop_signal = signal.Signals(signum).name
+
+    def _process_burst(self) -> None:
+        burst, self._burst = self._burst, {}
+        if "structure" in burst or "rearm" in burst:
+            # A chmod/chown of a watched dir: it may be (un)readable now.
+            self._arm_and_rescan("root_changed" if "structure" in burst else "attributes_changed")
+            return
+        if "rescan" in burst:
+            for reason in sorted(burst["rescan"]):
+                self.log.warning("watch.rescan", reason=reason)
+            self._arm()
+            self._rescan(None)
+            return
+        loaded = self._load_db() if "db" in burst and self._db_changed(force=False) else None
+        root, index = self.root, self.index
+        for name in burst.get("data_dir", ()):
+            rec = index.records.get(name)
+            index.set_data_dir(
+                name,
+                inspect_data_dir(
+                    root,
+                    name,
+                    contents=rec is not None and not rec.pending and rec.recorded is None,
+                    activity=rec is None,
+                ),
+            )
+        for relpath in burst.get("blob", ()):
+            index.set_blob(relpath, stat_blob(root, relpath) if blob_relpath_ok(relpath) else None)
+        for hex_ in burst.get("boot", ()):
+            index.set_boot_dir(hex_, stat_boot_dir(root, hex_))
+        for relpath in burst.get("temp", ()):
+            index.set_temp(relpath, stat_temp(root, relpath))
+        for relpath in burst.get("ref_db", ()):
+            index.set_ref_db(relpath, read_ref_db(root, relpath, self._max_db_bytes))
+        # A DB just read may name dirs and blobs whose events are still in
+        # the queue: look at them now, so no finding opens from a state that
+        # never existed on disk.
+        self._fulfil_wants()
+        self._log_loaded(loaded)
+        self._feed_lifecycle()
+
+    # ----------------------------------------------------------------- work
+    def _db_changed(self, force: bool) -> bool:
+        """Is snapshots.json another file than the one last parsed (a
+        rename, an in-place write, created or removed)? Records the new
+        identity; a DB that stays absent is not a change."""
+        ident = file_id(str(self.paths.snapshot_db_file()))
+        if not force and ident == self._db_id:
+            return False
+        self._db_id = ident
+        return True
+
+    def _load_db(self) -> float | None:
+        """Re-parse snapshots.json into the index. Returns the seconds it
+        took when a good DB was loaded (the caller logs `index.loaded` once
+        the rest of the index is current too), else None."""
+        started = self.clock()
+        self.index.set_snapshot_db(read_snapshot_db(self.paths, self.index, self._max_db_bytes))
+        return self._loaded_since(started)
+
+    def _loaded_since(self, started: float) -> float | None:
+        release_free_memory()
+        if self.index.db_error is not None:
+            return None  # db_unreadable opens through the lifecycle; the last good index stays
+        return self.clock() - started
+
+    def _log_loaded(self, seconds: float | None) -> None:
+        if seconds is not None:
+            self._index_load_seconds = seconds
+            self.log.info(
+                "index.loaded",
+                snapshots=self.index.snapshot_count,
+                names=self.index.name_count,
+                blobs=self.index.blob_count,
+                duration_ms=round(seconds * 1000, 1),
+            )
+
+    def _arm_and_rescan(self, reason: str | None, also: set[Key] | None = None) -> None:
+        """(Re)arm the watches first, then list: anything that changes in
+        between is seen by both, never by neither."""
+        watched = self._arm()
+        if not os.path.isdir(self.root):
+            self.log.warning("watch.rescan", reason="root_missing", root=self.root, watching=watched)
+        elif reason is not None:
+            self.log.info("watch.rescan", reason=reason)
+        self._rescan(None, force_db=self._db_id is _NEVER_READ, also=also)
+
+    def _arm(self) -> list[str]:
+        watched = self.watcher.arm()
+        self._report_watches()
+        return watched
+
+    def _report_watches(self) -> None:
+        """Say once which directories cannot be watched (events there are
+        missed until a retry succeeds), and when they can be again."""
+        failed, restored = self.watcher.news()
+        for directory, error in sorted(failed.items()):
+            self.log.warning("watch.failed", dir=directory, error=error)
+        for directory in restored:
+            self.log.info("watch.restored", dir=directory)
+
+    def _rescan(self, reason: str | None, *, force_db: bool = False, also: set[Key] | None = None) -> None:
+        """The safety net: list everything and let the index find what the
+        events missed. The DB is re-parsed only if it is another file."""
+        if reason is not None:
+            self.log.info("watch.rescan", reason=reason)
+        started = self.clock()
+        reload = self._db_changed(force_db)
+        # Dirs, blobs and the DB in one go: loading the DB against a stale dir
+        # listing would make (and drop) a finding per record. A directory
+        # that cannot be listed keeps what the index knew (dir_unreadable).
+        listing = scan(
+            self.paths,
+            include_db=reload,
+            index=self.index,
+            max_db_bytes=self._max_db_bytes,
+            dir_contents=False,
+        )
+        self.index.apply_listing(listing)
+        del listing
+        self._fulfil_wants()
+        if not self._to_inspect:
+            self._compact()
+        loaded = self._loaded_since(started) if reload else None
+        self._log_loaded(loaded)
+        self._last_full_scan = self.wall()
+        self.metrics.changed()
+        self._feed_lifecycle(also)
+
+    def _fulfil_wants(self) -> None:
+        """Look at what the index asked for. Dirs that a new snapshots.json
+        left without a record, beyond the threshold, are one finding: only a
+        new DB makes many orphans at once for one reason (dirs that appear,
+        an import or an overflow rescan, stay single). Data dir contents (a few small
+        reads per snapshot) go to a queue that `_inspect_some` works off a
+        slice at a time, so 100k of them never stall events or READY."""
+        wants = self.index.take_wants()
+        self._orphan_bursts.expect(
+            [(fk.ORPHAN_DATA_DIR, sid) for sid in wants.orphaned],
+            self.lifecycle.tracks,
+            self._burst_threshold,
+        )
+        self._to_inspect.update(dict.fromkeys(sorted(wants.contents)))
+        wants.contents = set()
+        fulfil(self.root, self.index, wants)
+
+    def _inspect_some(self) -> None:
+        deadline = self.clock() + INSPECT_SLICE
+        index, todo = self.index, self._to_inspect
+        while todo and self.clock() < deadline:
+            name = next(iter(todo))
+            del todo[name]
+            rec = index.records.get(name)
+            if rec is not None and not rec.pending and rec.recorded is None:
+                index.set_data_dir(name, inspect_data_dir(self.root, name, contents=True, activity=False))
+                self._inspected += 1
+        if not todo and self._inspected >= COMPACT_AFTER:
+            self._compact()
+        self._feed_lifecycle()
+
+    def _compact(self) -> None:
+        """After a full scan, or once many data dirs were read: see Reconciler.compact."""
+        self.index.compact()
+        release_free_memory()
+        self._inspected = 0
+
+    def _hold(self, key: Key, finding: Finding) -> float | None:
+        """Asked by the lifecycle before it opens a settled finding: None to
+        open it now, or when to ask again. While snapshots.json is
+        unreadable nothing that depends on it opens (the index is older than
+        the disk); a record-less dir still being written (an import in
+        progress) is not an orphan yet."""
+        now = self.clock()
+        settle = max(self.config.watch.settle_seconds, MIN_HOLD)
+        if self.index.frozen and key[0] in DB_DEPENDENT:
+            return now + settle
+        if key[0] == fk.ORPHAN_DATA_DIR and finding.path:
+            try:
+                written = last_write(finding.path, os.lstat(finding.path).st_mtime)
+            except OSError:
+                return None  # gone: the index resolves it
+            quiet_for = self.wall() - written
+            if quiet_for < self.config.watch.settle_seconds:
+                return now + max(self.config.watch.settle_seconds - quiet_for, MIN_HOLD)
+        return None
+
+    def _feed_lifecycle(self, also: set[Key] | None = None) -> None:
+        changed = self.index.evaluate(self.wall())
+        if also:
+            changed |= also
+        if changed:
+            current = self.index.current
+            changes = self._orphan_bursts.regroup([(key, current(key)) for key in changed])
+            self._publish(self.lifecycle.observe(self.clock(), changes))
+        if pruned := self._orphan_bursts.prune(self.index.orphan_possible):
+            self._publish(self.lifecycle.observe(self.clock(), pruned))
+        # What a previous run had open is judged once the index can tell (state.py).
+        self._publish(self.lifecycle.settle_restored(self.clock(), self._undecided))
+
+    def _undecided(self, key: Key) -> bool:
+        """The index cannot yet tell whether a finding a previous run had
+        open still holds: its DB is unreadable, or its data dir's contents
+        are still queued for `_inspect_some` (subject = snapshot ID)."""
+        return (self.index.db_error is not None and key[0] in DB_DEPENDENT) or key[1] in self._to_inspect
+
+    @property
+    def _burst_threshold(self) -> int:
+        return self.config.alerts.orphan_burst_threshold
+
+    def _publish(self, events: list[Event]) -> None:
+        for event in events:
+            if isinstance(event, Opened):
+                if wants_size(event.finding):
+                    # Opened once its size is known (the total for an orphan burst).
+                    self.sizer.hold(event.finding, self.clock(), self._size_paths(event.finding))
+                else:
+                    self._emit(event.finding.severity, "finding.opened", event.finding.to_dict())
+            elif isinstance(event, Resolved):
+                key = (event.kind, event.subject)
+                self._open_unsized([held] if (held := self.sizer.release(key)) else [])
+                self.sizer.forget(key)
+                self.log.info(
+                    "finding.resolved",
+                    kind=event.kind,
+                    subject=event.subject,
+                    open_seconds=round(event.open_seconds, 3),
+                )
+            elif isinstance(event, Reminder):
+                # The index's copy is current (ages move on); the lifecycle's
+                # is as of the last change.
+                self._open_unsized([held] if (held := self.sizer.release(event.finding.key)) else [])
+                current = self.index.current(event.finding.key) or event.finding
+                fields = self.sizer.with_size(current, self._size_paths(current)).to_dict()
+                fields["open_seconds"] = round(event.open_seconds, 3)
+                fields["opened_at"] = rfc3339(self.wall() - event.open_seconds)
+                self._emit(event.finding.severity, "finding.reminder", fields)
+        if events:
+            self._update_status()
+        if any(not isinstance(event, Reminder) for event in events):
+            self._open_set_changed()
+        self.state.flush(
+            self.log, self.lifecycle, self.root, self.clock(), self.wall(), skip=self.sizer.holds
+        )
+
+    def _size_paths(self, finding: Finding) -> tuple[str, ...]:
+        """What an orphan finding's `bytes` adds up: its dir, or every dir of a burst."""
+        members = self._orphan_bursts.member_paths(finding)
+        return members if members is not None else (finding.path,) if finding.path else ()
+
+    def _open_unsized(self, findings: list[Finding]) -> None:
+        """Orphans whose size did not come in time: opened without `bytes`."""
+        for finding in findings:
+            self._emit(finding.severity, "finding.opened", finding.to_dict())
+        if findings:
+            self._open_set_changed()
+
+    def _open_set_changed(self) -> None:
+        self.state.changed()
+        self.metrics.changed()
+
+    def _emit(self, severity: str, event: str, fields: dict[str, Any]) -> None:
+        fields = dict(fields)
+        fields.pop("severity", None)  # the line's `level` says it
+        getattr(self.log, severity)(event, severity=severity, **fields)
+
+    def _status_line(self) -> str:
+        counts = self.lifecycle.open_counts()
+        state = "watching" if os.path.isdir(self.root) else "waiting for"
+        return (
+            f"{state} {self.root}: {self.index.snapshot_count} snapshots, {self.index.blob_count} blobs; "
+            f"open: {counts['error']} errors, {counts['warning']} warnings, {counts['info']} info"
+        )
+
+    def _update_status(self) -> None:
+        line = self._status_line()
+        if line != self._status:
+            self._status = line
+            self.notifier.status(line)
+
+    def _reload(self) -> None:
+        """SIGHUP: a bad new config is logged and the old one kept."""
+        self.notifier.reloading()
+        path = self.choice.file()
+        try:
+            new = load_config(path, root=self.choice.root)
+        except ConfigError as exc:
+            self.log.error("config.reload_failed", error=str(exc), config=path)
+            self.notifier.ready(self._status_line())
+            return
+        old, self.config = self.config, new
+        # Logged before the new level applies: a reload to level "warning"
+        # must still leave a trace of itself.
+        self.log.info("config.reloaded", config=path, root=os.path.abspath(new.root_dir))
+        self.log = configure(new.log.format, new.log.level)
+        self.metrics.move(new.metrics.textfile)
+        now = self.clock()
+        self.lifecycle.reconfigure(new.watch.settle_seconds, new.alerts.reminder_seconds, now)
+        for job, before, after in (
+            ("heartbeat", old.alerts.heartbeat_seconds, new.alerts.heartbeat_seconds),
+            ("rescan", old.watch.full_rescan_seconds, new.watch.full_rescan_seconds),
+        ):
+            if after != before and after > 0:
+                # A shorter interval takes effect now, not after the old one runs out.
+                self._due_at[job] = min(self._due_at[job], now + after) if before > 0 else now + after
+        self.index.pending_stale_seconds = new.thresholds.pending_stale_seconds
+        self.index.temp_stale_seconds = new.thresholds.temp_stale_seconds
+        self.index.orphan_quiet_seconds = new.watch.settle_seconds
+        if os.path.abspath(new.root_dir) != self.root:
+            # Another tree: start a new index, and resolve what the old one had open.
+            self._open_unsized(self.sizer.drain())
+            self.watcher.close()
+            self._setup_root(new)
+            self._db_id = _NEVER_READ
+            self._arm_and_rescan("root_changed", also=self.lifecycle.tracked_keys())
+        self.notifier.ready(self._status_line())
+
+
+def run_daemon(config: Config, *, choice: ConfigChoice | None = None) -> int:
+    return Daemon(config, choice=choice).run()

@@ -1,0 +1,536 @@
+"""The disk side: reads cocoon's tree into what the reconciler consumes.
+Only reads; never writes, never creates, never locks.
+
+Each `read_*`/`stat_*`/`inspect_*` function looks at one thing, so the
+daemon can refresh exactly the entry an inotify event named; `scan` calls
+them all for a full pass.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from cocoond.core.facts import (
+    CH_CONFIG,
+    MEMORY_RANGE,
+    SIDECAR,
+    SNAPSHOT_FILES,
+    BlobFile,
+    DirContents,
+    DirState,
+    EntryKind,
+    IndexedDB,
+    Listing,
+    RecFacts,
+    TempEntry,
+)
+from cocoond.core.reconcile import LOCALFILE, Reconciler, Wants
+from cocoond.errors import CocoondError, DBError
+from cocoond.sizes import disk_usage
+from cocoond.storage.dbfile import read_db_bytes
+from cocoond.storage.gojson import text_go
+from cocoond.storage.memory import own
+from cocoond.storage.paths import DEFAULT_ROOT_DIR, VM_BACKENDS, Paths, default_root
+from cocoond.storage.refdbs import IMAGE_DB, OCI_IMAGE_DB, decoder_for, vm_db_relpaths
+from cocoond.storage.snapshotdir import FormatProblem, config_mismatch, parse_sidecar
+
+#: Blob dirs under the root and the suffix a blob file has in each.
+BLOB_DIRS: tuple[tuple[str, str], ...] = (("cloudimg/blobs", ".qcow2"), ("oci/blobs", ".erofs"))
+#: OCI boot files, one dir per layer hex; gc deletes it with its blob.
+OCI_BOOT = "oci/boot"
+#: Image temp dirs: `cocoon gc` removes old entries there (images/index.go:153-165).
+CLOUDIMG_TEMP = "cloudimg/temp"
+OCI_TEMP = "oci/temp"
+#: Every DB dir: cocoon's AtomicWriteJSON leaves `.tmp-*` there when it dies
+#: between create and rename (utils/atomic.go:14-48).
+DB_DIRS: tuple[str, ...] = ("snapshot/db", "cloudimg/db", "oci/db", *(f"{b}/db" for b in VM_BACKENDS))
+TEMP_DIRS: tuple[str, ...] = (*DB_DIRS, CLOUDIMG_TEMP, OCI_TEMP)
+TEMP_PREFIX = ".tmp-"
+#: The seed's own writer (and the first epoch registry) used a fixed temp name.
+SEED_TEMP = "snapshot/db/snapshots.json.tmp"
+REF_DBS: tuple[str, ...] = (IMAGE_DB, OCI_IMAGE_DB, *vm_db_relpaths(VM_BACKENDS))
+#: Largest cocoon.json or config.json read from a data dir (they are a few KB).
+SMALL_FILE_LIMIT = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class FileId:
+    """Enough of a stat to tell whether a DB file was replaced."""
+
+    ino: int
+    size: int
+    mtime_ns: int
+
+
+def read_snapshot_db(
+    paths: Paths, index: Reconciler, max_bytes: int | None = None
+) -> IndexedDB | DBError | None:
+    """snapshots.json decoded for `index`, its error, or None when there is
+    none yet."""
+    path = str(paths.snapshot_db_file())
+    try:
+        data = read_db_bytes(path, max_bytes)
+        # Decoded to text first and the bytes let go: at 100k records that
+        # is 45 MB less at the load's peak.
+        text = None if data is None else text_go(data)
+        del data
+        return index.decode_db(text, path)
+    except DBError as exc:
+        return exc
+
+
+def read_ref_db(root: str, relpath: str, max_bytes: int | None = None) -> frozenset[str] | DBError | None:
+    """The blob hexes an image or VM DB pins, its error, or None if absent."""
+    path = os.path.join(root, relpath)
+    try:
+        data = read_db_bytes(path, max_bytes)
+        if data is None:
+            return None
+        refs: frozenset[str] = decoder_for(relpath)(data, path)
+        return refs
+    except DBError as exc:
+        return exc
+
+
+# ------------------------------------------------------------------ data dirs
+_CONTENTS: dict[DirContents, DirContents] = {}
+
+
+def inspect_data_dir(root: str, name: str, *, contents: bool, activity: bool) -> DirState | None:
+    """snapshot/localfile/<name>: what it is, and (when asked) what restore
+    would find in it and when it was last written. None: no such entry."""
+    path = os.path.join(root, LOCALFILE, name)
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return DirState("other")
+    return _dir_state(path, st, contents=contents, activity=activity)
+
+
+def _dir_state(path: str, st: os.stat_result, *, contents: bool, activity: bool) -> DirState:
+    kind: EntryKind
+    if stat.S_ISDIR(st.st_mode):
+        kind = "dir"
+    elif stat.S_ISLNK(st.st_mode) and _is_dir(path):
+        kind = "link"
+    else:
+        return DirState("other")
+    return DirState(
+        kind,
+        st.st_mtime_ns,
+        read_contents(path) if contents else None,
+        last_write(path, st.st_mtime) if activity else None,
+    )
+
+
+def _is_dir(path: str) -> bool:
+    try:
+        return stat.S_ISDIR(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
+def _exists(path: str) -> bool:
+    """os.Stat succeeds (following symlinks), whatever the file type."""
+    try:
+        os.stat(path)
+    except OSError:
+        return False
+    return True
+
+
+def read_contents(path: str) -> DirContents | None:
+    """What cocoon's restore preflight would find in the data dir at `path`
+    (see storage/snapshotdir.py); None when the dir cannot be read, which
+    leaves the finding unknown rather than calling the snapshot broken."""
+    try:
+        with os.scandir(path) as it:
+            entries = {e.name: e for e in it}
+    except PermissionError as exc:
+        return _unreadable(exc.strerror or str(exc))
+    except OSError:
+        return None
+
+    def there(name: str) -> bool:
+        entry = entries.get(name)
+        return entry is not None and (not entry.is_symlink() or _exists(entry.path))
+
+    present = {name for name in SNAPSHOT_FILES if there(name)}
+    if any(name.startswith("memory-range") for name in entries):
+        present.add(MEMORY_RANGE)
+    sidecar_problem = config_problem = None
+    missing: tuple[str, ...] = ()
+    try:
+        if SIDECAR in present:
+            try:
+                sidecar = parse_sidecar(_read_small(entries[SIDECAR]))
+            except FormatProblem as exc:
+                sidecar_problem = str(exc)
+            else:
+                missing = tuple(d.resident for d in sidecar.disks if d.resident and not there(d.resident))
+                if CH_CONFIG in present:
+                    try:
+                        config_problem = config_mismatch(_read_small(entries[CH_CONFIG]), sidecar)
+                    except FormatProblem as exc:
+                        config_problem = str(exc)
+    except PermissionError as exc:
+        # cocoon writes cocoon.json 0600 and reads it as root: a reader
+        # without that right knows nothing, and the snapshot is not broken.
+        return _unreadable(f"{SIDECAR}: {exc.strerror or exc}")
+    found = DirContents(frozenset(present), sidecar_problem, missing, config_problem)
+    return _CONTENTS.setdefault(found, found)
+
+
+def _unreadable(why: str) -> DirContents:
+    found = DirContents(frozenset(), unreadable=why)
+    return _CONTENTS.setdefault(found, found)
+
+
+def _read_small(entry: os.DirEntry[str]) -> bytes:
+    """A small regular file's bytes, as cocoon's os.ReadFile would get them;
+    a FIFO, a device or a huge file is a problem, not a hang or a memory
+    spike. The entry's type comes with the listing (no stat for plain files)."""
+    try:
+        if not entry.is_file():
+            raise FormatProblem("not a regular file")
+        fd = os.open(entry.path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except PermissionError:
+        raise
+    except OSError as exc:
+        raise FormatProblem(f"cannot read: {exc.strerror or exc}") from None
+    try:
+        data = os.read(fd, SMALL_FILE_LIMIT + 1)  # a regular file: one read gets it all
+    except OSError as exc:
+        raise FormatProblem(f"cannot read: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
+    if len(data) > SMALL_FILE_LIMIT:
+        raise FormatProblem(f"over {SMALL_FILE_LIMIT} bytes, too large to be cocoon's")
+    return data
+
+
+def last_write(path: str, own_mtime: float) -> float:
+    """Newest mtime of a dir and its direct entries: a `cocoon snapshot
+    import` still extracting into it keeps moving this."""
+    newest = own_mtime
+    try:
+        with os.scandir(path) as it:
+            for entry in it:
+                try:
+                    newest = max(newest, entry.stat(follow_symlinks=False).st_mtime)
+                except OSError:
+                    continue
+    except OSError:
+        pass
+    return newest
+
+
+def stat_recorded_dir(path: str) -> bool:
+    """A record's foreign data_dir: restore reads it (os.Stat: links followed)."""
+    return _is_dir(path)
+
+
+# ---------------------------------------------------------------------- blobs
+def blob_relpath_ok(relpath: str) -> bool:
+    """Is this a name cocoon's gc takes for a blob (`<stem><suffix>` in a
+    blob dir: images/cloudimg/gc.go:17, images/oci/gc.go:17)?"""
+    directory, _, name = relpath.rpartition("/")
+    for blob_dir, suffix in BLOB_DIRS:
+        if directory == blob_dir:
+            return name.endswith(suffix) and len(name) > len(suffix)
+    return False
+
+
+def stat_blob(root: str, relpath: str) -> BlobFile | None:
+    """A blob entry's facts, or None if absent. Usable is what cocoon's
+    ValidFile says (os.Stat follows links: a symlink to a good file boots);
+    what gc sees and deletes is the entry itself."""
+    path = os.path.join(root, relpath)
+    hex_ = relpath.rpartition("/")[2].rsplit(".", 1)[0]
+    try:
+        lst = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return BlobFile(relpath, hex_, usable=False)
+    symlink = stat.S_ISLNK(lst.st_mode)
+    st: os.stat_result | None = lst
+    if symlink:
+        try:
+            st = os.stat(path)
+        except OSError:
+            st = None
+    regular = st is not None and stat.S_ISREG(st.st_mode)
+    size = st.st_size if st is not None else 0
+    return BlobFile(
+        relpath,
+        hex_,
+        usable=regular and size > 0,
+        gc_sees=not stat.S_ISDIR(lst.st_mode),
+        symlink=symlink,
+        empty=regular and size == 0,
+        disk_bytes=lst.st_blocks * 512 if not stat.S_ISDIR(lst.st_mode) else 0,
+    )
+
+
+#: An OCI boot dir holds a kernel and an initrd; it is sized on the event
+#: loop (in every listing), so its walk gets a far smaller bound than an
+#: orphan's (see cocoond/sizes.py).
+BOOT_DIR_MAX_ENTRIES = 1000
+BOOT_DIR_MAX_SECONDS = 0.5
+
+
+def stat_boot_dir(root: str, hex_: str) -> int | None:
+    """oci/boot/<hex>: its size if it is a real dir (ScanSubdirs), else None."""
+    path = os.path.join(root, OCI_BOOT, hex_)
+    try:
+        if not stat.S_ISDIR(os.lstat(path).st_mode):
+            return None
+    except OSError:
+        return None
+    return disk_usage(path, max_entries=BOOT_DIR_MAX_ENTRIES, max_seconds=BOOT_DIR_MAX_SECONDS).bytes
+
+
+# ---------------------------------------------------------------------- temps
+def temp_rule(relpath: str, is_dir: bool) -> bool | None:
+    """Is this entry a temp leftover, and does gc remove it (True) or does
+    nothing (False)? None: not a temp entry."""
+    directory, _, name = relpath.rpartition("/")
+    if directory == CLOUDIMG_TEMP:
+        # Every old entry except a non-dir `*.lock`: the convert lock is kept
+        # forever (images/index.go:159, images/cloudimg/commit.go:117).
+        return None if not is_dir and name.endswith(".lock") else True
+    if directory == OCI_TEMP:
+        return True if is_dir else None  # dirOnly (images/oci/gc.go:24)
+    if directory in DB_DIRS and not is_dir and (name.startswith(TEMP_PREFIX) or relpath == SEED_TEMP):
+        return False
+    return None
+
+
+def stat_temp(root: str, relpath: str) -> TempEntry | None:
+    """A temp entry's age facts, None if gone or not a temp entry."""
+    try:
+        st = os.lstat(os.path.join(root, relpath))
+    except OSError:
+        return None
+    rule = temp_rule(relpath, stat.S_ISDIR(st.st_mode))
+    return None if rule is None else TempEntry(st.st_mtime, rule)
+
+
+def file_id(path: str) -> FileId | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return FileId(st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+class ScanError(CocoondError):
+    """A directory of the tree exists but cannot be listed. Treating it as
+    empty would report every snapshot as missing; the caller must say it
+    could not look instead."""
+
+
+class Lister:
+    """Lists directories, recording the ones that exist but cannot be read."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self.unreadable: dict[str, str] = {}
+
+    def entries(self, relpath: str) -> list[os.DirEntry[str]]:
+        try:
+            with os.scandir(os.path.join(self.root, relpath)) as it:
+                found = list(it)
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        except OSError as exc:
+            self.unreadable[relpath] = exc.strerror or str(exc)
+            return []
+        try:
+            if found:
+                # Readable but not searchable (r without x): the names list,
+                # but every stat of an entry fails, which would read as
+                # "not a dir", "empty blob" for each of them.
+                os.lstat(found[0].path)
+        except PermissionError as exc:
+            self.unreadable[relpath] = exc.strerror or str(exc)
+            return []
+        except OSError:
+            pass  # that entry went away meanwhile: the listing stands
+        return found
+
+
+def list_data_dirs(
+    lister: Lister,
+    records: Mapping[str, RecFacts],
+    previous: Mapping[str, DirState] | None = None,
+    *,
+    track_mtime: bool = True,
+    contents: bool = True,
+) -> dict[str, DirState]:
+    """Every entry of snapshot/localfile/: what restore would find in the
+    dirs of committed records (re-read only when the dir's mtime moved since
+    `previous`; with `contents=False` left unknown for the caller to read
+    later), and when record-less dirs were last written. A one-shot caller
+    (`check`) needs no mtimes and saves a stat per snapshot."""
+    out: dict[str, DirState] = {}
+    base = os.path.join(lister.root, LOCALFILE)
+    previous = previous or {}
+    for entry in lister.entries(LOCALFILE):
+        name = own(entry.name)
+        try:
+            kind = _entry_kind(entry)
+            rec = records.get(name)
+            st = (
+                entry.stat(follow_symlinks=False)
+                if kind != "other" and (track_mtime or rec is None)
+                else None
+            )
+        except OSError:
+            kind, st = "other", None
+        if kind == "other":
+            out[name] = DirState("other")
+            continue
+        mtime_ns = st.st_mtime_ns if st is not None else 0
+        want_contents = rec is not None and not rec.pending and rec.recorded is None
+        old = previous.get(name)
+        if (
+            want_contents
+            and old is not None
+            and old.contents is not None
+            and not old.contents.unreadable  # a chmod moves no mtime: look again
+            and st
+            and old.mtime_ns == mtime_ns
+        ):
+            out[name] = old
+            continue
+        path = os.path.join(base, name)
+        out[name] = DirState(
+            kind,
+            mtime_ns,
+            read_contents(path) if want_contents and contents else None,
+            last_write(path, st.st_mtime) if rec is None and st is not None else None,
+        )
+    return out
+
+
+def _entry_kind(entry: os.DirEntry[str]) -> EntryKind:
+    """From the listing's own type (no syscall for a plain dir)."""
+    if entry.is_dir(follow_symlinks=False):
+        return "dir"
+    return "link" if entry.is_symlink() and entry.is_dir() else "other"
+
+
+def list_blobs(lister: Lister) -> dict[str, BlobFile]:
+    out: dict[str, BlobFile] = {}
+    for blob_dir, _suffix in BLOB_DIRS:
+        for entry in lister.entries(blob_dir):
+            relpath = f"{blob_dir}/{entry.name}"
+            if blob_relpath_ok(relpath):
+                blob = stat_blob(lister.root, relpath)
+                if blob is not None:
+                    out[relpath] = blob
+    return out
+
+
+def list_boot_dirs(lister: Lister) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for entry in lister.entries(OCI_BOOT):
+        size = stat_boot_dir(lister.root, entry.name)
+        if size is not None:
+            out[entry.name] = size
+    return out
+
+
+def list_temps(lister: Lister) -> dict[str, TempEntry]:
+    out: dict[str, TempEntry] = {}
+    for temp_dir in TEMP_DIRS:
+        for entry in lister.entries(temp_dir):
+            relpath = f"{temp_dir}/{entry.name}"
+            if temp_rule(relpath, entry.is_dir(follow_symlinks=False)) is not None:
+                found = stat_temp(lister.root, relpath)
+                if found is not None:
+                    out[relpath] = found
+    return out
+
+
+def scan(
+    paths: Paths,
+    *,
+    index: Reconciler,
+    include_db: bool = True,
+    max_db_bytes: int | None = None,
+    one_shot: bool = False,
+    dir_contents: bool = True,
+) -> Listing:
+    """One full pass over the tree (without snapshots.json if the caller
+    keeps the index's). Directories that cannot be listed are named in
+    `Listing.unreadable`, never read as empty. `one_shot`: no rescan will
+    follow (`check`), so nothing is kept for the next one. Without
+    `dir_contents`, data dirs whose contents changed are left unknown: the
+    index asks for them (`Wants.contents`) and the daemon reads them a slice
+    at a time, so its first READY does not wait for 100k dirs."""
+    root = paths.root_dir
+    db = read_snapshot_db(paths, index, max_db_bytes) if include_db else None
+    if isinstance(db, IndexedDB):
+        records: Mapping[str, RecFacts] = db.records
+    elif db is None and include_db:
+        records = {}
+    else:
+        records = index.records  # the last good index decides what to inspect
+    ref_dbs: dict[str, frozenset[str] | DBError] = {}
+    for relpath in REF_DBS:
+        refs = read_ref_db(root, relpath, max_db_bytes)
+        if refs is not None:
+            ref_dbs[relpath] = refs
+    lister = Lister(root)
+    data_dirs = list_data_dirs(lister, records, index.dirs, track_mtime=not one_shot, contents=dir_contents)
+    return Listing(
+        snapshot_db=db,
+        keep_db=not include_db,
+        ref_dbs=ref_dbs,
+        data_dirs=data_dirs,
+        recorded_dirs={
+            rec.recorded: stat_recorded_dir(rec.recorded) for rec in records.values() if rec.recorded
+        },
+        blobs=list_blobs(lister),
+        boot_dirs=list_boot_dirs(lister),
+        temps=list_temps(lister),
+        unreadable=lister.unreadable,
+    )
+
+
+def fulfil(root: str, index: Reconciler, wants: Wants) -> None:
+    """Look at what the index asked for after a DB load, and tell it."""
+    for name in wants.contents | wants.activity:
+        index.set_data_dir(
+            name,
+            inspect_data_dir(root, name, contents=name in wants.contents, activity=name in wants.activity),
+        )
+    for path in wants.recorded:
+        index.set_recorded_dir(path, stat_recorded_dir(path))
+    for hex_ in wants.hexes:
+        for blob_dir, suffix in BLOB_DIRS:
+            relpath = f"{blob_dir}/{hex_}{suffix}"
+            index.set_blob(relpath, stat_blob(root, relpath))
+        index.set_boot_dir(hex_, stat_boot_dir(root, hex_))
+
+
+def root_aliases(root: str, others: Iterable[str] | None = None) -> tuple[str, ...]:
+    """Other spellings of the root a record's data_dir may use: its realpath,
+    and those of `others` that resolve to the same directory. `others`
+    defaults to where cocoon itself may think the root is ($COCOON_ROOT_DIR,
+    the default root), so a host where /data01 is a symlink and cocoond is
+    given the resolved path does not flag every record."""
+    here = os.path.abspath(root)
+    real = os.path.realpath(root)
+    if others is None:
+        others = (default_root(), DEFAULT_ROOT_DIR)
+    found = {real} | {os.path.abspath(o) for o in others if o and os.path.realpath(o) == real}
+    return tuple(sorted(found - {here}))

@@ -1,0 +1,589 @@
+"""Cocoon's snapshot DB as Python objects, decoded and encoded the way Go's
+encoding/json does it, so that what we write back is what cocoon (and every
+other tool on the host) expects to read.
+
+Three things the Go seed loses and we must not: keys we do not know (cocoon
+adds fields over time), the exact `created_at` text (Go keeps nanoseconds,
+Python microseconds), and the order of a record's keys (diffs of the DB stay
+readable). Unknown keys and the original key order ride along on each record.
+
+Reading is cocoon's own: json.Unmarshal into snapshot.SnapshotIndex
+(goschema, godecode). Every typed field is checked, including those beyond
+the seed's 12 (hypervisor, queue_size, image_digest, ...), which ride along
+in `extra` unchanged. A key that sets a field only case-insensitively
+("Pending") is read as Go reads it and written back under the field's own
+key ("pending", where the first spelling stood): Go writes that key when it
+rewrites the DB, and a stale "Pending" left beside a cleared `pending` would
+still read as pending.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+from cocoond.errors import DBError
+from cocoond.storage import goschema
+from cocoond.storage.godecode import ZERO, Decoder, GoDecodeError
+from cocoond.storage.gojson import dumps_go, loads_exact, text_go
+from cocoond.storage.goschema import INT_MAX, INT_MIN
+from cocoond.storage.gotime import GO_ZERO_TIME, format_rfc3339, parse_rfc3339, zero_time
+from cocoond.storage.jsonwalk import JSONWalkError, scan_exact, scan_value, skip_ws, walk_object
+from cocoond.storage.memory import own
+
+# The seed's struct fields, in cocoon's order (its record type embeds the VM
+# config first). New records are written in this order.
+_FIELD_ORDER = (
+    "cpu",
+    "memory",
+    "storage",
+    "image",
+    "id",
+    "name",
+    "description",
+    "image_blob_ids",
+    "nics",
+    "created_at",
+    "pending",
+    "data_dir",
+)
+_KNOWN = frozenset(_FIELD_ORDER)
+
+# Key orders repeat across 100k records: one shared tuple per distinct order
+# (a pointer per record) and, with it, which of its keys are unknown.
+_ORDERS: dict[tuple[str, ...], tuple[tuple[str, ...], tuple[str, ...]]] = {}
+# Key orders repeat: one compiled fast-path check per order (_compile_check;
+# None: that order always takes the slow path). A DB of odd records must not
+# grow these without bound.
+_CHECKS: dict[tuple[str, ...], _Check | None] = {}
+_MAX_CHECKS = 4096
+R = TypeVar("R")
+_Check = Callable[[str, int, int, dict[str, Any]], "RecordFields | None"]
+# Blob hexes repeat too (a few images, many snapshots).
+_HEXES: dict[str, str] = {}
+
+
+@dataclass(slots=True, eq=True)
+class SnapshotRecord:
+    """One snapshot as cocoon stores it. `created_at` is an aware datetime;
+    `created_at_text` is what the DB said, written back unless `created_at`
+    is assigned a different instant."""
+
+    id: str
+    name: str = ""
+    description: str = ""
+    image: str = ""
+    image_blob_ids: set[str] = field(default_factory=set)
+    cpu: int = 0
+    memory: int = 0
+    storage: int = 0
+    nics: int = 0
+    created_at: datetime = field(default_factory=zero_time)
+    pending: bool = False
+    data_dir: str = ""
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+    created_at_text: str | None = field(default=None, compare=False, repr=False)
+    key_order: tuple[str, ...] = field(default=(), compare=False, repr=False)
+
+    def to_json(self) -> dict[str, Any]:
+        """The record as Go writes it: omitempty fields dropped when zero, the
+        original key order kept, unknown keys kept where they were."""
+        text = self.created_at_text
+        if text is None or _instant(text) != self.created_at:
+            text = format_rfc3339(self.created_at)
+        known: dict[str, Any] = {
+            "id": self.id,
+            "name": self.name,
+            "created_at": text,
+        }
+        if self.description:
+            known["description"] = self.description
+        if self.image:
+            known["image"] = self.image
+        if self.image_blob_ids:
+            known["image_blob_ids"] = {h: {} for h in sorted(self.image_blob_ids)}
+        if self.cpu:
+            known["cpu"] = self.cpu
+        if self.memory:
+            known["memory"] = self.memory
+        if self.storage:
+            known["storage"] = self.storage
+        if self.nics:
+            known["nics"] = self.nics
+        if self.pending:
+            known["pending"] = True
+        if self.data_dir:
+            known["data_dir"] = self.data_dir
+        out: dict[str, Any] = {}
+        for key in self.key_order:
+            if key in known:
+                out[key] = known.pop(key)
+            elif key in self.extra:
+                out[key] = self.extra[key]
+        for key in _FIELD_ORDER:
+            if key in known:
+                out[key] = known[key]
+        for key, value in self.extra.items():
+            if key not in out:
+                out[key] = value
+        return out
+
+
+def _instant(text: str) -> datetime | None:
+    try:
+        return parse_rfc3339(text)
+    except ValueError:
+        return None
+
+
+@dataclass(slots=True)
+class SnapshotDB:
+    """`{"snapshots": {ID: record}, "names": {name: ID}}` plus whatever else
+    the file held. `null_ids` are keys whose record is JSON null: Go decodes
+    them to a nil pointer and cocoon skips them, so do we, but we write them
+    back as they were."""
+
+    snapshots: dict[str, SnapshotRecord] = field(default_factory=dict)
+    names: dict[str, str] = field(default_factory=dict)
+    null_ids: set[str] = field(default_factory=set)
+    extra: dict[str, Any] = field(default_factory=dict)
+    key_order: tuple[str, ...] = ("snapshots", "names")
+
+    def to_json(self) -> dict[str, Any]:
+        """Go marshals maps with sorted keys; we do the same so our output
+        diffs cleanly against cocoon's."""
+        snaps: dict[str, Any] = {sid: None for sid in self.null_ids}
+        for sid, rec in self.snapshots.items():
+            snaps[sid] = rec.to_json()
+        known: dict[str, Any] = {
+            "snapshots": {sid: snaps[sid] for sid in sorted(snaps)},
+            "names": {name: self.names[name] for name in sorted(self.names)},
+        }
+        out: dict[str, Any] = {}
+        for key in (*self.key_order, "snapshots", "names"):
+            if key in known:
+                out[key] = known.pop(key)
+            elif key in self.extra:
+                out[key] = self.extra[key]
+        for key, value in self.extra.items():
+            out.setdefault(key, value)
+        return out
+
+    def encode(self) -> bytes:
+        return dumps_go(self.to_json())
+
+
+#: A record's fields after Go's decoding rules, in this order: id, name,
+#: description, image, data_dir, cpu, memory, storage, nics, pending,
+#: image_blob_ids, created_at, created_at text (None when absent),
+#: hypervisor ("cloud-hypervisor", "firecracker", or "" when unset: which
+#: restore preflight the record's data dir must pass).
+RecordFields = tuple[str, str, str, str, str, int, int, int, int, bool, set[str], datetime, str | None, str]
+
+_RECORD = goschema.fields_of(goschema.SNAPSHOT_RECORD)
+_INDEX = goschema.fields_of(goschema.SNAPSHOT_INDEX)
+#: Where Go stands when it decodes a record: inside SnapshotIndex.snapshots.
+_RECORD_TYPE = goschema.ptr(goschema.SNAPSHOT_RECORD)
+#: The JSON type (as json.loads makes it) each kind of record field needs.
+_JSON_TYPES = {
+    goschema.Kind.STRING: str,
+    goschema.Kind.BOOL: bool,
+    goschema.Kind.INT: int,
+    goschema.Kind.TIME: str,
+    goschema.Kind.MAP: dict,
+}
+#: RecordFields' sources, in order, and Go's zero value for each absent one
+#: (as Python source). created_at and image_blob_ids go through _tail.
+_OUTPUT = (
+    ("id", '""'),
+    ("name", '""'),
+    ("description", '""'),
+    ("image", '""'),
+    ("data_dir", '""'),
+    ("cpu", "0"),
+    ("memory", "0"),
+    ("storage", "0"),
+    ("nics", "0"),
+    ("pending", "False"),
+)
+_CHECK_TEMPLATE = """
+def check(text, start, end, obj):
+    {unpack}, = obj.values()
+    if not ({tests}):
+        return None
+    tail = _tail(text, start, end, {quotes}, {blobs}, {created})
+    if tail is None:
+        return None
+    return ({head}, *tail, {hypervisor})
+"""
+
+
+def _compile_check(keys: tuple[str, ...]) -> _Check | None:
+    """A function that takes a record with exactly these keys, in this
+    order, through the fast path (None: such records always take the slow
+    path, because a key sets a field only case-insensitively).
+
+    Specialised per key order, as dataclasses and namedtuple generate their
+    methods: unpacking obj.values() into locals and testing each against its
+    field's type halves the cost of the per-record checks, which run 100k
+    times per load. The source holds only names made here (v0, v1, ...),
+    schema constants and type names, never a key or value from the DB. For
+    keys ("cpu", "id", "x") it reads:
+
+        v0, v1, v2, = obj.values()
+        if not (type(v0) is int and -9223372036854775808 <= v0 <= 9223372036854775807
+                and type(v1) is str):
+            return None
+        tail = _tail(text, start, end, 6 + 2 + 2 * (type(v2) is str), None, None)
+        ...
+        return (v1, "", "", "", "", v0, 0, 0, 0, False, *tail, "")
+    """
+    local: dict[str, str] = {}
+    tests: list[str] = []
+    quotes = [str(2 * len(keys))]  # each key's; strings' below
+    for i, key in enumerate(keys):
+        var = f"v{i}"
+        fld = _RECORD.exact.get(key)
+        if fld is None:
+            # Unknown: Go skips it. (One holding strings fails the quote
+            # count, as its strings are not counted: the slow path.)
+            if _RECORD.folded.get(goschema.fold_name(key)) is not None:
+                return None
+            quotes.append(f"2 * (type({var}) is str)")
+            continue
+        typ = _JSON_TYPES.get(fld.type.kind)
+        if typ is None:
+            return None
+        # A null is rare and legal: the slow path handles it.
+        tests.append(f"type({var}) is {typ.__name__}")
+        if typ is int:
+            tests.append(f"{INT_MIN} <= {var} <= {INT_MAX}")
+        if typ is str:
+            quotes.append("2")
+        local[fld.name] = var
+    source = _CHECK_TEMPLATE.format(
+        unpack=", ".join(f"v{i}" for i in range(len(keys))) if keys else "_",
+        tests=" and ".join(tests) or "True",
+        quotes=" + ".join(quotes),
+        blobs=local.get("image_blob_ids", "None"),
+        created=local.get("created_at", "None"),
+        head=", ".join(local.get(name, zero) for name, zero in _OUTPUT),
+        hypervisor=local.get("hypervisor", '""'),
+    )
+    if not keys:
+        source = source.replace("    _, = obj.values()\n", "")
+    namespace: dict[str, Any] = {"_tail": _tail}
+    exec(compile(source, f"<record check {len(_CHECKS)}>", "exec"), namespace)
+    check: _Check = namespace["check"]
+    return check
+
+
+def _tail(
+    text: str, start: int, end: int, quotes: int, raw_blobs: dict[str, Any] | None, created: str | None
+) -> tuple[set[str], datetime, str | None] | None:
+    """The rest of a fast-path record: no duplicate key (the quote count),
+    the blob set, created_at. None sends the record to the slow path.
+
+    A dict loses duplicate keys, and Go decodes every occurrence (an error
+    in a shadowed one counts). The record's text tells: each string token
+    puts two unescaped '"' in it, a duplicate key adds tokens the dict does
+    not hold and an escaped quote adds a '"', so the count equals twice
+    the strings the dict holds exactly when neither is there. Escapes
+    matter to Go's time.Time only (it parses the raw token), checked on
+    created_at's token where the record has any."""
+    if text.count('"', start, end) != quotes + (2 * len(raw_blobs) if raw_blobs else 0):
+        return None
+    blobs: set[str] = set()
+    if raw_blobs:
+        for hex_, member in raw_blobs.items():
+            if member is not None and type(member) is not dict:
+                return None
+            blobs.add(_HEXES.setdefault(hex_, hex_))
+    if created is None:
+        return blobs, zero_time(), None
+    if text.find("\\", start, end) != -1 and text.find(f'"created_at":"{created}"', start, end) == -1:
+        return None
+    try:
+        return blobs, parse_rfc3339(created), created
+    except ValueError:
+        return None
+
+
+def _fast_fields(text: str, start: int, end: int, obj: dict[str, Any]) -> RecordFields | None:
+    """A record's fields when json.loads' dict is all Go sees (the hot
+    path: 100k records per load), else None for the exact decoder."""
+    keys = tuple(obj)
+    try:
+        check = _CHECKS[keys]
+    except KeyError:
+        if len(_CHECKS) >= _MAX_CHECKS:
+            return None  # a DB of odd records: slow, but bounded in memory
+        check = _CHECKS[keys] = _compile_check(keys)
+    return None if check is None else check(text, start, end, obj)
+
+
+def _exact_fields(rec: dict[str, Any]) -> RecordFields:
+    """RecordFields of a record godecode decoded (a dict of set fields)."""
+    g = rec.get
+    blobs = g("image_blob_ids")
+    created = g("created_at")
+    return (
+        g("id", ""),
+        g("name", ""),
+        g("description", ""),
+        g("image", ""),
+        g("data_dir", ""),
+        g("cpu", 0),
+        g("memory", 0),
+        g("storage", 0),
+        g("nics", 0),
+        g("pending", False),
+        set(blobs) if blobs else set(),
+        created[0] if created else zero_time(),
+        created[1] if created else None,
+        g("hypervisor", ""),
+    )
+
+
+def _canonical(plain: dict[str, Any], rec: dict[str, Any]) -> dict[str, Any]:
+    """The record as the API keeps it: a key that sets a Go field only
+    case-insensitively ("Pending") becomes the field's own key, once, where
+    its first spelling stood, holding the value Go decoded (Go writes the
+    canonical key when it rewrites the DB); other keys stay as they were."""
+    out: dict[str, Any] = {}
+    for key, value in plain.items():
+        fld = _RECORD.lookup(key)
+        if fld is None:
+            out[key] = value
+        elif fld.name not in out:
+            out[fld.name] = _as_json(rec.get(fld.name))
+    return out
+
+
+def _as_json(value: Any) -> Any:
+    if value is None or value is ZERO:
+        return None
+    if type(value) is tuple:  # a time.Time: its text
+        return value[1]
+    if type(value) is dict:
+        return {k: _as_json(v) for k, v in value.items()}
+    return value
+
+
+def _record(key: str, fields: RecordFields, obj: dict[str, Any]) -> SnapshotRecord:
+    sid, name, desc, image, ddir, cpu, memory, storage, nics, pending, blobs, created_at, text, _ = fields
+    shape = _ORDERS.get(order := tuple(obj))
+    if shape is None:
+        shape = _ORDERS[order] = (order, tuple(k for k in order if k not in _KNOWN))
+    order, unknown = shape
+    extra = {k: obj[k] for k in unknown} if unknown else {}
+    return SnapshotRecord(
+        sid,
+        name,
+        desc,
+        image,
+        blobs,
+        cpu,
+        memory,
+        storage,
+        nics,
+        created_at,
+        pending,
+        ddir,
+        extra,
+        text,
+        order,
+    )
+
+
+@dataclass(slots=True)
+class DecodedDB(Generic[R]):
+    """snapshots.json decoded, with each record made by the caller's
+    function: SnapshotRecord for the API, something smaller for an index."""
+
+    records: dict[str, R]
+    null_ids: set[str]
+    names: dict[str, str]
+    extra: dict[str, Any]
+    key_order: tuple[str, ...]
+
+
+def decode_snapshot_db(data: bytes, path: str | os.PathLike[str]) -> SnapshotDB:
+    """Bytes of snapshots.json -> SnapshotDB, or DBError naming `path`."""
+    d = decode_records(data, path, _record)
+    return SnapshotDB(d.records, d.names, d.null_ids, d.extra, d.key_order)
+
+
+def decode_records(
+    data: bytes | str,
+    path: str | os.PathLike[str],
+    make: Callable[[str, RecordFields, dict[str, Any]], R],
+    *,
+    copy_keys: bool = False,
+) -> DecodedDB[R]:
+    """Decode and validate snapshots.json as cocoon's json.Unmarshal into
+    snapshot.SnapshotIndex does; `make(key, fields, raw)` builds each
+    (non-null) record (`raw`: the record as a dict, keys as in the file
+    except that case-insensitive matches of Go fields carry the field's
+    own key). `copy_keys` for a long-lived index: see memory.own. Raises
+    DBError naming `path` with Go's error (and where it is).
+
+    Records are decoded one at a time (jsonwalk.py): with 100k of them this
+    halves the memory peak of a load and costs no time."""
+    where = os.fspath(path)
+    text = text_go(data) if isinstance(data, bytes) else data
+    start = skip_ws(text, 0)
+    if not text.startswith("{", start):
+        # Not an object: the whole-document decoder says what it is (Go
+        # unmarshals a bare `null` into an empty DB).
+        try:
+            Decoder().unmarshal(loads_exact(text, where), goschema.SNAPSHOT_INDEX)
+        except GoDecodeError as exc:
+            raise DBError(where, str(exc)) from None
+        return DecodedDB({}, set(), {}, {}, ())
+    records: dict[str, R] = {}
+    null_ids: set[str] = set()
+    names: dict[str, str] = {}
+    extra: dict[str, Any] = {}
+    order: dict[str, None] = {}
+    dec = Decoder()
+    # Go's decode goes on past a type error (the first is returned at the
+    # end) and stops at time.Time's own errors; the walk goes on either way,
+    # since a syntax error anywhere is what Go reports first.
+    stopped: list[GoDecodeError] = []
+
+    def on_record(sid: str, idx: int) -> int:
+        obj, end = scan_value(text, idx, 2)
+        if stopped:
+            return end  # Go has stopped decoding; only the syntax is left
+        if obj is None:
+            records.pop(sid, None)
+            null_ids.add(sid)
+            return end
+        null_ids.discard(sid)
+        fields = _fast_fields(text, idx, end, obj) if type(obj) is dict else None
+        if fields is None:
+            try:
+                fields, obj = _slow_fields(text, idx, end, sid, obj, dec)
+            except GoDecodeError as exc:
+                stopped.append(exc)
+                return end
+        if dec.saved is None:
+            records[own(sid) if copy_keys else sid] = make(sid, fields, obj)
+        return end
+
+    def on_member(key: str, idx: int) -> int:
+        # "snapshots" and "names" in any case, as Go matches them. A second
+        # occurrence adds to what the first left, as Go adds to a map it
+        # already made; null empties them.
+        fld = _INDEX.lookup(key)
+        name = key if fld is None else fld.name
+        order[name] = None
+        if name == "snapshots" and text.startswith("{", idx):
+            return walk_object(text, idx, on_record)
+        value, end = scan_value(text, idx, 1)
+        if fld is None:
+            extra[key] = value
+        elif value is None:
+            if name == "snapshots":
+                records.clear()
+                null_ids.clear()
+            else:
+                names.clear()
+        elif (
+            name == "names"
+            and type(value) is dict
+            and set(map(type, value.values())) <= {str}
+            and text.count('"', idx, end) == 4 * len(value)  # no duplicates: see _tail
+        ):
+            names.update(value)
+        elif not stopped:
+            exact, _ = scan_exact(text, idx, 1)
+            current = names if name == "names" else ZERO
+            dec.decode_at(exact, fld.type, "SnapshotIndex", (name,), (name,), current)
+        return end
+
+    with no_gc():
+        try:
+            end = skip_ws(text, walk_object(text, start, on_member))
+            if end != len(text):
+                raise JSONWalkError(f"Extra data at char {end}")
+        except JSONWalkError as exc:
+            # Go checks the syntax of the whole document first.
+            raise DBError(where, f"not valid JSON ({exc})") from None
+        error = stopped[0] if stopped else dec.saved
+        if error is not None:
+            raise DBError(where, str(error))
+        return DecodedDB(records, null_ids, names, extra, tuple(order))
+
+
+def _slow_fields(
+    text: str, idx: int, end: int, sid: str, plain: Any, dec: Decoder
+) -> tuple[RecordFields, dict[str, Any]]:
+    """A record through godecode: its fields and the dict `make` gets (see
+    _canonical). An error Go saves is left in `dec`; one that stops Go's
+    decode (time.Time's) is raised.
+
+    godecode reads json.loads' dict where that is all Go sees (no duplicate
+    key, no escape: see _tail), as for a record with a key in another case,
+    and the exact parse (jsonwalk.scan_exact) otherwise, or to word an error
+    (a number's own text)."""
+    where = ("snapshots", f"[{json.dumps(sid, ensure_ascii=False)}]")
+    if (
+        type(plain) is dict
+        and text.find("\\", idx, end) == -1
+        and text.count('"', idx, end) == 2 * _strings(plain)
+    ):
+        trial = Decoder()
+        try:
+            rec = trial.decode_at(plain, _RECORD_TYPE, "SnapshotIndex", ("snapshots",), where)
+        except GoDecodeError:
+            pass
+        else:
+            if trial.saved is None:
+                return _exact_fields(rec), _canonical(plain, rec)
+    exact, _ = scan_exact(text, idx, 2)
+    rec = dec.decode_at(exact, _RECORD_TYPE, "SnapshotIndex", ("snapshots",), where)
+    if type(plain) is not dict:
+        return _exact_fields({}), {}  # an error is saved: the DB fails
+    return _exact_fields(rec), _canonical(plain, rec)
+
+
+def _strings(value: Any) -> int:
+    """How many strings (keys included) a parsed JSON value holds; without
+    recursion, as a value may be nested 10,000 deep."""
+    count = 0
+    todo = [value]
+    while todo:
+        v = todo.pop()
+        if type(v) is str:
+            count += 1
+        elif type(v) is dict:
+            count += len(v)
+            todo.extend(v.values())
+        elif type(v) is list:
+            todo.extend(v)
+    return count
+
+
+@contextmanager
+def no_gc() -> Iterator[None]:
+    """Pause the cyclic collector around bulk building of acyclic objects
+    (a decoded DB, the index built from it): with 100k records it would run
+    dozens of times and find nothing, doubling the time."""
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if collecting:
+            gc.enable()
+
+
+__all__ = ["GO_ZERO_TIME", "SnapshotDB", "SnapshotRecord", "decode_snapshot_db"]
