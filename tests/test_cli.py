@@ -341,3 +341,24 @@ def test_changelog_describes_this_version() -> None:
     assert headings[1][0] == __version__ and headings[1][1], headings[:2]
     section = text.split(f"## [{__version__}]", 1)[1].split("\n## [", 1)[0]
     assert "### Added" in section or "### Changed" in section or "### Fixed" in section
+
+
+def test_config_show_by_hand_names_the_units_state_dir(tmp_path: Path) -> None:
+    """Outside the unit STATE_DIRECTORY is unset: `config show` still says
+    where the daemon under the unit keeps its findings (the unit's
+    StateDirectory=), while the value stays the one in effect here, so the
+    output still loads to the same config."""
+    from cocoond.config import UNIT_STATE_DIR
+
+    unit = (Path(__file__).resolve().parents[1] / "systemd" / "cocoond.service").read_text()
+    assert "\nStateDirectory=cocoond\n" in unit and UNIT_STATE_DIR == "/var/lib/cocoond"
+    done = cocoond("config", "show", "--no-config")
+    assert done.returncode == 0, done
+    (line,) = [line for line in done.stdout.splitlines() if line.startswith("state_dir = ")]
+    assert line.startswith('state_dir = ""')
+    assert line.endswith(
+        "# default: not kept here; under the unit, /var/lib/cocoond (its StateDirectory=, "
+        "as $STATE_DIRECTORY)"
+    )
+    under_unit = cocoond("config", "show", "--no-config", env={"STATE_DIRECTORY": "/var/lib/cocoond"})
+    assert 'state_dir = "/var/lib/cocoond"' in under_unit.stdout and "# STATE_DIRECTORY" in under_unit.stdout
