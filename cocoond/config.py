@@ -473,9 +473,8 @@ def show_lines(config: Config) -> list[str]:
         at = KEYS.index("state_dir")
         rows[at] = (
             rows[at][0],
-            (
-                f"default: not kept here; under the unit, {UNIT_STATE_DIR} (its StateDirectory=, as ${STATE_ENV})"
-            ),
+            f"default: not kept here; under the unit, {UNIT_STATE_DIR} "
+            f"(its StateDirectory=, as ${STATE_ENV})",
         )
     width = max(len(text) for text, _ in rows)
     return [f"{text:<{width}}  # {origin}" for text, origin in rows]

@@ -6,6 +6,7 @@ type tools are a `dev` extra, not part of `test`."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -20,6 +21,7 @@ from packaging.version import Version
 REPO = Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
 FLOORS = REPO / ".ci" / "floors.txt"
+PIP_WHEEL = (sys.executable, "-m", "pip", "--disable-pip-version-check", "wheel", "-q", "--no-deps")
 
 
 def _name(text: str) -> str:
@@ -86,22 +88,17 @@ def test_pytest_has_a_per_test_timeout() -> None:
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The wheel pip builds from this checkout (setuptools from the index,
-    as an isolated build gets it)."""
+    """The wheel pip builds from a copy of this checkout (setuptools from
+    the index, as an isolated build gets it; a copy, so that the checkout
+    gets no build/ or egg-info)."""
     out = tmp_path_factory.mktemp("wheel")
+    src = out / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy(REPO / name, src / name)
+    shutil.copytree(REPO / "cocoond", src / "cocoond", ignore=shutil.ignore_patterns("__pycache__"))
     done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "--disable-pip-version-check",
-            "wheel",
-            "-q",
-            "--no-deps",
-            "-w",
-            str(out),
-            str(REPO),
-        ],
+        [*PIP_WHEEL, "-w", str(out), str(src)],
         capture_output=True,
         text=True,
         timeout=300,

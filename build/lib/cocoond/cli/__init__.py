@@ -1,1 +1,0 @@
-"""The `cocoond` command line and the one-shot `check`."""
