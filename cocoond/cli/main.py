@@ -214,20 +214,20 @@ class _Output:
             self._write_unknown(f"timed out after {seconds:g}s (--timeout)")
             os._exit(EXIT_UNKNOWN)
 
-    def _take(self) -> bool:
-        """Stop the timer; False if it has already fired (it is exiting)."""
+    def _take(self) -> None:
+        """Stop the timer and own stdout. If the timer has fired, it holds
+        the lock until it ends the process, so this waits for that."""
         if self._timer is not None:
             self._timer.cancel()
-        return self._lock.acquire(blocking=False)
+        self._lock.acquire()
 
     def unknown(self, why: str) -> int:
-        if self._take():
-            self._write_unknown(why)
+        self._take()
+        self._write_unknown(why)
         return EXIT_UNKNOWN
 
     def result(self, result: CheckResult) -> int:
-        if not self._take():
-            return EXIT_UNKNOWN
+        self._take()
         if self.json:
             write_json(result, sys.stdout)
         else:
