@@ -1,9 +1,10 @@
 """cocoond's Go-decode verdict against real Go (issue 19): whether
-json.Unmarshal into cocoon's snapshot.SnapshotIndex accepts a document is
-asked of a tiny Go program built from cocoon's own struct definitions
-(tests/gocheck/main.go, standard library only, built offline), and must be
-cocoond's answer by each of its routes: the exact decoder (godecode), the
-quick route (goplain) and the streaming snapshot DB decoder (records).
+json.Unmarshal into cocoon's snapshot.SnapshotIndex or hypervisor.VMIndex
+accepts a document is asked of a tiny Go program built from cocoon's own
+struct definitions (tests/gocheck/main.go, standard library only, built
+offline), and must be cocoond's answer by each of its routes: the exact
+decoder (godecode), the quick route (goplain, which reads the VM DBs) and
+the streaming snapshot DB decoder (records).
 
 The other Go-rule tests are hand-typed tables of what Go does; this one
 asks Go. It needs `go` (Debian: golang-go, which .ci/run installs) and is
@@ -62,32 +63,35 @@ def gocheck(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out / "gocheck"
 
 
-def go_verdicts(gocheck: Path, docs: list[bytes], tmp: Path) -> list[str | None]:
+def go_verdicts(gocheck: Path, docs: list[bytes], tmp: Path, db: str = "snapshots") -> list[str | None]:
     """None where Go accepts the document, else Go's error text."""
     paths = []
     for i, doc in enumerate(docs):
         path = tmp / f"doc{i}.json"
         path.write_bytes(doc)
         paths.append(str(path))
-    done = subprocess.run([str(gocheck), *paths], capture_output=True, check=True, timeout=60)
+    done = subprocess.run([str(gocheck), db, *paths], capture_output=True, check=True, timeout=60)
     lines = done.stdout.decode("utf-8", "replace").splitlines()
     assert len(lines) == len(docs), lines
     return [None if line == "ok" else line.partition("\t")[2] for line in lines]
 
 
-def cocoond_verdicts(doc: bytes) -> dict[str, str | None]:
+def cocoond_verdicts(doc: bytes, db: str = "snapshots") -> dict[str, str | None]:
     """Each route's answer: None (accepted) or its error."""
+    t = g.SNAPSHOT_INDEX if db == "snapshots" else g.VM_INDEX
     out: dict[str, str | None] = {}
     try:
-        Decoder().unmarshal(loads_exact(text_go(doc), "db.json"), g.SNAPSHOT_INDEX)
+        Decoder().unmarshal(loads_exact(text_go(doc), "db.json"), t)
         out["godecode"] = None
     except (GoDecodeError, DBError) as exc:
         out["godecode"] = str(exc)
     try:
-        unmarshal(doc, "db.json", g.SNAPSHOT_INDEX)
+        unmarshal(doc, "db.json", t)
         out["goplain"] = None
     except DBError as exc:
         out["goplain"] = str(exc)
+    if db != "snapshots":
+        return out
     try:
         decode_snapshot_db(doc, "db.json")
         out["records"] = None
@@ -96,10 +100,10 @@ def cocoond_verdicts(doc: bytes) -> dict[str, str | None]:
     return out
 
 
-def assert_agree(gocheck: Path, docs: list[bytes], tmp: Path) -> None:
+def assert_agree(gocheck: Path, docs: list[bytes], tmp: Path, db: str = "snapshots") -> None:
     disagreements = []
-    for doc, go in zip(docs, go_verdicts(gocheck, docs, tmp), strict=True):
-        for route, ours in cocoond_verdicts(doc).items():
+    for doc, go in zip(docs, go_verdicts(gocheck, docs, tmp, db), strict=True):
+        for route, ours in cocoond_verdicts(doc, db).items():
             if (ours is None) != (go is None):
                 disagreements.append(f"{route}: {doc[:200]!r}\n  go: {go or 'ok'}\n  cocoond: {ours or 'ok'}")
     assert not disagreements, "\n".join(disagreements)
@@ -168,6 +172,42 @@ def test_hand_made_documents(gocheck: Path, tmp_path: Path) -> None:
     assert_agree(gocheck, docs, tmp_path)
 
 
+VM_HAND_MADE: list[str] = [
+    "null",
+    '{"vms":{},"names":{}}',
+    f'{{"vms":{{"v":{{"id":"v","state":"running","config":{{"name":"n","cpu":2,"User":"root","-":1}},'
+    f'"created_at":"{T}","updated_at":"{T}","started_at":"{T}","stopped_at":null,'
+    '"network_configs":[{"tap":"t","network":{"ip":"10.0.0.2","prefix":24}},null],'
+    '"storage_configs":[{"path":"/d","role":"cow","direct_io":true}],'
+    '"boot_config":null,"image_blob_ids":{"ab":{}},"snapshot_ids":{"S":{}}}},"names":{"n":"v"}}',
+    '{"vms":{"v":{"config":{"name":1}}}}',
+    '{"vms":{"v":{"config":[]}}}',
+    '{"vms":{"v":{"config":null}}}',
+    '{"vms":{"v":{"state":1}}}',
+    '{"vms":{"v":{"pid":"1"}}}',
+    '{"vms":{"v":{"network_configs":{}}}}',
+    '{"vms":{"v":{"network_configs":[1]}}}',
+    '{"vms":{"v":{"network_configs":[{"network":[]}]}}}',
+    '{"vms":{"v":{"network_configs":[{"num_queues":1.5}]}}}',
+    '{"vms":{"v":{"storage_configs":[{"direct_io":"yes"}]}}}',
+    '{"vms":{"v":{"storage_configs":[{"ro":null,"direct_io":null}]}}}',
+    '{"vms":{"v":{"started_at":"yesterday"}}}',
+    '{"vms":{"v":{"started_at":1}}}',
+    '{"vms":{"v":{"updated_at":"2026-03-04T05:06:07Z","created_at":false}}}',
+    '{"vms":{"v":{"boot_config":{"cmdline":1}}}}',
+    '{"vms":{"v":{"boot_config":"x"}}}',
+    '{"vms":{"v":{"snapshot_ids":{"S":1}}}}',
+    '{"vms":{"v":{"first_booted":"true"}}}',
+    '{"vms":{"v":{"CONFIG":{"Name":"n","Cpu":1},"Boot_Config":{"Kernel_Path":"k"}}}}',
+    '{"vms":{"v":{"config":{"OnDemand":"not a bool","DataDisks":7}}}}',
+    '{"vms":[]}',
+]
+
+
+def test_hand_made_vm_documents(gocheck: Path, tmp_path: Path) -> None:
+    assert_agree(gocheck, [d.encode() for d in VM_HAND_MADE], tmp_path, "vms")
+
+
 # ------------------------------------------------------------ generated
 FIELDS = [f.name for f in g.fields_of(g.SNAPSHOT_RECORD).fields]
 SCALARS = (
@@ -220,3 +260,38 @@ def test_generated_documents(gocheck: Path, tmp_path: Path, docs: list[str]) -> 
     """Documents made by hypothesis from cocoon's field names, in batches
     (one Go process per batch)."""
     assert_agree(gocheck, [d.encode() for d in docs], tmp_path)
+
+
+VM_FIELDS = [f.name for f in g.fields_of(g.VM_RECORD).fields]
+VM_KEYS = (
+    st.sampled_from(VM_FIELDS) | st.sampled_from(VM_FIELDS).map(str.upper) | st.text("abxyz", max_size=3)
+)
+NESTED = st.fixed_dictionaries(
+    {},
+    optional={
+        "name": VALUES,
+        "cpu": VALUES,
+        "tap": VALUES,
+        "network": st.none() | st.dictionaries(st.sampled_from(["ip", "prefix", "x"]), VALUES, max_size=2),
+        "direct_io": VALUES,
+        "kernel_path": VALUES,
+    },
+)
+VM_VALUES = VALUES | NESTED | st.lists(st.none() | NESTED, max_size=2)
+VM_DOCS = st.builds(
+    lambda vms, ascii_only: render([("vms", [(k, r) for k, r in vms])], ascii_only),
+    st.lists(
+        st.tuples(
+            st.text("vw", min_size=1, max_size=2),
+            st.none() | st.lists(st.tuples(VM_KEYS, VM_VALUES), max_size=5),
+        ),
+        max_size=3,
+    ),
+    st.booleans(),
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(VM_DOCS, min_size=1, max_size=8))
+def test_generated_vm_documents(gocheck: Path, tmp_path: Path, docs: list[str]) -> None:
+    assert_agree(gocheck, [d.encode() for d in docs], tmp_path, "vms")

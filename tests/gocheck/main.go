@@ -1,12 +1,18 @@
 // Command gocheck: json.Unmarshal of each file named on the command line
-// into cocoon's snapshot DB type, as cocoon's storage layer does, printing
+// into one of cocoon's DB types, as cocoon's storage layer does, printing
 // one line per file: "ok", or "error<TAB>" and Go's error text.
 //
+//	gocheck snapshots|vms FILE...
+//
 // The struct definitions are copied from cocoon's source (cocoonstack/cocoon
-// at 34c6c4a), only what the snapshot DB holds: types/config.go:6 (Config),
-// types/snapshot.go:7,19 (SnapshotConfig, Snapshot), snapshot/db.go:13,20
-// (SnapshotRecord, SnapshotIndex). Standard library only: it builds offline
-// (GOPROXY=off) with Debian's golang-go. tests/test_go_crosscheck.py runs it.
+// at 34c6c4a), only what the snapshot and VM DBs hold: types/config.go:6
+// (Config), types/snapshot.go:7,19 (SnapshotConfig, Snapshot),
+// snapshot/db.go:13,20 (SnapshotRecord, SnapshotIndex), types/vm.go:29,40
+// (VMConfig, VM), types/network.go:4,32 (NetworkConfig, Network),
+// types/storage.go:30 (StorageConfig), types/boot.go:4 (BootConfig),
+// hypervisor/db.go:14,28 (VMRecord, VMIndex). Standard library only: it
+// builds offline (GOPROXY=off) with Debian's golang-go.
+// tests/test_go_crosscheck.py runs it.
 package main
 
 import (
@@ -59,13 +65,102 @@ type SnapshotIndex struct {
 	Names     map[string]string          `json:"names"`
 }
 
+type VMState string
+
+type StorageRole string
+
+// DataDiskSpec is never decoded (json:"-"); its fields do not matter here.
+type DataDiskSpec struct{}
+
+type VMConfig struct {
+	Config
+	Name string `json:"name"`
+
+	OnDemand  bool           `json:"-"`
+	User      string         `json:"-"`
+	Password  string         `json:"-"`
+	DataDisks []DataDiskSpec `json:"-"`
+}
+
+type NetworkConfig struct {
+	Tap       string   `json:"tap"`
+	Mac       string   `json:"mac"`
+	NumQueues int      `json:"num_queues"`
+	QueueSize int      `json:"queue_size"`
+	Backend   string   `json:"backend,omitempty"`
+	BridgeDev string   `json:"bridge_dev,omitempty"`
+	NetnsPath string   `json:"netns_path,omitempty"`
+	Network   *Network `json:"network,omitempty"`
+}
+
+type Network struct {
+	IP      string `json:"ip,omitempty"`
+	Gateway string `json:"gateway,omitempty"`
+	Prefix  int    `json:"prefix,omitempty"`
+}
+
+type StorageConfig struct {
+	Path       string      `json:"path"`
+	RO         bool        `json:"ro"`
+	Serial     string      `json:"serial"`
+	Role       StorageRole `json:"role"`
+	MountPoint string      `json:"mount_point,omitempty"`
+	FSType     string      `json:"fstype,omitempty"`
+	DirectIO   *bool       `json:"direct_io,omitempty"`
+}
+
+type BootConfig struct {
+	KernelPath   string `json:"kernel_path,omitempty"`
+	InitrdPath   string `json:"initrd_path,omitempty"`
+	Cmdline      string `json:"cmdline,omitempty"`
+	FirmwarePath string `json:"firmware_path,omitempty"`
+}
+
+type VM struct {
+	ID             string              `json:"id"`
+	Hypervisor     string              `json:"hypervisor,omitempty"`
+	State          VMState             `json:"state"`
+	Config         VMConfig            `json:"config"`
+	PID            int                 `json:"pid"`
+	SocketPath     string              `json:"socket_path,omitempty"`
+	NetworkConfigs []*NetworkConfig    `json:"network_configs,omitempty"`
+	StorageConfigs []*StorageConfig    `json:"storage_configs,omitempty"`
+	FirstBooted    bool                `json:"first_booted"`
+	SnapshotIDs    map[string]struct{} `json:"snapshot_ids,omitempty"`
+	CreatedAt      time.Time           `json:"created_at"`
+	UpdatedAt      time.Time           `json:"updated_at"`
+	StartedAt      *time.Time          `json:"started_at,omitempty"`
+	StoppedAt      *time.Time          `json:"stopped_at,omitempty"`
+}
+
+type VMRecord struct {
+	VM
+
+	BootConfig   *BootConfig         `json:"boot_config,omitempty"`
+	ImageBlobIDs map[string]struct{} `json:"image_blob_ids,omitempty"`
+	RunDir       string              `json:"run_dir,omitempty"`
+	LogDir       string              `json:"log_dir,omitempty"`
+}
+
+type VMIndex struct {
+	VMs   map[string]*VMRecord `json:"vms"`
+	Names map[string]string    `json:"names"`
+}
+
 func main() {
+	if len(os.Args) < 2 || (os.Args[1] != "snapshots" && os.Args[1] != "vms") {
+		fmt.Fprintln(os.Stderr, "usage: gocheck snapshots|vms FILE...")
+		os.Exit(2)
+	}
 	out := bufio.NewWriter(os.Stdout)
 	defer out.Flush()
-	for _, path := range os.Args[1:] {
+	for _, path := range os.Args[2:] {
 		data, err := os.ReadFile(path)
-		if err == nil {
+		if err == nil && os.Args[1] == "snapshots" {
 			var idx SnapshotIndex
+			err = json.Unmarshal(data, &idx)
+		} else if err == nil {
+			var idx VMIndex
 			err = json.Unmarshal(data, &idx)
 		}
 		if err != nil {
