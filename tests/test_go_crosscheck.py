@@ -1,9 +1,10 @@
 """cocoond's Go-decode verdict against real Go (issue 19): whether
-json.Unmarshal into cocoon's snapshot.SnapshotIndex or hypervisor.VMIndex
-accepts a document is asked of a tiny Go program built from cocoon's own
+json.Unmarshal into cocoon's snapshot.SnapshotIndex, hypervisor.VMIndex or
+the cloudimg and OCI image indexes accepts a document is asked of a tiny Go program built from cocoon's own
 struct definitions (tests/gocheck/main.go, standard library only, built
 offline), and must be cocoond's answer by each of its routes: the exact
-decoder (godecode), the quick route (goplain, which reads the VM DBs) and
+decoder (godecode), the quick route (goplain, which reads the VM and image
+DBs) and
 the streaming snapshot DB decoder (records).
 
 The other Go-rule tests are hand-typed tables of what Go does; this one
@@ -78,7 +79,9 @@ def go_verdicts(gocheck: Path, docs: list[bytes], tmp: Path, db: str = "snapshot
 
 def cocoond_verdicts(doc: bytes, db: str = "snapshots") -> dict[str, str | None]:
     """Each route's answer: None (accepted) or its error."""
-    t = g.SNAPSHOT_INDEX if db == "snapshots" else g.VM_INDEX
+    t = {"snapshots": g.SNAPSHOT_INDEX, "vms": g.VM_INDEX, "cloudimg": g.CLOUDIMG_INDEX, "oci": g.OCI_INDEX}[
+        db
+    ]
     out: dict[str, str | None] = {}
     try:
         Decoder().unmarshal(loads_exact(text_go(doc), "db.json"), t)
@@ -206,6 +209,30 @@ VM_HAND_MADE: list[str] = [
 
 def test_hand_made_vm_documents(gocheck: Path, tmp_path: Path) -> None:
     assert_agree(gocheck, [d.encode() for d in VM_HAND_MADE], tmp_path, "vms")
+
+
+IMAGE_HAND_MADE: list[tuple[str, str]] = [
+    ("cloudimg", "null"),
+    ("cloudimg", f'{{"images":{{"u":{{"ref":"u","content_sum":"sha256:ab","size":3,"created_at":"{T}"}}}}}}'),
+    ("cloudimg", '{"images":{"u":null}}'),
+    ("cloudimg", '{"images":{"u":{"size":"3"}}}'),
+    ("cloudimg", '{"images":{"u":{"content_sum":1}}}'),
+    ("cloudimg", '{"images":{"u":{"created_at":"2026"}}}'),
+    ("cloudimg", '{"Images":{"u":{"Content_Sum":"sha256:ab"}},"index":1}'),
+    ("cloudimg", '{"images":[]}'),
+    ("oci", f'{{"images":{{"r":{{"layers":[{{"digest":"sha256:a"}},{{}}],"created_at":"{T}"}}}}}}'),
+    ("oci", '{"images":{"r":{"layers":[null]}}}'),
+    ("oci", '{"images":{"r":{"layers":[1]}}}'),
+    ("oci", '{"images":{"r":{"layers":{}}}}'),
+    ("oci", '{"images":{"r":{"layers":[{"digest":2}]}}}'),
+    ("oci", '{"images":{"r":{"kernel_layer":null,"size":1e3}}}'),
+    ("oci", '{"images":{"r":{"layers":[{"digest":"a"}],"layers":[{}]}}}'),
+]
+
+
+@pytest.mark.parametrize("db", ["cloudimg", "oci"])
+def test_hand_made_image_documents(gocheck: Path, tmp_path: Path, db: str) -> None:
+    assert_agree(gocheck, [d.encode() for kind, d in IMAGE_HAND_MADE if kind == db], tmp_path, db)
 
 
 # ------------------------------------------------------------ generated

@@ -2,7 +2,7 @@
 // into one of cocoon's DB types, as cocoon's storage layer does, printing
 // one line per file: "ok", or "error<TAB>" and Go's error text.
 //
-//	gocheck snapshots|vms FILE...
+//	gocheck snapshots|vms|cloudimg|oci FILE...
 //
 // The struct definitions are copied from cocoon's source (cocoonstack/cocoon
 // at 34c6c4a), only what the snapshot and VM DBs hold: types/config.go:6
@@ -10,7 +10,10 @@
 // snapshot/db.go:13,20 (SnapshotRecord, SnapshotIndex), types/vm.go:29,40
 // (VMConfig, VM), types/network.go:4,32 (NetworkConfig, Network),
 // types/storage.go:30 (StorageConfig), types/boot.go:4 (BootConfig),
-// hypervisor/db.go:14,28 (VMRecord, VMIndex). Standard library only: it
+// hypervisor/db.go:14,28 (VMRecord, VMIndex), images/index.go:30 (Index),
+// images/digest.go:7 (Digest), images/cloudimg/image.go:9,13 and
+// images/oci/image.go:11,16,26 (imageIndex, imageEntry, layerEntry: two
+// packages' types, here prefixed cloudimg/oci). Standard library only: it
 // builds offline (GOPROXY=off) with Debian's golang-go.
 // tests/test_go_crosscheck.py runs it.
 package main
@@ -147,21 +150,66 @@ type VMIndex struct {
 	Names map[string]string    `json:"names"`
 }
 
+type Digest string
+
+type Index[E any] struct {
+	Images map[string]*E `json:"images"`
+}
+
+type cloudimgImageIndex struct {
+	Index[cloudimgImageEntry]
+}
+
+type cloudimgImageEntry struct {
+	Ref        string    `json:"ref"`
+	ContentSum Digest    `json:"content_sum"`
+	Size       int64     `json:"size"`
+	CreatedAt  time.Time `json:"created_at"`
+}
+
+type ociImageIndex struct {
+	Index[ociImageEntry]
+}
+
+type ociImageEntry struct {
+	Ref            string          `json:"ref"`
+	ManifestDigest Digest          `json:"manifest_digest"`
+	Layers         []ociLayerEntry `json:"layers"`
+	KernelLayer    Digest          `json:"kernel_layer"`
+	InitrdLayer    Digest          `json:"initrd_layer"`
+	Size           int64           `json:"size"`
+	CreatedAt      time.Time       `json:"created_at"`
+}
+
+type ociLayerEntry struct {
+	Digest Digest `json:"digest"`
+}
+
+func target(db string) any {
+	switch db {
+	case "snapshots":
+		return &SnapshotIndex{}
+	case "vms":
+		return &VMIndex{}
+	case "cloudimg":
+		return &cloudimgImageIndex{}
+	case "oci":
+		return &ociImageIndex{}
+	}
+	return nil
+}
+
 func main() {
-	if len(os.Args) < 2 || (os.Args[1] != "snapshots" && os.Args[1] != "vms") {
-		fmt.Fprintln(os.Stderr, "usage: gocheck snapshots|vms FILE...")
+	if len(os.Args) < 2 || target(os.Args[1]) == nil {
+		fmt.Fprintln(os.Stderr, "usage: gocheck snapshots|vms|cloudimg|oci FILE...")
 		os.Exit(2)
 	}
 	out := bufio.NewWriter(os.Stdout)
 	defer out.Flush()
 	for _, path := range os.Args[2:] {
 		data, err := os.ReadFile(path)
-		if err == nil && os.Args[1] == "snapshots" {
-			var idx SnapshotIndex
-			err = json.Unmarshal(data, &idx)
-		} else if err == nil {
-			var idx VMIndex
-			err = json.Unmarshal(data, &idx)
+		if err == nil {
+			err = json.Unmarshal(data, target(os.Args[1]))
 		}
 		if err != nil {
 			fmt.Fprintf(out, "error\t%s\n", strings.ReplaceAll(err.Error(), "\n", " "))
