@@ -43,6 +43,8 @@ JOURNAL_FIELDS = {
     "severity": "COCOOND_SEVERITY",
     "subject": "COCOOND_SUBJECT",
     "snapshot_id": "COCOOND_SNAPSHOT_ID",
+    "name": "COCOOND_NAME",
+    "path": "COCOOND_PATH",
 }
 
 Fields = list[tuple[str, str | bytes | int]]

@@ -29,6 +29,7 @@ from cocoond.daemon.logsetup import configure
 from cocoond.daemon.metrics import MetricsFile, Readings
 from cocoond.daemon.sdnotify import Notifier
 from cocoond.daemon.sizer import Sizer
+from cocoond.daemon.stamps import OpenedStamps, resolved_fields
 from cocoond.daemon.state import StateKeeper, rfc3339
 from cocoond.daemon.watch import DAEMON_SIGNALS, Change, Watcher, classify
 from cocoond.errors import ConfigError
@@ -99,6 +100,7 @@ class Daemon:
             presettled=frozenset({fk.ORPHAN_DATA_DIR}),
         )
         self.state = StateKeeper(config.state_dir)
+        self.stamps = OpenedStamps()
         self.metrics = MetricsFile(config.metrics.textfile)
         self._stop_signal: str | None = None
         self._quiet_since = clock()
@@ -135,7 +137,9 @@ class Daemon:
         previous = {sig: signal.signal(sig, self._on_signal) for sig in DAEMON_SIGNALS}
         try:
             self.log.info("daemon.started", root=self.root, version=__version__, pid=os.getpid())
-            self._publish(self.state.restore(self.log, self.lifecycle, self.root, self.clock(), self.wall()))
+            restored = self.state.restore(self.log, self.lifecycle, self.root, self.clock(), self.wall())
+            self.stamps.restore(self.state.saved_stamps)
+            self._publish(restored)
             self._arm_and_rescan(None)
             if not self.notifier.ready(self._status_line()) and self.notifier.last_error:
                 # Under systemd this start will time out; say why, once.
@@ -150,6 +154,7 @@ class Daemon:
                 self.wall(),
                 skip=self.sizer.holds,
                 force=True,
+                stamp=self.stamps.get,
             )
             self.log.info("daemon.stopping", signal=self._stop_signal)
             self.notifier.stopping()
@@ -517,6 +522,7 @@ class Daemon:
         return self.config.alerts.orphan_burst_threshold
 
     def _publish(self, events: list[Event]) -> None:
+        self.stamps.note(events, self.wall())
         for event in events:
             if isinstance(event, Opened):
                 if wants_size(event.finding):
@@ -528,12 +534,7 @@ class Daemon:
                 key = (event.kind, event.subject)
                 self._open_unsized([held] if (held := self.sizer.release(key)) else [])
                 self.sizer.forget(key)
-                self.log.info(
-                    "finding.resolved",
-                    kind=event.kind,
-                    subject=event.subject,
-                    open_seconds=round(event.open_seconds, 3),
-                )
+                self.log.info("finding.resolved", **resolved_fields(event))
             elif isinstance(event, Reminder):
                 # The index's copy is current (ages move on); the lifecycle's
                 # is as of the last change.
@@ -541,14 +542,22 @@ class Daemon:
                 current = self.index.current(event.finding.key) or event.finding
                 fields = self.sizer.with_size(current, self._size_paths(current)).to_dict()
                 fields["open_seconds"] = round(event.open_seconds, 3)
-                fields["opened_at"] = rfc3339(self.wall() - event.open_seconds)
+                fields["opened_at"] = self.stamps.get(event.finding.key) or rfc3339(
+                    self.wall() - event.open_seconds
+                )
                 self._emit(event.finding.severity, "finding.reminder", fields)
         if events:
             self._update_status()
         if any(not isinstance(event, Reminder) for event in events):
             self._open_set_changed()
         self.state.flush(
-            self.log, self.lifecycle, self.root, self.clock(), self.wall(), skip=self.sizer.holds
+            self.log,
+            self.lifecycle,
+            self.root,
+            self.clock(),
+            self.wall(),
+            skip=self.sizer.holds,
+            stamp=self.stamps.get,
         )
 
     def _size_paths(self, finding: Finding) -> tuple[str, ...]:

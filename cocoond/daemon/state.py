@@ -22,7 +22,7 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -78,10 +78,19 @@ class Saved:
     open: list[tuple[Finding, float]]
     #: Entries of kinds this version does not know (written by a newer one).
     skipped: int = 0
+    #: Each finding's `opened_at` exactly as written: repeated verbatim.
+    stamps: dict[Key, str] = field(default_factory=dict)
 
 
-def encode(root: str, open_findings: list[tuple[Finding, float]], now: float) -> bytes:
-    """`open_findings` as (finding, opened_at epoch). Raw field values, not
+def encode(
+    root: str,
+    open_findings: list[tuple[Finding, float]],
+    now: float,
+    stamp: Callable[[Key], str | None] | None = None,
+) -> bytes:
+    """`open_findings` as (finding, opened_at epoch); `stamp(key)`, when it
+    has one, is the `opened_at` string to write instead (the one the finding
+    opened with, never recomputed: see stamps.py). Raw field values, not
     the log's shortened ones: a subject must come back exactly to match.
     ASCII-only JSON, so names that are not valid UTF-8 survive the trip."""
     entries = []
@@ -90,7 +99,7 @@ def encode(root: str, open_findings: list[tuple[Finding, float]], now: float) ->
             "kind": finding.kind,
             "subject": finding.subject,
             "severity": finding.severity,  # for a person reading the file; the kind decides
-            "opened_at": rfc3339(opened_at),
+            "opened_at": (stamp(finding.key) if stamp else None) or rfc3339(opened_at),
             "message": finding.message,
         }
         entry.update({k: getattr(finding, k) for k in _OPTIONAL_TYPES if getattr(finding, k) is not None})
@@ -119,6 +128,7 @@ def decode(data: bytes) -> Saved:
     if not isinstance(root, str) or not isinstance(entries, list):
         raise StateError("no 'root' string or 'open' list")
     found: list[tuple[Finding, float]] = []
+    stamps: dict[Key, str] = {}
     skipped = 0
     for i, entry in enumerate(entries):
         if not isinstance(entry, dict):
@@ -126,8 +136,10 @@ def decode(data: bytes) -> Saved:
         if entry.get("kind") not in fk.SEVERITY_OF:
             skipped += 1
             continue
-        found.append((_finding(i, entry), _epoch(entry.get("opened_at"))))
-    return Saved(root, found, skipped)
+        finding = _finding(i, entry)
+        found.append((finding, _epoch(entry.get("opened_at"))))
+        stamps[finding.key] = entry["opened_at"]
+    return Saved(root, found, skipped, stamps)
 
 
 def _finding(i: int, entry: dict[str, Any]) -> Finding:
@@ -176,6 +188,8 @@ class StateKeeper:
         self._dirty = False
         self._next_write = -math.inf  # on the daemon's clock
         self._last_error: str | None = None
+        #: The saved `opened_at` strings, for the daemon's OpenedStamps.
+        self.saved_stamps: dict[Key, str] = {}
 
     def restore(self, log: Any, lifecycle: Lifecycle, root: str, now: float, wall: float) -> list[Event]:
         """Hand the saved open set to the lifecycle. Findings saved for
@@ -191,7 +205,10 @@ class StateKeeper:
         if saved is None:
             log.info("state.fresh", path=self.path, reason="no state file")
             return []
-        lifecycle.restore(now, [(finding, wall - opened_at) for finding, opened_at in saved.open])
+        # An `opened_at` in the future (saved before a clock step back) has
+        # been open for no time, not for a negative one.
+        lifecycle.restore(now, [(finding, max(0.0, wall - opened_at)) for finding, opened_at in saved.open])
+        self.saved_stamps = saved.stamps
         log.info(
             "state.restored", path=self.path, open=len(saved.open), skipped=saved.skipped, root=saved.root
         )
@@ -215,6 +232,7 @@ class StateKeeper:
         *,
         skip: Callable[[Key], bool] | None = None,
         force: bool = False,
+        stamp: Callable[[Key], str | None] | None = None,
     ) -> None:
         """Write the open set if it changed and the gap since the last write
         is over (`force`: regardless, at stop). `skip(key)` leaves out an
@@ -231,7 +249,7 @@ class StateKeeper:
         ]
         try:
             os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
-            atomic_write(self.path, encode(root, open_findings, wall), mode=0o600)
+            atomic_write(self.path, encode(root, open_findings, wall, stamp), mode=0o600)
         except OSError as exc:
             error = f"{exc.strerror or exc}"
             if error != self._last_error:  # one line per new problem, not one per change
