@@ -114,6 +114,7 @@ class Daemon:
         self._index_load_seconds: float | None = None  # the last good load of snapshots.json
         self._to_inspect: dict[str, None] = {}  # data dirs whose contents to read, in order
         self._inspected = 0  # since the last compaction
+        self._loaded_counts: tuple[int, int, int] | None = None  # as index.loaded last said
 
     @property
     def _max_db_bytes(self) -> int | None:
@@ -375,13 +376,19 @@ class Daemon:
     def _loaded_since(self, started: float) -> float | None:
         release_free_memory()
         if self.index.db_error is not None:
+            self._loaded_counts = None  # the next good load is news, whatever its counts
             return None  # db_unreadable opens through the lifecycle; the last good index stays
         return self.clock() - started
 
     def _log_loaded(self, seconds: float | None) -> None:
         if seconds is not None:
             self._index_load_seconds = seconds
-            self.log.info(
+            counts = (self.index.snapshot_count, self.index.name_count, self.index.blob_count)
+            # At info only when the counts changed: under churn a DB load a
+            # second is noise that buries findings (the heartbeat has the rest).
+            level = self.log.info if counts != self._loaded_counts else self.log.debug
+            self._loaded_counts = counts
+            level(
                 "index.loaded",
                 snapshots=self.index.snapshot_count,
                 names=self.index.name_count,
