@@ -22,11 +22,14 @@ from cocoond.cli import helptext
 from cocoond.cli.check import EXIT_UNKNOWN, CannotCheck, run_check, write_human, write_json
 from cocoond.cli.helptext import EX_CONFIG, EX_USAGE, Section
 from cocoond.config import Config, ConfigChoice, show_lines
+from cocoond.daemon.journald import stderr_prefix
 from cocoond.errors import ConfigError
 from cocoond.output import escape_controls
 from cocoond.storage.paths import Paths
 
 DESCRIPTION = "Watches a Cocoon root and reports where its snapshot DB and the disk disagree."
+#: syslog's LOG_ERR: the priority of a line that says why a command failed.
+ERR = 3
 COMMANDS_HELP = "cocoond COMMAND --help gives its exit codes, files and an example."
 
 
@@ -146,7 +149,7 @@ def _check(args: argparse.Namespace) -> int:
         )
     except (ConfigError, CannotCheck, OSError) as exc:
         # One line, never a traceback: a monitoring agent shows it as is.
-        print(f"cocoond check: {escape_controls(str(exc))}", file=sys.stderr)
+        print(f"{stderr_prefix(ERR)}cocoond check: {escape_controls(str(exc))}", file=sys.stderr)
         return EXIT_UNKNOWN
     if args.json:
         write_json(result, sys.stdout)
@@ -160,7 +163,9 @@ def _loaded(choice: ConfigChoice, command: str) -> Config | None:
     try:
         return choice.load()
     except ConfigError as exc:
-        print(f"cocoond {command}: {exc}", file=sys.stderr)
+        # Under systemd this is the line that says why a start or a
+        # reload (ExecReload= runs `config check`) failed: at err.
+        print(f"{stderr_prefix(ERR)}cocoond {command}: {exc}", file=sys.stderr)
         return None
 
 

@@ -24,6 +24,7 @@ from cocoond.core import findings as fk
 from cocoond.core.findings import Finding, Key
 from cocoond.core.lifecycle import Event, Lifecycle, Opened, Reminder, Resolved
 from cocoond.core.reconcile import DB_DEPENDENT, Reconciler
+from cocoond.daemon import crash
 from cocoond.daemon.bursts import OrphanBursts
 from cocoond.daemon.logsetup import configure
 from cocoond.daemon.metrics import MetricsFile, Readings
@@ -136,6 +137,7 @@ class Daemon:
     # ------------------------------------------------------------ main loop
     def run(self) -> int:
         previous = {sig: signal.signal(sig, self._on_signal) for sig in DAEMON_SIGNALS}
+        unhook = crash.report_threads(lambda exc: self.queue.put(("crash", exc)))
         try:
             self.log.info("daemon.started", root=self.root, version=__version__, pid=os.getpid())
             restored = self.state.restore(self.log, self.lifecycle, self.root, self.clock(), self.wall())
@@ -161,6 +163,7 @@ class Daemon:
             self.notifier.stopping()
             return 0
         finally:
+            unhook()
             self.sizer.close()
             self.watcher.close()
             for sig, handler in previous.items():
@@ -293,6 +296,8 @@ class Daemon:
             change = classify(self.root, value, attrib=kind == "attrib")
             if change is not None:
                 self._add_to_burst(change)
+        elif kind == "crash":
+            raise value  # a worker thread died: see crash.py
         elif kind == "size":
             finding = self.sizer.arrived(*value)
             if finding is not None:
@@ -641,4 +646,11 @@ class Daemon:
 
 
 def run_daemon(config: Config, *, choice: ConfigChoice | None = None) -> int:
-    return Daemon(config, choice=choice).run()
+    """`cocoond run`: 0 when stopped, EX_SOFTWARE after `daemon.crashed`."""
+    daemon: Daemon | None = None
+    try:
+        daemon = Daemon(config, choice=choice)
+        return daemon.run()
+    except Exception as exc:
+        log = daemon.log if daemon is not None else configure(config.log.format, config.log.level)
+        return crash.report(log, exc)
