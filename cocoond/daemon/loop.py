@@ -32,6 +32,7 @@ from cocoond.daemon.sdnotify import Notifier
 from cocoond.daemon.sizer import Sizer
 from cocoond.daemon.stamps import OpenedStamps, resolved_fields
 from cocoond.daemon.state import StateKeeper, rfc3339
+from cocoond.daemon.statedir import StateDirBusy
 from cocoond.daemon.watch import DAEMON_SIGNALS, Change, Watcher, classify
 from cocoond.errors import ConfigError
 from cocoond.scan import (
@@ -69,6 +70,9 @@ INSPECT_SLICE = 0.05
 COMPACT_AFTER = 1000
 #: Shortest wait before a held finding is looked at again.
 MIN_HOLD = 0.1
+#: sysexits.h EX_TEMPFAIL: another daemon has the state dir; the unit
+#: restarts this one later (it may be gone by then).
+EX_TEMPFAIL = 75
 #: `_db_id` before snapshots.json was first looked at (None means absent).
 _NEVER_READ = object()
 
@@ -140,6 +144,7 @@ class Daemon:
         unhook = crash.report_threads(lambda exc: self.queue.put(("crash", exc)))
         try:
             self.log.info("daemon.started", root=self.root, version=__version__, pid=os.getpid())
+            self.state.acquire(self.log)  # StateDirBusy: see run_daemon
             restored = self.state.restore(self.log, self.lifecycle, self.root, self.clock(), self.wall())
             self.stamps.restore(self.state.saved_stamps)
             self._publish(restored)
@@ -164,6 +169,7 @@ class Daemon:
             return 0
         finally:
             unhook()
+            self.state.release()
             self.sizer.close()
             self.watcher.close()
             for sig, handler in previous.items():
@@ -651,6 +657,10 @@ def run_daemon(config: Config, *, choice: ConfigChoice | None = None) -> int:
     try:
         daemon = Daemon(config, choice=choice)
         return daemon.run()
-    except Exception as exc:
+    except StateDirBusy as exc:
+        assert daemon is not None
+        daemon.log.error("state.dir_busy", error=str(exc))
+        return EX_TEMPFAIL
+    except Exception as exc:  # any bug: said once, structured, then exit
         log = daemon.log if daemon is not None else configure(config.log.format, config.log.level)
         return crash.report(log, exc)

@@ -30,6 +30,7 @@ from cocoond import __version__
 from cocoond.core import findings as fk
 from cocoond.core.findings import Finding, Key
 from cocoond.core.lifecycle import Event, Lifecycle
+from cocoond.daemon import statedir
 from cocoond.storage.atomic import atomic_write
 
 STATE_FILE: Final = "findings.json"
@@ -37,6 +38,9 @@ STATE_FILE: Final = "findings.json"
 MIN_INTERVAL: Final = 1.0
 #: ... and this many times as long as the last write took.
 COST_FACTOR: Final = 10.0
+#: A failed write (ENOSPC, EROFS) is tried again after 2, 4, 8 ... seconds,
+#: at most this far apart, and once more at stop.
+MAX_RETRY: Final = 60.0
 #: Bumped when the layout changes incompatibly; another number starts fresh.
 FORMAT: Final = 1
 _OPTIONAL_TYPES: Final[dict[str, tuple[type, ...]]] = {
@@ -120,6 +124,8 @@ def decode(data: bytes) -> Saved:
         doc = json.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:
         raise StateError(f"not JSON: {' '.join(str(exc).split())}") from None
+    except RecursionError:
+        raise StateError("nested too deeply") from None
     if not isinstance(doc, dict):
         raise StateError("not a JSON object")
     if doc.get("format") != FORMAT:
@@ -160,13 +166,10 @@ def _finding(i: int, entry: dict[str, Any]) -> Finding:
 def load(path: str) -> Saved | None:
     """None when there is no file; StateError when it cannot be used."""
     try:
-        with open(path, "rb") as fh:
-            data = fh.read()
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise StateError(f"cannot read: {exc.strerror or exc}") from None
-    return decode(data)
+        data = statedir.read_state(path)
+    except statedir.Unreadable as exc:
+        raise StateError(str(exc)) from None
+    return None if data is None else decode(data)
 
 
 class StateKeeper:
@@ -190,6 +193,27 @@ class StateKeeper:
         self._last_error: str | None = None
         #: The saved `opened_at` strings, for the daemon's OpenedStamps.
         self.saved_stamps: dict[Key, str] = {}
+        self._failures = 0  # writes failed in a row
+        self._lock_fd: int | None = None
+
+    def acquire(self, log: Any) -> None:
+        """Lock the state dir for this run and remove what a killed write
+        left (statedir.py). StateDirBusy when another daemon has it."""
+        if self.path is None or self._lock_fd is not None:
+            return
+        directory = os.path.dirname(self.path)
+        try:
+            self._lock_fd = statedir.lock(directory)
+        except OSError as exc:  # cannot even make the dir: saving will say so too
+            log.warning("state.lock_failed", path=directory, error=f"{exc.strerror or exc}")
+            return
+        if removed := statedir.remove_leftovers(directory):
+            log.info("state.leftovers_removed", path=directory, files=removed)
+
+    def release(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
     def restore(self, log: Any, lifecycle: Lifecycle, root: str, now: float, wall: float) -> list[Event]:
         """Hand the saved open set to the lifecycle. Findings saved for
@@ -255,6 +279,13 @@ class StateKeeper:
             if error != self._last_error:  # one line per new problem, not one per change
                 log.warning("state.save_failed", path=self.path, error=error)
             self._last_error = error
-        else:
-            self._last_error = None
+            # Still to be written: again after a backoff, and at stop.
+            self._dirty = True
+            self._failures += 1
+            self._next_write = now + min(MAX_RETRY, MIN_INTERVAL * 2.0**self._failures)
+            return
+        if self._last_error is not None:
+            log.info("state.saved", path=self.path, after_failures=self._failures)
+        self._last_error = None
+        self._failures = 0
         self._next_write = now + max(MIN_INTERVAL, COST_FACTOR * (self._timer() - started))
