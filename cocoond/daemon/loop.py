@@ -26,6 +26,8 @@ from cocoond.core.lifecycle import Event, Lifecycle, Opened, Reminder, Resolved
 from cocoond.core.reconcile import DB_DEPENDENT, Reconciler
 from cocoond.daemon import crash
 from cocoond.daemon.bursts import OrphanBursts
+from cocoond.daemon.clock import Timeline
+from cocoond.daemon.inflight import InFlight
 from cocoond.daemon.logsetup import configure
 from cocoond.daemon.metrics import MetricsFile, Readings
 from cocoond.daemon.sdnotify import Notifier
@@ -94,6 +96,8 @@ class Daemon:
         self.notifier = notifier or Notifier()
         self.clock = clock
         self.wall = wall
+        # What the index judges ages by: steady across clock steps (clock.py).
+        self.timeline = Timeline(self._age_horizon, wall, clock)
         self.queue: queue.SimpleQueue[Item] = queue.SimpleQueue()
         self.sizer = Sizer(self.queue)
         self.log = configure(config.log.format, config.log.level)
@@ -137,6 +141,7 @@ class Daemon:
         )
         self.watcher = Watcher(self.root, self.queue, self.clock)
         self._orphan_bursts = OrphanBursts(self.root)
+        self._in_flight = InFlight(str(self.paths.snapshot_lock_file()))
 
     # ------------------------------------------------------------ main loop
     def run(self) -> int:
@@ -227,7 +232,7 @@ class Daemon:
         for pending_write in (self.state.due(), self.metrics.due()):
             if pending_write is not None:
                 due.append(pending_write)
-        wall_now = self.wall()
+        wall_now = self.timeline()
         if (transition := self.index.next_transition(wall_now)) is not None:
             due.append(now + (transition - wall_now) + 0.01)
         if self.config.alerts.heartbeat_seconds > 0:
@@ -242,6 +247,12 @@ class Daemon:
         return min(due)
 
     def _timers(self, now: float) -> None:
+        for step in self.timeline.take_news():
+            self.log.warning(
+                "clock.stepped",
+                step_seconds=round(step.seconds, 3),
+                steady_for_seconds=round(self._age_horizon() + abs(step.seconds), 3),
+            )
         # Time alone can change findings: pending records go stale, temp files age.
         self._feed_lifecycle()
         self._open_unsized(self.sizer.expired(now))
@@ -511,13 +522,44 @@ class Daemon:
                 written = last_write(finding.path, os.lstat(finding.path).st_mtime)
             except OSError:
                 return None  # gone: the index resolves it
-            quiet_for = self.wall() - written
+            # Quiet by both clocks: a step cannot make a dir being written look old.
+            quiet_for = min(self.wall(), self.timeline()) - written
             if quiet_for < self.config.watch.settle_seconds:
                 return now + max(self.config.watch.settle_seconds - quiet_for, MIN_HOLD)
+        if (again := self._aged_by_both_clocks(finding, now)) is not None:
+            return again
+        # A cocoon command rewriting the DB right now (inflight.py).
+        return self._in_flight.hold(key, now, self._held_for_cocoon)
+
+    def _held_for_cocoon(self, key: Key, pids: list[int]) -> None:
+        self.log.debug("finding.held", kind=key[0], subject=key[1], reason="cocoon_lock_held", pids=pids)
+
+    def _aged_by_both_clocks(self, finding: Finding, now: float) -> float | None:
+        """A finding that exists because something is old enough (stale
+        pending record, stale temp file) opens only if it is old enough by
+        the plain wall clock too: after a backward step, what was written
+        since looks older on the steady timeline than it is."""
+        thresholds = self.config.thresholds
+        limit = {
+            fk.STALE_PENDING: thresholds.pending_stale_seconds,
+            fk.STALE_TEMP: thresholds.temp_stale_seconds,
+        }
+        if finding.kind not in limit or finding.age_seconds is None:
+            return None
+        written = self.timeline() - finding.age_seconds
+        age = self.wall() - written
+        if age < limit[finding.kind]:
+            return now + max(limit[finding.kind] - age, MIN_HOLD)
         return None
 
+    def _age_horizon(self) -> float:
+        """The longest age a finding depends on: a clock step older than
+        this (plus its size) no longer matters (clock.py)."""
+        t = self.config.thresholds
+        return max(t.pending_stale_seconds, t.temp_stale_seconds, self.config.watch.settle_seconds * 10)
+
     def _feed_lifecycle(self, also: set[Key] | None = None) -> None:
-        changed = self.index.evaluate(self.wall())
+        changed = self.index.evaluate(self.timeline())
         if also:
             changed |= also
         if changed:
