@@ -181,3 +181,38 @@ def test_opened_at_is_the_stored_string_across_many_restarts(
         assert gone.get(key) == opening.get(key) and key in opening, (key, gone, opening)
     assert gone["level"] == "info"
     assert lifecycle_errors([line for run in (*runs, last) for line in run.lines]) == []
+
+
+def test_a_restart_with_many_open_findings_logs_one_summary_per_kind(
+    daemons: Daemons, sim: ModuleType, root: Path, tmp_path: Path
+) -> None:
+    """Issue 18: 20k reminders at once overran journald's rate limit. Beyond
+    the threshold, one `finding.reminders` line for the kind; below it, one
+    reminder each, as before."""
+    sim.init(str(root))
+    state = tmp_path / "state"
+    env = {"STATE_DIRECTORY": str(state)}
+    missing = []
+    for i in range(7):
+        sid = sim.create(str(root), name=f"gone{i}")
+        shutil.rmtree(sim.data_dir(str(root), sid))
+        missing.append(sid)
+    single = sim.inject(str(root), "dangling-name")
+    overrides = {"alerts": {"orphan_burst_threshold": 5}}
+    first = daemons.start(root, env=env, overrides=overrides)
+    first.wait_ready()
+    for sid in missing:
+        first.wait_for(opened("missing_data_dir", sid))
+    first.wait_for(opened(single["kind"], single["subject"]))
+    assert first.stop()[0] == 0
+    stamps = saved_stamps(state / STATE_FILE)
+
+    second = daemons.start(root, env=env, overrides=overrides)
+    second.wait_ready()
+    (summary,) = [second.wait_event("finding.reminders", kind="missing_data_dir")]
+    assert summary["level"] == summary["severity"] == "error", summary
+    assert summary["count"] == 7 and summary["examples"] == sorted(missing)[:3], summary
+    assert summary["oldest_opened_at"] == min(stamps[sid] for sid in missing), summary
+    second.wait_event("finding.reminder", kind=single["kind"], subject=single["subject"])
+    assert second.events("finding.reminder", kind="missing_data_dir") == []
+    assert second.events("finding.opened") == [] and second.events("finding.resolved") == []

@@ -24,7 +24,7 @@ from cocoond.core import findings as fk
 from cocoond.core.findings import Finding, Key
 from cocoond.core.lifecycle import Event, Lifecycle, Opened, Reminder, Resolved
 from cocoond.core.reconcile import DB_DEPENDENT, Reconciler
-from cocoond.daemon import crash
+from cocoond.daemon import crash, reminders
 from cocoond.daemon.bursts import OrphanBursts
 from cocoond.daemon.clock import Timeline
 from cocoond.daemon.inflight import InFlight
@@ -583,6 +583,7 @@ class Daemon:
 
     def _publish(self, events: list[Event]) -> None:
         self.stamps.note(events, self.wall())
+        crowded = reminders.crowded(events, self._burst_threshold)
         for event in events:
             if isinstance(event, Opened):
                 if wants_size(event.finding):
@@ -599,13 +600,15 @@ class Daemon:
                 # The index's copy is current (ages move on); the lifecycle's
                 # is as of the last change.
                 self._open_unsized([held] if (held := self.sizer.release(event.finding.key)) else [])
+                if event.finding.kind in crowded:
+                    continue  # one line for its kind, below
                 current = self.index.current(event.finding.key) or event.finding
                 fields = self.sizer.with_size(current, self._size_paths(current)).to_dict()
                 fields["open_seconds"] = round(event.open_seconds, 3)
-                fields["opened_at"] = self.stamps.get(event.finding.key) or rfc3339(
-                    self.wall() - event.open_seconds
-                )
+                fields["opened_at"] = self._stamp(event)
                 self._emit(event.finding.severity, "finding.reminder", fields)
+        for kind, found in crowded.items():
+            self._emit(fk.SEVERITY_OF[kind], "finding.reminders", reminders.summary(kind, found, self._stamp))
         if events:
             self._update_status()
         if any(not isinstance(event, Reminder) for event in events):
@@ -619,6 +622,9 @@ class Daemon:
             skip=self.sizer.holds,
             stamp=self.stamps.get,
         )
+
+    def _stamp(self, event: Reminder) -> str:
+        return self.stamps.get(event.finding.key) or rfc3339(self.wall() - event.open_seconds)
 
     def _size_paths(self, finding: Finding) -> tuple[str, ...]:
         """What an orphan finding's `bytes` adds up: its dir, or every dir of a burst."""
