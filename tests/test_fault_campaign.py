@@ -294,10 +294,8 @@ def test_hostile_names_keep_every_line_one_bounded_json_object(
 
 
 # ------------------------------------------------ the daemon's own state (issue 18)
-def start_with_state(daemons: Daemons, root: Path, state: Path, **overrides: Any) -> DaemonProcess:
-    config = {table: {**values, **overrides.get(table, {})} for table, values in CAMPAIGN.items()}
-    config.update({k: v for k, v in overrides.items() if k not in config})
-    daemon = daemons.start(root, config, env={"STATE_DIRECTORY": str(state)})
+def start_with_state(daemons: Daemons, root: Path, state: Path) -> DaemonProcess:
+    daemon = daemons.start(root, CAMPAIGN, env={"STATE_DIRECTORY": str(state)})
     daemon.wait_ready()
     return daemon
 

@@ -76,6 +76,40 @@ class Timeline:
         """The plain wall clock."""
         return self._wall()
 
+    @property
+    def offset(self) -> float:
+        """Seconds the plain wall clock is ahead of this timeline (the sum
+        of the steps in effect; 0 when none)."""
+        return sum(step.seconds for step in self.steps)
+
     def take_news(self) -> list[Step]:
         news, self._news = self._news, []
         return news
+
+
+class PlainAge:
+    """Is something the index calls old enough (by the steady timeline)
+    old enough by the plain wall clock too? Only asked while a backward
+    step is in effect (the timeline then runs ahead of the wall clock, so
+    what was written since looks older than it is). A finding's age is
+    as of its last evaluation, so the first answer is carried forward on
+    the monotonic clock rather than recomputed from a frozen value."""
+
+    def __init__(self, timeline: Timeline, mono: Callable[[], float] = time.monotonic) -> None:
+        self._timeline = timeline
+        self._mono = mono
+        self._first: dict[tuple[str, str], tuple[float, float]] = {}  # key -> (mono, plain age then)
+
+    def wait(self, key: tuple[str, str], timeline_age: float, limit: float) -> float | None:
+        """Seconds until the plain age passes `limit`, or None (judge now)."""
+        offset = self._timeline.offset
+        if offset >= 0:
+            self._first.clear()
+            return None
+        mono = self._mono()
+        since, age = self._first.setdefault(key, (mono, timeline_age + offset))
+        age += mono - since
+        if age > limit:
+            del self._first[key]
+            return None
+        return limit - age

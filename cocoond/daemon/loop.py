@@ -26,7 +26,7 @@ from cocoond.core.lifecycle import Event, Lifecycle, Opened, Reminder, Resolved
 from cocoond.core.reconcile import DB_DEPENDENT, Reconciler
 from cocoond.daemon import crash, reminders
 from cocoond.daemon.bursts import OrphanBursts
-from cocoond.daemon.clock import Timeline
+from cocoond.daemon.clock import PlainAge, Timeline
 from cocoond.daemon.inflight import InFlight
 from cocoond.daemon.logsetup import configure
 from cocoond.daemon.metrics import MetricsFile, Readings
@@ -98,6 +98,7 @@ class Daemon:
         self.wall = wall
         # What the index judges ages by: steady across clock steps (clock.py).
         self.timeline = Timeline(self._age_horizon, wall, clock)
+        self._plain_age = PlainAge(self.timeline, clock)
         self.queue: queue.SimpleQueue[Item] = queue.SimpleQueue()
         self.sizer = Sizer(self.queue)
         self.log = configure(config.log.format, config.log.level)
@@ -546,11 +547,8 @@ class Daemon:
         }
         if finding.kind not in limit or finding.age_seconds is None:
             return None
-        written = self.timeline() - finding.age_seconds
-        age = self.wall() - written
-        if age < limit[finding.kind]:
-            return now + max(limit[finding.kind] - age, MIN_HOLD)
-        return None
+        wait = self._plain_age.wait(finding.key, finding.age_seconds, limit[finding.kind])
+        return None if wait is None else now + max(wait, MIN_HOLD)
 
     def _age_horizon(self) -> float:
         """The longest age a finding depends on: a clock step older than
