@@ -31,6 +31,7 @@ from tests.daemon_harness import (
     LogLine,
     daemons_for,
     lifecycle_errors,
+    merge,
     opened,
     resolved,
     with_prelude,
@@ -506,3 +507,45 @@ def test_a_clock_step_back_resolves_nothing_and_opened_at_stays_a_fact(
     assert daemon.events("finding.resolved") == [], daemon.describe()
     found = agree(daemon, root, "a -2 h clock step", before=first.lines)
     assert ("orphan_data_dir", orphan["subject"]) in found
+
+
+# ------------------------------------------------------------ floods and terminals
+def test_a_restart_with_many_open_findings_is_one_line_per_kind(
+    daemons: Daemons, sim: ModuleType, root: Path, tmp_path: Path
+) -> None:
+    """Every data dir removed, then a restart: one
+    `finding.reminders` line for the kind, not one reminder per record (the
+    journald rate limit dropped unrelated entries)."""
+    sim.populate(str(root), snapshots=40, images=2)
+    state = tmp_path / "state"
+    first = daemons.start(root, CAMPAIGN, env={"STATE_DIRECTORY": str(state)})
+    first.wait_ready()
+    for entry in (root / "snapshot" / "localfile").iterdir():
+        shutil.rmtree(entry)
+    found = agree(first, root, "an emptied snapshot/localfile")
+    missing = sum(kind == "missing_data_dir" for kind, _ in found)
+    assert missing >= 30
+    assert first.stop()[0] == 0
+    config = merge(CAMPAIGN, {"alerts": {"orphan_burst_threshold": 10}})
+    second = daemons.start(root, config, env={"STATE_DIRECTORY": str(state)})
+    second.wait_ready()
+    summary = second.wait_event("finding.reminders", kind="missing_data_dir")
+    assert summary["count"] == missing, summary
+    assert second.events("finding.reminder", kind="missing_data_dir") == []
+    agree(second, root, "a restart with many open", before=first.lines)
+
+
+def test_console_lines_cannot_drive_the_terminal(daemons: Daemons, sim: ModuleType, root: Path) -> None:
+    sim.init(str(root))
+    config = {**CAMPAIGN, "log": {"format": "console"}}
+    daemon = daemons.start(root, config)
+    daemon.wait_ready()
+    for name in HOSTILE[:4]:
+        sid = sim.create(str(root), name=name)
+        shutil.rmtree(sim.data_dir(str(root), sid))
+    daemon.wait_for(
+        lambda line: line.raw.count("missing_data_dir") > 0 and "bidi" in line.raw, what="the bidi one"
+    )
+    daemon.wait_for(lambda line: "finding.opened" in line.raw and "red" in line.raw, what="the ESC one")
+    for line in daemon.lines:
+        assert line.raw.isprintable(), repr(line.raw)

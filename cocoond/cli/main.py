@@ -190,8 +190,11 @@ def _run(args: argparse.Namespace) -> int:
     config = _loaded(choice, "run")
     if config is None:
         return EX_CONFIG
-    from cocoond.daemon.loop import run_daemon
-
+    try:
+        from cocoond.daemon.loop import run_daemon
+    except Exception as exc:  # a broken install: before logging exists, still at crit
+        print(f"{stderr_prefix(2)}cocoond run: cannot start: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 70
     return run_daemon(config, choice=choice)
 
 
