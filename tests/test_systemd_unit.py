@@ -263,6 +263,8 @@ def test_notify_reload_drop_in_is_valid_where_systemd_has_it(tmp_path: Path) -> 
         assert output == "", output
     else:
         assert "Failed to parse service type" in output and "notify-reload" in output, output
+
+
 def test_the_textfile_directory_is_made_before_the_sandbox(unit: Unit) -> None:
     """Issue 18 point 6: ReadWritePaths=-DIR is applied when the daemon
     starts; a DIR made later stays read-only to it (EROFS). Each such DIR is
