@@ -87,12 +87,15 @@ class _Job:
 def _work(todo: queue.SimpleQueue[_Job]) -> None:
     _name_os_thread(THREAD_NAME)
     while True:
-        job = todo.get()
-        try:
-            job.value = job.step()
-        except BaseException as exc:  # handed to the waiting thread as is
-            job.error = exc
-        job.done.set()
+        # An interruption that lands outside a step (it had just finished)
+        # must not end the thread: that would be reported as a crash.
+        with contextlib.suppress(_Interrupted):
+            job = todo.get()
+            try:
+                job.value = job.step()
+            except BaseException as exc:  # handed to the waiting thread as is
+                job.error = exc
+            job.done.set()
 
 
 class _Interrupted(BaseException):
