@@ -100,6 +100,7 @@ def wait_until(daemon: DaemonProcess, ready: Callable[[], bool], what: str, dead
         time.sleep(0.005)
 
 
+@pytest.mark.timeout(300)  # three whole loads of 100k records: slow on a loaded 2-core machine
 def test_watchdog_and_stop_during_a_full_reload(daemons: Daemons, sim: ModuleType, root: Path) -> None:
     sim.init(str(root))
     # A symlink loop: snapshot/localfile cannot be listed (one dir_unreadable),
