@@ -42,6 +42,8 @@ full_rescan_seconds = 0
 heartbeat_seconds = 0
 [log]
 format = "json"
+# index.loaded is at debug when the counts did not change (a one-record rewrite)
+level = "debug"
 """
 
 

@@ -45,6 +45,8 @@ heartbeat_seconds = 3600
 
 [log]
 format = "json"
+# index.loaded is at debug when the counts did not change (a one-record rewrite)
+level = "debug"
 """
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
