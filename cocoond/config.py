@@ -96,8 +96,8 @@ class LimitsConfig:
     damage (or a file that is not a DB), and reading it would take the
     host's memory with it. Cocoon's own DB is about 0.65 GB at 1M snapshots.
     The default, 768 MiB (about 1.15M snapshots), is what the unit's
-    MemoryMax=3G holds with room to spare: the daemon's peak is about 2.8x
-    the DB's size (1.9 GB at 1M snapshots, bench/big.py)."""
+    MemoryMax=3G holds: the daemon's peak is about 3.3x the DB's size (2.1
+    GB at 1M snapshots, bench/big.py), 4.5x for a foreign writer's layout."""
 
     max_db_bytes: int = 768 << 20
 

@@ -109,7 +109,8 @@ def test_watchdog_and_stop_during_a_full_reload(daemons: Daemons, sim: ModuleTyp
     (root / "snapshot" / "localfile").symlink_to("localfile")
     text = big_db(root)
     write_db(root, text, "first")
-    daemon = daemons.start(root, env=WATCHDOG)
+    # index.loaded is at debug when a reload leaves the counts as they were.
+    daemon = daemons.start(root, overrides={"log": {"level": "debug"}}, env=WATCHDOG)
     daemon.wait_ready(timeout=120)
     daemon.wait_event("index.loaded", snapshots=RECORDS)
 
@@ -118,7 +119,7 @@ def test_watchdog_and_stop_during_a_full_reload(daemons: Daemons, sim: ModuleTyp
     write_db(root, text, "second", foreign=True)
     written = time.monotonic()
     loaded = daemon.wait_event("index.loaded", since=mark, timeout=120)
-    assert loaded["duration_ms"] > 2 * MAX_GAP * 1000, loaded  # long enough to tell
+    assert loaded["duration_ms"] > 1.5 * MAX_GAP * 1000, loaded  # long enough to tell
     gap = max_gap(pings(daemon, written), written, loaded.arrived)
     assert gap < MAX_GAP, (gap, loaded["duration_ms"])
 
