@@ -765,8 +765,14 @@ def test_db_that_is_a_fifo_does_not_hang_check(sim: ModuleType, root: Path) -> N
 
 # ---------------------------------------------- 7. config and exit codes
 def test_exit_codes(sim: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Cocoon makes its DB dirs when it first runs: an empty directory is not
+    # a fresh host but an unmounted mount point or a mistyped root (issue 18).
+    unmounted = tmp_path / "unmounted"
+    unmounted.mkdir()
+    assert main(["check", "--root", str(unmounted), "--json"]) == 3
+    assert "is empty" in capsys.readouterr().err
     empty = tmp_path / "fresh-host"
-    empty.mkdir()
+    sim.init(str(empty))
     rc, result = check(empty, capsys)
     assert rc == 0
     assert {k: result[k] for k in ("root", "snapshots", "blobs", "findings")} == {

@@ -26,9 +26,11 @@ from typing import Any, TextIO
 from cocoond.core import findings as fk
 from cocoond.core.findings import Finding
 from cocoond.core.reconcile import Reconciler
+from cocoond.core.rootview import judge
 from cocoond.core.rules import LOCALFILE, SNAPSHOT_DB, format_age
 from cocoond.errors import CocoondError, DBError
 from cocoond.output import bounded, json_line, printable
+from cocoond.rootlook import look
 from cocoond.scan import REF_DBS, fulfil, root_aliases, scan
 from cocoond.sizes import with_sizes
 from cocoond.storage.paths import Paths
@@ -86,12 +88,10 @@ def run_check(
 ) -> CheckResult:
     started = time.monotonic()
     root = paths.root_dir
-    if not os.path.isdir(root):
-        raise CannotCheck(f"{root}: no such directory (is COCOON_ROOT_DIR or --root right?)")
-    try:
-        os.listdir(root)
-    except OSError as exc:
-        raise CannotCheck(f"{root}: cannot read: {exc.strerror or exc}") from None
+    # A root that is missing, unreadable or holds none of cocoon's DB dirs
+    # (an unmounted mount point) is "could not check", never an empty host.
+    if (cause := judge(look(root), None)) is not None:
+        raise CannotCheck(f"{root}: not a cocoon root cocoond can see: {cause}")
     attempts = 0
     while True:
         attempts += 1

@@ -46,7 +46,12 @@ from cocoond.storage.records import RecordFields, SnapshotDB, SnapshotRecord, de
 #: Blob dirs under the root: their listings decide whether a blob is there.
 BLOB_DIRS: tuple[str, ...] = ("cloudimg/blobs", "oci/blobs")
 #: Kinds whose truth depends on snapshots.json: frozen while it is unreadable.
-DB_DEPENDENT: frozenset[str] = frozenset(fk.KINDS) - {fk.DB_UNREADABLE, fk.STALE_TEMP, fk.DIR_UNREADABLE}
+DB_DEPENDENT: frozenset[str] = frozenset(fk.KINDS) - {
+    fk.DB_UNREADABLE,
+    fk.STALE_TEMP,
+    fk.DIR_UNREADABLE,
+    fk.ROOT_UNSEEN,
+}
 
 __all__ = ["BLOB_DIRS", "DB_DEPENDENT", "LOCALFILE", "SNAPSHOT_DB", "Reconciler", "Wants"]
 

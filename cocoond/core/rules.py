@@ -70,6 +70,21 @@ def dir_unreadable(relpath: str, why: str, path: str) -> Finding:
     )
 
 
+def root_unseen(root: str, cause: str) -> Finding:
+    """The root itself cannot be seen (cocoond/core/rootview.py says why):
+    every other finding is unknown, not fixed. Cocoon's backends create
+    their DB dirs when they start (`snapshot/localfile/config.go:20-26`,
+    `images/baseconfig.go:41-43`, `hypervisor/baseconfig.go:48-50`), so a
+    root without any is not one cocoon has used."""
+    return Finding(
+        fk.ROOT_UNSEEN,
+        root,
+        f"cocoond cannot see the cocoon root {root}: {cause}; "
+        "every finding is unknown until it can (open ones stay open, none resolves)",
+        path=root,
+    )
+
+
 def data_dirs_unreadable(count: int, example: str, why: str, root: str) -> Finding:
     """One finding for every committed snapshot's data dir cocoond may not
     read (cocoon writes them 0750 and cocoon.json 0600, as root): without

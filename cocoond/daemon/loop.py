@@ -21,12 +21,14 @@ from typing import Any
 from cocoond import __version__
 from cocoond.config import Config, ConfigChoice, load_config
 from cocoond.core import findings as fk
+from cocoond.core import rules
 from cocoond.core.findings import Finding, Key
 from cocoond.core.lifecycle import Event, Lifecycle, Opened, Reminder, Resolved
 from cocoond.core.reconcile import DB_DEPENDENT, Reconciler
 from cocoond.daemon.bursts import OrphanBursts
 from cocoond.daemon.logsetup import configure
 from cocoond.daemon.metrics import MetricsFile, Readings
+from cocoond.daemon.rootwatch import ROOT_POLL, RootWatch, same_root
 from cocoond.daemon.sdnotify import Notifier
 from cocoond.daemon.sizer import Sizer
 from cocoond.daemon.state import StateKeeper, rfc3339
@@ -112,6 +114,7 @@ class Daemon:
         self._index_load_seconds: float | None = None  # the last good load of snapshots.json
         self._to_inspect: dict[str, None] = {}  # data dirs whose contents to read, in order
         self._inspected = 0  # since the last compaction
+        self._also: set[Key] = set()  # keys to look up once judging resumes
 
     @property
     def _max_db_bytes(self) -> int | None:
@@ -129,6 +132,11 @@ class Daemon:
         )
         self.watcher = Watcher(self.root, self.queue, self.clock)
         self._orphan_bursts = OrphanBursts(self.root)
+        self.rootwatch = RootWatch(self.root)
+        #: Why the root cannot be seen (root_unseen), or None.
+        self._unseen: str | None = None
+        #: The root came back: judge nothing until its data dirs are read.
+        self._returning = False
 
     # ------------------------------------------------------------ main loop
     def run(self) -> int:
@@ -136,6 +144,7 @@ class Daemon:
         try:
             self.log.info("daemon.started", root=self.root, version=__version__, pid=os.getpid())
             self._publish(self.state.restore(self.log, self.lifecycle, self.root, self.clock(), self.wall()))
+            self.rootwatch.remember(self.state.root_seen)
             self._arm_and_rescan(None)
             if not self.notifier.ready(self._status_line()) and self.notifier.last_error:
                 # Under systemd this start will time out; say why, once.
@@ -169,6 +178,7 @@ class Daemon:
             "heartbeat": now + self.config.alerts.heartbeat_seconds,
             "rescan": now + self.config.watch.full_rescan_seconds,
             "watchdog": now,
+            "root": now + ROOT_POLL,
         }
         while self._stop_signal is None:
             now = self.clock()
@@ -221,6 +231,7 @@ class Daemon:
             due.append(self._due_at["rescan"])
         if self.notifier.watchdog_interval() is not None:
             due.append(self._due_at["watchdog"])
+        due.append(self._due_at["root"])
         for when in (self.watcher.retry_at, self.sizer.next_deadline()):
             if when is not None:
                 due.append(when)
@@ -248,6 +259,11 @@ class Daemon:
             )
             self.metrics.changed()
             self._due_at["heartbeat"] = now + heartbeat
+        if now >= self._due_at["root"]:
+            # A root replaced or unmounted under us sends no event at all.
+            if self._unseen is not None or self.rootwatch.moved() is not None:
+                self._rescan(None)
+            self._due_at["root"] = self.clock() + ROOT_POLL
         rescan = self.config.watch.full_rescan_seconds
         if rescan > 0 and now >= self._due_at["rescan"]:
             self._rescan("timer")
@@ -274,6 +290,7 @@ class Daemon:
             index_load_seconds=self._index_load_seconds,
             full_rescan_interval=self.config.watch.full_rescan_seconds,
             heartbeat_interval=self.config.alerts.heartbeat_seconds,
+            root_ok=self._unseen is None,
         )
 
     # ---------------------------------------------------------------- input
@@ -313,6 +330,10 @@ class Daemon:
         if "structure" in burst or "rearm" in burst:
             # A chmod/chown of a watched dir: it may be (un)readable now.
             self._arm_and_rescan("root_changed" if "structure" in burst else "attributes_changed")
+            return
+        if (root := self._root_check()) != "seen":
+            if root == "back":
+                self._rescan(None)
             return
         if "rescan" in burst:
             for reason in sorted(burst["rescan"]):
@@ -413,6 +434,10 @@ class Daemon:
         events missed. The DB is re-parsed only if it is another file."""
         if reason is not None:
             self.log.info("watch.rescan", reason=reason)
+        if self._root_check() == "unseen":
+            self.metrics.changed()
+            self._feed_lifecycle(also)
+            return
         started = self.clock()
         reload = self._db_changed(force_db)
         # Dirs, blobs and the DB in one go: loading the DB against a stale dir
@@ -434,7 +459,59 @@ class Daemon:
         self._log_loaded(loaded)
         self._last_full_scan = self.wall()
         self.metrics.changed()
+        if self.rootwatch.seen(self.index.snapshot_count):
+            self.state.root_seen = self.rootwatch.memo_json()
+            self.state.changed()
         self._feed_lifecycle(also)
+
+    def _root_check(self) -> str:
+        """Look at the root before anything is judged against it (issue 18):
+        "unseen" (missing, unreadable, not a cocoon root: one root_unseen
+        error, everything else stays as it was, unknown), "back" (seen
+        again, or another directory now: the watches are re-armed and the
+        caller must rescan in full, the DB re-read), or "seen"."""
+        before = self.rootwatch.last
+        look = self.rootwatch.look()
+        cause = self.rootwatch.cause
+        key = (fk.ROOT_UNSEEN, self.root)
+        if cause is not None:
+            if cause != self._unseen:
+                self.log.warning("root.unseen", root=self.root, cause=cause)
+                self._unseen = cause
+                self._db_id = _NEVER_READ  # whatever comes back is read afresh
+                finding = rules.root_unseen(self.root, cause)
+                self._publish(self.lifecycle.observe(self.clock(), [(key, finding)]))
+                self._update_status()
+            return "unseen"
+        if self._unseen is not None:
+            self.log.info("root.seen", root=self.root, realpath=look.realpath)
+            self._unseen = None
+        elif before is not None and before.kind == "dir" and before.identity != look.identity:
+            # Renamed away and another moved in, a symlink repointed, a mount:
+            # the watches are on the old inodes.
+            self.log.warning(
+                "watch.rescan",
+                reason="root_replaced",
+                root=self.root,
+                was=f"{before.realpath} (device {before.dev}, inode {before.ino})",
+                now=f"{look.realpath} (device {look.dev}, inode {look.ino})",
+            )
+            self._db_id = _NEVER_READ
+        else:
+            return "seen"
+        self._returning = True
+        self._publish(self.lifecycle.observe(self.clock(), [(key, None)]))
+        self._arm()
+        return "back"
+
+    def _paused(self) -> bool:
+        """Judging waits: the root is unseen, or back with data dirs still
+        to read (a finding about one must not resolve and open again)."""
+        if self._unseen is not None:
+            return True
+        if self._returning and not self._to_inspect:
+            self._returning = False
+        return self._returning
 
     def _fulfil_wants(self) -> None:
         """Look at what the index asked for. Dirs that a new snapshots.json
@@ -481,6 +558,8 @@ class Daemon:
         progress) is not an orphan yet."""
         now = self.clock()
         settle = max(self.config.watch.settle_seconds, MIN_HOLD)
+        if key[0] != fk.ROOT_UNSEEN and self._paused():
+            return now + settle
         if self.index.frozen and key[0] in DB_DEPENDENT:
             return now + settle
         if key[0] == fk.ORPHAN_DATA_DIR and finding.path:
@@ -494,7 +573,15 @@ class Daemon:
         return None
 
     def _feed_lifecycle(self, also: set[Key] | None = None) -> None:
+        if self._paused():
+            # Nothing is judged: what the index has not handed over waits
+            # for the root (its changes add up until then).
+            if also:
+                self._also |= also
+            self._publish(self.lifecycle.settle_restored(self.clock(), self._undecided))
+            return
         changed = self.index.evaluate(self.wall())
+        also, self._also = (also or set()) | self._also, set()
         if also:
             changed |= also
         if changed:
@@ -509,7 +596,10 @@ class Daemon:
     def _undecided(self, key: Key) -> bool:
         """The index cannot yet tell whether a finding a previous run had
         open still holds: its DB is unreadable, or its data dir's contents
-        are still queued for `_inspect_some` (subject = snapshot ID)."""
+        are still queued for `_inspect_some` (subject = snapshot ID), or
+        the root cannot be seen."""
+        if key[0] != fk.ROOT_UNSEEN and self._paused():
+            return True
         return (self.index.db_error is not None and key[0] in DB_DEPENDENT) or key[1] in self._to_inspect
 
     @property
@@ -574,7 +664,7 @@ class Daemon:
 
     def _status_line(self) -> str:
         counts = self.lifecycle.open_counts()
-        state = "watching" if os.path.isdir(self.root) else "waiting for"
+        state = "watching" if self._unseen is None else "CANNOT SEE"
         return (
             f"{state} {self.root}: {self.index.snapshot_count} snapshots, {self.index.blob_count} blobs; "
             f"open: {counts['error']} errors, {counts['warning']} warnings, {counts['info']} info"
@@ -614,7 +704,7 @@ class Daemon:
         self.index.pending_stale_seconds = new.thresholds.pending_stale_seconds
         self.index.temp_stale_seconds = new.thresholds.temp_stale_seconds
         self.index.orphan_quiet_seconds = new.watch.settle_seconds
-        if os.path.abspath(new.root_dir) != self.root:
+        if not same_root(self.root, os.path.abspath(new.root_dir)):
             # Another tree: start a new index, and resolve what the old one had open.
             self._open_unsized(self.sizer.drain())
             self.watcher.close()

@@ -53,6 +53,9 @@ class Readings:
     #: The config's intervals (0: off), so alert rules can tell stale from quiet.
     full_rescan_interval: float
     heartbeat_interval: float
+    #: The last look at the root found a cocoon root (daemon/rootwatch.py):
+    #: while it is 0 every other number here is what was known before.
+    root_ok: bool = True
 
 
 class _Snapshot(Collector):
@@ -110,6 +113,12 @@ class _Snapshot(Collector):
             "cocoond_heartbeat_interval_seconds",
             "[alerts] heartbeat_seconds: interval at which this file is rewritten (0: off).",
             r.heartbeat_interval,
+        )
+        yield _gauge(
+            "cocoond_root_ok",
+            "1 when the last look at the root found a cocoon root; 0 when it is missing, unreadable, "
+            "not a directory or holds none of cocoon's DB dirs (unmounted?): the other numbers are stale.",
+            1 if r.root_ok else 0,
         )
         yield InfoMetricFamily("cocoond_build", "The running cocoond.", value={"version": __version__})
 

@@ -30,6 +30,7 @@ from cocoond import __version__
 from cocoond.core import findings as fk
 from cocoond.core.findings import Finding, Key
 from cocoond.core.lifecycle import Event, Lifecycle
+from cocoond.daemon.rootwatch import same_root
 from cocoond.storage.atomic import atomic_write
 
 STATE_FILE: Final = "findings.json"
@@ -78,9 +79,13 @@ class Saved:
     open: list[tuple[Finding, float]]
     #: Entries of kinds this version does not know (written by a newer one).
     skipped: int = 0
+    #: What the root was when last seen (`RootMemo.to_json`), if saved.
+    root_seen: object = None
 
 
-def encode(root: str, open_findings: list[tuple[Finding, float]], now: float) -> bytes:
+def encode(
+    root: str, open_findings: list[tuple[Finding, float]], now: float, root_seen: object = None
+) -> bytes:
     """`open_findings` as (finding, opened_at epoch). Raw field values, not
     the log's shortened ones: a subject must come back exactly to match.
     ASCII-only JSON, so names that are not valid UTF-8 survive the trip."""
@@ -102,6 +107,8 @@ def encode(root: str, open_findings: list[tuple[Finding, float]], now: float) ->
         "saved_at": rfc3339(now),
         "open": entries,
     }
+    if root_seen is not None:
+        doc["root_seen"] = root_seen
     return (json.dumps(doc, ensure_ascii=True, separators=(",", ":")) + "\n").encode("ascii")
 
 
@@ -127,7 +134,7 @@ def decode(data: bytes) -> Saved:
             skipped += 1
             continue
         found.append((_finding(i, entry), _epoch(entry.get("opened_at"))))
-    return Saved(root, found, skipped)
+    return Saved(root, found, skipped, doc.get("root_seen"))
 
 
 def _finding(i: int, entry: dict[str, Any]) -> Finding:
@@ -176,6 +183,9 @@ class StateKeeper:
         self._dirty = False
         self._next_write = -math.inf  # on the daemon's clock
         self._last_error: str | None = None
+        #: Written with the open set: what the root was when last seen
+        #: (daemon/rootwatch.py); `restore` sets it from the file.
+        self.root_seen: object = None
 
     def restore(self, log: Any, lifecycle: Lifecycle, root: str, now: float, wall: float) -> list[Event]:
         """Hand the saved open set to the lifecycle. Findings saved for
@@ -191,11 +201,13 @@ class StateKeeper:
         if saved is None:
             log.info("state.fresh", path=self.path, reason="no state file")
             return []
+        self.root_seen = saved.root_seen
         lifecycle.restore(now, [(finding, wall - opened_at) for finding, opened_at in saved.open])
         log.info(
             "state.restored", path=self.path, open=len(saved.open), skipped=saved.skipped, root=saved.root
         )
-        return lifecycle.settle_restored(now) if saved.root != root else []
+        # The same tree by another name (a symlink and its target) is the same root.
+        return [] if same_root(saved.root, root, saved.root_seen) else lifecycle.settle_restored(now)
 
     def changed(self) -> None:
         """The open set changed: it is written at the next `flush` that is due."""
@@ -231,7 +243,7 @@ class StateKeeper:
         ]
         try:
             os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
-            atomic_write(self.path, encode(root, open_findings, wall), mode=0o600)
+            atomic_write(self.path, encode(root, open_findings, wall, self.root_seen), mode=0o600)
         except OSError as exc:
             error = f"{exc.strerror or exc}"
             if error != self._last_error:  # one line per new problem, not one per change
