@@ -47,10 +47,16 @@ def test_root_removed_and_recreated(daemons: Daemons, sim: ModuleType, root: Pat
     opened_first = daemon.wait_for(opened("orphan_data_dir", first["subject"]))
 
     shutil.rmtree(root)
-    daemon.wait_for(resolved("orphan_data_dir", first["subject"]), since=opened_first.index)
+    # Unseen, not empty: one error, and what was open stays open (unknown).
+    unseen = daemon.wait_for(opened("root_unseen", str(root)), since=opened_first.index)
+    assert "does not exist" in unseen["message"], unseen
     sim.init(str(root))
     second = sim.inject(str(root), "orphan-dir")
     line = daemon.wait_for(opened("orphan_data_dir", second["subject"]), since=opened_first.index)
+    # Back: the old orphan is gone from the new tree, so it resolves now.
+    back = daemon.wait_for(resolved("root_unseen", str(root)), since=unseen.index)
+    gone = daemon.wait_for(resolved("orphan_data_dir", first["subject"]), since=unseen.index)
+    assert gone.index > back.index, "resolved while the root could not be seen"
 
     # And events in the recreated tree keep arriving.
     third = sim.inject(str(root), "dangling-name")

@@ -289,3 +289,152 @@ def test_hostile_names_keep_every_line_one_bounded_json_object(
     assert len(human) < 64 << 10
     assert all(ch.isprintable() for ch in human.replace("\n", "")), "a control character reached the table"
     assert "back\\\\u202eslash" in human  # a backslash is escaped, so it cannot pass for an escape
+
+
+# ------------------------------------------------------------ the root itself (issue 18)
+def check_exit(root: Path, config: Path) -> tuple[int, str]:
+    done = subprocess.run(
+        [sys.executable, "-m", "cocoond", "check", "--config", str(config), "--root", str(root), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    return done.returncode, done.stderr
+
+
+def unseen_and_kept(daemon: DaemonProcess, root: Path, kept: dict[Key, str], since: int) -> LogLine:
+    """The root cannot be seen: one root_unseen error, check exits 3, and
+    every finding open before stays open (nothing resolved: unknown)."""
+    line = daemon.wait_for(opened("root_unseen", str(root)), since=since, what="root_unseen")
+    assert line["level"] == "error"
+    rc, err = check_exit(root, daemon.config_path)
+    assert rc == 3, err
+    assert not daemon.events("finding.resolved", since=since), "resolved while the root was unseen"
+    assert daemon_open(daemon.lines) == {**kept, ("root_unseen", str(root)): "error"}
+    return line
+
+
+def test_root_renamed_away_and_another_moved_in(
+    daemons: Daemons, sim: ModuleType, root: Path, tmp_path: Path
+) -> None:
+    """The dir renamed away and a copy moved in under a running daemon: no
+    event reaches the old watches; the identity poll re-arms and rescans.
+    What is still true carries on (no second `opened`), what is gone
+    resolves, what is new opens."""
+    sim.populate(str(root), snapshots=30, images=2)
+    state = tmp_path / "state"
+    daemon = start(daemons, root, STATE_DIRECTORY=str(state))
+    missing, orphan = faults(sim, root, ["missing-dir", "orphan-dir"])
+    agree(daemon, root, "two faults")
+    other = tmp_path / "restored-copy"
+    shutil.copytree(root, other, symlinks=True, copy_function=os.link)  # no data copied
+    shutil.rmtree(other / "snapshot" / "localfile" / orphan["subject"])
+    dangling = sim.inject(str(other), "dangling-name")
+    mark = daemon.mark()
+    root.rename(tmp_path / "cocoon.old")
+    other.rename(root)
+    daemon.wait_event("watch.rescan", reason="root_replaced", since=mark)
+    daemon.wait_for(resolved("orphan_data_dir", orphan["subject"]), since=mark)
+    found = agree(daemon, root, "the root swapped for another dir")
+    assert (dangling["kind"], dangling["subject"]) in found
+    assert not daemon.events("finding.opened", since=mark, subject=missing["subject"])
+    # Events reach the new tree's watches (not only the poll).
+    since = daemon.mark()
+    late = sim.inject(str(root), "orphan-dir")
+    daemon.wait_for(opened("orphan_data_dir", late["subject"]), since=since)
+
+
+def test_symlinked_root_repointed(daemons: Daemons, sim: ModuleType, tmp_path: Path) -> None:
+    first, second = tmp_path / "a", tmp_path / "b"
+    sim.populate(str(first), snapshots=20, images=1)
+    link = tmp_path / "cocoon"
+    link.symlink_to(first)
+    daemon = start(daemons, link)
+    gone = sim.inject(str(first), "orphan-dir")
+    agree(daemon, link, "a fault behind the link")
+    shutil.copytree(first, second, symlinks=True, copy_function=os.link)
+    shutil.rmtree(second / "snapshot" / "localfile" / gone["subject"])
+    new = sim.inject(str(second), "missing-dir")
+    mark = daemon.mark()
+    tmp_link = tmp_path / "cocoon.new"
+    tmp_link.symlink_to(second)
+    tmp_link.rename(link)  # atomic, as `ln -sfn` is not
+    line = daemon.wait_event("watch.rescan", reason="root_replaced", since=mark)
+    assert str(second) in line["now"] and str(first) in line["was"], line
+    daemon.wait_for(resolved("orphan_data_dir", gone["subject"]), since=mark)
+    found = agree(daemon, link, "the link repointed")
+    assert (new["kind"], new["subject"]) in found
+
+
+def _mount(*args: str) -> bool:
+    return subprocess.run(["mount", *args], capture_output=True).returncode == 0
+
+
+def test_unmounted_root_then_restart_while_missing_then_mounted(
+    daemons: Daemons, sim: ModuleType, tmp_path: Path
+) -> None:
+    """A real mount (bind) of the tree on the root, unmounted under a
+    running daemon: the mount point is an empty dir. Then a restart while
+    it is still unmounted, then mounted again."""
+    store, root = tmp_path / "disk", tmp_path / "mnt"
+    sim.populate(str(store), snapshots=20, images=2)
+    root.mkdir()
+    if not _mount("--bind", str(store), str(root)):
+        pytest.skip("cannot mount here (needs CAP_SYS_ADMIN)")
+    try:
+        state = tmp_path / "state"
+        daemon = start(daemons, root, STATE_DIRECTORY=str(state))
+        faults(sim, root, ["missing-dir", "orphan-dir", "dangling-name"])
+        before = agree(daemon, root, "faults on the mounted root")
+        mark = daemon.mark()
+        assert subprocess.run(["umount", str(root)]).returncode == 0
+        unseen = unseen_and_kept(daemon, root, before, mark)
+        assert "is empty" in unseen["message"] and "unmounted" in unseen["message"], unseen
+        assert daemon.stop()[0] == 0
+        saved = saved_open(state / "findings.json")
+        assert {(line["kind"], line["subject"]) for line in saved} == {*before, ("root_unseen", str(root))}
+
+        # A restart while unmounted: nothing resolved, nothing opened twice.
+        again = start(daemons, root, STATE_DIRECTORY=str(state))
+        again.wait_event("root.unseen", since=0)
+        again.wait_event("finding.reminder", kind="root_unseen", since=0)
+        assert check_exit(root, again.config_path)[0] == 3
+        assert not again.events("finding.resolved") and not again.events("finding.opened")
+        mark = again.mark()
+        assert _mount("--bind", str(store), str(root))
+        again.wait_for(resolved("root_unseen", str(root)), since=mark)
+        found = agree(again, root, "mounted again after a restart", before=saved)
+        assert found == before
+        assert not again.events("finding.opened"), "the root's return opened what was open"
+    finally:
+        subprocess.run(["umount", "-l", str(root)], capture_output=True)
+
+
+def test_same_root_by_another_name_in_the_state_file_and_on_sighup(
+    daemons: Daemons, sim: ModuleType, root: Path, tmp_path: Path
+) -> None:
+    sim.populate(str(root), snapshots=20, images=1)
+    state = tmp_path / "state"
+    daemon = start(daemons, root, STATE_DIRECTORY=str(state))
+    faults(sim, root, ["missing-dir", "orphan-dir"])
+    before = agree(daemon, root, "faults")
+    assert daemon.stop()[0] == 0
+    saved = saved_open(state / "findings.json")
+    link = tmp_path / "link"
+    link.symlink_to(root)
+    second = daemons.start(
+        link, {**CAMPAIGN, "root_dir": str(link)}, env={"STATE_DIRECTORY": str(state)}, pass_root=False
+    )
+    second.wait_ready()
+    second.wait_count(lambda line: line.matches("finding.reminder"), len(before))
+    assert not second.events("finding.resolved") and not second.events("finding.opened")
+    agree(second, link, "restarted under the link's name", before=saved)
+    # SIGHUP to the target's name: the same tree, nothing resolves or opens.
+    mark = second.mark()
+    second.write_config({**CAMPAIGN, "root_dir": str(root)})
+    second.send_signal(signal.SIGHUP)
+    second.wait_event("config.reloaded", since=mark)
+    sim.inject(str(root), "dangling-name")
+    second.wait_for(opened("dangling_name"), since=mark)
+    assert not second.events("finding.resolved", since=mark)
+    assert [line["kind"] for line in second.events("finding.opened", since=mark)] == ["dangling_name"]

@@ -123,13 +123,7 @@ class Daemon:
     def _setup_root(self, config: Config) -> None:
         self.root = os.path.abspath(config.root_dir)
         self.paths = Paths(self.root)
-        self.index = Reconciler(
-            self.root,
-            pending_stale_seconds=config.thresholds.pending_stale_seconds,
-            temp_stale_seconds=config.thresholds.temp_stale_seconds,
-            orphan_quiet_seconds=config.watch.settle_seconds,
-            root_aliases=root_aliases(self.root),
-        )
+        self.index = self._new_index(config)
         self.watcher = Watcher(self.root, self.queue, self.clock)
         self._orphan_bursts = OrphanBursts(self.root)
         self.rootwatch = RootWatch(self.root)
@@ -137,6 +131,15 @@ class Daemon:
         self._unseen: str | None = None
         #: The root came back: judge nothing until its data dirs are read.
         self._returning = False
+
+    def _new_index(self, config: Config) -> Reconciler:
+        return Reconciler(
+            self.root,
+            pending_stale_seconds=config.thresholds.pending_stale_seconds,
+            temp_stale_seconds=config.thresholds.temp_stale_seconds,
+            orphan_quiet_seconds=config.watch.settle_seconds,
+            root_aliases=root_aliases(self.root),
+        )
 
     # ------------------------------------------------------------ main loop
     def run(self) -> int:
@@ -499,6 +502,12 @@ class Daemon:
             self._db_id = _NEVER_READ
         else:
             return "seen"
+        # Whatever is there now is read afresh into a new index (its realpath,
+        # which records' data_dir may name, may differ too); what the old
+        # one had open is looked up once judging resumes.
+        self.index = self._new_index(self.config)
+        self._to_inspect = {}
+        self._also |= self.lifecycle.tracked_keys() - {key}
         self._returning = True
         self._publish(self.lifecycle.observe(self.clock(), [(key, None)]))
         self._arm()
