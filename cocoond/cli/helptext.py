@@ -116,7 +116,8 @@ RUN: Final = (
                 "SIGHUP",
                 "reload the config (RELOADING=1, then READY=1). A bad config is logged as "
                 "config.reload_failed and the old one kept; `systemctl reload cocoond` runs "
-                "`cocoond config check` first, so the reload itself fails instead.",
+                "`cocoond config check --strict` first, so the reload itself fails instead (also for "
+                "a root_dir that is not a cocoon root cocoond can see).",
             ),
         ),
     ),
@@ -174,7 +175,21 @@ CONFIG: Final = (
 CONFIG_CHECK: Final = (
     Section(
         "exit status",
-        (("0", "the config is valid (one line on stdout says which file)."), _USAGE, _BAD_CONFIG),
+        (
+            (
+                "0",
+                "the config is valid (one line on stdout says which file); a root_dir that is missing, "
+                "unreadable or holds none of cocoon's DB dirs (mistyped? unmounted?) adds a warning line "
+                "on stderr naming it.",
+            ),
+            _USAGE,
+            (
+                _BAD_CONFIG[0],
+                _BAD_CONFIG[1] + " With --strict, also a root_dir that is not a cocoon root "
+                "cocoond can see (the systemd unit's ExecReload uses --strict, so a mistyped root fails "
+                "the reload).",
+            ),
+        ),
     ),
     Section("files", (_CONFIG_ITEM, _ROOT_ITEM)),
     Section("environment", (_ENV_ROOT, _ENV_CONFIG)),

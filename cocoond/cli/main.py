@@ -22,8 +22,10 @@ from cocoond.cli import helptext
 from cocoond.cli.check import EXIT_UNKNOWN, CannotCheck, run_check, write_human, write_json
 from cocoond.cli.helptext import EX_CONFIG, EX_USAGE, Section
 from cocoond.config import Config, ConfigChoice, show_lines
+from cocoond.core.rootview import judge
 from cocoond.errors import ConfigError
 from cocoond.output import escape_controls
+from cocoond.rootlook import look
 from cocoond.storage.paths import Paths
 
 DESCRIPTION = "Watches a Cocoon root and reports where its snapshot DB and the disk disagree."
@@ -110,7 +112,16 @@ def build_parser() -> Parser:
             helptext.CONFIG_SHOW,
         ),
     ):
-        _config_options(config.command(config_sub, name, help_text, sections=sections))
+        action = config.command(config_sub, name, help_text, sections=sections)
+        _config_options(action)
+        if name == "check":
+            action.add_argument(
+                "--strict",
+                action="store_true",
+                help="also fail (exit 78) when root_dir is not a cocoon root cocoond can see: "
+                "missing, unreadable, or none of cocoon's DB dirs (a typo, an unmounted disk); "
+                "without it that is a warning line and exit 0. The unit's ExecReload uses it",
+            )
     return parser
 
 
@@ -169,6 +180,17 @@ def _config(args: argparse.Namespace) -> int:
     if config is None:
         return EX_CONFIG
     if args.action == "check":
+        root = os.path.abspath(config.root_dir)
+        if (cause := judge(look(root), None)) is not None:
+            # A mistyped or unmounted root must not pass a reload silently.
+            level = "error" if args.strict else "warning"
+            print(
+                f"cocoond config check: {level}: root_dir {escape_controls(root)} is not a cocoon root "
+                f"cocoond can see: {escape_controls(cause)}",
+                file=sys.stderr,
+            )
+            if args.strict:
+                return EX_CONFIG
         print(f"{_described(config)}: ok")
     else:
         print(f"# cocoond {__version__}: the effective config ({_described(config)})")
