@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import stat
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -13,7 +14,7 @@ from types import ModuleType
 import pytest
 
 from tests.conftest import FAULTS, file_content
-from tests.daemon_harness import Daemons, daemons_for, opened, resolved
+from tests.daemon_harness import WAIT, Daemons, daemons_for, opened, resolved
 
 
 @pytest.fixture
@@ -126,3 +127,55 @@ def test_tree_is_byte_identical_after_a_run(daemons: Daemons, sim: ModuleType, r
     assert not os.path.exists(sim.snapshot_lock(str(root)))
     changed = {k for k in before.keys() | after.keys() if before.get(k) != after.get(k)}
     assert changed == set(), {k: (before.get(k), after.get(k)) for k in sorted(changed)}
+
+
+def test_root_swapped_for_an_empty_dir_metrics_and_status(
+    daemons: Daemons, sim: ModuleType, root: Path, tmp_path: Path
+) -> None:
+    """The tree moved away and an empty dir in its place (what an unmount
+    leaves): one root_unseen error, cocoond_root_ok 0, the last-scan time
+    frozen, STATUS says so, and the open finding neither resolves nor opens
+    again when the tree comes back."""
+    from tests.test_daemon_metrics import read, wait_file
+
+    sim.populate(str(root), snapshots=5, images=1)
+    prom = tmp_path / "prom" / "cocoond.prom"
+    prom.parent.mkdir()
+    daemon = daemons.start(
+        root,
+        overrides={"metrics": {"textfile": str(prom)}, "watch": {"full_rescan_seconds": 0.3}},
+        env={"STATE_DIRECTORY": str(tmp_path / "state")},
+    )
+    daemon.wait_ready()
+    fault = sim.inject(str(root), "missing-dir")
+    first = daemon.wait_for(opened("missing_data_dir", fault["subject"]))
+    wait_file(prom, lambda s: s.get(("cocoond_root_ok", ())) == 1, "root_ok 1")
+
+    away = tmp_path / "away"
+    root.rename(away)
+    root.mkdir()
+    unseen = daemon.wait_for(opened("root_unseen", str(root)), since=first.index)
+    assert "is empty" in unseen["message"] and "6 snapshots" in unseen["message"], unseen["message"]
+    frozen = wait_file(prom, lambda s: s.get(("cocoond_root_ok", ())) == 0, "root_ok 0")
+    scanned = frozen[("cocoond_last_full_scan_timestamp_seconds", ())]
+    daemon.wait_notify(lambda d: "CANNOT SEE" in d.fields.get("STATUS", ""))
+    mark = daemon.mark()
+    # Rescans keep running (every 0.3 s) and rewrite the file, but read
+    # nothing: the last full scan's time stays where it was.
+    written = prom.stat().st_mtime_ns
+    daemon.wait_count(lambda line: line.matches("watch.rescan", reason="timer"), 3, since=mark)
+    deadline = time.monotonic() + WAIT
+    while prom.stat().st_mtime_ns == written and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert prom.stat().st_mtime_ns != written, "the file was not rewritten"
+    assert read(prom)[("cocoond_last_full_scan_timestamp_seconds", ())] == scanned
+
+    root.rmdir()
+    away.rename(root)
+    daemon.wait_for(resolved("root_unseen", str(root)), since=mark)
+    wait_file(prom, lambda s: s.get(("cocoond_root_ok", ())) == 1, "root_ok 1 again")
+    later = daemon.mark()
+    second = sim.inject(str(root), "orphan-dir")
+    daemon.wait_for(opened("orphan_data_dir", second["subject"]), since=later)
+    assert not daemon.events("finding.resolved", kind="missing_data_dir")
+    assert len(daemon.events("finding.opened", kind="missing_data_dir")) == 1
