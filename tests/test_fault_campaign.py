@@ -438,3 +438,36 @@ def test_same_root_by_another_name_in_the_state_file_and_on_sighup(
     second.wait_for(opened("dangling_name"), since=mark)
     assert not second.events("finding.resolved", since=mark)
     assert [line["kind"] for line in second.events("finding.opened", since=mark)] == ["dangling_name"]
+
+
+def test_unreferenced_blobs_stay_open_while_an_image_db_is_unreadable(
+    daemons: Daemons, sim: ModuleType, root: Path
+) -> None:
+    """Unknown is not fixed: while cloudimg's images.json cannot be read, an
+    open unreferenced_blob is neither resolved nor, once the DB reads
+    again, opened a second time; check (which has no memory) just does not
+    call it unreferenced meanwhile."""
+    sim.populate(str(root), snapshots=10, images=2)
+    daemon = start(daemons, root)
+    blob = sim.inject(str(root), "unreferenced-blob")
+    key = (blob["kind"], blob["subject"])
+    assert agree(daemon, root, "an unreferenced blob")[key] == "info"
+    images = root / "cloudimg" / "db" / "images.json"
+    good = images.read_bytes()
+    mark = daemon.mark()
+    tmp = images.with_name("images.json.new")
+    tmp.write_bytes(b'{"images": ')
+    tmp.rename(images)
+    daemon.wait_for(opened("db_unreadable", "cloudimg/db/images.json"), since=mark)
+    theirs = check_open(root, daemon.config_path)
+    assert key not in theirs
+    deadline = time.monotonic() + 5 * SETTLE
+    while time.monotonic() < deadline:  # a resolution would follow the DB's finding at once
+        assert daemon_open(daemon.lines) == {**theirs, key: "info"}
+        daemon.wait_event("daemon.heartbeat", since=daemon.mark())
+    tmp.write_bytes(good)
+    tmp.rename(images)
+    daemon.wait_for(resolved("db_unreadable", "cloudimg/db/images.json"), since=mark)
+    assert agree(daemon, root, "the image DB readable again")[key] == "info"
+    assert not daemon.events("finding.resolved", since=mark, kind="unreferenced_blob")
+    assert not daemon.events("finding.opened", since=mark, kind="unreferenced_blob")

@@ -134,15 +134,28 @@ def test_unreadable_ref_db_stops_unreferenced_blobs_and_keeps_its_pins(relpath: 
         Listing(
             snapshot_db=db(),
             ref_dbs={relpath: frozenset({"h2"})},
-            blobs={"a": qcow("h1"), "b": qcow("h2")},
+            blobs={f"cloudimg/blobs/{h}.qcow2": qcow(h) for h in ("h1", "h2")},
         )
     )
     assert set(found(r)) == {("unreferenced_blob", "h1")}
+    before = found(r)[("unreferenced_blob", "h1")]
     r.set_ref_db(relpath, DBError(f"/r/{relpath}", "bad"))
+    # Unknown is not fixed (issue 18): h1 stays as it was, nothing new is
+    # called unreferenced, and a blob that goes away is gone.
+    assert found(r) == {
+        ("db_unreadable", relpath): found(r)[("db_unreadable", relpath)],
+        ("unreferenced_blob", "h1"): before,
+    }
+    r.set_blob("cloudimg/blobs/h3.qcow2", qcow("h3"))
+    assert set(found(r)) == {("db_unreadable", relpath), ("unreferenced_blob", "h1")}
+    r.set_blob("cloudimg/blobs/h1.qcow2", None)
     assert set(found(r)) == {("db_unreadable", relpath)}
+    r.set_blob("cloudimg/blobs/h1.qcow2", qcow("h1"))
+    r.set_ref_db(relpath, frozenset({"h2"}))
+    assert set(found(r)) == {("unreferenced_blob", "h1"), ("unreferenced_blob", "h3")}
     # Deleting the file (not a DBError) drops its pins: h2 is free now.
     r.set_ref_db(relpath, None)
-    assert set(found(r)) == {("unreferenced_blob", "h1"), ("unreferenced_blob", "h2")}
+    assert set(found(r)) == {("unreferenced_blob", h) for h in ("h1", "h2", "h3")}
 
 
 def test_pending_goes_stale_after_the_threshold() -> None:

@@ -47,6 +47,7 @@ from cocoond.errors import DBError
 from cocoond.storage.records import SnapshotDB, SnapshotRecord
 
 NOW = 1_000_000.0
+UNREFERENCED = "unreferenced_blob"
 STALE = 3600.0
 ROOT = "/r"
 IDS = ("AAA", "BBB", "CCC")
@@ -177,6 +178,9 @@ class Model:
                 else:
                     del listing.ref_dbs[relpath]
         return listing
+
+    def refs_readable(self) -> bool:
+        return "error" not in self.refs.values()
 
     def all_readable(self) -> bool:
         return self.db_state != "error" and "error" not in self.refs.values()
@@ -390,6 +394,23 @@ def oracle(model: Model) -> dict[Key, Finding]:
     }
 
 
+def keep_unreferenced(
+    model: Model, before: dict[Key, Finding], kept: set[Key] | None
+) -> tuple[dict[Key, Finding], set[Key] | None]:
+    """The oracle after a step, and the unreferenced blobs kept open. While
+    an image or VM DB is unreadable (issue 18) the index keeps the
+    unreferenced_blob findings open when it went bad, as long as the blob
+    is there and nothing referenced it, and opens no new one: history the
+    two full passes cannot know, so it is tracked here, step by step."""
+    now = oracle(model)
+    if model.refs_readable():
+        return now, None
+    if kept is None:
+        kept = {k for k in before if k[0] == UNREFERENCED}
+    kept &= {k for k in now if k[0] == UNREFERENCED}
+    return {k: f for k, f in now.items() if k[0] != UNREFERENCED or k in kept}, kept
+
+
 def assert_same(
     incremental: Reconciler, oracle: Reconciler | dict[Key, Finding], what: str, history: list[Any]
 ) -> None:
@@ -420,10 +441,13 @@ def test_incremental_equals_full_pass(start: list[Any], ops: list[Any]) -> None:
     model.remember_good()
     index.evaluate(NOW)
     history: list[Any] = [("start", start)]
+    expected = oracle(model)
+    kept: set[Key] | None = None if model.refs_readable() else set()
     for op in ops:
         before = findings_of(index)
         model.apply(op, index)
         history.append(op)
+        expected, kept = keep_unreferenced(model, expected, kept)
         dirty = index.evaluate(NOW)
         after = findings_of(index)
         # evaluate() hands over every key that appeared, disappeared or (for
@@ -434,7 +458,7 @@ def test_incremental_equals_full_pass(start: list[Any], ops: list[Any]) -> None:
             if before.get(k) != after.get(k) and (k[0] not in TIMED or (k in before) != (k in after))
         }
         assert changed <= dirty, f"evaluate() missed {changed - dirty} after {history}"
-        assert_same(index, oracle(model), "the oracle", history)
+        assert_same(index, expected, "the oracle", history)
         if model.all_readable():
             assert_same(index, full_pass(model.listing()), "a full pass", history)
 

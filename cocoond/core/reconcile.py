@@ -679,9 +679,16 @@ class Reconciler:
             )
         self._put((fk.MISSING_BLOB, hex_), missing)
         unref = None
+        key: Key = (fk.UNREFERENCED_BLOB, hex_)
         if not sids and not others and self._blobs_trusted:
             unref = rules.unreferenced_blob(hex_, files, self.boot_dirs.get(hex_), self.root)
-        self._put((fk.UNREFERENCED_BLOB, hex_), unref)
+        elif not sids and not others and key in self._static:
+            # A DB that could pin it is unreadable: whether it is still
+            # unreferenced is unknown, not fixed. What was open stays open
+            # (and is not opened a second time once the DB reads again);
+            # nothing new is called unreferenced meanwhile.
+            unref = rules.unreferenced_blob(hex_, files, self.boot_dirs.get(hex_), self.root)
+        self._put(key, unref)
 
     def _eval_timed(self, now: float) -> None:
         """pending/stale_pending and stale_temp: O(pending + temp files)."""
