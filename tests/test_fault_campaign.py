@@ -32,6 +32,7 @@ from tests.daemon_harness import (
     lifecycle_errors,
     opened,
     resolved,
+    with_prelude,
 )
 
 SETTLE = 0.3
@@ -471,3 +472,55 @@ def test_unreferenced_blobs_stay_open_while_an_image_db_is_unreadable(
     assert agree(daemon, root, "the image DB readable again")[key] == "info"
     assert not daemon.events("finding.resolved", since=mark, kind="unreferenced_blob")
     assert not daemon.events("finding.opened", since=mark, kind="unreferenced_blob")
+
+
+def watch_limit_on(flag: Path, leaf: str) -> str:
+    """A prelude for the daemon (tests/daemon_harness.py `with_prelude`):
+    while `flag` exists, inotify refuses a watch on `leaf` with ENOSPC, as
+    the kernel does at fs.inotify.max_user_watches (a limit shared by every
+    process of the user, so not one to lower on a test machine)."""
+    return f"""
+import errno, os
+from watchdog.observers import inotify as _inotify
+_schedule = _inotify.InotifyObserver.schedule
+def _limited(self, handler, path, *args, **kwargs):
+    if os.fsdecode(path).endswith({leaf!r}) and os.path.exists({str(flag)!r}):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    return _schedule(self, handler, path, *args, **kwargs)
+_inotify.InotifyObserver.schedule = _limited
+"""
+
+
+def test_snapshot_db_unwatched_judges_nothing_against_it(
+    daemons: Daemons, sim: ModuleType, root: Path, tmp_path: Path
+) -> None:
+    """The watch limit hit on snapshot/db while snapshot/localfile is
+    watched: legitimate saves must not open false orphans (the daemon cannot
+    see the DB change that claims them); it says so, holds DB-dependent
+    findings, and judges them once the watch works again."""
+    sim.populate(str(root), snapshots=10, images=1)
+    flag = tmp_path / "watch-limit"
+    flag.touch()
+    daemon = daemons.start(
+        root,
+        CAMPAIGN,
+        overrides={"watch": {"full_rescan_seconds": 0}},
+        launch=with_prelude(watch_limit_on(flag, "/snapshot/db")),
+    )
+    daemon.wait_ready()
+    failed = daemon.wait_event("watch.failed", dir=str(root / "snapshot" / "db"))
+    assert "No space left" in failed["error"]
+    daemon.wait_event("index.held")
+    mark = daemon.mark()
+    for i in range(3):
+        sim.create(str(root), name=f"saved-{i}")
+    missing = sim.inject(str(root), "missing-dir")
+    # Well past settle: nothing that depends on snapshots.json opened.
+    daemon.wait_count(lambda line: line.matches("daemon.heartbeat"), 4, since=mark)
+    assert not [line for line in daemon.events("finding.opened", since=mark)], daemon.describe()
+    flag.unlink()  # watches free again: the retry (1 s, then doubling) takes it
+    daemon.wait_event("watch.restored", dir=str(root / "snapshot" / "db"), since=mark)
+    daemon.wait_event("index.resumed", since=mark)
+    found = agree(daemon, root, "snapshot/db watched again")
+    assert (missing["kind"], missing["subject"]) in found
+    assert not daemon.events("finding.opened", kind="orphan_data_dir")

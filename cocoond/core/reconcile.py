@@ -107,6 +107,10 @@ class Reconciler:
         self._localfile_prefix = os.path.join(self.root, LOCALFILE) + "/"
         self.db_known = False  # a good snapshot DB has been seen (or there is none)
         self.db_error: DBError | None = None
+        #: The shell cannot see snapshots.json change (its dir's inotify
+        #: watch failed): judged like an unreadable DB, nothing that depends
+        #: on it opens or resolves until the watch works and it is re-read.
+        self.db_unwatched = False
         self.records: dict[str, RecFacts] = {}
         self.null_ids: frozenset[str] = frozenset()
         # `names` is needed only while a DB is loaded; the daemon holds 100k
@@ -160,7 +164,7 @@ class Reconciler:
     def frozen(self) -> bool:
         """snapshots.json is unreadable after a good load: DB-dependent
         findings stay as they were."""
-        return self.db_error is not None and self.db_known
+        return (self.db_error is not None or self.db_unwatched) and self.db_known
 
     def current(self, key: Key) -> Finding | None:
         return self._static.get(key) or self._timed.get(key)

@@ -431,6 +431,30 @@ class Daemon:
             self.log.warning("watch.failed", dir=directory, error=error)
         for directory in restored:
             self.log.info("watch.restored", dir=directory)
+        self._db_watch_news()
+
+    def _db_watch_news(self) -> None:
+        """Judge nothing against a DB whose changes cannot be seen: with
+        snapshot/db unwatched (the inotify watch limit, say) every save
+        would look like an orphan until the next rescan. What depends on
+        snapshots.json is held (neither opened nor resolved) until the
+        watch works again; then the DB is read afresh."""
+        unwatched = any(
+            os.path.join(self.root, d) in self.watcher.failed for d in ("snapshot/db", "snapshot")
+        )
+        if unwatched == self.index.db_unwatched:
+            return
+        self.index.db_unwatched = unwatched
+        if unwatched:
+            self.log.warning(
+                "index.held",
+                dir=os.path.join(self.root, "snapshot/db"),
+                reason="snapshot/db is not watched: findings that depend on snapshots.json are held "
+                "(neither opened nor resolved) until it is",
+            )
+        else:
+            self.log.info("index.resumed", dir=os.path.join(self.root, "snapshot/db"))
+            self._db_id = _NEVER_READ  # re-read: what was held is judged against it
 
     def _rescan(self, reason: str | None, *, force_db: bool = False, also: set[Key] | None = None) -> None:
         """The safety net: list everything and let the index find what the
@@ -609,7 +633,8 @@ class Daemon:
         the root cannot be seen."""
         if key[0] != fk.ROOT_UNSEEN and self._paused():
             return True
-        return (self.index.db_error is not None and key[0] in DB_DEPENDENT) or key[1] in self._to_inspect
+        held = self.index.db_error is not None or self.index.frozen
+        return (held and key[0] in DB_DEPENDENT) or key[1] in self._to_inspect
 
     @property
     def _burst_threshold(self) -> int:
