@@ -524,3 +524,46 @@ def test_snapshot_db_unwatched_judges_nothing_against_it(
     found = agree(daemon, root, "snapshot/db watched again")
     assert (missing["kind"], missing["subject"]) in found
     assert not daemon.events("finding.opened", kind="orphan_data_dir")
+
+
+def test_localfile_emptied_is_one_summary(
+    daemons: Daemons, sim: ModuleType, root: Path, tmp_path: Path
+) -> None:
+    """Every data dir taken out of snapshot/localfile/ one by one (a wrong
+    rm -rf; here moved, so they can come back): one missing_data_dir
+    summary, not one error per record; check --json still lists each."""
+    sim.populate(str(root), snapshots=60, images=1)
+    daemon = daemons.start(root, CAMPAIGN, overrides={"alerts": {"orphan_burst_threshold": 10}})
+    daemon.wait_ready()
+    localfile = root / "snapshot" / "localfile"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    mark = daemon.mark()
+    moved = sorted(localfile.iterdir())
+    for d in moved:
+        d.rename(elsewhere / d.name)
+    summary = daemon.wait_for(opened("missing_data_dir", "snapshot/localfile"), since=mark)
+    theirs = check_open(root, daemon.config_path)
+    missing = {k for k in theirs if k[0] == "missing_data_dir"}
+    assert len(missing) >= 50, theirs
+    # Settled: the summary's members are every missing one check lists.
+    deadline = time.monotonic() + AGREE_WITHIN
+    while f"{len(missing)} committed snapshots" not in daemon_open_message(daemon, "snapshot/localfile"):
+        assert time.monotonic() < deadline, daemon_open_message(daemon, "snapshot/localfile")
+        daemon.wait_event("daemon.heartbeat", since=daemon.mark())
+    assert "emptied" in summary["message"] and "unmounted" in summary["message"]
+    assert [line["subject"] for line in daemon.events("finding.opened", since=mark)] == ["snapshot/localfile"]
+    for d in moved:
+        (elsewhere / d.name).rename(d)
+    daemon.wait_for(resolved("missing_data_dir", "snapshot/localfile"), since=mark)
+    assert agree(daemon, root, "the data dirs back") == {}
+
+
+def daemon_open_message(daemon: DaemonProcess, subject: str) -> str:
+    """The latest message of the open finding with this subject."""
+    lines = [
+        line
+        for line in daemon.lines
+        if line.get("subject") == subject and line.get("event") in ("finding.opened", "finding.reminder")
+    ]
+    return str(lines[-1]["message"]) if lines else ""

@@ -25,9 +25,12 @@ from cocoond.core import rules
 from cocoond.core.findings import Finding, Key
 from cocoond.core.lifecycle import Event, Lifecycle, Opened, Reminder, Resolved
 from cocoond.core.reconcile import DB_DEPENDENT, Reconciler
+from cocoond.daemon.bursts import SUMMARY_KEY as ORPHAN_SUMMARY
 from cocoond.daemon.bursts import OrphanBursts
 from cocoond.daemon.logsetup import configure
 from cocoond.daemon.metrics import MetricsFile, Readings
+from cocoond.daemon.missingbursts import SUMMARY_KEY as MISSING_SUMMARY
+from cocoond.daemon.missingbursts import MissingBursts
 from cocoond.daemon.rootwatch import ROOT_POLL, RootWatch, same_root
 from cocoond.daemon.sdnotify import Notifier
 from cocoond.daemon.sizer import Sizer
@@ -126,6 +129,7 @@ class Daemon:
         self.index = self._new_index(config)
         self.watcher = Watcher(self.root, self.queue, self.clock)
         self._orphan_bursts = OrphanBursts(self.root)
+        self._missing_bursts = MissingBursts(self.root)
         self.rootwatch = RootWatch(self.root)
         #: Why the root cannot be seen (root_unseen), or None.
         self._unseen: str | None = None
@@ -531,7 +535,10 @@ class Daemon:
         # one had open is looked up once judging resumes.
         self.index = self._new_index(self.config)
         self._to_inspect = {}
-        self._also |= self.lifecycle.tracked_keys() - {key}
+        # The burst summaries stay with their groups; their members are looked up.
+        members = set(self._missing_bursts.members) | set(self._orphan_bursts.members)
+        summaries = {key, MISSING_SUMMARY, ORPHAN_SUMMARY}
+        self._also |= (self.lifecycle.tracked_keys() | members) - summaries
         self._returning = True
         self._publish(self.lifecycle.observe(self.clock(), [(key, None)]))
         self._arm()
@@ -620,6 +627,13 @@ class Daemon:
         if changed:
             current = self.index.current
             changes = self._orphan_bursts.regroup([(key, current(key)) for key in changed])
+            changes = self._missing_bursts.regroup(
+                changes,
+                announced=self.lifecycle.announced,
+                settling=self.lifecycle.settling,
+                current=current,
+                threshold=self._burst_threshold,
+            )
             self._publish(self.lifecycle.observe(self.clock(), changes))
         if pruned := self._orphan_bursts.prune(self.index.orphan_possible):
             self._publish(self.lifecycle.observe(self.clock(), pruned))
