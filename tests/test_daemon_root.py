@@ -3,11 +3,13 @@ and recreated under it, and the promise that it only ever reads."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import stat
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from types import ModuleType
 
@@ -179,3 +181,48 @@ def test_root_swapped_for_an_empty_dir_metrics_and_status(
     daemon.wait_for(opened("orphan_data_dir", second["subject"]), since=later)
     assert not daemon.events("finding.resolved", kind="missing_data_dir")
     assert len(daemon.events("finding.opened", kind="missing_data_dir")) == 1
+
+
+def test_restart_while_the_root_is_missing(
+    daemons: Daemons, sim: ModuleType, root: Path, tmp_path: Path
+) -> None:
+    """Stopped with findings open, started again while the root is gone:
+    root_unseen, the saved findings kept (none resolved, still in the state
+    file), and once the root is back they carry on without a second
+    `opened`."""
+    sim.populate(str(root), snapshots=5, images=1)
+    state = tmp_path / "state"
+    env = {"STATE_DIRECTORY": str(state)}
+    first = daemons.start(root, env=env)
+    first.wait_ready()
+    fault = sim.inject(str(root), "missing-dir")
+    was = first.wait_for(opened("missing_data_dir", fault["subject"]))
+    assert first.stop()[0] == 0
+    away = tmp_path / "away"
+    root.rename(away)
+
+    second = daemons.start(root, env=env)
+    second.wait_ready()
+    unseen = second.wait_for(opened("root_unseen", str(root)))
+    assert "does not exist" in unseen["message"] and "6 snapshots" in unseen["message"], unseen["message"]
+    assert second.stop()[0] == 0
+    saved = json.loads((state / "findings.json").read_text())
+    assert {(e["kind"], e["subject"]) for e in saved["open"]} == {
+        ("missing_data_dir", fault["subject"]),
+        ("root_unseen", str(root)),
+    }
+    assert not second.events("finding.resolved")
+
+    third = daemons.start(root, env=env)
+    third.wait_ready()
+    third.wait_event("finding.reminder", kind="root_unseen")
+    mark = third.mark()
+    away.rename(root)
+    third.wait_for(resolved("root_unseen", str(root)), since=mark)
+    reminder = third.wait_event("finding.reminder", kind="missing_data_dir")
+    # Its original opening, not the root's return (to within the log line's own delay).
+    opened_at = datetime.fromisoformat(reminder["opened_at"])
+    assert abs((opened_at - datetime.fromisoformat(was["timestamp"])).total_seconds()) < 1.0, reminder
+    assert not third.events("finding.opened") and not third.events(
+        "finding.resolved", kind="missing_data_dir"
+    )

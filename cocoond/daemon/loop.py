@@ -374,6 +374,8 @@ class Daemon:
         # never existed on disk.
         self._fulfil_wants()
         self._log_loaded(loaded)
+        if loaded is not None:
+            self._remember_root()
         self._feed_lifecycle()
 
     # ----------------------------------------------------------------- work
@@ -490,10 +492,15 @@ class Daemon:
         self._log_loaded(loaded)
         self._last_full_scan = self.wall()
         self.metrics.changed()
-        if self.rootwatch.seen(self.index.snapshot_count):
-            self.state.root_seen = self.rootwatch.memo_json()
-            self.state.changed()
+        self._remember_root()
         self._feed_lifecycle(also)
+
+    def _remember_root(self) -> None:
+        """What the root holds, for a later root_unseen message (saved with
+        the open set; a change worth it is saved on its own)."""
+        if self.rootwatch.seen(self.index.snapshot_count):
+            self.state.changed()
+        self.state.root_seen = self.rootwatch.memo_json()
 
     def _root_check(self) -> str:
         """Look at the root before anything is judged against it (issue 18):
