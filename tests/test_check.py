@@ -907,3 +907,36 @@ def test_a_symlinked_dir_in_localfile_is_never_seen_by_gc(
     f = assert_only(result, rc, "orphan_data_dir", stray.name)
     assert "never sees symlinks" in f["message"] and "deletes it" not in f["message"]
     assert keys(result) == {("orphan_data_dir", stray.name)}
+
+
+def test_many_missing_data_dirs_are_one_row_for_a_person(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """snapshot/localfile/ emptied (issue 18): the table shows one
+    missing_data_dir row beyond orphan_burst_threshold, as the daemon logs
+    one finding; --json still lists each. A tree written by hand from
+    cocoon's SnapshotRecord (types/snapshot.go: id, name, created_at; no
+    data_dir recorded, so restore reads snapshot/localfile/<ID>)."""
+    root = tmp_path / "cocoon"
+    (root / "snapshot" / "localfile").mkdir(parents=True)
+    (root / "snapshot" / "db").mkdir()
+    ids = [f"ID{i:024d}" for i in range(4)]
+    records = {
+        sid: {"id": sid, "name": f"vm-{i}", "created_at": "2026-11-01T10:00:00Z"} for i, sid in enumerate(ids)
+    }
+    names = {f"vm-{i}": sid for i, sid in enumerate(ids)}
+    (root / "snapshot" / "db" / "snapshots.json").write_text(
+        json.dumps({"snapshots": records, "names": names})
+    )
+    config = tmp_path / "config.toml"
+    config.write_text("[alerts]\norphan_burst_threshold = 3\n")
+    rc, result = check(root, capsys, "--config", str(config))
+    assert rc == 2 and keys(result) == {("missing_data_dir", sid) for sid in ids}
+    rc, out = check_human(root, capsys, "--config", str(config))
+    assert rc == 2
+    rows = [line for line in out.splitlines() if line.startswith("ERROR ")]
+    assert len(rows) == 1 and "snapshot/localfile" in rows[0] and "4 committed snapshots" in rows[0], out
+    assert "note: 4 missing_data_dir findings shown as one row; --json lists each" in out
+    config.write_text("[alerts]\norphan_burst_threshold = 4\n")
+    rc, out = check_human(root, capsys, "--config", str(config))
+    assert sum(line.startswith("ERROR ") for line in out.splitlines()) == 4

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 from cocoond.core import findings as fk
+from cocoond.core import rules
 from cocoond.core.findings import Finding
 from cocoond.core.reconcile import Reconciler
 from cocoond.core.rootview import judge
@@ -175,7 +176,20 @@ def write_json(result: CheckResult, out: TextIO) -> None:
     out.write(json_line(result.to_json()))
 
 
-def write_human(result: CheckResult, out: TextIO) -> None:
+def grouped(findings: list[Finding], root: str, threshold: int) -> tuple[list[Finding], int]:
+    """The table's rows: more than `threshold` missing data dirs (a wrong
+    rm -rf of snapshot/localfile/, its disk unmounted) are one row, as the
+    daemon reports them (daemon/missingbursts.py); `--json` keeps each.
+    Returns the rows and how many findings the summary stands for."""
+    missing = [f for f in findings if f.kind == fk.MISSING_DATA_DIR and f.subject != LOCALFILE]
+    if threshold <= 0 or len(missing) <= threshold:
+        return findings, 0
+    summary = rules.missing_data_dirs_summary([f.subject for f in missing], root)
+    rows = [f for f in findings if not (f.kind == fk.MISSING_DATA_DIR and f.subject != LOCALFILE)]
+    return sorted([summary, *rows], key=fk.sort_key), len(missing)
+
+
+def write_human(result: CheckResult, out: TextIO, group_over: int = 0) -> None:
     counts = {sev: 0 for sev in fk.SEVERITIES}
     for f in result.findings:
         counts[f.severity] += 1
@@ -190,7 +204,10 @@ def write_human(result: CheckResult, out: TextIO) -> None:
             f"note: cocoon changed its DBs during each of {result.attempts} passes; "
             "findings may include a cocoon command in flight\n"
         )
-    if not result.findings:
+    findings, summarised = grouped(result.findings, result.root, group_over)
+    if summarised:
+        out.write(f"note: {summarised} missing_data_dir findings shown as one row; --json lists each\n")
+    if not findings:
         return
     rows = [
         (
@@ -200,7 +217,7 @@ def write_human(result: CheckResult, out: TextIO) -> None:
             _size_or_age(f),
             bounded(f.message, fk.MESSAGE_LIMIT),
         )
-        for f in result.findings
+        for f in findings
     ]
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     widths = [

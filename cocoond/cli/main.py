@@ -162,7 +162,7 @@ def _check(args: argparse.Namespace) -> int:
     if args.json:
         write_json(result, sys.stdout)
     else:
-        write_human(result, sys.stdout)
+        write_human(result, sys.stdout, group_over=config.alerts.orphan_burst_threshold)
     return result.exit_code
 
 

@@ -70,6 +70,24 @@ def dir_unreadable(relpath: str, why: str, path: str) -> Finding:
     )
 
 
+def missing_data_dirs_summary(ids: Collection[str], root: str) -> Finding:
+    """Many committed snapshots without their data dirs at once, as one
+    finding (the daemon's missing bursts, check's table): a wrong rm -rf of
+    snapshot/localfile/ or the disk mounted there unmounted, not thousands
+    of separate faults. Restore reads each recorded dir
+    (`snapshot/localfile/localfile.go:222-233`)."""
+    ordered = sorted(ids)
+    examples = ", ".join(ordered[:3]) + (", ..." if len(ordered) > 3 else "")
+    return Finding(
+        fk.MISSING_DATA_DIR,
+        LOCALFILE,
+        f"{len(ordered)} committed snapshots lost their data dirs in {LOCALFILE}/ at once ({examples}): "
+        f"was {LOCALFILE}/ emptied (a wrong rm -rf), or is the disk mounted there unmounted? "
+        "`cocoon vm restore` of each fails; `cocoond check --json` lists them all",
+        path=os.path.join(root, LOCALFILE),
+    )
+
+
 def root_unseen(root: str, cause: str) -> Finding:
     """The root itself cannot be seen (cocoond/core/rootview.py says why):
     every other finding is unknown, not fixed. Cocoon's backends create

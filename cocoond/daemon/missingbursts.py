@@ -18,17 +18,14 @@ group; when none is left, the summary resolves.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterable, Sequence
 
 from cocoond.core import findings as fk
+from cocoond.core import rules
 from cocoond.core.findings import Finding, Key
 from cocoond.core.rules import LOCALFILE
 
 SUMMARY_KEY: Key = (fk.MISSING_DATA_DIR, LOCALFILE)
-#: Snapshot IDs the message names as examples.
-EXAMPLES = 3
-
 Change = tuple[Key, Finding | None]
 
 
@@ -88,16 +85,7 @@ class MissingBursts:
     def summary(self) -> Finding | None:
         if not self.members:
             return None
-        ids = sorted(key[1] for key in self.members)
-        examples = ", ".join(ids[:EXAMPLES]) + (", ..." if len(ids) > EXAMPLES else "")
-        return Finding(
-            fk.MISSING_DATA_DIR,
-            LOCALFILE,
-            f"{len(ids)} committed snapshots lost their data dirs in {LOCALFILE}/ at once ({examples}): "
-            f"was {LOCALFILE}/ emptied (a wrong rm -rf), or is the disk mounted there unmounted? "
-            "`cocoon vm restore` of each fails; `cocoond check --json` lists them all",
-            path=os.path.join(self.root, LOCALFILE),
-        )
+        return rules.missing_data_dirs_summary([key[1] for key in self.members], self.root)
 
 
 def _single(key: Key) -> bool:
