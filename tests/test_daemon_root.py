@@ -145,7 +145,11 @@ def test_root_swapped_for_an_empty_dir_metrics_and_status(
     prom.parent.mkdir()
     daemon = daemons.start(
         root,
-        overrides={"metrics": {"textfile": str(prom)}, "watch": {"full_rescan_seconds": 0.3}},
+        overrides={
+            "metrics": {"textfile": str(prom)},
+            "watch": {"full_rescan_seconds": 0.3},
+            "alerts": {"heartbeat_seconds": 0.3},
+        },
         env={"STATE_DIRECTORY": str(tmp_path / "state")},
     )
     daemon.wait_ready()
@@ -162,10 +166,11 @@ def test_root_swapped_for_an_empty_dir_metrics_and_status(
     scanned = frozen[("cocoond_last_full_scan_timestamp_seconds", ())]
     daemon.wait_notify(lambda d: "CANNOT SEE" in d.fields.get("STATUS", ""))
     mark = daemon.mark()
-    # Rescans keep running (every 0.3 s) and rewrite the file, but read
-    # nothing: the last full scan's time stays where it was.
+    # Rescans keep running (every 0.3 s) but read nothing; the heartbeats
+    # rewrite the file: the last full scan's time stays where it was.
     written = prom.stat().st_mtime_ns
     daemon.wait_count(lambda line: line.matches("watch.rescan", reason="timer"), 3, since=mark)
+    daemon.wait_count(lambda line: line.matches("daemon.heartbeat"), 3, since=mark)
     deadline = time.monotonic() + WAIT
     while prom.stat().st_mtime_ns == written and time.monotonic() < deadline:
         time.sleep(0.05)

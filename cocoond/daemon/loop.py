@@ -468,7 +468,6 @@ class Daemon:
         if reason is not None:
             self.log.info("watch.rescan", reason=reason)
         if self._root_check() == "unseen":
-            self.metrics.changed()
             self._feed_lifecycle(also)
             return
         started = self.clock()
@@ -520,6 +519,7 @@ class Daemon:
                 finding = rules.root_unseen(self.root, cause)
                 self._publish(self.lifecycle.observe(self.clock(), [(key, finding)]))
                 self._update_status()
+                self.metrics.changed()  # cocoond_root_ok 0
             return "unseen"
         if self._unseen is not None:
             self.log.info("root.seen", root=self.root, realpath=look.realpath)

@@ -201,13 +201,14 @@ class StateKeeper:
         if saved is None:
             log.info("state.fresh", path=self.path, reason="no state file")
             return []
-        self.root_seen = saved.root_seen
+        # The same tree by another name (a symlink and its target) is the same root.
+        same = same_root(saved.root, root, saved.root_seen)
+        self.root_seen = saved.root_seen if same else None
         lifecycle.restore(now, [(finding, wall - opened_at) for finding, opened_at in saved.open])
         log.info(
             "state.restored", path=self.path, open=len(saved.open), skipped=saved.skipped, root=saved.root
         )
-        # The same tree by another name (a symlink and its target) is the same root.
-        return [] if same_root(saved.root, root, saved.root_seen) else lifecycle.settle_restored(now)
+        return [] if same else lifecycle.settle_restored(now)
 
     def changed(self) -> None:
         """The open set changed: it is written at the next `flush` that is due."""
