@@ -56,8 +56,15 @@ def test_unreadable_root(tmp_path: Path) -> None:
 
 def test_memo_round_trip_and_bad_input() -> None:
     assert RootMemo.from_json(MEMO.to_json()) == MEMO
-    for bad in (None, [], {"realpath": 1}, {**MEMO.to_json(), "dev": True}, {**MEMO.to_json(), "ino": "1"}):
-        assert RootMemo.from_json(bad) is None
+    bad: list[object] = [
+        None,
+        [],
+        {"realpath": 1},
+        {**MEMO.to_json(), "dev": True},
+        {**MEMO.to_json(), "ino": "1"},
+    ]
+    for doc in bad:
+        assert RootMemo.from_json(doc) is None
 
 
 def test_same_root_by_any_name(tmp_path: Path) -> None:
