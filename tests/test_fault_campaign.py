@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -533,7 +534,13 @@ def test_localfile_emptied_is_one_summary(
     rm -rf; here moved, so they can come back): one missing_data_dir
     summary, not one error per record; check --json still lists each."""
     sim.populate(str(root), snapshots=60, images=1)
-    daemon = daemons.start(root, CAMPAIGN, overrides={"alerts": {"orphan_burst_threshold": 10}})
+    state = tmp_path / "state"
+    daemon = daemons.start(
+        root,
+        CAMPAIGN,
+        overrides={"alerts": {"orphan_burst_threshold": 10}},
+        env={"STATE_DIRECTORY": str(state)},
+    )
     daemon.wait_ready()
     localfile = root / "snapshot" / "localfile"
     elsewhere = tmp_path / "elsewhere"
@@ -546,24 +553,35 @@ def test_localfile_emptied_is_one_summary(
     theirs = check_open(root, daemon.config_path)
     missing = {k for k in theirs if k[0] == "missing_data_dir"}
     assert len(missing) >= 50, theirs
-    # Settled: the summary's members are every missing one check lists.
+    # Settled: the summary stands for every missing one check lists (dirs
+    # that went after it opened joined it: the saved open set says so).
     deadline = time.monotonic() + AGREE_WITHIN
-    while f"{len(missing)} committed snapshots" not in daemon_open_message(daemon, "snapshot/localfile"):
-        assert time.monotonic() < deadline, daemon_open_message(daemon, "snapshot/localfile")
+
+    def accounted() -> int:
+        singles = {
+            line["subject"] for line in daemon.events("finding.opened", since=mark, kind="missing_data_dir")
+        }
+        found = re.match(r"(\d+) committed snapshots", saved_message(state, "snapshot/localfile"))
+        return (int(found.group(1)) if found else 0) + len(singles - {"snapshot/localfile"})
+
+    while accounted() != len(missing):
+        assert time.monotonic() < deadline, (accounted(), len(missing), daemon.describe())
         daemon.wait_event("daemon.heartbeat", since=daemon.mark())
     assert "emptied" in summary["message"] and "unmounted" in summary["message"]
-    assert [line["subject"] for line in daemon.events("finding.opened", since=mark)] == ["snapshot/localfile"]
+    # No flood: the summary, and at most the few that opened on their own
+    # before the group began (a pause in the rm longer than settle).
+    opened_now = [line["subject"] for line in daemon.events("finding.opened", since=mark)]
+    assert "snapshot/localfile" in opened_now and len(opened_now) <= 1 + 10, opened_now
     for d in moved:
         (elsewhere / d.name).rename(d)
     daemon.wait_for(resolved("missing_data_dir", "snapshot/localfile"), since=mark)
     assert agree(daemon, root, "the data dirs back") == {}
 
 
-def daemon_open_message(daemon: DaemonProcess, subject: str) -> str:
-    """The latest message of the open finding with this subject."""
-    lines = [
-        line
-        for line in daemon.lines
-        if line.get("subject") == subject and line.get("event") in ("finding.opened", "finding.reminder")
-    ]
-    return str(lines[-1]["message"]) if lines else ""
+def saved_message(state: Path, subject: str) -> str:
+    """The message of the open finding with this subject in the daemon's state file."""
+    try:
+        doc = json.loads((state / "findings.json").read_text())
+    except (OSError, ValueError):
+        return ""
+    return next((str(e["message"]) for e in doc["open"] if e["subject"] == subject), "")
