@@ -159,7 +159,8 @@ CHECK: Final = (
             (str(EXIT_ERROR), "errors (CRITICAL)."),
             (
                 str(EXIT_UNKNOWN),
-                "could not check (UNKNOWN): a bad config, a root that is missing or cannot be read, a "
+                "could not check (UNKNOWN): a bad config, a root that is missing, cannot be read or "
+                "holds none of cocoon's DB dirs (an unmounted mount point, a mistyped root), a "
                 "usage error (an unknown option), an internal error, or --timeout ran out, so a mistyped "
                 "monitoring check is UNKNOWN, not CRITICAL.",
             ),
