@@ -28,7 +28,7 @@ from datetime import datetime
 from typing import Any
 
 from cocoond.core import findings as fk
-from cocoond.core import rules
+from cocoond.core import gcmodel, rules
 from cocoond.core.facts import (
     BlobFile,
     DirState,
@@ -38,15 +38,24 @@ from cocoond.core.facts import (
     TempEntry,
 )
 from cocoond.core.findings import Finding, Key
+from cocoond.core.gcmodel import Blocker, GCView, VMDirs
 from cocoond.core.rules import LOCALFILE, SNAPSHOT_DB
 from cocoond.errors import DBError
 from cocoond.storage.memory import own
+from cocoond.storage.refdbs import RefFacts
 from cocoond.storage.records import RecordFields, SnapshotDB, SnapshotRecord, decode_records, no_gc
 
 #: Blob dirs under the root: their listings decide whether a blob is there.
 BLOB_DIRS: tuple[str, ...] = ("cloudimg/blobs", "oci/blobs")
 #: Kinds whose truth depends on snapshots.json: frozen while it is unreadable.
-DB_DEPENDENT: frozenset[str] = frozenset(fk.KINDS) - {fk.DB_UNREADABLE, fk.STALE_TEMP, fk.DIR_UNREADABLE}
+DB_DEPENDENT: frozenset[str] = frozenset(fk.KINDS) - {
+    fk.DB_UNREADABLE,
+    fk.STALE_TEMP,
+    fk.DIR_UNREADABLE,
+    fk.GC_BLOCKED,
+    fk.STALE_CREATING_VM,
+    fk.ORPHAN_VM_DIR,
+}
 
 __all__ = ["BLOB_DIRS", "DB_DEPENDENT", "LOCALFILE", "SNAPSHOT_DB", "Reconciler", "Wants"]
 
@@ -118,6 +127,13 @@ class Reconciler:
         self.boot_dirs: dict[str, int] = {}
         self.ref_sets: dict[str, frozenset[str]] = {}  # last good refs of each image/VM DB
         self.ref_errors: dict[str, DBError] = {}
+        #: VM and CNI DBs' facts for gc (IDs, records stuck in `creating`).
+        self.ref_facts: dict[str, RefFacts] = {}
+        #: cocoon's VM run and log dirs, (module, "run"|"log") -> listing;
+        #: absent key: not configured (see `set_vm_dirs`).
+        self.vm_dirs: dict[tuple[str, str], VMDirs] = {}
+        #: Why `cocoon gc` would abort now (None: it would run).
+        self.gc_blocker: Blocker | None = None
         self.snap_refs: dict[str, frozenset[str]] = {}
         self.other_refs: dict[str, int] = {}
         self.temps: dict[str, TempEntry] = {}
@@ -189,6 +205,12 @@ class Reconciler:
             for e in self.temps.values()
             if e.mtime + self.temp_stale_seconds > now
         ]
+        times += [
+            vm.updated + gcmodel.CREATING_GRACE
+            for facts in self.ref_facts.values()
+            for vm in facts.creating.values()
+            if vm.updated + gcmodel.CREATING_GRACE > now
+        ]
         return min(times, default=None)
 
     def orphan_possible(self, key: Key) -> bool:
@@ -216,7 +238,37 @@ class Reconciler:
         wants, self._wants = self._wants, Wants()
         return wants
 
+    def gc_view(self, now: float) -> GCView:
+        """What `cocoon gc` would read, as the index holds it: the input of
+        gcmodel.plan for `gc-plan`, `show` and the daemon's metrics."""
+        errors = dict(self.ref_errors)
+        if self.db_error is not None:
+            errors[SNAPSHOT_DB] = self.db_error
+        return GCView(
+            root=self.root,
+            now=now,
+            db_errors=errors,
+            image_refs={r: refs for r, refs in self.ref_sets.items() if r.endswith("/images.json")},
+            ref_facts=self.ref_facts,
+            snapshots=self.records,
+            data_dirs=self.dirs,
+            blobs=[bf for files in self.blob_files.values() for bf in files.values()],
+            boot_dirs=list(self.boot_dirs),
+            temps=self.temps,
+            unreadable=self.unreadable,
+            vm_dirs=self.vm_dirs,
+        )
+
     # ----------------------------------------------------------------- inputs
+    def set_vm_dirs(self, module: str, kind: str, dirs: VMDirs | None) -> None:
+        """cocoon's run or log dir of a VM module (`kind` "run" or "log"),
+        listed by the shell; None: not configured."""
+        if dirs is None:
+            self.vm_dirs.pop((module, kind), None)
+        else:
+            self.vm_dirs[(module, kind)] = dirs
+        self._eval_gc()
+
     def apply_listing(self, listing: Listing) -> None:
         """A full pass: replace everything, marking only what changed. A
         directory the listing could not read keeps what the index knew of it:
@@ -268,6 +320,8 @@ class Reconciler:
                     self.set_boot_dir(hex_, listing.boot_dirs.get(hex_))
         kept = {r: e for r, e in self.temps.items() if os.path.dirname(r) in listing.unreadable}
         self.temps = {**listing.temps, **kept}
+        for (module, kind), dirs in listing.vm_dirs.items():
+            self.set_vm_dirs(module, kind, dirs)
 
     def decode_db(self, data: bytes | str | None, path: str) -> IndexedDB | DBError | None:
         """snapshots.json (bytes, or text already decoded by gojson.text_go)
@@ -292,6 +346,7 @@ class Reconciler:
             self.db_error = db
             self._put(key, rules.db_unreadable(SNAPSHOT_DB, db))
             self._set_blob_trust()
+            self._eval_gc()
             return
         self.db_error = None
         self._put(key, None)
@@ -306,9 +361,10 @@ class Reconciler:
                 )
             self._load_db(db)
         self._set_blob_trust()
+        self._eval_gc()
 
-    def set_ref_db(self, relpath: str, refs: frozenset[str] | DBError | None) -> None:
-        """An image or VM DB (None: the file does not exist, which pins
+    def set_ref_db(self, relpath: str, refs: frozenset[str] | RefFacts | DBError | None) -> None:
+        """An image, VM or CNI DB (None: the file does not exist, which pins
         nothing). An unreadable one keeps pinning what it pinned when last
         read, and stops every blob from being called unreferenced."""
         key: Key = (fk.DB_UNREADABLE, relpath)
@@ -316,9 +372,16 @@ class Reconciler:
             self.ref_errors[relpath] = refs
             self._put(key, rules.db_unreadable(relpath, refs))
             self._set_blob_trust()
+            self._eval_gc()
             return
         self.ref_errors.pop(relpath, None)
         self._put(key, None)
+        if isinstance(refs, RefFacts):
+            self.ref_facts[relpath] = refs
+            refs = refs.refs
+        else:
+            self.ref_facts.pop(relpath, None)
+        self._eval_gc()
         old = self.ref_sets.get(relpath, frozenset())
         new = refs or frozenset()
         if refs is None:
@@ -389,8 +452,22 @@ class Reconciler:
             self.unreadable[relpath] = why
         path = os.path.join(self.root, relpath)
         self._put((fk.DIR_UNREADABLE, relpath), rules.dir_unreadable(relpath, why, path) if why else None)
+        self._eval_gc()
 
     # -------------------------------------------------------------- internals
+    def _eval_gc(self) -> None:
+        """gc_blocked, and every message that says gc deletes something when
+        whether gc runs at all changed."""
+        stop, _unknown = gcmodel.blocker(self.gc_view(self._now))
+        self._put((fk.GC_BLOCKED, "gc"), None if stop is None else rules.gc_blocked(stop, self.root))
+        if stop == self.gc_blocker:
+            return
+        self.gc_blocker = stop
+        for _, sid in [k for k in self._static if k[0] == fk.ORPHAN_DATA_DIR]:
+            self._promote(sid)
+        # Timed findings (stale_pending, stale_temp, the VM ones) are rebuilt
+        # with the new message at the next `evaluate`.
+
     def _set_unreadable_all(self, unreadable: Mapping[str, str]) -> None:
         for relpath in set(self.unreadable) - set(unreadable):
             self.set_unreadable(relpath, None)
@@ -607,7 +684,7 @@ class Reconciler:
         state = self.dirs.get(sid)
         finding = None
         if state is not None and sid not in self.records:
-            finding = rules.orphan_data_dir(sid, state, sid in self.null_ids, self.root)
+            finding = rules.orphan_data_dir(sid, state, sid in self.null_ids, self.root, self.gc_blocker)
         self._put((fk.ORPHAN_DATA_DIR, sid), finding)
 
     def _eval_record(self, sid: str) -> None:
@@ -681,23 +758,55 @@ class Reconciler:
     def _eval_timed(self, now: float) -> None:
         """pending/stale_pending and stale_temp: O(pending + temp files)."""
         timed: dict[Key, Finding] = {}
+        gc = self.gc_blocker
         if self.frozen:
-            timed = {k: f for k, f in self._timed.items() if k[0] in DB_DEPENDENT}
+            # As they were, but saying that gc deletes nothing now.
+            for k, f in self._timed.items():
+                if k[0] in DB_DEPENDENT:
+                    if k[0] == fk.STALE_PENDING and k[1] in self.records:
+                        age = f.age_seconds or 0.0
+                        f = rules.pending(k[1], self.records[k[1]], age, self.pending_stale_seconds, gc)
+                    timed[k] = f
         else:
             for sid, created in self._pending.items():
                 finding = rules.pending(
-                    sid, self.records[sid], max(0.0, now - created), self.pending_stale_seconds
+                    sid, self.records[sid], max(0.0, now - created), self.pending_stale_seconds, gc
                 )
                 timed[finding.key] = finding
         for relpath, entry in self.temps.items():
             temp = rules.stale_temp(
-                relpath, entry, max(0.0, now - entry.mtime), self.temp_stale_seconds, self.root
+                relpath, entry, max(0.0, now - entry.mtime), self.temp_stale_seconds, self.root, gc
             )
             if temp is not None:
                 timed[temp.key] = temp
+        for finding in self._vm_findings(now):
+            timed[finding.key] = finding
         old = self._timed
         self._dirty.update(k for k in old.keys() | timed.keys() if old.get(k) != timed.get(k))
         self._timed = timed
+
+
+    def _vm_findings(self, now: float) -> list[Finding]:
+        """stale_creating_vm and orphan_vm_dir, from the same predicates as
+        gc-plan (gcmodel): O(VM records creating + VM dirs). Nothing is said
+        of a VM DB that cannot be read."""
+        out: list[Finding] = []
+        for module, backend in gcmodel.VM_MODULES.items():
+            relpath = f"{backend}/db/vms.json"
+            if relpath in self.ref_errors:
+                continue
+            facts = self.ref_facts.get(relpath, RefFacts(frozenset()))
+            for vm_id, vm in facts.creating.items():
+                if gcmodel.creating_dropped(vm.updated, now):
+                    out.append(rules.stale_creating_vm(module, vm_id, vm, now - vm.updated, self.gc_blocker))
+            for kind in ("run", "log"):
+                dirs = self.vm_dirs.get((module, kind))
+                if dirs is None or not dirs.subdirs:
+                    continue
+                for vm_id in sorted(dirs.subdirs - facts.ids - gcmodel.RESERVED_VM_DIRS):
+                    path = os.path.join(dirs.path, vm_id)
+                    out.append(rules.orphan_vm_dir(module, vm_id, path, kind, self.gc_blocker))
+        return out
 
 
 #: Interned hypervisor names (100k records share two strings).

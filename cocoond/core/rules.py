@@ -25,8 +25,10 @@ from cocoond.core.facts import (
     TempEntry,
 )
 from cocoond.core.findings import Finding, Key
+from cocoond.core.gcmodel import CREATING_GRACE, Blocker
 from cocoond.errors import DBError
 from cocoond.output import quoted
+from cocoond.storage.refdbs import CreatingVM
 
 SNAPSHOT_DB = "snapshot/db/snapshots.json"
 LOCALFILE = "snapshot/localfile"
@@ -84,7 +86,26 @@ def data_dirs_unreadable(count: int, example: str, why: str, root: str) -> Findi
     )
 
 
-def pending(sid: str, rec: RecFacts, age: float, stale_after: float) -> Finding:
+def gc_note(gc: Blocker | None) -> str:
+    """What every message that says gc deletes something adds while gc
+    would abort (gc/orchestrator.go:74-81): nothing is deleted, and why."""
+    return "" if gc is None else f"; but {gc.sentence()} (see gc_blocked)"
+
+
+def gc_blocked(gc: Blocker, root: str) -> Finding:
+    """One finding for the module whose load makes `cocoon gc` abort before
+    it deletes anything (gc/orchestrator.go:74-81): orphans, stale records
+    and old blobs pile up until it is fixed."""
+    return Finding(
+        fk.GC_BLOCKED,
+        "gc",
+        f"{gc.sentence()}; orphan dirs, unreferenced blobs and stale records stay until "
+        f"{gc.relpath} can be decoded again",
+        path=_join(root, gc.relpath),
+    )
+
+
+def pending(sid: str, rec: RecFacts, age: float, stale_after: float, gc: Blocker | None = None) -> Finding:
     label = quoted(rec.name) or sid
     if age > stale_after:
         # snapshot/localfile/gc.go:52: gc drops pending records older than 24 h.
@@ -92,7 +113,8 @@ def pending(sid: str, rec: RecFacts, age: float, stale_after: float) -> Finding:
             fk.STALE_PENDING,
             sid,
             f"snapshot {label} has been pending for {format_age(age)} (a create that crashed or hangs); "
-            f"`cocoon gc` drops pending records older than {PENDING_GC_HOURS} h, with their data dir",
+            f"`cocoon gc` drops pending records older than {PENDING_GC_HOURS} h, with their data dir"
+            + gc_note(gc),
             snapshot_id=sid,
             name=rec.name or None,
             age_seconds=age,
@@ -107,7 +129,9 @@ def pending(sid: str, rec: RecFacts, age: float, stale_after: float) -> Finding:
     )
 
 
-def orphan_data_dir(sid: str, state: DirState, null_record: bool, root: str) -> Finding | None:
+def orphan_data_dir(
+    sid: str, state: DirState, null_record: bool, root: str, gc: Blocker | None = None
+) -> Finding | None:
     """A localfile/ entry no record claims. gc lists real directories only
     (utils.ScanSubdirs, utils/file.go:46-55) and deletes those whose ID has
     no record, a `null` record included (snapshot/localfile/gc.go:44-47,67)."""
@@ -118,7 +142,7 @@ def orphan_data_dir(sid: str, state: DirState, null_record: bool, root: str) -> 
             if null_record
             else f"it has no record in {SNAPSHOT_DB}"
         )
-        action = "`cocoon gc` deletes it (copy it away first if someone still needs it)"
+        action = "`cocoon gc` deletes it (copy it away first if someone still needs it)" + gc_note(gc)
     elif state.kind == "link":
         why = "it is a symlink to a directory with no record"
         action = "`cocoon gc` never sees symlinks, so it stays until removed by hand"
@@ -371,7 +395,9 @@ def name_findings(
     return out
 
 
-def stale_temp(relpath: str, entry: TempEntry, age: float, stale_after: float, root: str) -> Finding | None:
+def stale_temp(
+    relpath: str, entry: TempEntry, age: float, stale_after: float, root: str, gc: Blocker | None = None
+) -> Finding | None:
     if age <= stale_after:
         return None
     if entry.gc_removes:
@@ -379,7 +405,7 @@ def stale_temp(relpath: str, entry: TempEntry, age: float, stale_after: float, r
         # module's Collect, i.e. when it has blobs to delete (gc/orchestrator.go:91-97).
         action = (
             "`cocoon gc` removes temp entries older than 1 h, but only in a run that also "
-            "deletes an unreferenced blob of that image type"
+            "deletes an unreferenced blob of that image type" + gc_note(gc)
         )
     else:
         action = "nothing in cocoon removes it: delete it by hand while no cocoon command runs"
@@ -389,6 +415,37 @@ def stale_temp(relpath: str, entry: TempEntry, age: float, stale_after: float, r
         f"temp entry {relpath} is {format_age(age)} old, left by a write or download that died; {action}",
         path=_join(root, relpath),
         age_seconds=age,
+    )
+
+
+def stale_creating_vm(module: str, vm_id: str, vm: CreatingVM, age: float, gc: Blocker | None) -> Finding:
+    """A VM record stuck in `creating` past gc's 24 h grace: gc removes its
+    run and log dirs and drops the record (hypervisor/gc.go:47,
+    backend.go:380-417)."""
+    label = f"VM {quoted(vm.name)} ({vm_id})" if vm.name else f"VM {vm_id}"
+    return Finding(
+        fk.STALE_CREATING_VM,
+        vm_id,
+        f"{label} in {module}'s vms.json has been `creating` for "
+        f"{'ever (no updated_at)' if age == float('inf') else format_age(age)} (a create that died); "
+        f"`cocoon gc` drops records creating for over {CREATING_GRACE / 3600:.0f} h, with its run and log dirs"
+        + gc_note(gc),
+        name=vm.name or None,
+        path=vm.run_dir or None,
+        age_seconds=None if age == float("inf") else age,
+    )
+
+
+def orphan_vm_dir(module: str, vm_id: str, path: str, kind: str, gc: Blocker | None) -> Finding:
+    """A subdir of a VM module's run or log dir with no record in its
+    vms.json: gc kills a hypervisor left running from it and deletes it
+    (hypervisor/gc.go:56-73, backend.go:399-411)."""
+    return Finding(
+        fk.ORPHAN_VM_DIR,
+        path,
+        f"VM {kind} dir {path} has no record in {module}'s vms.json; `cocoon gc` kills any "
+        "hypervisor process left in it and deletes it, and the VM's other dir" + gc_note(gc),
+        path=path,
     )
 
 

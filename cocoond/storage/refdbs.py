@@ -8,19 +8,50 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, NamedTuple
 
 from cocoond.errors import DBError
 from cocoond.storage import goschema
 from cocoond.storage.goplain import unmarshal
+from cocoond.storage.gotime import GoTimeError, parse_rfc3339
 
 #: Where the image indexes live under the root; VM DBs are `<backend>/db/vms.json`.
 IMAGE_DB = "cloudimg/db/images.json"
 #: The OCI image DB: each image's layers[].digest pins oci/blobs/<hex>.erofs.
 OCI_IMAGE_DB = "oci/db/images.json"
 
-RefDecoder = Callable[[bytes, str], frozenset[str]]
+#: The CNI provider's DB: `cocoon gc` loads it too (network/cni/gc.go:29),
+#: so one Go cannot decode aborts gc; it pins no blob.
+CNI_DB = "cni/db/networks.json"
+#: VM state a record has until its create finished (types/vm.go).
+VM_CREATING = "creating"
+
+
+class CreatingVM(NamedTuple):
+    """A VM record still in `creating`: gc drops it once its updated_at is
+    older than 24 h (hypervisor/gc.go:47, backend.go:31)."""
+
+    name: str
+    #: updated_at as epoch seconds (Go's zero time, or none: -inf).
+    updated: float
+    #: Where gc removes its dirs from: the record's own run_dir and log_dir
+    #: (hypervisor/backend.go:402-406).
+    run_dir: str
+    log_dir: str
+
+
+class RefFacts(NamedTuple):
+    """What a VM or CNI DB gives cocoon's gc beyond the blobs it pins."""
+
+    refs: frozenset[str]
+    #: VM DB: the IDs of its non-nil records (ActiveVMIDs); CNI DB: the
+    #: vm_id of each non-nil network record.
+    ids: frozenset[str] = frozenset()
+    creating: Mapping[str, CreatingVM] = {}
+
+
+RefDecoder = Callable[[bytes, str], "frozenset[str] | RefFacts"]
 
 
 def _entries(top: dict[str, Any], table: str) -> Iterable[tuple[str, dict[str, Any]]]:
@@ -71,13 +102,42 @@ def decode_oci_refs(data: bytes, path: str) -> frozenset[str]:
     return frozenset(refs)
 
 
-def decode_vm_refs(data: bytes, path: str) -> frozenset[str]:
-    """Hexes named by `vms[*].image_blob_ids` (a Go set)."""
+def decode_vm_refs(data: bytes, path: str) -> RefFacts:
+    """Hexes named by `vms[*].image_blob_ids` (a Go set), the IDs of the
+    records, and those still `creating` (what hypervisor/gc.go:36-51 reads)."""
     top = unmarshal(data, path, goschema.VM_INDEX)
     refs: set[str] = set()
-    for _, vm in _entries(top, "vms"):
+    ids: set[str] = set()
+    creating: dict[str, CreatingVM] = {}
+    for vm_id, vm in _entries(top, "vms"):
+        ids.add(vm_id)
         refs.update(vm.get("image_blob_ids") or ())
-    return frozenset(refs)
+        if vm.get("state") == VM_CREATING:
+            config = vm.get("config") or {}
+            creating[vm_id] = CreatingVM(
+                config.get("name") or "",
+                _epoch(vm.get("updated_at")),
+                vm.get("run_dir") or "",
+                vm.get("log_dir") or "",
+            )
+    return RefFacts(frozenset(refs), frozenset(ids), creating)
+
+
+def decode_cni_refs(data: bytes, path: str) -> RefFacts:
+    """cni/db/networks.json: the VM IDs its records belong to (cni/gc.go:29-35)."""
+    top = unmarshal(data, path, goschema.CNI_INDEX)
+    return RefFacts(frozenset(), frozenset(rec.get("vm_id") or "" for _, rec in _entries(top, "networks")))
+
+
+def _epoch(value: Any) -> float:
+    """A decoded time.Time as epoch seconds; Go's zero time (or none) is
+    before any cutoff."""
+    if not isinstance(value, str) or not value:
+        return float("-inf")
+    try:
+        return parse_rfc3339(value).timestamp()
+    except (GoTimeError, ValueError, OverflowError):
+        return float("-inf")
 
 
 def _at(ref: str) -> str:
@@ -90,6 +150,8 @@ def decoder_for(relpath: str) -> RefDecoder:
         return decode_image_refs
     if relpath == OCI_IMAGE_DB:
         return decode_oci_refs
+    if relpath == CNI_DB:
+        return decode_cni_refs
     return decode_vm_refs
 
 
