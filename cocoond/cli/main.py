@@ -14,14 +14,17 @@ import argparse
 import os
 import sys
 import textwrap
+import time
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from cocoond import __version__
 from cocoond.cli import helptext
-from cocoond.cli.check import EXIT_UNKNOWN, CannotCheck, run_check, write_human, write_json
+from cocoond.cli import gcplan
+from cocoond.cli.check import EXIT_UNKNOWN, CannotCheck, load_index, run_check, write_human, write_json
 from cocoond.cli.helptext import EX_CONFIG, EX_USAGE, Section
 from cocoond.config import Config, ConfigChoice, show_lines
+from cocoond.core import gcmodel
 from cocoond.errors import ConfigError
 from cocoond.output import escape_controls
 from cocoond.storage.paths import Paths
@@ -93,6 +96,16 @@ def build_parser() -> Parser:
     )
     _config_options(check)
     check.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    gc_plan = parser.command(
+        sub,
+        "gc-plan",
+        "what `cocoon gc` would remove now, module by module with sizes, or why it would remove "
+        "nothing; exit 0/1/3 (runs/aborts/unknown)",
+        sections=helptext.GC_PLAN,
+        usage_status=EXIT_UNKNOWN,
+    )
+    _config_options(gc_plan)
+    gc_plan.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     config = parser.command(
         sub, "config", "test the config, or show the values in effect", sections=helptext.CONFIG
     )
@@ -125,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else EX_USAGE
     if args.command == "check":
         return _check(args)
+    if args.command == "gc-plan":
+        return _gc_plan(args)
     if args.command == "config":
         return _config(args)
     return _run(args)
@@ -143,6 +158,8 @@ def _check(args: argparse.Namespace) -> int:
             temp_stale_seconds=config.thresholds.temp_stale_seconds,
             orphan_quiet_seconds=config.watch.settle_seconds,
             max_db_bytes=config.limits.max_db_bytes,
+            run_dir=config.run_dir,
+            log_dir=config.log_dir,
         )
     except (ConfigError, CannotCheck, OSError) as exc:
         # One line, never a traceback: a monitoring agent shows it as is.
@@ -153,6 +170,38 @@ def _check(args: argparse.Namespace) -> int:
     else:
         write_human(result, sys.stdout)
     return result.exit_code
+
+
+def _gc_plan(args: argparse.Namespace) -> int:
+    try:
+        config = _choice(args).load()
+        sized = gc_plan(config)
+    except (ConfigError, CannotCheck, OSError) as exc:
+        print(f"cocoond gc-plan: {escape_controls(str(exc))}", file=sys.stderr)
+        return EXIT_UNKNOWN
+    if args.json:
+        gcplan.write_json(sized, sys.stdout)
+    else:
+        gcplan.write_human(sized, sys.stdout)
+    return sized.exit_code
+
+
+def gc_plan(config: Config) -> gcplan.SizedPlan:
+    """One consistent reading of the tree, gc's plan on it, measured."""
+    loaded = load_index(
+        Paths(os.path.abspath(config.root_dir)),
+        pending_stale_seconds=config.thresholds.pending_stale_seconds,
+        temp_stale_seconds=config.thresholds.temp_stale_seconds,
+        orphan_quiet_seconds=config.watch.settle_seconds,
+        max_db_bytes=config.limits.max_db_bytes,
+        run_dir=config.run_dir,
+        log_dir=config.log_dir,
+        contents=False,
+    )
+    plan = gcmodel.plan(loaded.index.gc_view(time.time()))
+    sized = gcplan.measure(loaded.index.root, plan)
+    sized.consistent, sized.attempts = loaded.consistent, loaded.attempts
+    return sized
 
 
 def _loaded(choice: ConfigChoice, command: str) -> Config | None:
