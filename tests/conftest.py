@@ -93,9 +93,13 @@ def _isolated_from_host(monkeypatch: pytest.MonkeyPatch, _no_default_config: str
     """No test reads the host's /etc/cocoond/config.toml or writes into a
     systemd state directory: COCOOND_CONFIG names a file that does not exist
     (a test that wants a default config sets its own), and STATE_DIRECTORY is
-    unset. Subprocesses inherit both."""
+    unset. Subprocesses inherit both. cocoon's run and log dirs default to
+    places that do not exist (a host's /var/lib/cocoon/run is not read); a
+    test on a simulator tree points them at ROOT/run and ROOT/log."""
     monkeypatch.setenv("COCOOND_CONFIG", _no_default_config)
     monkeypatch.delenv("STATE_DIRECTORY", raising=False)
+    monkeypatch.setenv("COCOON_RUN_DIR", _no_default_config + ".run")
+    monkeypatch.setenv("COCOON_LOG_DIR", _no_default_config + ".log")
 
 
 @pytest.fixture

@@ -160,7 +160,8 @@ def write_human(sized: SizedPlan, out: TextIO) -> None:
     else:
         status = "GC UNKNOWN" if plan.unknown else "GC RUNS"
         size = (">=" if sized.partial else "") + human_size(sized.total)
-        out.write(f"{status}: {root}: `cocoon gc` would remove {len(sized.items)} item{"" if len(sized.items) == 1 else "s"}, {size}\n")
+        count = len(sized.items)
+        out.write(f"{status}: {root}: `cocoon gc` would remove {count} item{'' if count == 1 else 's'}, {size}\n")
     for why in plan.unknown:
         out.write(f"unknown: {printable(why)}\n")
     out.write(f"note: {gcmodel.LOCK_CAVEAT}\n")
