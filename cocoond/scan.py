@@ -27,6 +27,7 @@ from cocoond.core.facts import (
     RecFacts,
     TempEntry,
 )
+from cocoond.core.gcmodel import VM_MODULES, VMDirs
 from cocoond.core.reconcile import LOCALFILE, Reconciler, Wants
 from cocoond.errors import CocoondError, DBError
 from cocoond.sizes import disk_usage
@@ -34,7 +35,6 @@ from cocoond.storage.dbfile import read_db_bytes
 from cocoond.storage.gojson import text_go
 from cocoond.storage.memory import own
 from cocoond.storage.paths import DEFAULT_ROOT_DIR, VM_BACKENDS, Paths, default_root
-from cocoond.core.gcmodel import VM_MODULES, VMDirs
 from cocoond.storage.refdbs import CNI_DB, IMAGE_DB, OCI_IMAGE_DB, RefFacts, decoder_for, vm_db_relpaths
 from cocoond.storage.snapshotdir import FormatProblem, config_mismatch, parse_sidecar
 
@@ -47,7 +47,13 @@ CLOUDIMG_TEMP = "cloudimg/temp"
 OCI_TEMP = "oci/temp"
 #: Every DB dir: cocoon's AtomicWriteJSON leaves `.tmp-*` there when it dies
 #: between create and rename (utils/atomic.go:14-48).
-DB_DIRS: tuple[str, ...] = ("snapshot/db", "cloudimg/db", "oci/db", *(f"{b}/db" for b in VM_BACKENDS), "cni/db")
+DB_DIRS: tuple[str, ...] = (
+    "snapshot/db",
+    "cloudimg/db",
+    "oci/db",
+    *(f"{b}/db" for b in VM_BACKENDS),
+    "cni/db",
+)
 TEMP_DIRS: tuple[str, ...] = (*DB_DIRS, CLOUDIMG_TEMP, OCI_TEMP)
 TEMP_PREFIX = ".tmp-"
 #: The seed's own writer (and the first epoch registry) used a fixed temp name.

@@ -66,7 +66,11 @@ def as_removed(root: Path, result: dict[str, Any]) -> dict[str, list[str]]:
     for module in result["modules"]:
         for item in module["items"]:
             what = item["what"]
-            value = os.path.relpath(item["path"], root) if what.endswith("_dir") and what.startswith("vm") else item["subject"]
+            value = (
+                os.path.relpath(item["path"], root)
+                if what.endswith("_dir") and what.startswith("vm")
+                else item["subject"]
+            )
             out[SIM_KEY[what]].append(value)
     return {k: sorted(v) for k, v in out.items()}
 
@@ -88,9 +92,9 @@ def agree(root: Path, sim: ModuleType, capsys: pytest.CaptureFixture[str]) -> di
         assert not os.path.lexists(path), path
     # and after gc, nothing is left to do but what gc leaves by design
     rc, after = plan(root, capsys)
-    assert after["bytes"] == 0 or all(
-        i["what"] in ("temp",) for m in after["modules"] for i in m["items"]
-    ), after
+    assert after["bytes"] == 0 or all(i["what"] in ("temp",) for m in after["modules"] for i in m["items"]), (
+        after
+    )
     return result
 
 
@@ -234,7 +238,9 @@ def _write(path: Path, data: bytes | str = b"x" * 5000) -> None:
     path.write_bytes(data.encode() if isinstance(data, str) else data)
 
 
-def test_hand_built_tree(root: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_hand_built_tree(
+    root: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """From cocoon's structs: snapshot.SnapshotIndex, hypervisor.VMIndex,
     oci and cloudimg imageIndex, cni networkIndex."""
     monkeypatch.setenv("COCOON_RUN_DIR", str(root / "rundir"))
@@ -245,7 +251,12 @@ def test_hand_built_tree(root: Path, monkeypatch: pytest.MonkeyPatch, capsys: py
         json.dumps(
             {
                 "snapshots": {
-                    "S1": {"id": "S1", "name": "s1", "image_blob_ids": {by_snap: {}}, "created_at": "2026-01-01T00:00:00Z"},
+                    "S1": {
+                        "id": "S1",
+                        "name": "s1",
+                        "image_blob_ids": {by_snap: {}},
+                        "created_at": "2026-01-01T00:00:00Z",
+                    },
                     "S2": {"id": "S2", "pending": True, "created_at": "2020-01-01T00:00:00Z"},
                     "S3": None,
                 },
@@ -281,9 +292,17 @@ def test_hand_built_tree(root: Path, monkeypatch: pytest.MonkeyPatch, capsys: py
         root / "cloudhypervisor/db/vms.json",
         json.dumps({"vms": {"V1": vm, "V2": stuck}, "names": {"v1": "V1", "v2": "V2"}}),
     )
-    for d in ("rundir/cloudhypervisor/V1", "rundir/cloudhypervisor/V2", "rundir/cloudhypervisor/V9", "rundir/cloudhypervisor/db"):
+    for d in (
+        "rundir/cloudhypervisor/V1",
+        "rundir/cloudhypervisor/V2",
+        "rundir/cloudhypervisor/V9",
+        "rundir/cloudhypervisor/db",
+    ):
         _write(root / d / "f")
-    _write(root / "cni/db/networks.json", json.dumps({"networks": {"n1": {"vm_id": "V1"}, "n2": {"vm_id": "V7"}}}))
+    _write(
+        root / "cni/db/networks.json",
+        json.dumps({"networks": {"n1": {"vm_id": "V1"}, "n2": {"vm_id": "V7"}}}),
+    )
     rc, result = plan(root, capsys)
     assert rc == 0, result
     got = {(m["module"], i["what"], i["subject"]) for m in result["modules"] for i in m["items"]}

@@ -161,7 +161,9 @@ def write_human(sized: SizedPlan, out: TextIO) -> None:
         status = "GC UNKNOWN" if plan.unknown else "GC RUNS"
         size = (">=" if sized.partial else "") + human_size(sized.total)
         count = len(sized.items)
-        out.write(f"{status}: {root}: `cocoon gc` would remove {count} item{'' if count == 1 else 's'}, {size}\n")
+        out.write(
+            f"{status}: {root}: `cocoon gc` would remove {count} item{'' if count == 1 else 's'}, {size}\n"
+        )
     for why in plan.unknown:
         out.write(f"unknown: {printable(why)}\n")
     out.write(f"note: {gcmodel.LOCK_CAVEAT}\n")
@@ -172,7 +174,12 @@ def write_human(sized: SizedPlan, out: TextIO) -> None:
     if plan.blocker is not None:
         return
     rows = [
-        (s.item.module, s.item.what, _size(s), printable(shown_path(sized.root, s.item.path) or s.item.subject))
+        (
+            s.item.module,
+            s.item.what,
+            _size(s),
+            printable(shown_path(sized.root, s.item.path) or s.item.subject),
+        )
         for s in sized.items
     ]
     header = ("MODULE", "WHAT", "SIZE", "PATH")

@@ -221,10 +221,10 @@ GC_PLAN: Final = (
         ),
     ),
     Section(
-        "locks",
+        "notes",
         (
             (
-                "none taken",
+                "locks",
                 "gc-plan takes no lock, as gc TryLocks every module and aborts on a busy one; a cocoon "
                 "command holding a lock when gc starts also makes gc abort, which no plan can see.",
             ),

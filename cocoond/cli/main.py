@@ -19,8 +19,7 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from cocoond import __version__
-from cocoond.cli import helptext
-from cocoond.cli import gcplan
+from cocoond.cli import gcplan, helptext
 from cocoond.cli.check import EXIT_UNKNOWN, CannotCheck, load_index, run_check, write_human, write_json
 from cocoond.cli.helptext import EX_CONFIG, EX_USAGE, Section
 from cocoond.config import Config, ConfigChoice, show_lines

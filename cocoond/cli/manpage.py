@@ -26,6 +26,7 @@ _SECTIONS = (
     ("SIGNALS", "signals"),
     ("ENVIRONMENT", "environment"),
     ("FILES", "files"),
+    ("NOTES", "notes"),
     ("EXAMPLES", EXAMPLE),
 )
 

@@ -129,7 +129,8 @@ class Listing:
     #: None: no DB file yet. The API's SnapshotDB is taken too (tests, tools).
     snapshot_db: IndexedDB | SnapshotDB | DBError | None = None
     keep_db: bool = False  # the snapshot DB was not read: keep the index's
-    ref_dbs: dict[str, frozenset[str] | RefFacts | DBError] = field(default_factory=dict)  # existing files only
+    #: Existing files only; a VM or CNI DB's with what gc reads of it.
+    ref_dbs: dict[str, frozenset[str] | RefFacts | DBError] = field(default_factory=dict)
     data_dirs: dict[str, DirState] = field(default_factory=dict)
     #: Foreign recorded data_dir paths -> is a directory (os.Stat).
     recorded_dirs: dict[str, bool] = field(default_factory=dict)

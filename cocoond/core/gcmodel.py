@@ -63,14 +63,26 @@ class GCModule:
 #: cmd/core/helpers.go:100, hypervisors :40-43): gc locks, loads and
 #: collects in this order, and names the first module that fails.
 MODULES: Final[tuple[GCModule, ...]] = (
-    GCModule("oci", "oci/db/images.lock", "oci/db/images.json", ("oci/blobs", "oci/boot"), "images/oci/gc.go:11-25"),
     GCModule(
-        "cloudimg", "cloudimg/db/images.lock", "cloudimg/db/images.json", ("cloudimg/blobs",), "images/cloudimg/gc.go:11-24"
+        "oci", "oci/db/images.lock", "oci/db/images.json", ("oci/blobs", "oci/boot"), "images/oci/gc.go:11-25"
     ),
     GCModule(
-        "cloud-hypervisor", "cloudhypervisor/db/vms.lock", "cloudhypervisor/db/vms.json", (), "hypervisor/gc.go:29-77"
+        "cloudimg",
+        "cloudimg/db/images.lock",
+        "cloudimg/db/images.json",
+        ("cloudimg/blobs",),
+        "images/cloudimg/gc.go:11-24",
     ),
-    GCModule("firecracker", "firecracker/db/vms.lock", "firecracker/db/vms.json", (), "hypervisor/gc.go:29-77"),
+    GCModule(
+        "cloud-hypervisor",
+        "cloudhypervisor/db/vms.lock",
+        "cloudhypervisor/db/vms.json",
+        (),
+        "hypervisor/gc.go:29-77",
+    ),
+    GCModule(
+        "firecracker", "firecracker/db/vms.lock", "firecracker/db/vms.json", (), "hypervisor/gc.go:29-77"
+    ),
     GCModule("cni", "cni/db/networks.lock", "cni/db/networks.json", (), "network/cni/gc.go:22-49"),
     GCModule("bridge", "bridge/gc.lock", None, (), "network/bridge/gc_linux.go:29-49"),
     GCModule(
@@ -90,7 +102,15 @@ IMAGE_MODULES: Final[dict[str, tuple[str, str, str, bool]]] = {
 VM_MODULES: Final[dict[str, str]] = {"cloud-hypervisor": "cloudhypervisor", "firecracker": "firecracker"}
 
 What = Literal[
-    "blob", "boot_dir", "temp", "vm_run_dir", "vm_log_dir", "vm_record", "cni_records", "data_dir", "pending_record"
+    "blob",
+    "boot_dir",
+    "temp",
+    "vm_run_dir",
+    "vm_log_dir",
+    "vm_record",
+    "cni_records",
+    "data_dir",
+    "pending_record",
 ]
 
 
@@ -267,11 +287,10 @@ def image_targets(module: str, view: GCView, used: set[str]) -> list[Item]:
 def active_vm_ids(view: GCView) -> set[str]:
     """gc.Collect(others, gc.VMIDs): IDs of both VM DBs' non-nil records."""
     ids: set[str] = set()
-    for module, backend in VM_MODULES.items():
+    for backend in VM_MODULES.values():
         facts = view.ref_facts.get(f"{backend}/db/vms.json")
         if facts is not None:
             ids |= facts.ids
-        del module
     return ids
 
 
@@ -326,12 +345,16 @@ def snapshot_targets(view: GCView) -> list[Item]:
     (ScanSubdirs: never a symlink) with no non-null record, and pending
     records past the grace: each loses snapshot/localfile/<ID> (RemoveAll:
     a link itself, not its target) and a stale record its DB entry."""
-    orphans = {name for name, state in view.data_dirs.items() if state.kind == "dir" and name not in view.snapshots}
+    orphans = {
+        name for name, state in view.data_dirs.items() if state.kind == "dir" and name not in view.snapshots
+    }
     stale = {sid for sid, rec in view.snapshots.items() if pending_dropped(rec, view.now)}
     items: list[Item] = []
     for sid in sorted(orphans | stale):
         if sid in orphans or (sid in view.data_dirs):
-            items.append(Item("snapshot", "data_dir", sid, os.path.join(view.root, "snapshot/localfile", sid)))
+            items.append(
+                Item("snapshot", "data_dir", sid, os.path.join(view.root, "snapshot/localfile", sid))
+            )
         if sid in stale:
             items.append(Item("snapshot", "pending_record", sid, None))
     return items
@@ -341,11 +364,11 @@ def plan(view: GCView) -> Plan:
     """What one `cocoon gc` run would do now (locks aside: LOCK_CAVEAT)."""
     stop, unknown = blocker(view)
     result = Plan(blocker=stop, unknown=unknown)
-    for module in VM_MODULES:
+    for vm_module in VM_MODULES:
         for kind in ("run", "log"):
-            dirs = view.vm_dirs.get((module, kind))
+            dirs = view.vm_dirs.get((vm_module, kind))
             if dirs is None:
-                result.notes.append(f"{module}'s {kind} dir is not configured: not looked at")
+                result.notes.append(f"{vm_module}'s {kind} dir is not configured: not looked at")
             elif dirs.subdirs is None and dirs.unreadable is None:
                 result.notes.append(f"{dirs.path} does not exist: nothing there to delete")
     if stop is not None:

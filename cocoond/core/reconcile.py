@@ -42,8 +42,8 @@ from cocoond.core.gcmodel import Blocker, GCView, VMDirs
 from cocoond.core.rules import LOCALFILE, SNAPSHOT_DB
 from cocoond.errors import DBError
 from cocoond.storage.memory import own
-from cocoond.storage.refdbs import RefFacts
 from cocoond.storage.records import RecordFields, SnapshotDB, SnapshotRecord, decode_records, no_gc
+from cocoond.storage.refdbs import RefFacts
 
 #: Blob dirs under the root: their listings decide whether a blob is there.
 BLOB_DIRS: tuple[str, ...] = ("cloudimg/blobs", "oci/blobs")
@@ -784,7 +784,6 @@ class Reconciler:
         old = self._timed
         self._dirty.update(k for k in old.keys() | timed.keys() if old.get(k) != timed.get(k))
         self._timed = timed
-
 
     def _vm_findings(self, now: float) -> list[Finding]:
         """stale_creating_vm and orphan_vm_dir, from the same predicates as

@@ -428,8 +428,8 @@ def stale_creating_vm(module: str, vm_id: str, vm: CreatingVM, age: float, gc: B
         vm_id,
         f"{label} in {module}'s vms.json has been `creating` for "
         f"{'ever (no updated_at)' if age == float('inf') else format_age(age)} (a create that died); "
-        f"`cocoon gc` drops records creating for over {CREATING_GRACE / 3600:.0f} h, with its run and log dirs"
-        + gc_note(gc),
+        f"`cocoon gc` drops records creating for over {CREATING_GRACE / 3600:.0f} h, "
+        "with its run and log dirs" + gc_note(gc),
         name=vm.name or None,
         path=vm.run_dir or None,
         age_seconds=None if age == float("inf") else age,

@@ -273,7 +273,9 @@ def stale_creating_vm(root: str) -> Expected:
     """`cocoon vm run` that died 25 h ago after making its dirs: the record
     stays `creating` (hypervisor/backend.go:180-201), gc drops it."""
     vm = create_vm(root, hypervisor=CH, crash_at="disks")
-    _set_field(layout.vm_db(root, CH), "vms", vm, "updated_at", go_time(time.time() - 25 * 3600), ("vms", "names"))
+    _set_field(
+        layout.vm_db(root, CH), "vms", vm, "updated_at", go_time(time.time() - 25 * 3600), ("vms", "names")
+    )
     return _expect("stale_creating_vm", vm, path=layout.vm_run_dir(root, CH, vm))
 
 
@@ -503,7 +505,12 @@ _add(
     undecodable_snapshot_field,
 )
 _add("undecodable-vm-field", "db_unreadable", '"first_booted": "yes" in a VM record', undecodable_vm_field)
-_add("stale-creating-vm", "stale_creating_vm", "a VM create that died 25 h ago (record `creating`)", stale_creating_vm)
+_add(
+    "stale-creating-vm",
+    "stale_creating_vm",
+    "a VM create that died 25 h ago (record `creating`)",
+    stale_creating_vm,
+)
 _add("orphan-vm-run-dir", "orphan_vm_dir", "a VM record removed by hand, its run dir left", orphan_vm_run_dir)
 _add("corrupt-cni-db", "db_unreadable", "cni/db/networks.json truncated (gc aborts)", corrupt_cni_db)
 _add(

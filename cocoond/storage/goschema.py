@@ -343,6 +343,7 @@ CNI_INDEX = struct(
     f("Networks", "networks", map_of(ptr(CNI_RECORD))),
 )
 
+
 # ----------------------------------------------------------------- images
 def _image_index(pkg: str, source: str, entry: GoType) -> GoType:
     """`type imageIndex struct { images.Index[imageEntry] }`, the generic

@@ -102,7 +102,12 @@ def decode_oci_refs(data: bytes, path: str) -> frozenset[str]:
     return frozenset(refs)
 
 
-def decode_vm_refs(data: bytes, path: str) -> RefFacts:
+def decode_vm_refs(data: bytes, path: str) -> frozenset[str]:
+    """Hexes named by `vms[*].image_blob_ids` (a Go set)."""
+    return decode_vm_facts(data, path).refs
+
+
+def decode_vm_facts(data: bytes, path: str) -> RefFacts:
     """Hexes named by `vms[*].image_blob_ids` (a Go set), the IDs of the
     records, and those still `creating` (what hypervisor/gc.go:36-51 reads)."""
     top = unmarshal(data, path, goschema.VM_INDEX)
@@ -152,7 +157,7 @@ def decoder_for(relpath: str) -> RefDecoder:
         return decode_oci_refs
     if relpath == CNI_DB:
         return decode_cni_refs
-    return decode_vm_refs
+    return decode_vm_facts
 
 
 def vm_db_relpaths(backends: tuple[str, ...]) -> tuple[str, ...]:
