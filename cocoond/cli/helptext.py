@@ -237,3 +237,41 @@ GC_PLAN: Final = (
         (("cocoond gc-plan --json | jq .modules[].bytes", "bytes gc would free, per module"),),
     ),
 )
+
+SHOW: Final = (
+    Section(
+        "exit status",
+        (
+            ("0", "nothing above info is open about it: every operation shown works."),
+            ("1", "warnings about it."),
+            ("2", "errors about it (an operation shown FAILS, with the findings' reasons)."),
+            (
+                "3",
+                "could not tell: REF names nothing (one line) or more than one thing (the candidates; "
+                "use --kind or more of the ID), a DB cannot be read, a bad config or a usage error.",
+            ),
+        ),
+    ),
+    Section(
+        "notes",
+        (
+            (
+                "resolution",
+                "as cocoon: snapshots and VMs by exact ID, then name, then a unique ID prefix of 3+ "
+                "characters (utils/resolve.go); images by ref, OCI's normalized ref, then ID digest or "
+                "a digest prefix of 12+ hex digits (images/index.go). A REF two kinds resolve is ambiguous.",
+            ),
+        ),
+    ),
+    Section("files", (_CONFIG_ITEM, _ROOT_ITEM)),
+    Section("environment", (_ENV_ROOT, _ENV_CONFIG, _ENV_RUN_LOG)),
+    Section(
+        EXAMPLE,
+        (
+            (
+                "cocoond show web-1 --json | jq .operations",
+                "would restore and clone of snapshot web-1 work now?",
+            ),
+        ),
+    ),
+)

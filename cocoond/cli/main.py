@@ -20,6 +20,7 @@ from typing import Any, NoReturn
 
 from cocoond import __version__
 from cocoond.cli import gcplan, helptext
+from cocoond.cli import show as show_cmd
 from cocoond.cli.check import EXIT_UNKNOWN, CannotCheck, load_index, run_check, write_human, write_json
 from cocoond.cli.helptext import EX_CONFIG, EX_USAGE, Section
 from cocoond.config import Config, ConfigChoice, show_lines
@@ -95,6 +96,20 @@ def build_parser() -> Parser:
     )
     _config_options(check)
     check.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    show = parser.command(
+        sub,
+        "show",
+        "one snapshot, image or VM as cocoon resolves REF: its record, disk, references, whether "
+        "restore / clone / VM create would work now, its findings; exit 0/1/2/3 as check",
+        sections=helptext.SHOW,
+        usage_status=EXIT_UNKNOWN,
+    )
+    _config_options(show)
+    show.add_argument(
+        "ref", metavar="REF", help="snapshot ID, name or ID prefix; image ref or digest; VM ID or name"
+    )
+    show.add_argument("--kind", choices=show_cmd.KINDS, help="look only among snapshots, images or VMs")
+    show.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     gc_plan = parser.command(
         sub,
         "gc-plan",
@@ -139,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
         return _check(args)
     if args.command == "gc-plan":
         return _gc_plan(args)
+    if args.command == "show":
+        return _show(args)
     if args.command == "config":
         return _config(args)
     return _run(args)
@@ -169,6 +186,20 @@ def _check(args: argparse.Namespace) -> int:
     else:
         write_human(result, sys.stdout)
     return result.exit_code
+
+
+def _show(args: argparse.Namespace) -> int:
+    try:
+        config = _choice(args).load()
+        shown = show_cmd.show(config, args.ref, args.kind)
+    except (ConfigError, CannotCheck, OSError) as exc:
+        print(f"cocoond show: {escape_controls(str(exc))}", file=sys.stderr)
+        return EXIT_UNKNOWN
+    if args.json:
+        show_cmd.write_json(shown, sys.stdout)
+    else:
+        show_cmd.write_human(shown, sys.stdout)
+    return shown.exit_code
 
 
 def _gc_plan(args: argparse.Namespace) -> int:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import heapq
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -335,6 +335,25 @@ class Reconciler:
         except DBError as exc:
             return exc
         return IndexedDB(decoded.records, frozenset(decoded.null_ids), decoded.names)
+
+    def decode_db_keeping(
+        self, data: str, path: str, keep: Callable[[str, str], bool]
+    ) -> tuple[IndexedDB | DBError, dict[str, dict[str, Any]]]:
+        """`decode_db`, also handing back the raw record (as the file has
+        it) of each ID for which `keep(id, name)` holds: `show` prints the
+        record it resolved to without a second parse of the DB."""
+        kept: dict[str, dict[str, Any]] = {}
+
+        def make(sid: str, fields: RecordFields, raw: dict[str, Any]) -> RecFacts:
+            if keep(sid, fields[1]):
+                kept[sid] = raw
+            return self._facts_from_json(sid, fields, raw)
+
+        try:
+            decoded = decode_records(data, path, make, copy_keys=False)
+        except DBError as exc:
+            return exc, kept
+        return IndexedDB(decoded.records, frozenset(decoded.null_ids), decoded.names), kept
 
     def set_snapshot_db(self, db: SnapshotDB | IndexedDB | DBError | None) -> None:
         """A new snapshots.json (None: the file does not exist), as the API's
