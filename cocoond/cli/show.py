@@ -520,7 +520,7 @@ def write_human(shown: Shown, out: TextIO) -> None:
             value = shown.record[key]
             if isinstance(value, dict | list):
                 value = f"{len(value)} entr{'y' if len(value) == 1 else 'ies'}" if value else "none"
-            out.write(f"  {key}: {printable(str(value))[:70]}\n")
+            _wrapped(out, f"{key}: {printable(str(value))}", "  ", "    ")
     for label, d in shown.disk.items():
         _write_dir(out, label, d)
     if shown.refers_to:
