@@ -21,10 +21,12 @@ from typing import Any
 from cocoond import __version__
 from cocoond.config import Config, ConfigChoice, load_config
 from cocoond.core import findings as fk
+from cocoond.core import gcmodel
 from cocoond.core.findings import Finding, Key
 from cocoond.core.lifecycle import Event, Lifecycle, Opened, Reminder, Resolved
 from cocoond.core.reconcile import DB_DEPENDENT, Reconciler
 from cocoond.daemon.bursts import OrphanBursts
+from cocoond.daemon.gcsizer import GCSizer, GCTotals
 from cocoond.daemon.logsetup import configure
 from cocoond.daemon.metrics import MetricsFile, Readings
 from cocoond.daemon.sdnotify import Notifier
@@ -65,6 +67,8 @@ INSPECT_SLICE = 0.05
 #: change), not after each snapshot a create commits: a compaction copies
 #: every dir's facts.
 COMPACT_AFTER = 1000
+#: Shortest time between two gc plans made for the metrics on a change.
+GC_PLAN_MIN_INTERVAL = 10.0
 #: Shortest wait before a held finding is looked at again.
 MIN_HOLD = 0.1
 #: `_db_id` before snapshots.json was first looked at (None means absent).
@@ -90,6 +94,10 @@ class Daemon:
         self.wall = wall
         self.queue: queue.SimpleQueue[Item] = queue.SimpleQueue()
         self.sizer = Sizer(self.queue)
+        self.gc_sizer = GCSizer(self.queue)
+        self._gc_totals: GCTotals | None = None  # the last measured gc plan
+        self._gc_planned_at = float("-inf")  # on the daemon's clock
+        self._vm_dirs_told: set[str] = set()  # absent run/log dirs said once
         self.log = configure(config.log.format, config.log.level)
         self._setup_root(config)
         # The index holds orphans until their dir has been quiet for the settle.
@@ -156,6 +164,7 @@ class Daemon:
             return 0
         finally:
             self.sizer.close()
+            self.gc_sizer.close()
             self.watcher.close()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
@@ -247,6 +256,7 @@ class Daemon:
                 blobs=self.index.blob_count,
             )
             self.metrics.changed()
+            self._plan_gc()
             self._due_at["heartbeat"] = now + heartbeat
         rescan = self.config.watch.full_rescan_seconds
         if rescan > 0 and now >= self._due_at["rescan"]:
@@ -274,6 +284,8 @@ class Daemon:
             index_load_seconds=self._index_load_seconds,
             full_rescan_interval=self.config.watch.full_rescan_seconds,
             heartbeat_interval=self.config.alerts.heartbeat_seconds,
+            gc_would_abort=self.index.gc_blocker is not None,
+            gc_module_bytes=None if self._gc_totals is None else self._gc_totals.module_bytes,
         )
 
     # ---------------------------------------------------------------- input
@@ -287,6 +299,9 @@ class Daemon:
             change = classify(self.root, value, attrib=kind == "attrib")
             if change is not None:
                 self._add_to_burst(change)
+        elif kind == "gc_plan":
+            self._gc_totals = value
+            self.metrics.changed()
         elif kind == "size":
             finding = self.sizer.arrived(*value)
             if finding is not None:
@@ -424,7 +439,14 @@ class Daemon:
             index=self.index,
             max_db_bytes=self._max_db_bytes,
             dir_contents=False,
+            run_dir=self.config.run_dir,
+            log_dir=self.config.log_dir,
         )
+        for dirs in listing.vm_dirs.values():
+            if dirs.subdirs is None and dirs.unreadable is None and dirs.path not in self._vm_dirs_told:
+                # cocoon's run/log dirs live outside the root: say once that one is not there.
+                self._vm_dirs_told.add(dirs.path)
+                self.log.info("vm_dirs.absent", dir=dirs.path)
         self.index.apply_listing(listing)
         del listing
         self._fulfil_wants()
@@ -435,6 +457,7 @@ class Daemon:
         self._last_full_scan = self.wall()
         self.metrics.changed()
         self._feed_lifecycle(also)
+        self._plan_gc(force=True)
 
     def _fulfil_wants(self) -> None:
         """Look at what the index asked for. Dirs that a new snapshots.json
@@ -566,6 +589,17 @@ class Daemon:
     def _open_set_changed(self) -> None:
         self.state.changed()
         self.metrics.changed()
+        self._plan_gc()
+
+    def _plan_gc(self, *, force: bool = False) -> None:
+        """gc's plan from the index (no I/O), measured on a worker thread:
+        after each full scan, and when the open findings change (at most
+        every GC_PLAN_MIN_INTERVAL; a heartbeat catches up)."""
+        now = self.clock()
+        if not force and now - self._gc_planned_at < GC_PLAN_MIN_INTERVAL:
+            return
+        self._gc_planned_at = now
+        self.gc_sizer.request(self.root, gcmodel.plan(self.index.gc_view(self.wall())))
 
     def _emit(self, severity: str, event: str, fields: dict[str, Any]) -> None:
         fields = dict(fields)

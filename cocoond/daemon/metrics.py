@@ -17,7 +17,7 @@ as another user. The text is prometheus_client's exposition format.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,6 +53,11 @@ class Readings:
     #: The config's intervals (0: off), so alert rules can tell stale from quiet.
     full_rescan_interval: float
     heartbeat_interval: float
+    #: `cocoon gc` would abort now (a DB it loads that Go cannot decode).
+    gc_would_abort: bool = False
+    #: Bytes `cocoon gc` would free now, per gc module (gcmodel); None
+    #: until the first plan is measured.
+    gc_module_bytes: Mapping[str, int] | None = None
 
 
 class _Snapshot(Collector):
@@ -111,6 +116,23 @@ class _Snapshot(Collector):
             "[alerts] heartbeat_seconds: interval at which this file is rewritten (0: off).",
             r.heartbeat_interval,
         )
+        yield _gauge(
+            "cocoond_gc_would_abort",
+            "1 while `cocoon gc` would abort before deleting anything (a DB it loads that Go cannot "
+            "decode; see the gc_blocked finding), else 0. A cocoon command holding a lock when gc "
+            "starts also makes it abort, which this cannot see.",
+            1 if r.gc_would_abort else 0,
+        )
+        if r.gc_module_bytes is not None:
+            gc_bytes = GaugeMetricFamily(
+                "cocoond_gc_reclaimable_bytes",
+                "Bytes (allocated, as du counts them) `cocoon gc` would delete if run now, per gc "
+                "module, as `cocoond gc-plan` lists them; 0 everywhere while gc would abort.",
+                labels=["module"],
+            )
+            for module, value in r.gc_module_bytes.items():
+                gc_bytes.add_metric([module], 0 if r.gc_would_abort else value)
+            yield gc_bytes
         yield InfoMetricFamily("cocoond_build", "The running cocoond.", value={"version": __version__})
 
 
