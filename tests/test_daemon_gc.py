@@ -33,8 +33,7 @@ def sim_vm_dirs(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_run_agrees_with_check_on_the_gc_rules(daemons: Daemons, sim: ModuleType, root: Path) -> None:
     sim.populate(str(root), snapshots=5, images=2)
-    config = {**CAMPAIGN, "watch": {**CAMPAIGN["watch"], "full_rescan_seconds": 1}}
-    daemon = daemons.start(root, config)
+    daemon = daemons.start(root, CAMPAIGN, overrides={"watch": {"full_rescan_seconds": 1}})
     daemon.wait_ready()
     agree(daemon, root, "start")
     for fault in ("stale-creating-vm", "orphan-vm-run-dir", "orphan-dir"):
