@@ -223,7 +223,7 @@ def test_human_output(root: Path, sim: ModuleType, capsys: pytest.CaptureFixture
     assert main(["gc-plan", "--root", str(root)]) == 0
     out = capsys.readouterr().out
     assert out.startswith(f"GC RUNS: {root}: `cocoon gc` would remove 1 item, ")
-    assert "takes no lock" in out and "snapshot  data_dir" in out
+    assert "takes no lock" in out and "snapshot  data_dir" in out and "TOTAL  " in out
     assert all(len(line) <= 200 for line in out.splitlines())
 
 

@@ -9,6 +9,7 @@ busy one, so a plan that held a lock would make gc abort. Bytes are what
 from __future__ import annotations
 
 import os
+import textwrap
 import time
 from dataclasses import dataclass, field
 from typing import Any, TextIO
@@ -164,13 +165,12 @@ def write_human(sized: SizedPlan, out: TextIO) -> None:
         out.write(
             f"{status}: {root}: `cocoon gc` would remove {count} item{'' if count == 1 else 's'}, {size}\n"
         )
-    for why in plan.unknown:
-        out.write(f"unknown: {printable(why)}\n")
-    out.write(f"note: {gcmodel.LOCK_CAVEAT}\n")
-    for note in plan.notes:
-        out.write(f"note: {printable(note)}\n")
+    lines = [f"unknown: {printable(why)}" for why in plan.unknown]
+    lines += [f"note: {gcmodel.LOCK_CAVEAT}", *(f"note: {printable(note)}" for note in plan.notes)]
     if not sized.consistent:
-        out.write(f"note: cocoon changed its DBs during each of {sized.attempts} passes\n")
+        lines.append(f"note: cocoon changed its DBs during each of {sized.attempts} passes")
+    for line in lines:
+        out.write(textwrap.fill(line, 80, subsequent_indent="      ", break_long_words=False) + "\n")
     if plan.blocker is not None:
         return
     rows = [
@@ -186,6 +186,6 @@ def write_human(sized: SizedPlan, out: TextIO) -> None:
     widths = [max(len(r[i]) for r in (header, *rows)) for i in range(3)]
     for row in (header, *rows):
         out.write("  ".join([*(c.ljust(widths[i]) for i, c in enumerate(row[:3])), row[3]]).rstrip() + "\n")
-    per_module = sized.module_bytes()
-    out.write("TOTAL  " + ", ".join(f"{m} {human_size(b)}" for m, b in per_module.items()))
-    out.write(f"; all {human_size(sized.total)}\n")
+    per_module = {m: b for m, b in sized.module_bytes().items() if b}
+    parts = ", ".join(f"{m} {human_size(b)}" for m, b in per_module.items())
+    out.write(f"TOTAL  {human_size(sized.total)}" + (f" ({parts})" if parts else "") + "\n")

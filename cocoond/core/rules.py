@@ -105,6 +105,11 @@ def gc_blocked(gc: Blocker, root: str) -> Finding:
     )
 
 
+#: Restore and clone of a pending record fail: cocoon's snapshot lookup
+#: answers ErrNotFound for it (snapshot/localfile/localfile.go:69,223).
+PENDING_FAILS: tuple[fk.Operation, ...] = (fk.RESTORE, fk.CLONE)
+
+
 def pending(sid: str, rec: RecFacts, age: float, stale_after: float, gc: Blocker | None = None) -> Finding:
     label = quoted(rec.name) or sid
     if age > stale_after:
@@ -112,20 +117,24 @@ def pending(sid: str, rec: RecFacts, age: float, stale_after: float, gc: Blocker
         return Finding(
             fk.STALE_PENDING,
             sid,
-            f"snapshot {label} has been pending for {format_age(age)} (a create that crashed or hangs); "
+            f"snapshot {label} has been pending for {format_age(age)} (a create that crashed or hangs): "
+            "restore and clone of it fail (cocoon answers not found for a pending record); "
             f"`cocoon gc` drops pending records older than {PENDING_GC_HOURS} h, with their data dir"
             + gc_note(gc),
             snapshot_id=sid,
             name=rec.name or None,
             age_seconds=age,
+            fails=PENDING_FAILS,
         )
     return Finding(
         fk.PENDING,
         sid,
-        f"snapshot {label} is being created (pending for {format_age(age)})",
+        f"snapshot {label} is being created (pending for {format_age(age)}): "
+        "restore and clone of it fail until it commits",
         snapshot_id=sid,
         name=rec.name or None,
         age_seconds=age,
+        fails=PENDING_FAILS,
     )
 
 
