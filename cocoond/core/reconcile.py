@@ -43,7 +43,7 @@ from cocoond.core.rules import LOCALFILE, SNAPSHOT_DB
 from cocoond.errors import DBError
 from cocoond.storage.memory import own
 from cocoond.storage.records import RecordFields, SnapshotDB, SnapshotRecord, decode_records, no_gc
-from cocoond.storage.refdbs import RefFacts
+from cocoond.storage.refdbs import CNI_DB, RefFacts
 
 #: Blob dirs under the root: their listings decide whether a blob is there.
 BLOB_DIRS: tuple[str, ...] = ("cloudimg/blobs", "oci/blobs")
@@ -482,8 +482,11 @@ class Reconciler:
         if stop == self.gc_blocker:
             return
         self.gc_blocker = stop
-        for _, sid in [k for k in self._static if k[0] == fk.ORPHAN_DATA_DIR]:
-            self._promote(sid)
+        for kind, subject in [k for k in self._static if k[0] in (fk.ORPHAN_DATA_DIR, fk.UNREFERENCED_BLOB)]:
+            if kind == fk.ORPHAN_DATA_DIR:
+                self._promote(subject)
+            else:
+                self._eval_hex(subject)
         # Timed findings (stale_pending, stale_temp, the VM ones) are rebuilt
         # with the new message at the next `evaluate`.
 
@@ -748,7 +751,9 @@ class Reconciler:
     def _set_blob_trust(self) -> None:
         """Fail closed, as cocoon's gc does: while any DB that can pin a blob
         is unreadable, no blob is called unreferenced."""
-        trusted = self.db_known and self.db_error is None and not self.ref_errors
+        # The CNI DB pins no blob: gc aborts on it (gc_blocked), but what is
+        # unreferenced stays known.
+        trusted = self.db_known and self.db_error is None and not (self.ref_errors.keys() - {CNI_DB})
         if trusted != self._blobs_trusted:
             self._blobs_trusted = trusted
             for hex_ in set(self.blob_files) | set(self.boot_dirs):
@@ -771,7 +776,7 @@ class Reconciler:
         self._put((fk.MISSING_BLOB, hex_), missing)
         unref = None
         if not sids and not others and self._blobs_trusted:
-            unref = rules.unreferenced_blob(hex_, files, self.boot_dirs.get(hex_), self.root)
+            unref = rules.unreferenced_blob(hex_, files, self.boot_dirs.get(hex_), self.root, self.gc_blocker)
         self._put((fk.UNREFERENCED_BLOB, hex_), unref)
 
     def _eval_timed(self, now: float) -> None:

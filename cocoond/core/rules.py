@@ -318,7 +318,7 @@ def missing_blob(
 
 
 def unreferenced_blob(
-    hex_: str, files: Mapping[str, BlobFile], boot_bytes: int | None, root: str
+    hex_: str, files: Mapping[str, BlobFile], boot_bytes: int | None, root: str, gc: Blocker | None = None
 ) -> Finding | None:
     """A blob (or OCI boot dir) nothing references: gc deletes what its
     ScanFileStems / ScanSubdirs list (images/gchelper.go:65-70,
@@ -341,7 +341,7 @@ def unreferenced_blob(
         fk.UNREFERENCED_BLOB,
         hex_,
         f"{what} is referenced by no image, snapshot or VM; normal after `cocoon image rm`: "
-        "the next `cocoon gc` deletes it",
+        "the next `cocoon gc` deletes it" + gc_note(gc),
         path=path,
         bytes=total,
     )
