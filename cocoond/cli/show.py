@@ -37,7 +37,6 @@ from cocoond.scan import (
     REF_DBS,
     fulfil,
     inspect_data_dir,
-    read_ref_db,
     read_vm_dirs,
     root_aliases,
     stat_blob,
@@ -45,11 +44,10 @@ from cocoond.scan import (
     stat_recorded_dir,
 )
 from cocoond.sizes import disk_usage
-from cocoond.storage import goschema
 from cocoond.storage.dbfile import read_db_bytes
 from cocoond.storage.gojson import text_go
-from cocoond.storage.goplain import unmarshal
 from cocoond.storage.paths import Paths
+from cocoond.storage.refdbs import decode_with_top
 from cocoond.storage.units import human_size
 
 KINDS = ("snapshot", "image", "vm")
@@ -125,13 +123,17 @@ class Shown:
 
 
 # ------------------------------------------------------------------ reading
-def _read_top(root: str, relpath: str, t: goschema.GoType, max_bytes: int | None) -> dict[str, Any] | DBError:
+def _read_db(root: str, relpath: str, max_bytes: int | None) -> tuple[Any, dict[str, Any] | DBError]:
+    """A ref DB's facts (read_ref_db's: None when absent) and its document,
+    from one read and one decode."""
     path = os.path.join(root, relpath)
     try:
         data = read_db_bytes(path, max_bytes)
-        return {} if data is None else unmarshal(data, path, t)
+        if data is None:
+            return None, {}
+        return decode_with_top(relpath, data, path)
     except DBError as exc:
-        return exc
+        return exc, exc
 
 
 def _entries(top: dict[str, Any] | DBError, table: str) -> dict[str, dict[str, Any]]:
@@ -149,12 +151,14 @@ def _image_hexes(backend: str, entry: Mapping[str, Any]) -> list[str]:
 
 @dataclass(slots=True)
 class _World:
-    """The image and VM DBs as cocoon's commands read them (small)."""
+    """The image, VM and CNI DBs as cocoon's commands read them, each read
+    and decoded once: the records to show, and the index's ref DBs."""
 
     images: dict[str, dict[str, dict[str, Any]]]
     vms: dict[str, dict[str, dict[str, Any]]]
     vm_names: dict[str, dict[str, str]]
     errors: dict[str, DBError]
+    ref_dbs: dict[str, Any] = field(default_factory=dict)
 
     def blob_users(self) -> dict[str, list[str]]:
         """hex -> "cloudimg <ref>", "oci <ref>", "vm <id>" that name it."""
@@ -172,16 +176,17 @@ class _World:
 
 def _read_world(root: str, max_bytes: int | None) -> _World:
     world = _World({}, {}, {}, {})
+    tops: dict[str, dict[str, Any] | DBError] = {}
+    for relpath in REF_DBS:
+        facts, tops[relpath] = _read_db(root, relpath, max_bytes)
+        if facts is not None:
+            world.ref_dbs[relpath] = facts
+        if isinstance(facts, DBError):
+            world.errors[relpath] = facts
     for backend, relpath in IMAGE_DBS.items():
-        t = goschema.OCI_INDEX if backend == "oci" else goschema.CLOUDIMG_INDEX
-        top = _read_top(root, relpath, t, max_bytes)
-        if isinstance(top, DBError):
-            world.errors[relpath] = top
-        world.images[backend] = _entries(top, "images")
+        world.images[backend] = _entries(tops[relpath], "images")
     for backend, relpath in VM_DBS.items():
-        top = _read_top(root, relpath, goschema.VM_INDEX, max_bytes)
-        if isinstance(top, DBError):
-            world.errors[relpath] = top
+        top = tops[relpath]
         world.vms[backend] = _entries(top, "vms")
         world.vm_names[backend] = {} if isinstance(top, DBError) else dict(top.get("names") or {})
     return world
@@ -357,9 +362,7 @@ def _show_snapshot(
     state = inspect_data_dir(root, sid, contents=True, activity=False)
     listing = Listing(
         snapshot_db=mini,
-        ref_dbs={
-            r: v for r in REF_DBS if (v := read_ref_db(root, r, config.limits.max_db_bytes)) is not None
-        },
+        ref_dbs=world.ref_dbs,
         data_dirs={sid: state} if state is not None else {},
         recorded_dirs={rec.recorded: stat_recorded_dir(rec.recorded)} if rec.recorded else {},
         blobs=blobs,

@@ -80,7 +80,11 @@ def decode_image_refs(data: bytes, path: str) -> frozenset[str]:
     """Hexes named by cloudimg's `images[*].content_sum` ("sha256:<hex>"):
     what images.ReferencedDigests gives cocoon's gc (images/index.go:42,
     cloudimg/image.go:52)."""
-    top = unmarshal(data, path, goschema.CLOUDIMG_INDEX)
+    return image_refs(unmarshal(data, path, goschema.CLOUDIMG_INDEX), path)
+
+
+def image_refs(top: dict[str, Any], path: str) -> frozenset[str]:
+    """decode_image_refs of an already decoded DB."""
     return frozenset(
         _hex(path, f"{_at(ref)}.content_sum", entry.get("content_sum", ""), "in gc and in VM creation")
         for ref, entry in _entries(top, "images")
@@ -92,7 +96,11 @@ def decode_oci_refs(data: bytes, path: str) -> frozenset[str]:
     keeps (images/oci/image.go:73 DigestHexes). kernel_layer and
     initrd_layer are checked too: creating a VM from the image takes their
     Hex() (images/oci/oci.go:136)."""
-    top = unmarshal(data, path, goschema.OCI_INDEX)
+    return oci_refs(unmarshal(data, path, goschema.OCI_INDEX), path)
+
+
+def oci_refs(top: dict[str, Any], path: str) -> frozenset[str]:
+    """decode_oci_refs of an already decoded DB."""
     refs: set[str] = set()
     for ref, entry in _entries(top, "images"):
         for i, layer in enumerate(entry.get("layers") or ()):
@@ -110,7 +118,11 @@ def decode_vm_refs(data: bytes, path: str) -> frozenset[str]:
 def decode_vm_facts(data: bytes, path: str) -> RefFacts:
     """Hexes named by `vms[*].image_blob_ids` (a Go set), the IDs of the
     records, and those still `creating` (what hypervisor/gc.go:36-51 reads)."""
-    top = unmarshal(data, path, goschema.VM_INDEX)
+    return vm_facts(unmarshal(data, path, goschema.VM_INDEX))
+
+
+def vm_facts(top: dict[str, Any]) -> RefFacts:
+    """decode_vm_facts of an already decoded DB."""
     refs: set[str] = set()
     ids: set[str] = set()
     creating: dict[str, CreatingVM] = {}
@@ -130,8 +142,28 @@ def decode_vm_facts(data: bytes, path: str) -> RefFacts:
 
 def decode_cni_refs(data: bytes, path: str) -> RefFacts:
     """cni/db/networks.json: the VM IDs its records belong to (cni/gc.go:29-35)."""
-    top = unmarshal(data, path, goschema.CNI_INDEX)
+    return cni_facts(unmarshal(data, path, goschema.CNI_INDEX))
+
+
+def cni_facts(top: dict[str, Any]) -> RefFacts:
+    """decode_cni_refs of an already decoded DB."""
     return RefFacts(frozenset(), frozenset(rec.get("vm_id") or "" for _, rec in _entries(top, "networks")))
+
+
+def decode_with_top(relpath: str, data: bytes, path: str) -> tuple[frozenset[str] | RefFacts, dict[str, Any]]:
+    """The ref DB's facts (as decoder_for's) and the decoded document, from
+    one decode: for a reader that also shows the records."""
+    if relpath == IMAGE_DB:
+        top = unmarshal(data, path, goschema.CLOUDIMG_INDEX)
+        return image_refs(top, path), top
+    if relpath == OCI_IMAGE_DB:
+        top = unmarshal(data, path, goschema.OCI_INDEX)
+        return oci_refs(top, path), top
+    if relpath == CNI_DB:
+        top = unmarshal(data, path, goschema.CNI_INDEX)
+        return cni_facts(top), top
+    top = unmarshal(data, path, goschema.VM_INDEX)
+    return vm_facts(top), top
 
 
 def _epoch(value: Any) -> float:
