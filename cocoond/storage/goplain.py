@@ -102,7 +102,12 @@ def _plain(value: Any, t: GoType) -> bool:
         elem = t.elem
         if type(value) is not dict:
             return False
-        if elem.kind is Kind.STRUCT and elem.struct is not None and not elem.struct.exact and not elem.struct.folded:
+        if (
+            elem.kind is Kind.STRUCT
+            and elem.struct is not None
+            and not elem.struct.exact
+            and not elem.struct.folded
+        ):
             # A Go set (map[string]struct{}): any object is an empty struct.
             # The VM DBs' snapshot_ids hold one per snapshot: 100k calls saved.
             return all(type(v) is dict for v in value.values())
