@@ -352,12 +352,19 @@ class Lister:
     def __init__(self, root: str) -> None:
         self.root = root
         self.unreadable: dict[str, str] = {}
+        #: Directories of the tree that exist as something else: cocoon's
+        #: gc fails on them (its backends' EnsureDirs, then its listings).
+        self.not_dirs: set[str] = set()
 
     def entries(self, relpath: str) -> list[os.DirEntry[str]]:
         try:
             with os.scandir(os.path.join(self.root, relpath)) as it:
                 found = list(it)
-        except (FileNotFoundError, NotADirectoryError):
+        except FileNotFoundError:
+            return []
+        except NotADirectoryError:
+            # It, or a dir on the way, is something else.
+            self.not_dirs.add(relpath)
             return []
         except OSError as exc:
             self.unreadable[relpath] = exc.strerror or str(exc)
@@ -515,6 +522,7 @@ def scan(
         boot_dirs=list_boot_dirs(lister),
         temps=list_temps(lister),
         unreadable=lister.unreadable,
+        not_dirs=frozenset(lister.not_dirs),
         vm_dirs=read_vm_dirs(run_dir, log_dir),
     )
 
@@ -535,6 +543,9 @@ def read_vm_dirs(run_dir: str | None, log_dir: str | None) -> dict[tuple[str, st
                     names = frozenset(own(e.name) for e in it if e.is_dir(follow_symlinks=False))
             except FileNotFoundError:
                 out[(module, kind)] = VMDirs(path)
+                continue
+            except NotADirectoryError:
+                out[(module, kind)] = VMDirs(path, not_dir=True)
                 continue
             except OSError as exc:
                 out[(module, kind)] = VMDirs(path, unreadable=exc.strerror or str(exc))

@@ -206,6 +206,26 @@ def test_abort_deletes_nothing_and_names_the_module(
     assert ("unreferenced_blob" in {f["kind"] for f in promises}) is (module == "cni")
 
 
+@pytest.mark.parametrize(("relpath", "module"), [("snapshot/localfile", "snapshot"), ("oci/boot", "oci")])
+def test_a_dir_gc_lists_that_is_a_file_stops_gc(
+    root: Path, sim: ModuleType, capsys: pytest.CaptureFixture[str], relpath: str, module: str
+) -> None:
+    """cocoon gc's backends MkdirAll their dirs first (cmd/others/handler.go:25-36)."""
+    sim.create(str(root))
+    sim.inject(str(root), "unreferenced-blob")
+    path = root / relpath
+    if path.is_dir():
+        import shutil
+
+        shutil.rmtree(path)
+    path.write_bytes(b"not a dir")
+    rc, result = plan(root, capsys)
+    assert rc == 1 and result["blocker"]["module"] == module and result["blocker"]["path"] == relpath
+    with pytest.raises(sim.GCAborted):
+        sim.gc(str(root))
+    assert path.is_file()
+
+
 def test_first_module_in_gcs_order_is_named(
     root: Path, sim: ModuleType, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -140,6 +140,8 @@ class Listing:
     #: Directories under the root that exist but could not be listed
     #: (relpath -> why): what depends on them is unknown, not missing.
     unreadable: dict[str, str] = field(default_factory=dict)
+    #: Directories of the tree that exist but are not directories.
+    not_dirs: frozenset[str] = frozenset()
     #: cocoon's VM run and log dirs (outside the root by default), by
     #: (gc module, "run"|"log"); only those configured.
     vm_dirs: dict[tuple[str, str], VMDirs] = field(default_factory=dict)

@@ -38,6 +38,12 @@ STALE_TEMP_AGE: Final = 3600.0
 #: hypervisor/gc.go:68: never an orphan VM dir (RunDir may be RootDir).
 RESERVED_VM_DIRS: Final = frozenset({"db"})
 
+#: Why a directory gc lists that is something else stops it: the backends'
+#: EnsureDirs (MkdirAll) fail before the orchestrator runs
+#: (cmd/others/handler.go:25-36), and ScanSubdirs / ScanFileStems would
+#: return the error (utils/file.go:105-112, orchestrator.go:76-78).
+NOT_A_DIR: Final = "exists but is not a directory"
+
 #: Said wherever gc's outcome is stated: the one abort cocoond cannot see.
 LOCK_CAVEAT: Final = (
     "cocoond takes no lock: a cocoon command holding any module's lock when gc starts "
@@ -93,6 +99,19 @@ MODULES: Final[tuple[GCModule, ...]] = (
         "snapshot/localfile/gc.go:34-85",
     ),
 )
+#: The order `cocoon gc` initialises the backends in, each making its dirs
+#: first (cmd/others/handler.go:25-48): a dir that is something else stops
+#: gc there, before any lock is taken.
+INIT_ORDER: Final = ("oci", "cloudimg", "cni", "snapshot", "cloud-hypervisor", "firecracker")
+#: Each module's directory under the root.
+MODULE_DIR: Final = {
+    "oci": "oci",
+    "cloudimg": "cloudimg",
+    "cni": "cni",
+    "snapshot": "snapshot",
+    "cloud-hypervisor": "cloudhypervisor",
+    "firecracker": "firecracker",
+}
 #: Image module -> (blob dir, suffix, temp dir, temp is dirs only).
 IMAGE_MODULES: Final[dict[str, tuple[str, str, str, bool]]] = {
     "oci": ("oci/blobs", ".erofs", "oci/temp", True),
@@ -175,6 +194,8 @@ class VMDirs:
     subdirs: frozenset[str] | None = None
     #: Set: cocoond could not list it (what gc would do there is unknown).
     unreadable: str | None = None
+    #: It exists but is not a directory: gc fails there.
+    not_dir: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +221,8 @@ class GCView:
     unreadable: Mapping[str, str]
     #: (VM module, "run" | "log") -> that dir; missing key: not configured.
     vm_dirs: Mapping[tuple[str, str], VMDirs] = field(default_factory=dict)
+    #: Directories under the root that exist as something else.
+    not_dirs: frozenset[str] = frozenset()
 
 
 def cannot_read(error: DBError) -> bool:
@@ -212,6 +235,10 @@ def blocker(view: GCView) -> tuple[Blocker | None, list[str]]:
     cannot tell on the way there (orchestrator.go:74-81). A DB cocoond may
     not read is unknown, not a blocker; gc, as root, may read it."""
     unknown: list[str] = []
+    for name in INIT_ORDER:
+        for relpath in sorted(view.not_dirs):
+            if relpath.split("/", 1)[0] == MODULE_DIR[name]:
+                return Blocker(name, relpath, NOT_A_DIR), unknown
     for module in MODULES:
         if module.db is not None:
             error = view.db_errors.get(module.db)
@@ -221,12 +248,16 @@ def blocker(view: GCView) -> tuple[Blocker | None, list[str]]:
                 else:
                     return Blocker(module.name, module.db, error.reason), unknown
         for relpath in module.lists:
+            if relpath in view.not_dirs:
+                return Blocker(module.name, relpath, NOT_A_DIR), unknown
             why = view.unreadable.get(relpath)
             if why is not None:
                 unknown.append(f"cocoond cannot list {relpath} ({why})")
         if module.name in VM_MODULES:
             for kind in ("run", "log"):
                 dirs = view.vm_dirs.get((module.name, kind))
+                if dirs is not None and dirs.not_dir:
+                    return Blocker(module.name, dirs.path, NOT_A_DIR), unknown
                 if dirs is not None and dirs.unreadable:
                     unknown.append(f"cocoond cannot list {dirs.path} ({dirs.unreadable})")
     return None, unknown

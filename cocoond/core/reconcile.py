@@ -138,6 +138,7 @@ class Reconciler:
         self.other_refs: dict[str, int] = {}
         self.temps: dict[str, TempEntry] = {}
         self.unreadable: dict[str, str] = {}
+        self.not_dirs: frozenset[str] = frozenset()
         self._pending: dict[str, float] = {}
         self._orphan_due: dict[str, float] = {}
         #: Committed snapshots whose data dir cocoond may not read -> why.
@@ -257,6 +258,7 @@ class Reconciler:
             temps=self.temps,
             unreadable=self.unreadable,
             vm_dirs=self.vm_dirs,
+            not_dirs=self.not_dirs,
         )
 
     # ----------------------------------------------------------------- inputs
@@ -320,8 +322,10 @@ class Reconciler:
                     self.set_boot_dir(hex_, listing.boot_dirs.get(hex_))
         kept = {r: e for r, e in self.temps.items() if os.path.dirname(r) in listing.unreadable}
         self.temps = {**listing.temps, **kept}
+        self.not_dirs = listing.not_dirs
         for (module, kind), dirs in listing.vm_dirs.items():
             self.set_vm_dirs(module, kind, dirs)
+        self._eval_gc()
 
     def decode_db(self, data: bytes | str | None, path: str) -> IndexedDB | DBError | None:
         """snapshots.json (bytes, or text already decoded by gojson.text_go)

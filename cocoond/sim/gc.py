@@ -298,8 +298,11 @@ def modules(root: str) -> list[Module]:
 
 def gc(root: str) -> dict[str, list[str]]:
     """One gc run; what it removed, or GCAborted."""
-    ensure_dirs(*layout.all_backend_dirs(root))  # cmd/others/handler.go:20-52 initialises every backend
-    ensure_dirs(os.path.dirname(layout.bridge_lock(root)))  # network/bridge/gc_linux.go:31
+    try:
+        ensure_dirs(*layout.all_backend_dirs(root))  # cmd/others/handler.go:20-52 initialises every backend
+        ensure_dirs(os.path.dirname(layout.bridge_lock(root)))  # network/bridge/gc_linux.go:31
+    except OSError as exc:
+        raise GCAborted(f"gc failed before it ran: create directory {exc.filename}: {exc.strerror}") from None
     mods = modules(root)
     with try_lock_all([m.lock for m in mods]) as busy:
         if busy:
