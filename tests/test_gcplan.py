@@ -373,3 +373,21 @@ def test_view_of_an_unreadable_db_is_unknown_not_blocked() -> None:
     )
     result = gcmodel.plan(view)
     assert result.blocker is None and result.unknown
+
+
+def test_hand_built_cni_db_of_the_wrong_type_blocks_gc(
+    root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """network/cni/db.go:22: `networks` is a map; Go refuses a number there,
+    and gc's cni module aborts the run (gc/orchestrator.go:76-78)."""
+    _write(root / "snapshot/db/snapshots.json", json.dumps({"snapshots": {}, "names": {}}))
+    _write(root / "snapshot/localfile/ORPHAN1/f")
+    _write(root / "cni/db/networks.json", '{"networks": 5}')
+    rc, result = plan(root, capsys)
+    assert rc == 1 and result["blocker"]["module"] == "cni"
+    assert result["blocker"]["path"] == "cni/db/networks.json"
+    capsys.readouterr()
+    main(["check", "--root", str(root), "--json"])
+    found = {(f["kind"], f["subject"]): f for f in json.loads(capsys.readouterr().out)["findings"]}
+    assert ("db_unreadable", "cni/db/networks.json") in found
+    assert "module cni" in found[("gc_blocked", "gc")]["message"]
