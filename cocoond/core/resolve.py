@@ -52,7 +52,7 @@ def resolve_ref(
 
 
 def normalize_oci_ref(ref: str) -> str:
-    """name.ParseReference(ref).String() for the usual forms (as cocoond.sim
+    """name.ParseReference(ref).String() for the usual forms (as the simulator
     reads it): a Docker Hub image gets index.docker.io/ (and library/), a
     missing tag :latest."""
     first, slash, _rest = ref.partition("/")
