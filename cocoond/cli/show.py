@@ -374,9 +374,12 @@ def _show_snapshot(
     fulfil(root, index, index.take_wants())
     now = time.time()
     index.evaluate(now)
-    users = _snapshot_users(db, rec.blobs)
     subjects = {sid, rec.name, *rec.blobs, "gc", rules.DATA_DIRS} - {""}
-    found = [_full_count(f, index, db, users) for f in index.findings() if f.key[1] in subjects]
+    found = [f for f in index.findings() if f.key[1] in subjects]
+    # Only a missing_blob needs the whole DB's users of the blob (a walk of every record).
+    missing = [f.subject for f in found if f.kind == fk.MISSING_BLOB]
+    users = _snapshot_users(db, missing) if missing else {}
+    found = [_full_count(f, index, db, users) for f in found]
     shown = Shown(root, ref, match, raw, findings=found)
     if any(f.key == (fk.DIR_UNREADABLE, rules.DATA_DIRS) for f in found):
         shown.unknown = "cocoond cannot read this snapshot's data dir: whether restore works is unknown"

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
@@ -223,6 +223,10 @@ class GCView:
     vm_dirs: Mapping[tuple[str, str], VMDirs] = field(default_factory=dict)
     #: Directories under the root that exist as something else.
     not_dirs: frozenset[str] = frozenset()
+    #: Shortcuts an index may give (None: derived from `snapshots`): the
+    #: blobs snapshot records name, and the pending records' created times.
+    snapshot_blobs: Collection[str] | None = None
+    pending: Mapping[str, float] | None = None
 
 
 def cannot_read(error: DBError) -> bool:
@@ -286,8 +290,11 @@ def used_blobs(view: GCView) -> set[str]:
     for relpath, facts in view.ref_facts.items():
         if relpath.endswith("/vms.json"):
             used |= facts.refs
-    for rec in view.snapshots.values():
-        used |= rec.blobs
+    if view.snapshot_blobs is not None:
+        used.update(view.snapshot_blobs)
+    else:
+        for rec in view.snapshots.values():
+            used |= rec.blobs
     return used
 
 
@@ -379,7 +386,10 @@ def snapshot_targets(view: GCView) -> list[Item]:
     orphans = {
         name for name, state in view.data_dirs.items() if state.kind == "dir" and name not in view.snapshots
     }
-    stale = {sid for sid, rec in view.snapshots.items() if pending_dropped(rec, view.now)}
+    if view.pending is not None:
+        stale = {sid for sid, created in view.pending.items() if created < view.now - PENDING_GRACE}
+    else:
+        stale = {sid for sid, rec in view.snapshots.items() if pending_dropped(rec, view.now)}
     items: list[Item] = []
     for sid in sorted(orphans | stale):
         if sid in orphans or (sid in view.data_dirs):

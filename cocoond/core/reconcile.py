@@ -259,6 +259,8 @@ class Reconciler:
             unreadable=self.unreadable,
             vm_dirs=self.vm_dirs,
             not_dirs=self.not_dirs,
+            snapshot_blobs=self.snap_refs.keys(),
+            pending=self._pending,
         )
 
     # ----------------------------------------------------------------- inputs
