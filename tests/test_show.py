@@ -167,6 +167,16 @@ def test_unknown_ref_is_one_line_exit_3(tree: Path, capsys: pytest.CaptureFixtur
     assert rc == 3 and isinstance(err, str) and "nothing-like-it" in err
 
 
+def test_an_undecodable_snapshot_db_is_said_not_taken_for_no_such_snapshot(
+    tree: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tree / "snapshot/db/snapshots.json").write_text('{"snapshots": {"ABCDEF1": {"pending": "yes"}}}')
+    rc, err = show(tree, capsys, "web")
+    assert rc == 3 and isinstance(err, str) and "snapshots.json" in err
+    rc, out = show(tree, capsys, "vm-web")  # a VM still resolves
+    assert isinstance(out, dict) and out["kind"] == "vm"
+
+
 def test_a_snapshot_that_cannot_be_restored_or_cloned(tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """No data dir: missing_data_dir says restore and clone fail; show says
     so with that finding's message as the reason, and exits 2 as check."""

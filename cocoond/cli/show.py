@@ -214,6 +214,8 @@ def resolve(
     if kind in (None, "vm"):
         for backend, entries in world.vms.items():
             found += resolve_ref("vm", backend, entries.keys(), world.vm_names[backend], ref)
+    if not found and isinstance(snapshots, DBError):
+        raise ShowError(f"{ref}: no image or VM by that ref, and no snapshot can be resolved: {snapshots}")
     if not found:
         what = kind or "snapshot, image or VM"
         raise ShowError(f"{ref}: no {what} by that ID, name, ref or prefix{orphan_hint}")
