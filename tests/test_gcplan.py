@@ -159,6 +159,12 @@ def test_temp_files_only_in_a_run_that_deletes_a_blob_of_that_type(
     if with_oci_blob:
         ref = sim.pull_oci(str(root), "registry.example/gone")["ref"]
         sim.rmi(str(root), ref)
+    capsys.readouterr()
+    main(["check", "--root", str(root), "--json"])
+    said = {f["subject"]: f["message"] for f in json.loads(capsys.readouterr().out)["findings"]}
+    assert ("the next `cocoon gc` removes it" in said[pull]) is with_oci_blob
+    assert ("the next gc keeps it" in said[pull]) is not with_oci_blob
+    assert "the next `cocoon gc` removes it" in said[img]  # an unreferenced cloudimg blob: swept
     result = agree(root, sim, capsys)
     temps = items(result, "temp")
     assert img in temps and str(fresh.relative_to(root)) not in temps

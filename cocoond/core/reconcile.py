@@ -803,9 +803,16 @@ class Reconciler:
                     sid, self.records[sid], max(0.0, now - created), self.pending_stale_seconds, gc
                 )
                 timed[finding.key] = finding
+        sweeping = self._sweeping(now) if any(e.gc_removes for e in self.temps.values()) else {}
         for relpath, entry in self.temps.items():
             temp = rules.stale_temp(
-                relpath, entry, max(0.0, now - entry.mtime), self.temp_stale_seconds, self.root, gc
+                relpath,
+                entry,
+                max(0.0, now - entry.mtime),
+                self.temp_stale_seconds,
+                self.root,
+                gc,
+                sweeping.get(relpath.split("/", 1)[0]),
             )
             if temp is not None:
                 timed[temp.key] = temp
@@ -814,6 +821,18 @@ class Reconciler:
         old = self._timed
         self._dirty.update(k for k in old.keys() | timed.keys() if old.get(k) != timed.get(k))
         self._timed = timed
+
+    def _sweeping(self, now: float) -> dict[str, bool | None]:
+        """Per image module: does the next gc delete one of its blobs (and so
+        sweep its temp dir)? Unknown (None) while blobs cannot be judged."""
+        if not self._blobs_trusted:
+            return {}
+        view = self.gc_view(now)
+        used = gcmodel.used_blobs(view)
+        return {
+            module: any(i.what != "temp" for i in gcmodel.image_targets(module, view, used))
+            for module in gcmodel.IMAGE_MODULES
+        }
 
     def _vm_findings(self, now: float) -> list[Finding]:
         """stale_creating_vm and orphan_vm_dir, from the same predicates as

@@ -25,7 +25,7 @@ from cocoond.core.facts import (
     TempEntry,
 )
 from cocoond.core.findings import Finding, Key
-from cocoond.core.gcmodel import CREATING_GRACE, Blocker
+from cocoond.core.gcmodel import CREATING_GRACE, STALE_TEMP_AGE, Blocker
 from cocoond.errors import DBError
 from cocoond.output import quoted
 from cocoond.storage.refdbs import CreatingVM
@@ -405,17 +405,37 @@ def name_findings(
 
 
 def stale_temp(
-    relpath: str, entry: TempEntry, age: float, stale_after: float, root: str, gc: Blocker | None = None
+    relpath: str,
+    entry: TempEntry,
+    age: float,
+    stale_after: float,
+    root: str,
+    gc: Blocker | None = None,
+    sweeping: bool | None = None,
 ) -> Finding | None:
+    """`sweeping`: whether gc's module for this image type has blobs to
+    delete now (gcmodel.image_targets), None when not known."""
     if age <= stale_after:
         return None
     if entry.gc_removes:
         # images/index.go:153-165 (GCStaleTemp), run only from an image
         # module's Collect, i.e. when it has blobs to delete (gc/orchestrator.go:91-97).
-        action = (
-            "`cocoon gc` removes temp entries older than 1 h, but only in a run that also "
-            "deletes an unreferenced blob of that image type" + gc_note(gc)
-        )
+        image = relpath.split("/", 1)[0]
+        if sweeping and age > STALE_TEMP_AGE:
+            action = f"the next `cocoon gc` removes it (that run also deletes an unreferenced {image} blob)"
+        elif sweeping:
+            action = "`cocoon gc` removes temp entries only once they are over 1 h old"
+        elif sweeping is False:
+            action = (
+                f"`cocoon gc` removes {image} temp entries over 1 h old only in a run that also deletes "
+                f"an unreferenced {image} blob, and none is unreferenced now: the next gc keeps it"
+            )
+        else:
+            action = (
+                "`cocoon gc` removes temp entries older than 1 h, but only in a run that also "
+                "deletes an unreferenced blob of that image type"
+            )
+        action += gc_note(gc)
     else:
         action = "nothing in cocoon removes it: delete it by hand while no cocoon command runs"
     return Finding(
