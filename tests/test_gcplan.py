@@ -120,7 +120,21 @@ def test_orphans_blobs_and_dirs(
     sim.inject(str(root), "orphan-symlink-dir")  # gc never sees a symlink
     vm = sim.inject(str(root), "stale-creating-vm")["subject"]
     run = sim.inject(str(root), "orphan-vm-run-dir")["subject"]
+    live = next(iter(json.loads((root / "cloudhypervisor/db/vms.json").read_bytes())["vms"]))
+    net = {"network": {"ip": "10.0.0.2"}, "type": "cocoon", "if_name": "eth0"}
+    (root / "cni/db/networks.json").write_text(
+        json.dumps(
+            {
+                "networks": {
+                    "n1": {**net, "id": "n1", "vm_id": live},
+                    "n2": {**net, "id": "n2", "vm_id": "GONEVM"},
+                    "n3": None,
+                }
+            }
+        )
+    )
     result = agree(root, sim, capsys)
+    assert items(result, "cni_records") == ["GONEVM"]
     assert items(result, "data_dir") == sorted([orphan, nulled])
     assert items(result, "blob") == [blob]
     assert items(result, "vm_record") == [vm]
