@@ -214,11 +214,16 @@ def resolve(
     if kind in (None, "vm"):
         for backend, entries in world.vms.items():
             found += resolve_ref("vm", backend, entries.keys(), world.vm_names[backend], ref)
-    if not found and isinstance(snapshots, DBError):
-        raise ShowError(f"{ref}: no image or VM by that ref, and no snapshot can be resolved: {snapshots}")
     if not found:
+        # A DB cocoon cannot decode resolves nothing, for cocoon either: say which.
+        blind = [str(snapshots)] if isinstance(snapshots, DBError) and kind in (None, "snapshot") else []
+        for relpath, error in sorted(world.errors.items()):
+            looked = "image" if relpath in IMAGE_DBS.values() else "vm" if relpath in VM_DBS.values() else None
+            if looked is not None and kind in (None, looked):
+                blind.append(str(error))
         what = kind or "snapshot, image or VM"
-        raise ShowError(f"{ref}: no {what} by that ID, name, ref or prefix{orphan_hint}")
+        unsure = f"; cannot look in {'; '.join(blind)}" if blind else ""
+        raise ShowError(f"{ref}: no {what} by that ID, name, ref or prefix{orphan_hint}{unsure}")
     if len(found) > 1:
         listed = ", ".join(f"{m.kind} {m.id} ({m.backend}, by {m.how})" for m in found[:MAX_CANDIDATES])
         more = f" and {len(found) - MAX_CANDIDATES} more" if len(found) > MAX_CANDIDATES else ""
