@@ -218,7 +218,9 @@ def resolve(
         # A DB cocoon cannot decode resolves nothing, for cocoon either: say which.
         blind = [str(snapshots)] if isinstance(snapshots, DBError) and kind in (None, "snapshot") else []
         for relpath, error in sorted(world.errors.items()):
-            looked = "image" if relpath in IMAGE_DBS.values() else "vm" if relpath in VM_DBS.values() else None
+            looked = (
+                "image" if relpath in IMAGE_DBS.values() else "vm" if relpath in VM_DBS.values() else None
+            )
             if looked is not None and kind in (None, looked):
                 blind.append(str(error))
         what = kind or "snapshot, image or VM"
