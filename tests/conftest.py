@@ -32,7 +32,8 @@ CONTRACT_SEVERITY = {
     "dangling_name": "error",
     "name_mismatch": "warning",
     "stale_temp": "info",
-    # issue 16 (gc as a whole): not in the contract document yet
+    "dir_unreadable": "warning",
+    # issue 16 (gc as a whole): in the README's findings table, not in the contract
     "gc_blocked": "warning",
     "stale_creating_vm": "warning",
     "orphan_vm_dir": "warning",

@@ -89,6 +89,14 @@ def test_restart_after_kill_9_announces_only_what_changed(
     assert gone["open_seconds"] >= since - 0.5, gone
     second.wait_for(opened(new["kind"], new["subject"]))
     wait_saved(state / STATE_FILE, {f["subject"] for f in (*still_open, new)})
+    # Every reminder of this run (a finding reminded twice included) is for
+    # a finding that stayed open, and carries that finding's first opening.
+    reminders = second.events("finding.reminder")
+    assert {r["subject"] for r in reminders} == {f["subject"] for f in still_open}, reminders
+    for r in reminders:
+        original = stamp(opened_first[r["subject"]]["timestamp"])
+        assert abs(stamp(r["opened_at"]) - original) < 0.5, (r, original)
+        assert r["kind"] == opened_first[r["subject"]]["kind"], r
     for f in still_open:
         assert second.events("finding.opened", subject=f["subject"]) == [], second.describe()
         assert second.events("finding.resolved", subject=f["subject"]) == [], second.describe()

@@ -108,6 +108,13 @@ def install(layout: Layout, wheels: Path, *extra: str) -> subprocess.CompletedPr
     # No pip configuration of this machine (indexes, find-links): only the wheel dir.
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
     env |= {"DESTDIR": str(layout.dest), "PIP_CONFIG_FILE": os.devnull}
+    # A mandb that records being run: a DESTDIR build must not index the
+    # staged pages (the package's man-db trigger does, on the host).
+    fakebin = layout.dest.parent / "fakebin"
+    fakebin.mkdir(exist_ok=True)
+    (fakebin / "mandb").write_text(f'#!/bin/sh\necho "$@" >>{layout.dest.parent / "mandb.log"}\n')
+    (fakebin / "mandb").chmod(0o755)
+    env["PATH"] = f"{fakebin}:{env.get('PATH', '')}"
     done = subprocess.run(
         [
             *offline(),
@@ -169,6 +176,22 @@ def test_layout(installed: Layout) -> None:
     for name, (version, _) in locked().items():
         assert got.get(name) == version, name
     assert got["cocoond"] == __version__
+
+
+def test_man_page_is_indexed_for_whatis(installed: Layout, tmp_path: Path) -> None:
+    """Without DESTDIR, scripts/install runs `mandb -q MANDIR`; with one (a
+    package build, as here) it must not. The command it runs makes
+    `whatis cocoond` find the page."""
+    assert not (installed.dest.parent / "mandb.log").exists(), "mandb ran for a DESTDIR build"
+    assert 'mandb -q "$mandir"' in INSTALL.read_text()
+    mandb, whatis = shutil.which("mandb"), shutil.which("whatis")
+    if mandb is None or whatis is None:
+        pytest.skip("man-db not installed")
+    mandir = tmp_path / "man"
+    shutil.copytree(installed.final / "man", mandir)
+    subprocess.run([mandb, "-q", str(mandir)], check=True, timeout=120)
+    done = subprocess.run([whatis, "-M", str(mandir), "cocoond"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.startswith("cocoond (8)"), done
 
 
 def test_runs_at_its_final_place(installed: Layout, sim: ModuleType, tmp_path: Path) -> None:
