@@ -267,7 +267,7 @@ def _help(*argv: str) -> str:
 @pytest.mark.parametrize(
     ("argv", "codes"),
     [
-        (("run",), ["0", "64", "78"]),
+        (("run",), ["0", "64", "78", "70", "75"]),
         (("check",), ["0", "1", "2", "3"]),
         (("config", "check"), ["0", "64", "78"]),
         (("config", "show"), ["0", "64", "78"]),

@@ -294,3 +294,29 @@ def test_install_refuses_what_it_did_not_make(wheels: Path, tmp_path: Path) -> N
     assert bad.returncode == 1 and "not an absolute directory" in bad.stderr
     usage = subprocess.run(["bash", str(INSTALL), "--bogus"], capture_output=True, text=True, env=env)
     assert usage.returncode == 64 and "--prefix DIR" in usage.stderr
+
+
+def test_uninstall_removes_the_metrics_file_the_config_names(tmp_path: Path) -> None:
+    """Issue 18 point 6: a cocoond.prom left behind keeps node_exporter
+    exporting the last values (and alerts firing) on a host without cocoond."""
+    from cocoond.daemon.metrics import Readings, render
+
+    dest = tmp_path / "pkg"
+    (dest / "etc" / "cocoond").mkdir(parents=True)
+    prom = dest / "srv" / "textfiles" / "cocoond.prom"
+    prom.parent.mkdir(parents=True)
+    (dest / "etc" / "cocoond" / "config.toml").write_text(
+        '[metrics]\ntextfile = "/srv/textfiles/cocoond.prom"\n'
+    )
+    prom.write_bytes(render(Readings([], 0, 0, 0, None, None, 0.0, 0.0)))
+    other = prom.parent / "node.prom"
+    other.write_text("node_x 1\n")
+    env = {**os.environ, "DESTDIR": str(dest)}
+    done = subprocess.run(["bash", str(UNINSTALL)], capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 0, done.stderr
+    assert not prom.exists() and f"removed {prom}" in done.stderr
+    assert other.exists()
+    # Not cocoond's: left, and said.
+    prom.write_text("node_x 1\n")
+    done = subprocess.run(["bash", str(UNINSTALL)], capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 0 and prom.exists() and "does not hold cocoond's metrics" in done.stderr

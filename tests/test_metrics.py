@@ -56,6 +56,9 @@ class Log:
     def warning(self, event: str, **fields: Any) -> None:
         self.warnings.append((event, fields))
 
+    def info(self, event: str, **fields: Any) -> None:
+        pass
+
 
 FINDINGS = [
     Finding("orphan_data_dir", "A", "m", bytes=1000),
@@ -272,3 +275,19 @@ def test_the_unit_opens_exactly_the_example_directory() -> None:
     assert paths == ["-/var/lib/prometheus/node-exporter"]
     example = (repo / "config.example.toml").read_text()
     assert '"/var/lib/prometheus/node-exporter/cocoond.prom"' in example
+
+
+def test_a_directory_made_later_gets_the_file_without_a_change_or_restart(tmp_path: Path) -> None:
+    """Issue 18 point 6: node_exporter installed after the daemon started.
+    A failed write stays due (2, 4, 8 ... s apart), so the file appears once
+    the directory does, even with no heartbeat and nothing changing."""
+    path = tmp_path / "node-exporter" / "cocoond.prom"
+    metrics, log = MetricsFile(str(path)), Log()
+    metrics.flush(log, 0.0, readings)
+    assert log.warnings[0][1]["hint"].startswith("the directory does not exist")
+    assert metrics.due() == 2.0
+    metrics.flush(log, 2.0, readings)
+    assert metrics.due() == 6.0 and len(log.warnings) == 1
+    path.parent.mkdir()
+    metrics.flush(log, 6.0, readings)  # no changed() in between
+    assert path.exists() and metrics.due() is None

@@ -89,7 +89,6 @@ def test_parser_handles_repeats_and_continuations() -> None:
         ("ProtectClock", "yes"),
         ("ProtectHostname", "yes"),
         ("ProtectProc", "invisible"),
-        ("ProcSubset", "pid"),
         ("RestrictNamespaces", "yes"),
         ("RestrictRealtime", "yes"),
         ("RestrictSUIDSGID", "yes"),
@@ -264,3 +263,19 @@ def test_notify_reload_drop_in_is_valid_where_systemd_has_it(tmp_path: Path) -> 
         assert output == "", output
     else:
         assert "Failed to parse service type" in output and "notify-reload" in output, output
+
+
+def test_the_textfile_directory_is_made_before_the_sandbox(unit: Unit) -> None:
+    """Issue 18 point 6: ReadWritePaths=-DIR is applied when the daemon
+    starts; a DIR made later stays read-only to it (EROFS). Each such DIR is
+    made first by a privileged ("+") ExecStartPre=, so it exists then."""
+    writable = [p.lstrip("-") for p in unit["Service"]["ReadWritePaths"]]
+    made = unit["Service"].get("ExecStartPre", [])
+    for directory in writable:
+        assert f"+/bin/mkdir -p -m 0755 {directory}" in made, (directory, made)
+
+
+def test_proc_locks_stays_visible(unit: Unit) -> None:
+    """/proc/locks shows a cocoon command in flight (inflight.py); ProcSubset=pid would hide it."""
+    assert "ProcSubset" not in unit["Service"]
+    assert one(unit, "Service", "ProtectProc") == "invisible"

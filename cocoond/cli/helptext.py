@@ -106,7 +106,12 @@ RUN: Final = (
             ("0", "stopped by SIGTERM or SIGINT."),
             _USAGE,
             (_BAD_CONFIG[0], _BAD_CONFIG[1] + " The systemd unit restarts on neither 64 nor 78."),
-            ("other", "a crash (a traceback is on stderr); the systemd unit restarts it after 5 s."),
+            (
+                "70",
+                "a crash: one daemon.crashed event at error with the traceback; "
+                "the systemd unit restarts it after 5 s.",
+            ),
+            ("75", "another process holds the state dir (state.dir_busy); the unit tries again after 5 s."),
         ),
     ),
     Section(

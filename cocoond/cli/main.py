@@ -37,11 +37,14 @@ from cocoond.cli.check import (
 from cocoond.cli.helptext import EX_CONFIG, EX_USAGE, Section
 from cocoond.config import Config, ConfigChoice, show_lines
 from cocoond.core import gcmodel
+from cocoond.daemon.journald import stderr_prefix
 from cocoond.errors import ConfigError
 from cocoond.output import escape_controls
 from cocoond.storage.paths import Paths
 
 DESCRIPTION = "Watches a Cocoon root and reports where its snapshot DB and the disk disagree."
+#: syslog's LOG_ERR: the priority of a line that says why a command failed.
+ERR = 3
 COMMANDS_HELP = "cocoond COMMAND --help gives its exit codes, files and an example."
 
 
@@ -327,7 +330,9 @@ def _loaded(choice: ConfigChoice, command: str) -> Config | None:
     try:
         return choice.load()
     except ConfigError as exc:
-        print(f"cocoond {command}: {exc}", file=sys.stderr)
+        # Under systemd this is the line that says why a start or a
+        # reload (ExecReload= runs `config check`) failed: at err.
+        print(f"{stderr_prefix(ERR)}cocoond {command}: {exc}", file=sys.stderr)
         return None
 
 
@@ -352,8 +357,11 @@ def _run(args: argparse.Namespace) -> int:
     config = _loaded(choice, "run")
     if config is None:
         return EX_CONFIG
-    from cocoond.daemon.loop import run_daemon
-
+    try:
+        from cocoond.daemon.loop import run_daemon
+    except Exception as exc:  # a broken install: before logging exists, still at crit
+        print(f"{stderr_prefix(2)}cocoond run: cannot start: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 70
     return run_daemon(config, choice=choice)
 
 
