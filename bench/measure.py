@@ -71,6 +71,8 @@ class Run:
     returncode: int
     stdout: str
     stderr: str
+    #: CPU seconds (user + sys) of the child, from the same os.wait4.
+    cpu: float = 0.0
 
 
 @dataclass
@@ -83,6 +85,10 @@ class Best:
     @property
     def wall(self) -> float:
         return min(r.wall for r in self.runs)
+
+    @property
+    def cpu(self) -> float:
+        return min(r.cpu for r in self.runs)
 
     @property
     def maxrss_kib(self) -> int:
@@ -114,7 +120,8 @@ with open(out, "wb") as o, open(err, "wb") as e:
     wall = time.perf_counter() - t0
     timer.cancel()
 p.returncode = os.waitstatus_to_exitcode(status)
-print(json.dumps({"wall": wall, "maxrss": ru.ru_maxrss, "rc": p.returncode, "timed_out": wall >= timeout}))
+print(json.dumps({"wall": wall, "cpu": ru.ru_utime + ru.ru_stime, "maxrss": ru.ru_maxrss, "rc": p.returncode,
+                  "timed_out": wall >= timeout}))
 """
 
 
@@ -144,6 +151,7 @@ def run_child(argv: list[str], timeout: float) -> Run:
             int(rep["rc"]),
             out.read_text(errors="replace"),
             err.read_text(errors="replace"),
+            float(rep.get("cpu", 0.0)),
         )
 
 
@@ -234,3 +242,32 @@ def cocoond_version(cocoond: str) -> str:
     except (OSError, subprocess.TimeoutExpired) as e:
         return f"unavailable ({e})"
     return (done.stdout or done.stderr).strip() or f"exit {done.returncode}"
+
+
+# A bare parse of the snapshot DB: what `show` of one snapshot is held to.
+JSON_LOADS_SCRIPT = """\
+import json, os, sys
+with open(os.path.join(sys.argv[1], "snapshot", "db", "snapshots.json"), "rb") as f:
+    print(len(json.loads(f.read())["snapshots"]))
+"""
+
+
+def _ok_exit(*codes: int) -> Any:
+    def validate(r: Run) -> str:
+        return "" if r.returncode in codes else f"exit {r.returncode}: {tail(r.stderr or r.stdout)}"
+
+    return validate
+
+
+def measure_json_loads(root: Path, repeat: int = 3, timeout: float = 300) -> Best:
+    return best_of([sys.executable, "-c", JSON_LOADS_SCRIPT, str(root)], repeat, timeout, _ok_exit(0))
+
+
+def measure_show(cocoond: str, root: Path, ref: str, repeat: int = 3, timeout: float = 300) -> Best:
+    argv = [cocoond, "show", "--no-config", "--root", str(root), "--json", "--kind", "snapshot", ref]
+    return best_of(argv, repeat, timeout, _ok_exit(0, 1, 2))
+
+
+def measure_gc_plan(cocoond: str, root: Path, repeat: int = 3, timeout: float = 300) -> Best:
+    argv = [cocoond, "gc-plan", "--no-config", "--root", str(root), "--json"]
+    return best_of(argv, repeat, timeout, _ok_exit(0, 1))

@@ -240,7 +240,10 @@ def test_every_broken_db_is_one_finding_and_the_daemon_lives(
         line = daemon.wait_for(opened("db_unreadable", SNAPSHOT_DB), since=since, what=what)
         assert "\n" not in line["message"]
         theirs = check_open(root, daemon.config_path)
-        assert theirs == {("db_unreadable", SNAPSHOT_DB): "error"}, (what, theirs)
+        assert theirs == {("db_unreadable", SNAPSHOT_DB): "error", ("gc_blocked", "gc"): "warning"}, (
+            what,
+            theirs,
+        )
         since = daemon.mark()
         (root / SNAPSHOT_DB).write_bytes(good)
         daemon.wait_for(resolved("db_unreadable", SNAPSHOT_DB), since=since, what=f"{what}, repaired")
@@ -261,7 +264,10 @@ def test_a_special_file_as_the_db(daemons: Daemons, sim: ModuleType, root: Path)
         make(db)
         since = daemon.mark()
         daemon.wait_for(opened("db_unreadable", SNAPSHOT_DB), since=since, what=what)
-        assert check_open(root, daemon.config_path) == {("db_unreadable", SNAPSHOT_DB): "error"}
+        assert check_open(root, daemon.config_path) == {
+            ("db_unreadable", SNAPSHOT_DB): "error",
+            ("gc_blocked", "gc"): "warning",
+        }
         db.rmdir() if db.is_dir() else db.unlink()
         sim.create(str(root), name=f"after-{what[2:]}")
         daemon.wait_for(resolved("db_unreadable", SNAPSHOT_DB), since=since, what=f"{what} replaced")

@@ -21,13 +21,14 @@ it was then).
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from cocoond.core import rules
 from cocoond.core.facts import (
     CH_CONFIG,
     CH_STATE,
@@ -45,6 +46,7 @@ from cocoond.core.findings import Finding, Key
 from cocoond.core.reconcile import DB_DEPENDENT, Reconciler
 from cocoond.errors import DBError
 from cocoond.storage.records import SnapshotDB, SnapshotRecord
+from cocoond.storage.refdbs import RefFacts
 
 NOW = 1_000_000.0
 UNREFERENCED = "unreferenced_blob"
@@ -148,7 +150,7 @@ class Model:
         return value
 
     def listing(self) -> Listing:
-        ref_dbs: dict[str, frozenset[str] | DBError] = {}
+        ref_dbs: dict[str, frozenset[str] | RefFacts | DBError] = {}
         for relpath in self.refs:
             value = self.ref_db(relpath)
             assert value is not None
@@ -385,13 +387,28 @@ def full_pass(*listings: Listing) -> Reconciler:
 
 def oracle(model: Model) -> dict[Key, Finding]:
     """What the incremental index must hold (see the module docstring)."""
-    now = findings_of(full_pass(model.last_good_listing(), model.listing()))
+    now_index = full_pass(model.last_good_listing(), model.listing())
+    now = findings_of(now_index)
     if model.frozen_at is None:
         return now
     then = findings_of(full_pass(*model.frozen_at))
-    return {k: f for k, f in then.items() if k[0] in DB_DEPENDENT} | {
-        k: f for k, f in now.items() if k[0] not in DB_DEPENDENT
+    # As they were, except that what promised a gc deletion now says gc
+    # deletes nothing (snapshots.json is what stops it).
+    note = rules.gc_note(now_index.gc_blocker)
+    kept = {
+        k: replace(f, message=f.message.split("; but `cocoon gc` currently")[0] + note)
+        if _promises_gc(f)
+        else f
+        for k, f in then.items()
+        if k[0] in DB_DEPENDENT
     }
+    return kept | {k: f for k, f in now.items() if k[0] not in DB_DEPENDENT}
+
+
+def _promises_gc(f: Finding) -> bool:
+    return (
+        f.kind == "orphan_data_dir" and "`cocoon gc` deletes it" in f.message
+    ) or f.kind == "stale_pending"
 
 
 def keep_unreferenced(

@@ -25,6 +25,7 @@ from typing import Any, TextIO
 
 from cocoond.core import findings as fk
 from cocoond.core import rules
+from cocoond.core.facts import Listing
 from cocoond.core.findings import Finding
 from cocoond.core.reconcile import Reconciler
 from cocoond.core.rootview import judge
@@ -79,6 +80,17 @@ class CannotCheck(CocoondError):
     DB, a data dir): it cannot say anything trustworthy (exit 3)."""
 
 
+@dataclass(slots=True)
+class Loaded:
+    """One consistent reconcile of the tree: what check, gc-plan and show
+    all start from (one model, one reading)."""
+
+    index: Reconciler
+    listing: Listing
+    consistent: bool
+    attempts: int
+
+
 def run_check(
     paths: Paths,
     *,
@@ -86,12 +98,53 @@ def run_check(
     temp_stale_seconds: float,
     orphan_quiet_seconds: float = 0.0,
     max_db_bytes: int | None = None,
+    run_dir: str | None = None,
+    log_dir: str | None = None,
     root_from: str | None = None,
 ) -> CheckResult:
     """One reconcile of `paths`' root. `root_from` says where the root came
     from (a config file, `--root`, `COCOON_ROOT_DIR`; None: the default), so
     a missing root's error names what to change."""
     started = time.monotonic()
+    loaded = load_index(
+        paths,
+        pending_stale_seconds=pending_stale_seconds,
+        temp_stale_seconds=temp_stale_seconds,
+        orphan_quiet_seconds=orphan_quiet_seconds,
+        max_db_bytes=max_db_bytes,
+        run_dir=run_dir,
+        log_dir=log_dir,
+        root_from=root_from,
+    )
+    index = loaded.index
+    index.evaluate(time.time())
+    return CheckResult(
+        root=paths.root_dir,
+        snapshots=index.snapshot_count,
+        blobs=len(loaded.listing.blobs),
+        findings=with_sizes(index.findings()),
+        consistent=loaded.consistent,
+        attempts=loaded.attempts,
+        duration=time.monotonic() - started,
+    )
+
+
+def load_index(
+    paths: Paths,
+    *,
+    pending_stale_seconds: float,
+    temp_stale_seconds: float,
+    orphan_quiet_seconds: float = 0.0,
+    max_db_bytes: int | None = None,
+    run_dir: str | None = None,
+    log_dir: str | None = None,
+    contents: bool = True,
+    root_from: str | None = None,
+) -> Loaded:
+    """Scan until the DBs held still (at most MAX_ATTEMPTS passes) and
+    reconcile. Without `contents` the data dirs' files are not read (gc-plan
+    needs only their names): their restore findings are then not made, and
+    an unreadable one is not a reason to refuse."""
     root = paths.root_dir
     if not os.path.isdir(root):
         raise CannotCheck(f"{root}: no such directory ({root_hint(root_from)})")
@@ -114,24 +167,27 @@ def run_check(
             orphan_quiet_seconds=orphan_quiet_seconds,
             root_aliases=root_aliases(root),
         )
-        listing = scan(paths, index=index, max_db_bytes=max_db_bytes, one_shot=True)
+        listing = scan(
+            paths,
+            index=index,
+            max_db_bytes=max_db_bytes,
+            one_shot=True,
+            dir_contents=contents,
+            run_dir=run_dir,
+            log_dir=log_dir,
+        )
         refuse_unreadable(root, listing.unreadable, [listing.snapshot_db, *listing.ref_dbs.values()])
         index.apply_listing(listing)
-        fulfil(root, index, index.take_wants())
-        refuse_unread_data_dirs(root, index)
+        wants = index.take_wants()
+        if not contents:
+            wants.contents = set()
+        fulfil(root, index, wants)
+        if contents:
+            refuse_unread_data_dirs(root, index)
         consistent = db_identities(root) == before
         if consistent or attempts >= MAX_ATTEMPTS:
             break
-    index.evaluate(time.time())
-    return CheckResult(
-        root=root,
-        snapshots=index.snapshot_count,
-        blobs=len(listing.blobs),
-        findings=with_sizes(index.findings()),
-        consistent=consistent,
-        attempts=attempts,
-        duration=time.monotonic() - started,
-    )
+    return Loaded(index, listing, consistent, attempts)
 
 
 def root_hint(root_from: str | None) -> str:

@@ -238,3 +238,78 @@ CONFIG_SHOW: Final = (
         (("cocoond config show --root /var/lib/cocoon", "what the daemon would use with that root"),),
     ),
 )
+
+_ENV_RUN_LOG = (
+    "COCOON_RUN_DIR, COCOON_LOG_DIR",
+    "cocoon's run and log dirs when run_dir / log_dir are not in the config "
+    "(defaults /var/lib/cocoon/run, /var/log/cocoon): gc deletes VM dirs there without a record.",
+)
+
+GC_PLAN: Final = (
+    Section(
+        "exit status",
+        (
+            ("0", "`cocoon gc` would run: the plan lists what it removes (maybe nothing)."),
+            ("1", "`cocoon gc` would abort before deleting anything: the module whose DB stops it is named."),
+            (
+                "3",
+                "could not tell: a bad config, a root that is missing or cannot be read, a DB or dir "
+                "cocoond may not read, or a usage error.",
+            ),
+        ),
+    ),
+    Section(
+        "notes",
+        (
+            (
+                "locks",
+                "gc-plan takes no lock, as gc TryLocks every module and aborts on a busy one; a cocoon "
+                "command holding a lock when gc starts also makes gc abort, which no plan can see.",
+            ),
+        ),
+    ),
+    Section("files", (_CONFIG_ITEM, _ROOT_ITEM)),
+    Section("environment", (_ENV_ROOT, _ENV_CONFIG, _ENV_RUN_LOG)),
+    Section(
+        EXAMPLE,
+        (("cocoond gc-plan --json | jq .modules[].bytes", "bytes gc would free, per module"),),
+    ),
+)
+
+SHOW: Final = (
+    Section(
+        "exit status",
+        (
+            ("0", "nothing above info is open about it: every operation shown works."),
+            ("1", "warnings about it."),
+            ("2", "errors about it (an operation shown FAILS, with the findings' reasons)."),
+            (
+                "3",
+                "could not tell: REF names nothing (one line) or more than one thing (the candidates; "
+                "use --kind or more of the ID), a DB cannot be read, a bad config or a usage error.",
+            ),
+        ),
+    ),
+    Section(
+        "notes",
+        (
+            (
+                "resolution",
+                "as cocoon: snapshots and VMs by exact ID, then name, then a unique ID prefix of 3+ "
+                "characters (utils/resolve.go); images by ref, OCI's normalized ref, then ID digest or "
+                "a digest prefix of 12+ hex digits (images/index.go). A REF two kinds resolve is ambiguous.",
+            ),
+        ),
+    ),
+    Section("files", (_CONFIG_ITEM, _ROOT_ITEM)),
+    Section("environment", (_ENV_ROOT, _ENV_CONFIG, _ENV_RUN_LOG)),
+    Section(
+        EXAMPLE,
+        (
+            (
+                "cocoond show web-1 --json | jq .operations",
+                "would restore and clone of snapshot web-1 work now?",
+            ),
+        ),
+    ),
+)

@@ -21,7 +21,7 @@ from typing import Any
 from cocoond import __version__
 from cocoond.config import Config, ConfigChoice, load_config
 from cocoond.core import findings as fk
-from cocoond.core import rules
+from cocoond.core import gcmodel, rules
 from cocoond.core.findings import Finding, Key
 from cocoond.core.lifecycle import Event, Lifecycle, Opened, Reminder, Resolved
 from cocoond.core.reconcile import DB_DEPENDENT, Reconciler
@@ -29,6 +29,7 @@ from cocoond.daemon import crash, reminders
 from cocoond.daemon.bursts import SUMMARY_KEY as ORPHAN_SUMMARY
 from cocoond.daemon.bursts import OrphanBursts
 from cocoond.daemon.clock import PlainAge, Timeline
+from cocoond.daemon.gcsizer import GCSizer, GCTotals
 from cocoond.daemon.inflight import InFlight
 from cocoond.daemon.logsetup import configure
 from cocoond.daemon.metrics import MetricsFile, Readings
@@ -75,6 +76,8 @@ INSPECT_SLICE = 0.05
 #: change), not after each snapshot a create commits: a compaction copies
 #: every dir's facts.
 COMPACT_AFTER = 1000
+#: Shortest time between two gc plans made for the metrics on a change.
+GC_PLAN_MIN_INTERVAL = 10.0
 #: Shortest wait before a held finding is looked at again.
 MIN_HOLD = 0.1
 #: sysexits.h EX_TEMPFAIL: another daemon has the state dir; the unit
@@ -106,6 +109,10 @@ class Daemon:
         self._plain_age = PlainAge(self.timeline, clock)
         self.queue: queue.SimpleQueue[Item] = queue.SimpleQueue()
         self.sizer = Sizer(self.queue)
+        self.gc_sizer = GCSizer(self.queue)
+        self._gc_totals: GCTotals | None = None  # the last measured gc plan
+        self._gc_planned_at = float("-inf")  # on the daemon's clock
+        self._vm_dirs_told: set[str] = set()  # absent run/log dirs said once
         self.log = configure(config.log.format, config.log.level)
         self._setup_root(config)
         # The index holds orphans until their dir has been quiet for the settle.
@@ -193,6 +200,7 @@ class Daemon:
             unhook()
             self.state.release()
             self.sizer.close()
+            self.gc_sizer.close()
             self.watcher.close()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
@@ -292,6 +300,7 @@ class Daemon:
                 blobs=self.index.blob_count,
             )
             self.metrics.changed()
+            self._plan_gc()
             self._due_at["heartbeat"] = now + heartbeat
         if now >= self._due_at["root"]:
             # A root replaced or unmounted under us sends no event at all.
@@ -325,6 +334,8 @@ class Daemon:
             full_rescan_interval=self.config.watch.full_rescan_seconds,
             heartbeat_interval=self.config.alerts.heartbeat_seconds,
             root_ok=self._unseen is None,
+            gc_would_abort=self.index.gc_blocker is not None,
+            gc_module_bytes=None if self._gc_totals is None else self._gc_totals.module_bytes,
         )
 
     # ---------------------------------------------------------------- input
@@ -338,6 +349,9 @@ class Daemon:
             change = classify(self.root, value, attrib=kind == "attrib")
             if change is not None:
                 self._add_to_burst(change)
+        elif kind == "gc_plan":
+            self._gc_totals = value
+            self.metrics.changed()
         elif kind == "crash":
             raise value  # a worker thread died: see crash.py
         elif kind == "size":
@@ -516,7 +530,14 @@ class Daemon:
             index=self.index,
             max_db_bytes=self._max_db_bytes,
             dir_contents=False,
+            run_dir=self.config.run_dir,
+            log_dir=self.config.log_dir,
         )
+        for dirs in listing.vm_dirs.values():
+            if dirs.subdirs is None and dirs.unreadable is None and dirs.path not in self._vm_dirs_told:
+                # cocoon's run/log dirs live outside the root: say once that one is not there.
+                self._vm_dirs_told.add(dirs.path)
+                self.log.info("vm_dirs.absent", dir=dirs.path)
         self.index.apply_listing(listing)
         del listing
         self._fulfil_wants()
@@ -528,6 +549,7 @@ class Daemon:
         self.metrics.changed()
         self._remember_root()
         self._feed_lifecycle(also)
+        self._plan_gc(force=True)
 
     def _remember_root(self) -> None:
         """What the root holds, for a later root_unseen message (saved with
@@ -784,6 +806,17 @@ class Daemon:
     def _open_set_changed(self) -> None:
         self.state.changed()
         self.metrics.changed()
+        self._plan_gc()
+
+    def _plan_gc(self, *, force: bool = False) -> None:
+        """gc's plan from the index (no I/O), measured on a worker thread:
+        after each full scan, and when the open findings change (at most
+        every GC_PLAN_MIN_INTERVAL; a heartbeat catches up)."""
+        now = self.clock()
+        if not force and now - self._gc_planned_at < GC_PLAN_MIN_INTERVAL:
+            return
+        self._gc_planned_at = now
+        self.gc_sizer.request(self.root, gcmodel.plan(self.index.gc_view(self.wall())))
 
     def _emit(self, severity: str, event: str, fields: dict[str, Any]) -> None:
         fields = dict(fields)
