@@ -71,8 +71,7 @@ class Run:
     returncode: int
     stdout: str
     stderr: str
-    #: user+sys CPU seconds (os.wait4's rusage): wall time swings with the
-    #: page cache and the neighbours on a shared machine, CPU much less.
+    #: CPU seconds (user + sys) of the child, from the same os.wait4.
     cpu: float = 0.0
 
 
@@ -121,9 +120,8 @@ with open(out, "wb") as o, open(err, "wb") as e:
     wall = time.perf_counter() - t0
     timer.cancel()
 p.returncode = os.waitstatus_to_exitcode(status)
-cpu = ru.ru_utime + ru.ru_stime
-rep = {"wall": wall, "cpu": cpu, "maxrss": ru.ru_maxrss, "rc": p.returncode, "timed_out": wall >= timeout}
-print(json.dumps(rep))
+print(json.dumps({"wall": wall, "cpu": ru.ru_utime + ru.ru_stime, "maxrss": ru.ru_maxrss, "rc": p.returncode,
+                  "timed_out": wall >= timeout}))
 """
 
 
@@ -244,3 +242,32 @@ def cocoond_version(cocoond: str) -> str:
     except (OSError, subprocess.TimeoutExpired) as e:
         return f"unavailable ({e})"
     return (done.stdout or done.stderr).strip() or f"exit {done.returncode}"
+
+
+# A bare parse of the snapshot DB: what `show` of one snapshot is held to.
+JSON_LOADS_SCRIPT = """\
+import json, os, sys
+with open(os.path.join(sys.argv[1], "snapshot", "db", "snapshots.json"), "rb") as f:
+    print(len(json.loads(f.read())["snapshots"]))
+"""
+
+
+def _ok_exit(*codes: int) -> Any:
+    def validate(r: Run) -> str:
+        return "" if r.returncode in codes else f"exit {r.returncode}: {tail(r.stderr or r.stdout)}"
+
+    return validate
+
+
+def measure_json_loads(root: Path, repeat: int = 3, timeout: float = 300) -> Best:
+    return best_of([sys.executable, "-c", JSON_LOADS_SCRIPT, str(root)], repeat, timeout, _ok_exit(0))
+
+
+def measure_show(cocoond: str, root: Path, ref: str, repeat: int = 3, timeout: float = 300) -> Best:
+    argv = [cocoond, "show", "--no-config", "--root", str(root), "--json", "--kind", "snapshot", ref]
+    return best_of(argv, repeat, timeout, _ok_exit(0, 1, 2))
+
+
+def measure_gc_plan(cocoond: str, root: Path, repeat: int = 3, timeout: float = 300) -> Best:
+    argv = [cocoond, "gc-plan", "--no-config", "--root", str(root), "--json"]
+    return best_of(argv, repeat, timeout, _ok_exit(0, 1))

@@ -11,6 +11,7 @@ Benchmarks report; they never fail on numbers. See bench/README.md.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import time
@@ -27,6 +28,9 @@ from bench.measure import (
     measure_check,
     measure_doctor,
     measure_floor,
+    measure_gc_plan,
+    measure_json_loads,
+    measure_show,
 )
 from bench.report import Table, fmt_mib, fmt_s, machine_header, mark
 from bench.trees import Tree, get_tree, log
@@ -42,6 +46,7 @@ CPU_TARGET_RATIO = 1.5
 REWRITE_TARGET = 0.1
 PEAK_TARGET = 1.15
 IDLE_TARGET_S_PER_60 = 0.1
+SHOW_TARGET_RATIO = 1.5
 
 
 def parse_sizes(text: str) -> list[int]:
@@ -180,6 +185,66 @@ def table_doctor(args: argparse.Namespace) -> Table:
         "doctor: for each dir in snapshot/localfile/, `jq -e --arg id ID '.snapshots[$id] != null'`; "
         "then one jq listing committed record IDs and `[ -d ]` for each (bench/measure.py DOCTOR_SCRIPT); "
         "run once"
+    )
+    return t
+
+
+def first_snapshot(root: Path) -> str:
+    """A snapshot ID of the tree (its data dir's name: no parse of the DB)."""
+    with os.scandir(root / "snapshot" / "localfile") as it:
+        return min(e.name for e in it)
+
+
+def table_show_gc_plan(args: argparse.Namespace, trees: dict[int, Tree | str]) -> Table:
+    t = Table(
+        f"5. `cocoond show` of one snapshot and `cocoond gc-plan`, CPU (user+sys), best of {args.repeat}",
+        [
+            "snapshots",
+            "show",
+            "json.loads",
+            "show/json.loads",
+            "ok",
+            "gc-plan",
+            "floor",
+            "gc-plan/floor",
+            "ok",
+        ],
+    )
+    for n in args.sizes:
+        tree = trees[n]
+        if isinstance(tree, str):
+            t.add(f"{n:,}", f"ERROR (note {t.note(f'{n:,}: tree: {tree}')})")
+            continue
+        log(f"show and gc-plan at {n:,} ...")
+        loads = measure_json_loads(tree.root, args.repeat)
+        show = measure_show(args.cocoond, tree.root, first_snapshot(tree.root), args.repeat)
+        plan = measure_gc_plan(args.cocoond, tree.root, args.repeat)
+        floor = measure_floor(tree.root, args.repeat)
+        cells = []
+        for best, label in ((show, "show"), (loads, "json.loads"), (plan, "gc-plan"), (floor, "floor")):
+            cells.append(
+                fmt_s(best.cpu)
+                if best.ok
+                else f"ERROR (note {t.note(f'{n:,} {label}: {check_error(best)}')})"
+            )
+        show_r = show.cpu / loads.cpu if show.ok and loads.ok and loads.cpu else None
+        plan_r = plan.cpu / floor.cpu if plan.ok and floor.ok and floor.cpu else None
+        at_target = n == FLOOR_TARGET_SIZE
+        t.add(
+            f"{n:,}",
+            cells[0],
+            cells[1],
+            "—" if show_r is None else f"{show_r:.2f}x",
+            mark(show_r < SHOW_TARGET_RATIO) if at_target and show_r is not None else "",
+            cells[2],
+            cells[3],
+            "—" if plan_r is None else f"{plan_r:.2f}x",
+            mark(plan_r <= FLOOR_TARGET_RATIO) if at_target and plan_r is not None else "",
+        )
+    t.note(
+        f"targets at {FLOOR_TARGET_SIZE:,}: show < {SHOW_TARGET_RATIO:g}x a bare json.loads of the DB "
+        f"(a separate python process), gc-plan ≤ {FLOOR_TARGET_RATIO:g}x the floor of table 1; CPU is the "
+        "child's user+sys from os.wait4, interpreter start-up included on both sides"
     )
     return t
 
@@ -424,6 +489,7 @@ def main(argv: list[str] | None = None) -> int:
 
     emit(table_check_vs_floor(args, trees).render(md))
     emit(table_doctor(args).render(md))
+    emit(table_show_gc_plan(args, trees).render(md))
 
     if not args.skip_daemon:
         results: list[DaemonResult] = []

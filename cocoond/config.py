@@ -37,6 +37,13 @@ UNIT_STATE_DIR: Final = "/var/lib/cocoond"
 #: device, a disk image symlinked by mistake) and is refused before reading.
 MAX_CONFIG_BYTES: Final = 1 << 20
 
+#: cocoon's own defaults for its run and log dirs (cmd/root.go:58-59), and
+#: the environment variables that override them there (viper's COCOON_ prefix).
+DEFAULT_RUN_DIR: Final = "/var/lib/cocoon/run"
+DEFAULT_LOG_DIR: Final = "/var/log/cocoon"
+RUN_ENV: Final = "COCOON_RUN_DIR"
+LOG_ENV: Final = "COCOON_LOG_DIR"
+
 #: Values of `log.format`: one JSON object per line for journald and alert
 #: rules, or aligned text for a person at a terminal.
 LOG_FORMATS: Final = ("json", "console")
@@ -127,6 +134,10 @@ class Config:
     root_dir: str
     #: Where `run` keeps its open findings across restarts; None: nowhere.
     state_dir: str | None = None
+    #: cocoon's run_dir and log_dir: per-VM dirs that `cocoon gc` deletes
+    #: when no VM record claims them (read only, never written).
+    run_dir: str = DEFAULT_RUN_DIR
+    log_dir: str = DEFAULT_LOG_DIR
     watch: WatchConfig = field(default_factory=WatchConfig)
     thresholds: Thresholds = field(default_factory=Thresholds)
     alerts: AlertConfig = field(default_factory=AlertConfig)
@@ -154,7 +165,7 @@ _SECTIONS: Final[dict[str, type[_Section]]] = {
 }
 _CHOICES: Final[dict[str, tuple[str, ...]]] = {"log.format": LOG_FORMATS, "log.level": LOG_LEVELS}
 #: Keys outside any table.
-_TOP_KEYS: Final = ("root_dir", "state_dir")
+_TOP_KEYS: Final = ("root_dir", "state_dir", "run_dir", "log_dir")
 
 #: Every valid dotted key, in the order config.example.toml documents them.
 #: Derived from the dataclasses so a new field cannot be forgotten here.
@@ -249,10 +260,18 @@ def load_config(
     state = _first((top.get("state_dir"), source), (state_env, STATE_ENV))
     if state is not None:
         sources["state_dir"] = state[1]
+    cocoon_dirs: dict[str, str] = {}
+    for key, env, default in (("run_dir", RUN_ENV, DEFAULT_RUN_DIR), ("log_dir", LOG_ENV, DEFAULT_LOG_DIR)):
+        cocoon_dirs[key], sources[key] = _first((top.get(key), source), (environ.get(env), env)) or (
+            default,
+            "default",
+        )
     # Tables the file leaves out keep Config's defaults.
     return Config(
         root_dir=root_dir,
         state_dir=state[0] if state else None,
+        run_dir=cocoon_dirs["run_dir"],
+        log_dir=cocoon_dirs["log_dir"],
         source=source,
         sources={k: v for k, v in sources.items() if v != "default"},
         **sections,
@@ -333,8 +352,8 @@ def _path(source: str, key: str, value: object) -> str:
         raise ConfigError(f"{source}: root_dir: must not be empty")
     if "\0" in value:
         raise ConfigError(f"{source}: {key}: must not contain a NUL character")
-    if key == "state_dir" and value and not os.path.isabs(value):
-        raise ConfigError(f"{source}: state_dir: must be an absolute path, got {_describe(value)}")
+    if key != "root_dir" and value and not os.path.isabs(value):
+        raise ConfigError(f"{source}: {key}: must be an absolute path, got {_describe(value)}")
     return value
 
 

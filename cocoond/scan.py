@@ -28,6 +28,7 @@ from cocoond.core.facts import (
     RecFacts,
     TempEntry,
 )
+from cocoond.core.gcmodel import VM_MODULES, VMDirs
 from cocoond.core.reconcile import LOCALFILE, Reconciler, Wants
 from cocoond.errors import CocoondError, DBError
 from cocoond.sizes import disk_usage
@@ -37,7 +38,7 @@ from cocoond.storage.dbspans import DBDelta, absorb, load
 from cocoond.storage.gojson import text_go
 from cocoond.storage.memory import own
 from cocoond.storage.paths import DEFAULT_ROOT_DIR, VM_BACKENDS, Paths, default_root
-from cocoond.storage.refdbs import IMAGE_DB, OCI_IMAGE_DB, decoder_for, vm_db_relpaths
+from cocoond.storage.refdbs import CNI_DB, IMAGE_DB, OCI_IMAGE_DB, RefFacts, decoder_for, vm_db_relpaths
 from cocoond.storage.snapshotdir import FormatProblem, config_mismatch, parse_sidecar
 
 #: Blob dirs under the root and the suffix a blob file has in each.
@@ -49,12 +50,19 @@ CLOUDIMG_TEMP = "cloudimg/temp"
 OCI_TEMP = "oci/temp"
 #: Every DB dir: cocoon's AtomicWriteJSON leaves `.tmp-*` there when it dies
 #: between create and rename (utils/atomic.go:14-48).
-DB_DIRS: tuple[str, ...] = ("snapshot/db", "cloudimg/db", "oci/db", *(f"{b}/db" for b in VM_BACKENDS))
+DB_DIRS: tuple[str, ...] = (
+    "snapshot/db",
+    "cloudimg/db",
+    "oci/db",
+    *(f"{b}/db" for b in VM_BACKENDS),
+    "cni/db",
+)
 TEMP_DIRS: tuple[str, ...] = (*DB_DIRS, CLOUDIMG_TEMP, OCI_TEMP)
 TEMP_PREFIX = ".tmp-"
 #: The seed's own writer (and the first epoch registry) used a fixed temp name.
 SEED_TEMP = "snapshot/db/snapshots.json.tmp"
-REF_DBS: tuple[str, ...] = (IMAGE_DB, OCI_IMAGE_DB, *vm_db_relpaths(VM_BACKENDS))
+#: The DBs besides snapshots.json that cocoon's gc loads (gcmodel.MODULES).
+REF_DBS: tuple[str, ...] = (IMAGE_DB, OCI_IMAGE_DB, *vm_db_relpaths(VM_BACKENDS), CNI_DB)
 _VM_DBS = frozenset(vm_db_relpaths(VM_BACKENDS))
 #: Largest cocoon.json or config.json read from a data dir (they are a few KB).
 SMALL_FILE_LIMIT = 1 << 20
@@ -130,9 +138,9 @@ class _Keys:
 
 def read_ref_db(
     root: str, relpath: str, max_bytes: int | None = None, *, remember: bool = True
-) -> frozenset[str] | DBError | None:
-    """The blob hexes an image or VM DB pins, its error, or None if absent.
-    A VM DB rewrite is absorbed from what changed where that is provably
+) -> frozenset[str] | RefFacts | DBError | None:
+    """The blob hexes an image DB pins (a VM or CNI DB: with the IDs gc
+    reads), its error, or None if absent. A VM DB rewrite is absorbed from what changed where that is provably
     the full decode's answer (vmdelta); `remember=False` (a one-shot
     reader) decodes it whole and keeps nothing."""
     path = os.path.join(root, relpath)
@@ -146,8 +154,7 @@ def read_ref_db(
             return None
         if vm_db:
             return vmdelta.decode(data, path)
-        found: frozenset[str] = decoder_for(relpath)(data, path)
-        return found
+        return decoder_for(relpath)(data, path)
     except DBError as exc:
         return exc
 
@@ -418,12 +425,19 @@ class Lister:
     def __init__(self, root: str) -> None:
         self.root = root
         self.unreadable: dict[str, str] = {}
+        #: Directories of the tree that exist as something else: cocoon's
+        #: gc fails on them (its backends' EnsureDirs, then its listings).
+        self.not_dirs: set[str] = set()
 
     def entries(self, relpath: str) -> list[os.DirEntry[str]]:
         try:
             with os.scandir(os.path.join(self.root, relpath)) as it:
                 found = list(it)
-        except (FileNotFoundError, NotADirectoryError):
+        except FileNotFoundError:
+            return []
+        except NotADirectoryError:
+            # It, or a dir on the way, is something else.
+            self.not_dirs.add(relpath)
             return []
         except OSError as exc:
             self.unreadable[relpath] = exc.strerror or str(exc)
@@ -544,6 +558,8 @@ def scan(
     max_db_bytes: int | None = None,
     one_shot: bool = False,
     dir_contents: bool = True,
+    run_dir: str | None = None,
+    log_dir: str | None = None,
 ) -> Listing:
     """One full pass over the tree (without snapshots.json if the caller
     keeps the index's). Directories that cannot be listed are named in
@@ -560,7 +576,7 @@ def scan(
         records = {}
     else:
         records = index.records  # the last good index decides what to inspect
-    ref_dbs: dict[str, frozenset[str] | DBError] = {}
+    ref_dbs: dict[str, frozenset[str] | RefFacts | DBError] = {}
     for relpath in REF_DBS:
         refs = read_ref_db(root, relpath, max_db_bytes, remember=index.absorb_rewrites)
         if refs is not None:
@@ -579,7 +595,36 @@ def scan(
         boot_dirs=list_boot_dirs(lister),
         temps=list_temps(lister),
         unreadable=lister.unreadable,
+        not_dirs=frozenset(lister.not_dirs),
+        vm_dirs=read_vm_dirs(run_dir, log_dir),
     )
+
+
+def read_vm_dirs(run_dir: str | None, log_dir: str | None) -> dict[tuple[str, str], VMDirs]:
+    """cocoon's per-VM run and log dirs: `<run_dir>/<backend>/<ID>` and
+    `<log_dir>/<backend>/<ID>` (hypervisor/baseconfig.go:29-39), outside the
+    root by default. gc lists their subdirs (utils.ScanSubdirs: real dirs,
+    a missing dir is empty, utils/file.go:46-55,105-110)."""
+    out: dict[tuple[str, str], VMDirs] = {}
+    for kind, base in (("run", run_dir), ("log", log_dir)):
+        if not base:
+            continue
+        for module, backend in VM_MODULES.items():
+            path = os.path.join(base, backend)
+            try:
+                with os.scandir(path) as it:
+                    names = frozenset(own(e.name) for e in it if e.is_dir(follow_symlinks=False))
+            except FileNotFoundError:
+                out[(module, kind)] = VMDirs(path)
+                continue
+            except NotADirectoryError:
+                out[(module, kind)] = VMDirs(path, not_dir=True)
+                continue
+            except OSError as exc:
+                out[(module, kind)] = VMDirs(path, unreadable=exc.strerror or str(exc))
+                continue
+            out[(module, kind)] = VMDirs(path, names)
+    return out
 
 
 def fulfil(root: str, index: Reconciler, wants: Wants) -> None:

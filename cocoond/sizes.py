@@ -112,9 +112,13 @@ def sized(finding: Finding, usage: DiskUsage) -> Finding:
 
 
 def wants_size(finding: Finding) -> bool:
-    """Only orphan dirs are walked: a walk per finding, never for the 100k
+    """Only orphan dirs (data dirs, VM dirs) are walked: a walk per finding, never for the 100k
     healthy dirs."""
-    return finding.kind == fk.ORPHAN_DATA_DIR and finding.bytes is None and bool(finding.path)
+    return (
+        finding.kind in (fk.ORPHAN_DATA_DIR, fk.ORPHAN_VM_DIR)
+        and finding.bytes is None
+        and bool(finding.path)
+    )
 
 
 def with_sizes(

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from cocoond.cli import check as check_module
+from cocoond.cli.main import main
 from tests.conftest import FAULTS, file_content
 from tests.test_check import check, check_human, keys
 
@@ -103,11 +104,17 @@ def test_check_does_not_create_the_lock_file(
 
 
 def test_check_on_a_fresh_host_creates_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An empty dir is unknown (exit 3: unmounted? mistyped?), and check
+    still makes nothing there; cocoon's bare DB dirs are a fresh host."""
     root = tmp_path / "empty"
     root.mkdir()
+    capsys.readouterr()
+    assert main(["check", "--root", str(root), "--json"]) == 3
+    assert list(root.iterdir()) == []
+    (root / "snapshot" / "db").mkdir(parents=True)
     rc, result = check(root, capsys)
     assert rc == 0 and result["findings"] == []
-    assert list(root.iterdir()) == []
+    assert [str(p.relative_to(root)) for p in root.rglob("*")] == ["snapshot", "snapshot/db"]
 
 
 # ------------------------------------------------------------------ locks

@@ -202,9 +202,10 @@ def test_run_bad_default_config_exits_78(daemons: Daemons, root: Path, tmp_path:
 
 
 # ------------------------------------------------------- config check/show
-def test_config_check_ok_and_bad(tmp_path: Path) -> None:
+def test_config_check_ok_and_bad(tmp_path: Path, sim: ModuleType) -> None:
+    sim.init(str(tmp_path / "cocoon"))
     good = tmp_path / "good.toml"
-    good.write_text("[watch]\nsettle_seconds = 5\n")
+    good.write_text(f"root_dir = '{tmp_path / 'cocoon'}'\n[watch]\nsettle_seconds = 5\n")
     done = cocoond("config", "check", "--config", str(good))
     assert (done.returncode, done.stdout, done.stderr) == (0, f"{good}: ok\n", "")
     bad = tmp_path / "bad.toml"
@@ -216,6 +217,31 @@ def test_config_check_ok_and_bad(tmp_path: Path) -> None:
     assert done.stderr.startswith(f"cocoond config check: {bad}: watch.settle_seconds: expected a number")
     missing = cocoond("config", "check", "--config", str(tmp_path / "absent.toml"))
     assert missing.returncode == EX_CONFIG and "no such config file" in missing.stderr
+
+
+@pytest.mark.parametrize("what", ["missing", "empty", "a file"])
+def test_config_check_tests_the_root(tmp_path: Path, what: str) -> None:
+    """A root_dir that is not a cocoon root cocoond can see: a warning line
+    naming it and exit 0; with --strict, exit 78 (issue 18)."""
+    root = tmp_path / "cocoon"
+    if what == "empty":
+        root.mkdir()
+    elif what == "a file":
+        root.write_text("")
+    config = tmp_path / "config.toml"
+    config.write_text(f"root_dir = '{root}'\n")
+    done = cocoond("config", "check", "--config", str(config))
+    assert (done.returncode, done.stdout) == (0, f"{config}: ok\n")
+    warning = f"cocoond config check: warning: root_dir {root} is not a cocoon root"
+    assert done.stderr.startswith(warning), done
+    assert done.stderr.count("\n") == 1
+    strict = cocoond("config", "check", "--strict", "--config", str(config))
+    assert (strict.returncode, strict.stdout) == (EX_CONFIG, "")
+    assert strict.stderr.startswith(f"cocoond config check: error: root_dir {root} "), strict
+    (root.unlink() if root.is_file() else None)
+    (root / "snapshot" / "db").mkdir(parents=True)
+    fine = cocoond("config", "check", "--strict", "--config", str(config))
+    assert (fine.returncode, fine.stderr) == (0, "")
 
 
 def test_config_check_reads_the_default_config(tmp_path: Path) -> None:

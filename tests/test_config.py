@@ -48,6 +48,8 @@ CONTRACT_KEYS = {
     "limits.max_db_bytes",
     "metrics.textfile",
     "root_dir",
+    "run_dir",
+    "log_dir",
     "watch.debounce_seconds",
     "watch.settle_seconds",
     "watch.full_rescan_seconds",
@@ -626,3 +628,16 @@ def test_show_output_is_a_config_with_the_same_values(tmp_path: Path) -> None:
     config = load_config(path, environ={})
     again = load_config(write(tmp_path, "\n".join(show_lines(config)) + "\n", name="shown.toml"), environ={})
     assert dataclasses.replace(again, source=config.source) == config
+
+
+def test_run_and_log_dir_default_to_cocoons_and_follow_its_environment(tmp_path: Path) -> None:
+    """cocoon's own defaults (cmd/root.go:58-59) and COCOON_RUN_DIR / COCOON_LOG_DIR."""
+    config = load_config(None, environ={})
+    assert (config.run_dir, config.log_dir) == ("/var/lib/cocoon/run", "/var/log/cocoon")
+    config = load_config(None, environ={"COCOON_RUN_DIR": "/run/cocoon", "COCOON_LOG_DIR": "/srv/log"})
+    assert (config.run_dir, config.log_dir) == ("/run/cocoon", "/srv/log")
+    assert config.sources["run_dir"] == "COCOON_RUN_DIR"
+    path = write(tmp_path, 'run_dir = "/x/run"\n')
+    assert load_config(path, environ={"COCOON_RUN_DIR": "/run/cocoon"}).run_dir == "/x/run"
+    with pytest.raises(ConfigError, match="run_dir: must be an absolute path"):
+        load_config(write(tmp_path, 'run_dir = "rel"\n'), environ={})

@@ -17,7 +17,15 @@ from types import ModuleType
 
 import pytest
 
-from tests.daemon_harness import DaemonProcess, Daemons, LogLine, daemons_for, lifecycle_errors, opened
+from tests.daemon_harness import (
+    DaemonProcess,
+    Daemons,
+    LogLine,
+    daemons_for,
+    lifecycle_errors,
+    opened,
+    resolved,
+)
 from tests.unprivileged import require_unprivileged, unprivileged
 
 
@@ -83,9 +91,13 @@ def test_started_while_the_root_is_unreadable_the_retry_sees_the_fix(
     os.chmod(root, 0o000)
     daemon = start(daemons, root)
     daemon.wait_event("watch.failed", dir=str(root))
+    # A root it cannot read is unseen (issue 18): one error saying why.
+    unseen = daemon.wait_for(opened("root_unseen", str(root)))
+    assert "cannot read it (Permission denied)" in unseen["message"], unseen
     since = daemon.mark()
     os.chmod(root, 0o750)
     daemon.wait_event("watch.restored", dir=str(root), since=since)
+    daemon.wait_for(resolved("root_unseen", str(root)), since=since)
     daemon.wait_event("watch.rescan", reason="watch_restored", since=since)
     sees_a_new_orphan(daemon, root, "NEWORPHAN")
     assert_told_once_and_never_spun(daemon, root)

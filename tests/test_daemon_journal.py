@@ -167,3 +167,19 @@ def test_redirected_stdout_is_not_the_journal(
     assert daemon.stop()[0] == 0
     assert listener.entries == []
     assert daemon.events("daemon.stopping")
+
+
+def test_an_unseen_root_reaches_the_journal_at_err(
+    daemons: Daemons, listener: JournalListener, tmp_path: Path
+) -> None:
+    """Issue 18: a root that is not there (unmounted, mistyped) is one entry
+    at priority err naming the root, not a run of info lines."""
+    root = tmp_path / "not-mounted"
+    root.mkdir()
+    daemon = daemons.start(root, journal_stream=True, env={SOCKET_ENV: str(listener.path)})
+    daemon.wait_ready()
+    entry = listener.wait_for(event("finding.opened", kind="root_unseen"))
+    assert entry.get("PRIORITY") == "3"
+    assert entry.get("COCOOND_SUBJECT") == str(root)
+    assert "is empty" in json.loads(entry.message)["message"]
+    assert daemon.stop()[0] == 0

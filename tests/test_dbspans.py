@@ -367,7 +367,7 @@ VM_IDS = [f"V{i:02d}" for i in range(12)]
 def vm_dbs(draw: st.DrawFn) -> dict[str, Any]:
     vms: dict[str, Any] = {}
     for vid in draw(st.lists(st.sampled_from(VM_IDS), max_size=8, unique=True)):
-        vm: dict[str, Any] = {"id": vid, "state": draw(st.sampled_from(["running", "stopped"]))}
+        vm: dict[str, Any] = {"id": vid, "state": draw(st.sampled_from(["running", "stopped", "creating"]))}
         blobs = draw(st.lists(st.sampled_from(HEXES), max_size=2, unique=True))
         if blobs:
             vm["image_blob_ids"] = {h: {} for h in sorted(blobs)}
@@ -439,14 +439,14 @@ def test_vm_db_absorb_equals_full_decode(tmp_path: Path, case: tuple[bytes, byte
     """A VM DB rewrite read through the absorbing route pins exactly the
     hexes the full decode finds, or fails with the same error."""
     from cocoond.scan import read_ref_db
-    from cocoond.storage.refdbs import decode_vm_refs
+    from cocoond.storage.refdbs import decode_vm_facts
 
     old_bytes, new_bytes = case
     rel = "cloudhypervisor/db/vms.json"
     path = tmp_path / rel
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(old_bytes)
-    assert read_ref_db(str(tmp_path), rel) == decode_vm_refs(old_bytes, str(path))
+    assert read_ref_db(str(tmp_path), rel) == decode_vm_facts(old_bytes, str(path))
     path.write_bytes(new_bytes)
     from cocoond.storage import vmdelta
 
@@ -454,7 +454,7 @@ def test_vm_db_absorb_equals_full_decode(tmp_path: Path, case: tuple[bytes, byte
     got = read_ref_db(str(tmp_path), rel) if absorbed is None else absorbed
     event("fast route" if absorbed is not None else "full decode")
     try:
-        expected: frozenset[str] | str = decode_vm_refs(new_bytes, str(path))
+        expected: object = decode_vm_facts(new_bytes, str(path))
     except DBError as exc:
         expected = str(exc)
     assert (str(got) if isinstance(got, DBError) else got) == expected

@@ -161,7 +161,8 @@ def test_layout(installed: Layout) -> None:
     assert (prefix / "share" / "cocoond" / "config.example.toml").is_file()
     unit = (dest / "etc" / "systemd" / "system" / "cocoond.service").read_text()
     assert f"ExecStart={prefix}/bin/cocoond run --config /etc/cocoond/config.toml\n" in unit
-    assert f"ExecReload={prefix}/bin/cocoond config check --config /etc/cocoond/config.toml\n" in unit
+    reload = f"ExecReload={prefix}/bin/cocoond config check --strict --config /etc/cocoond/config.toml\n"
+    assert reload in unit
     assert "/opt/cocoond/bin" not in unit.replace(str(prefix), "")
     for path in (prefix / "bin" / "cocoond", installed.final / "man" / "man8" / "cocoond.8"):
         assert path.stat().st_mode & 0o755 == (0o755 if path.name == "cocoond" else 0o644)

@@ -83,6 +83,8 @@ def test_every_help_item_is_in_the_page_and_in_the_help(rendered: str) -> None:
     assert [name for name, _ in leaves] == [
         "cocoond run",
         "cocoond check",
+        "cocoond show",
+        "cocoond gc-plan",
         "cocoond config check",
         "cocoond config show",
     ]

@@ -26,7 +26,7 @@ def test_rules_use_only_metrics_cocoond_writes() -> None:
     used = set(re.findall(r"\bcocoond_\w+", RULES.read_text()))
     assert used, "no cocoond metric in the rules?"
     assert used <= exported, used - exported
-    assert {"CocoondErrorFindings", "CocoondStale", "CocoondMetricsMissing"} <= set(
+    assert {"CocoondErrorFindings", "CocoondStale", "CocoondMetricsMissing", "CocoondRootUnseen"} <= set(
         re.findall(r"alert: (\w+)", RULES.read_text())
     )
 

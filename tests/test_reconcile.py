@@ -114,7 +114,7 @@ def test_no_db_file_yet_means_an_empty_db() -> None:
 def test_unreadable_db_from_the_start_opens_one_finding_not_a_flood() -> None:
     err = DBError("/r/snapshot/db/snapshots.json", "not valid JSON")
     r = fresh(Listing(snapshot_db=err, data_dirs=dirs("A", "B"), blobs={"x": qcow("h1")}))
-    assert set(found(r)) == {("db_unreadable", "snapshot/db/snapshots.json")}
+    assert set(found(r)) == {("db_unreadable", "snapshot/db/snapshots.json"), ("gc_blocked", "gc")}
     # The DB comes back: now the orphans are real.
     r.set_snapshot_db(db(rec("A", "a")))
     assert set(found(r)) == {("orphan_data_dir", "B"), ("unreferenced_blob", "h1")}
@@ -124,7 +124,7 @@ def test_db_going_bad_keeps_the_last_good_index() -> None:
     r = fresh(Listing(snapshot_db=db(rec("A", "a")), data_dirs=dirs("A")))
     assert found(r) == {}
     r.set_snapshot_db(DBError("/r/snapshot/db/snapshots.json", "truncated"))
-    assert set(found(r)) == {("db_unreadable", "snapshot/db/snapshots.json")}
+    assert set(found(r)) == {("db_unreadable", "snapshot/db/snapshots.json"), ("gc_blocked", "gc")}
     assert r.snapshot_count == 1
 
 
@@ -134,15 +134,29 @@ def test_unreadable_ref_db_stops_unreferenced_blobs_and_keeps_its_pins(relpath: 
         Listing(
             snapshot_db=db(),
             ref_dbs={relpath: frozenset({"h2"})},
-            blobs={"a": qcow("h1"), "b": qcow("h2")},
+            blobs={f"cloudimg/blobs/{h}.qcow2": qcow(h) for h in ("h1", "h2")},
         )
     )
     assert set(found(r)) == {("unreferenced_blob", "h1")}
+    before = found(r)[("unreferenced_blob", "h1")]
     r.set_ref_db(relpath, DBError(f"/r/{relpath}", "bad"))
-    assert set(found(r)) == {("db_unreadable", relpath)}
+    # Unknown is not fixed (issue 18): h1 stays open, nothing new is called
+    # unreferenced, and a blob that goes away is gone. gc aborts on the
+    # unreadable DB meanwhile (gc_blocked), and h1's message says so.
+    assert set(found(r)) == {("db_unreadable", relpath), ("unreferenced_blob", "h1"), ("gc_blocked", "gc")}
+    kept = found(r)[("unreferenced_blob", "h1")]
+    assert (kept.path, kept.bytes) == (before.path, before.bytes)
+    assert "deletes nothing" in kept.message
+    r.set_blob("cloudimg/blobs/h3.qcow2", qcow("h3"))
+    assert set(found(r)) == {("db_unreadable", relpath), ("unreferenced_blob", "h1"), ("gc_blocked", "gc")}
+    r.set_blob("cloudimg/blobs/h1.qcow2", None)
+    assert set(found(r)) == {("db_unreadable", relpath), ("gc_blocked", "gc")}
+    r.set_blob("cloudimg/blobs/h1.qcow2", qcow("h1"))
+    r.set_ref_db(relpath, frozenset({"h2"}))
+    assert set(found(r)) == {("unreferenced_blob", "h1"), ("unreferenced_blob", "h3")}
     # Deleting the file (not a DBError) drops its pins: h2 is free now.
     r.set_ref_db(relpath, None)
-    assert set(found(r)) == {("unreferenced_blob", "h1"), ("unreferenced_blob", "h2")}
+    assert set(found(r)) == {("unreferenced_blob", h) for h in ("h1", "h2", "h3")}
 
 
 def test_pending_goes_stale_after_the_threshold() -> None:
@@ -551,7 +565,11 @@ def test_while_the_db_is_unreadable_nothing_that_depends_on_it_changes() -> None
     r.set_data_dir("C", d(last_write=NOW - 100))  # ...and a create
     r.set_data_dir("B", d())
     assert r.frozen
-    assert set(found(r)) == {("missing_data_dir", "B"), ("db_unreadable", "snapshot/db/snapshots.json")}
+    assert set(found(r)) == {
+        ("missing_data_dir", "B"),
+        ("db_unreadable", "snapshot/db/snapshots.json"),
+        ("gc_blocked", "gc"),
+    }
     # Back: judged afresh against the new DB (A was deleted, C committed).
     r.set_snapshot_db(db(rec("B", "b"), rec("C", "c")))
     assert not r.frozen

@@ -16,8 +16,10 @@ from cocoond.storage.jsonwalk import MAX_DEPTH
 from cocoond.storage.refdbs import (
     IMAGE_DB,
     OCI_IMAGE_DB,
+    decode_cni_refs,
     decode_image_refs,
     decode_oci_refs,
+    decode_vm_facts,
     decode_vm_refs,
     decoder_for,
     vm_db_relpaths,
@@ -291,7 +293,8 @@ def test_syntax_errors_win_over_type_errors() -> None:
 def test_decoder_for() -> None:
     assert decoder_for(IMAGE_DB) is decode_image_refs
     for relpath in vm_db_relpaths(("cloudhypervisor", "firecracker")):
-        assert decoder_for(relpath) is decode_vm_refs
+        assert decoder_for(relpath) is decode_vm_facts
+    assert decoder_for("cni/db/networks.json") is decode_cni_refs
     assert vm_db_relpaths(("cloudhypervisor", "firecracker")) == (
         "cloudhypervisor/db/vms.json",
         "firecracker/db/vms.json",

@@ -43,6 +43,7 @@ from cocoond.scan import (
 )
 from cocoond.storage.dbfile import read_db_bytes
 from cocoond.storage.paths import Paths
+from cocoond.storage.refdbs import RefFacts
 
 MB = 1 << 20
 
@@ -346,6 +347,7 @@ def test_ref_dbs_are_the_contracts() -> None:
         "oci/db/images.json",
         "cloudhypervisor/db/vms.json",
         "firecracker/db/vms.json",
+        "cni/db/networks.json",  # cocoon gc loads it too (network/cni/gc.go:29)
     }
 
 
@@ -365,7 +367,7 @@ def test_scan_of_a_sim_tree(sim: ModuleType, root: Path) -> None:
     assert set(listing.blobs) == {f"cloudimg/blobs/{pinned}.qcow2", f"cloudimg/blobs/{loose}.qcow2"}
     assert listing.ref_dbs == {
         "cloudimg/db/images.json": frozenset({pinned}),
-        "cloudhypervisor/db/vms.json": frozenset({vm_hex}),
+        "cloudhypervisor/db/vms.json": RefFacts(frozenset({vm_hex}), frozenset({"v"})),
     }
     db = listing.snapshot_db
     assert isinstance(db, IndexedDB) and set(db.records) == {sid}

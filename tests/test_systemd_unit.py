@@ -116,6 +116,16 @@ def test_syscall_filter(unit: Unit) -> None:
     assert {"@privileged", "@resources"} <= denied
 
 
+def test_the_roots_mount_is_not_a_requirement(unit: Unit) -> None:
+    """Issue 18: a failed mount must not keep the daemon from starting (it
+    reports the missing root itself, systemd/README.md); a reload tests the
+    root as well as the config."""
+    for section in unit.values():
+        assert "RequiresMountsFor" not in section and "BindsTo" not in section
+    assert not any(".mount" in r for r in unit["Unit"].get("Requires", []))
+    assert unit["Service"]["ExecReload"][0].split()[1:4] == ["config", "check", "--strict"]
+
+
 def test_install(unit: Unit) -> None:
     assert one(unit, "Install", "WantedBy") == "multi-user.target"
 

@@ -52,7 +52,7 @@ def systemctl_reload(daemon: DaemonProcess) -> list[int]:
 def test_reload_tests_the_config_before_signalling() -> None:
     commands = reload_commands()
     assert commands == [
-        f"{INSTALLED_EXEC} config check --config {INSTALLED_CONFIG}",
+        f"{INSTALLED_EXEC} config check --strict --config {INSTALLED_CONFIG}",
         "/bin/kill -HUP $MAINPID",
     ]
     start = parse_unit(UNIT.read_text(encoding="utf-8"))["Service"]["ExecStart"]
@@ -64,16 +64,33 @@ def test_bad_config_fails_the_reload_and_the_daemon_keeps_running(
     daemons: Daemons, sim: ModuleType, root: Path
 ) -> None:
     sim.init(str(root))
-    daemon = daemons.start(root)
+    daemon = daemons.start(root, overrides={"root_dir": str(root)})
     daemon.wait_ready()
     daemon.write_config("[watch]\nsettle_seconds = -1\n")
     assert systemctl_reload(daemon) == [78]  # the reload fails; kill never runs
     # Fixed: the reload goes through, and the daemon had never seen the bad file.
     mark = daemon.mark()
-    daemon.write_config(merge(FAST_CONFIG, {"alerts": {"heartbeat_seconds": 0.2}}))
+    daemon.write_config(merge(FAST_CONFIG, {"root_dir": str(root), "alerts": {"heartbeat_seconds": 0.2}}))
     assert systemctl_reload(daemon) == [0, 0]
     daemon.wait_event("config.reloaded", since=mark)
     daemon.wait_event("daemon.heartbeat", since=mark)
     assert daemon.events("config.reload_failed") == []
     assert daemon.proc.poll() is None
     assert daemon.stop(signal.SIGTERM)[0] == 0
+
+
+def test_a_mistyped_root_fails_the_reload(daemons: Daemons, sim: ModuleType, root: Path) -> None:
+    """Issue 18: `config check --strict` (the unit's first ExecReload) tests
+    the root too; the daemon is not signalled and keeps its root."""
+    sim.init(str(root))
+    daemon = daemons.start(root, overrides={"root_dir": str(root)})
+    daemon.wait_ready()
+    typo = str(root) + "x"
+    daemon.write_config(merge(FAST_CONFIG, {"root_dir": typo}))
+    assert systemctl_reload(daemon) == [78]
+    assert daemon.events("config.reloaded") == []
+    empty = root.parent / "mountpoint"
+    empty.mkdir()
+    daemon.write_config(merge(FAST_CONFIG, {"root_dir": str(empty)}))
+    assert systemctl_reload(daemon) == [78]
+    assert daemon.proc.poll() is None and daemon.events("config.reloaded") == []

@@ -24,11 +24,15 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 from cocoond.core import findings as fk
+from cocoond.core import rules
+from cocoond.core.facts import Listing
 from cocoond.core.findings import Finding
 from cocoond.core.reconcile import Reconciler
+from cocoond.core.rootview import judge
 from cocoond.core.rules import LOCALFILE, SNAPSHOT_DB, format_age
 from cocoond.errors import CocoondError, DBError
 from cocoond.output import bounded, escape_controls, json_line, printable
+from cocoond.rootlook import look
 from cocoond.scan import REF_DBS, fulfil, root_aliases, scan
 from cocoond.sizes import with_sizes
 from cocoond.storage.paths import ROOT_ENV, Paths
@@ -76,6 +80,17 @@ class CannotCheck(CocoondError):
     DB, a data dir): it cannot say anything trustworthy (exit 3)."""
 
 
+@dataclass(slots=True)
+class Loaded:
+    """One consistent reconcile of the tree: what check, gc-plan and show
+    all start from (one model, one reading)."""
+
+    index: Reconciler
+    listing: Listing
+    consistent: bool
+    attempts: int
+
+
 def run_check(
     paths: Paths,
     *,
@@ -83,12 +98,53 @@ def run_check(
     temp_stale_seconds: float,
     orphan_quiet_seconds: float = 0.0,
     max_db_bytes: int | None = None,
+    run_dir: str | None = None,
+    log_dir: str | None = None,
     root_from: str | None = None,
 ) -> CheckResult:
     """One reconcile of `paths`' root. `root_from` says where the root came
     from (a config file, `--root`, `COCOON_ROOT_DIR`; None: the default), so
     a missing root's error names what to change."""
     started = time.monotonic()
+    loaded = load_index(
+        paths,
+        pending_stale_seconds=pending_stale_seconds,
+        temp_stale_seconds=temp_stale_seconds,
+        orphan_quiet_seconds=orphan_quiet_seconds,
+        max_db_bytes=max_db_bytes,
+        run_dir=run_dir,
+        log_dir=log_dir,
+        root_from=root_from,
+    )
+    index = loaded.index
+    index.evaluate(time.time())
+    return CheckResult(
+        root=paths.root_dir,
+        snapshots=index.snapshot_count,
+        blobs=len(loaded.listing.blobs),
+        findings=with_sizes(index.findings()),
+        consistent=loaded.consistent,
+        attempts=loaded.attempts,
+        duration=time.monotonic() - started,
+    )
+
+
+def load_index(
+    paths: Paths,
+    *,
+    pending_stale_seconds: float,
+    temp_stale_seconds: float,
+    orphan_quiet_seconds: float = 0.0,
+    max_db_bytes: int | None = None,
+    run_dir: str | None = None,
+    log_dir: str | None = None,
+    contents: bool = True,
+    root_from: str | None = None,
+) -> Loaded:
+    """Scan until the DBs held still (at most MAX_ATTEMPTS passes) and
+    reconcile. Without `contents` the data dirs' files are not read (gc-plan
+    needs only their names): their restore findings are then not made, and
+    an unreadable one is not a reason to refuse."""
     root = paths.root_dir
     if not os.path.isdir(root):
         raise CannotCheck(f"{root}: no such directory ({root_hint(root_from)})")
@@ -96,6 +152,10 @@ def run_check(
         os.listdir(root)
     except OSError as exc:
         raise CannotCheck(f"{root}: cannot read: {exc.strerror or exc}") from None
+    # A root that holds none of cocoon's DB dirs (an unmounted mount point,
+    # a mistyped root) is "could not check" too, never an empty host.
+    if (cause := judge(look(root), None)) is not None:
+        raise CannotCheck(f"{root}: not a cocoon root cocoond can see: {cause} ({root_hint(root_from)})")
     attempts = 0
     while True:
         attempts += 1
@@ -107,24 +167,27 @@ def run_check(
             orphan_quiet_seconds=orphan_quiet_seconds,
             root_aliases=root_aliases(root),
         )
-        listing = scan(paths, index=index, max_db_bytes=max_db_bytes, one_shot=True)
+        listing = scan(
+            paths,
+            index=index,
+            max_db_bytes=max_db_bytes,
+            one_shot=True,
+            dir_contents=contents,
+            run_dir=run_dir,
+            log_dir=log_dir,
+        )
         refuse_unreadable(root, listing.unreadable, [listing.snapshot_db, *listing.ref_dbs.values()])
         index.apply_listing(listing)
-        fulfil(root, index, index.take_wants())
-        refuse_unread_data_dirs(root, index)
+        wants = index.take_wants()
+        if not contents:
+            wants.contents = set()
+        fulfil(root, index, wants)
+        if contents:
+            refuse_unread_data_dirs(root, index)
         consistent = db_identities(root) == before
         if consistent or attempts >= MAX_ATTEMPTS:
             break
-    index.evaluate(time.time())
-    return CheckResult(
-        root=root,
-        snapshots=index.snapshot_count,
-        blobs=len(listing.blobs),
-        findings=with_sizes(index.findings()),
-        consistent=consistent,
-        attempts=attempts,
-        duration=time.monotonic() - started,
-    )
+    return Loaded(index, listing, consistent, attempts)
 
 
 def root_hint(root_from: str | None) -> str:
@@ -190,6 +253,19 @@ def write_json(result: CheckResult, out: TextIO) -> None:
     out.write(json_line(result.to_json()))
 
 
+def grouped(findings: list[Finding], root: str, threshold: int) -> tuple[list[Finding], int]:
+    """The table's rows: more than `threshold` missing data dirs (a wrong
+    rm -rf of snapshot/localfile/, its disk unmounted) are one row, as the
+    daemon reports them (daemon/missingbursts.py); `--json` keeps each.
+    Returns the rows and how many findings the summary stands for."""
+    missing = [f for f in findings if f.kind == fk.MISSING_DATA_DIR and f.subject != LOCALFILE]
+    if threshold <= 0 or len(missing) <= threshold:
+        return findings, 0
+    summary = rules.missing_data_dirs_summary([f.subject for f in missing], root)
+    rows = [f for f in findings if not (f.kind == fk.MISSING_DATA_DIR and f.subject != LOCALFILE)]
+    return sorted([summary, *rows], key=fk.sort_key), len(missing)
+
+
 #: The monitoring-plugin status word of each exit code (the plugin
 #: guidelines' OK/WARNING/CRITICAL/UNKNOWN, which Icinga and Nagios show).
 STATUS_WORDS: dict[int, str] = {
@@ -234,7 +310,7 @@ def perfdata(result: CheckResult) -> str:
     )
 
 
-def write_human(result: CheckResult, out: TextIO) -> None:
+def write_human(result: CheckResult, out: TextIO, group_over: int = 0) -> None:
     """The plugin status line, then (as before) a note and the findings table."""
     counts = {sev: 0 for sev in fk.SEVERITIES}
     for f in result.findings:
@@ -250,7 +326,10 @@ def write_human(result: CheckResult, out: TextIO) -> None:
             f"note: cocoon changed its DBs during each of {result.attempts} passes; "
             "findings may include a cocoon command in flight\n"
         )
-    if not result.findings:
+    findings, summarised = grouped(result.findings, result.root, group_over)
+    if summarised:
+        out.write(f"note: {summarised} missing_data_dir findings shown as one row; --json lists each\n")
+    if not findings:
         return
     rows = [
         (
@@ -260,7 +339,7 @@ def write_human(result: CheckResult, out: TextIO) -> None:
             _size_or_age(f),
             bounded(f.message, fk.MESSAGE_LIMIT),
         )
-        for f in result.findings
+        for f in findings
     ]
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     widths = [

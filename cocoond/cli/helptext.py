@@ -122,7 +122,8 @@ RUN: Final = (
                 "SIGHUP",
                 "reload the config (RELOADING=1, then READY=1). A bad config is logged as "
                 "config.reload_failed and the old one kept; `systemctl reload cocoond` runs "
-                "`cocoond config check` first, so the reload itself fails instead.",
+                "`cocoond config check --strict` first, so the reload itself fails instead (also for "
+                "a root_dir that is not a cocoon root cocoond can see).",
             ),
         ),
     ),
@@ -158,7 +159,8 @@ CHECK: Final = (
             (str(EXIT_ERROR), "errors (CRITICAL)."),
             (
                 str(EXIT_UNKNOWN),
-                "could not check (UNKNOWN): a bad config, a root that is missing or cannot be read, a "
+                "could not check (UNKNOWN): a bad config, a root that is missing, cannot be read or "
+                "holds none of cocoon's DB dirs (an unmounted mount point, a mistyped root), a "
                 "usage error (an unknown option), an internal error, or --timeout ran out, so a mistyped "
                 "monitoring check is UNKNOWN, not CRITICAL.",
             ),
@@ -198,7 +200,21 @@ CONFIG: Final = (
 CONFIG_CHECK: Final = (
     Section(
         "exit status",
-        (("0", "the config is valid (one line on stdout says which file)."), _USAGE, _BAD_CONFIG),
+        (
+            (
+                "0",
+                "the config is valid (one line on stdout says which file); a root_dir that is missing, "
+                "unreadable or holds none of cocoon's DB dirs (mistyped? unmounted?) adds a warning line "
+                "on stderr naming it.",
+            ),
+            _USAGE,
+            (
+                _BAD_CONFIG[0],
+                _BAD_CONFIG[1] + " With --strict, also a root_dir that is not a cocoon root "
+                "cocoond can see (the systemd unit's ExecReload uses --strict, so a mistyped root fails "
+                "the reload).",
+            ),
+        ),
     ),
     Section("files", (_CONFIG_ITEM, _ROOT_ITEM)),
     Section("environment", (_ENV_ROOT, _ENV_CONFIG)),
@@ -220,5 +236,80 @@ CONFIG_SHOW: Final = (
     Section(
         EXAMPLE,
         (("cocoond config show --root /var/lib/cocoon", "what the daemon would use with that root"),),
+    ),
+)
+
+_ENV_RUN_LOG = (
+    "COCOON_RUN_DIR, COCOON_LOG_DIR",
+    "cocoon's run and log dirs when run_dir / log_dir are not in the config "
+    "(defaults /var/lib/cocoon/run, /var/log/cocoon): gc deletes VM dirs there without a record.",
+)
+
+GC_PLAN: Final = (
+    Section(
+        "exit status",
+        (
+            ("0", "`cocoon gc` would run: the plan lists what it removes (maybe nothing)."),
+            ("1", "`cocoon gc` would abort before deleting anything: the module whose DB stops it is named."),
+            (
+                "3",
+                "could not tell: a bad config, a root that is missing or cannot be read, a DB or dir "
+                "cocoond may not read, or a usage error.",
+            ),
+        ),
+    ),
+    Section(
+        "notes",
+        (
+            (
+                "locks",
+                "gc-plan takes no lock, as gc TryLocks every module and aborts on a busy one; a cocoon "
+                "command holding a lock when gc starts also makes gc abort, which no plan can see.",
+            ),
+        ),
+    ),
+    Section("files", (_CONFIG_ITEM, _ROOT_ITEM)),
+    Section("environment", (_ENV_ROOT, _ENV_CONFIG, _ENV_RUN_LOG)),
+    Section(
+        EXAMPLE,
+        (("cocoond gc-plan --json | jq .modules[].bytes", "bytes gc would free, per module"),),
+    ),
+)
+
+SHOW: Final = (
+    Section(
+        "exit status",
+        (
+            ("0", "nothing above info is open about it: every operation shown works."),
+            ("1", "warnings about it."),
+            ("2", "errors about it (an operation shown FAILS, with the findings' reasons)."),
+            (
+                "3",
+                "could not tell: REF names nothing (one line) or more than one thing (the candidates; "
+                "use --kind or more of the ID), a DB cannot be read, a bad config or a usage error.",
+            ),
+        ),
+    ),
+    Section(
+        "notes",
+        (
+            (
+                "resolution",
+                "as cocoon: snapshots and VMs by exact ID, then name, then a unique ID prefix of 3+ "
+                "characters (utils/resolve.go); images by ref, OCI's normalized ref, then ID digest or "
+                "a digest prefix of 12+ hex digits (images/index.go). A REF two kinds resolve is ambiguous.",
+            ),
+        ),
+    ),
+    Section("files", (_CONFIG_ITEM, _ROOT_ITEM)),
+    Section("environment", (_ENV_ROOT, _ENV_CONFIG, _ENV_RUN_LOG)),
+    Section(
+        EXAMPLE,
+        (
+            (
+                "cocoond show web-1 --json | jq .operations",
+                "would restore and clone of snapshot web-1 work now?",
+            ),
+        ),
     ),
 )

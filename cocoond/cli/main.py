@@ -16,16 +16,19 @@ import os
 import sys
 import textwrap
 import threading
+import time
 import traceback
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from cocoond import __version__
-from cocoond.cli import helptext
+from cocoond.cli import gcplan, helptext
+from cocoond.cli import show as show_cmd
 from cocoond.cli.check import (
     EXIT_UNKNOWN,
     CannotCheck,
     CheckResult,
+    load_index,
     run_check,
     status_line,
     write_human,
@@ -33,9 +36,12 @@ from cocoond.cli.check import (
 )
 from cocoond.cli.helptext import EX_CONFIG, EX_USAGE, Section
 from cocoond.config import Config, ConfigChoice, show_lines
+from cocoond.core import gcmodel
+from cocoond.core.rootview import judge
 from cocoond.daemon.journald import stderr_prefix
 from cocoond.errors import ConfigError
 from cocoond.output import escape_controls
+from cocoond.rootlook import look
 from cocoond.storage.paths import Paths
 
 DESCRIPTION = "Watches a Cocoon root and reports where its snapshot DB and the disk disagree."
@@ -118,6 +124,30 @@ def build_parser() -> Parser:
         help="give up after SECONDS: UNKNOWN, exit 3 (default: no limit; set it below the "
         "monitoring agent's own timeout)",
     )
+    show = parser.command(
+        sub,
+        "show",
+        "one snapshot, image or VM as cocoon resolves REF: its record, disk, references, whether "
+        "restore / clone / VM create would work now, its findings; exit 0/1/2/3 as check",
+        sections=helptext.SHOW,
+        usage_status=EXIT_UNKNOWN,
+    )
+    _config_options(show)
+    show.add_argument(
+        "ref", metavar="REF", help="snapshot ID, name or ID prefix; image ref or digest; VM ID or name"
+    )
+    show.add_argument("--kind", choices=show_cmd.KINDS, help="look only among snapshots, images or VMs")
+    show.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    gc_plan = parser.command(
+        sub,
+        "gc-plan",
+        "what `cocoon gc` would remove now, module by module with sizes, or why it would remove "
+        "nothing; exit 0/1/3 (runs/aborts/unknown)",
+        sections=helptext.GC_PLAN,
+        usage_status=EXIT_UNKNOWN,
+    )
+    _config_options(gc_plan)
+    gc_plan.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     config = parser.command(
         sub, "config", "test the config, or show the values in effect", sections=helptext.CONFIG
     )
@@ -135,7 +165,16 @@ def build_parser() -> Parser:
             helptext.CONFIG_SHOW,
         ),
     ):
-        _config_options(config.command(config_sub, name, help_text, sections=sections))
+        action = config.command(config_sub, name, help_text, sections=sections)
+        _config_options(action)
+        if name == "check":
+            action.add_argument(
+                "--strict",
+                action="store_true",
+                help="also fail (exit 78) when root_dir is not a cocoon root cocoond can see: "
+                "missing, unreadable, or none of cocoon's DB dirs (a typo, an unmounted disk); "
+                "without it that is a warning line and exit 0. The unit's ExecReload uses it",
+            )
     return parser
 
 
@@ -150,6 +189,10 @@ def main(argv: list[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else EX_USAGE
     if args.command == "check":
         return _check(args)
+    if args.command == "gc-plan":
+        return _gc_plan(args)
+    if args.command == "show":
+        return _show(args)
     if args.command == "config":
         return _config(args)
     return _run(args)
@@ -186,6 +229,8 @@ def _check(args: argparse.Namespace) -> int:
             orphan_quiet_seconds=config.watch.settle_seconds,
             max_db_bytes=config.limits.max_db_bytes,
             root_from=config.sources.get("root_dir"),
+            run_dir=config.run_dir,
+            log_dir=config.log_dir,
         )
     except (ConfigError, CannotCheck, OSError) as exc:
         # One line, never a traceback: a monitoring agent shows it as is.
@@ -193,6 +238,7 @@ def _check(args: argparse.Namespace) -> int:
     except Exception as exc:  # a bug: say UNKNOWN, and keep the traceback for the report
         traceback.print_exc(file=sys.stderr)
         return output.unknown(f"internal error: {type(exc).__name__}: {exc}")
+    output.group_over = config.alerts.orphan_burst_threshold
     return output.result(result)
 
 
@@ -204,6 +250,8 @@ class _Output:
 
     def __init__(self, *, json: bool) -> None:
         self.json = json
+        #: [alerts] orphan_burst_threshold: more missing data dirs are one row.
+        self.group_over = 0
         self._lock = threading.Lock()
         self._timer: threading.Timer | None = None
 
@@ -234,7 +282,7 @@ class _Output:
         if self.json:
             write_json(result, sys.stdout)
         else:
-            write_human(result, sys.stdout)
+            write_human(result, sys.stdout, group_over=self.group_over)
         return result.exit_code
 
     def _write_unknown(self, why: str) -> None:
@@ -242,6 +290,53 @@ class _Output:
             print(f"cocoond check: {escape_controls(why)}", file=sys.stderr, flush=True)
         else:
             print(status_line(EXIT_UNKNOWN, why), flush=True)
+
+
+def _show(args: argparse.Namespace) -> int:
+    try:
+        config = _choice(args).load()
+        shown = show_cmd.show(config, args.ref, args.kind)
+    except (ConfigError, CannotCheck, OSError) as exc:
+        print(f"cocoond show: {escape_controls(str(exc))}", file=sys.stderr)
+        return EXIT_UNKNOWN
+    if args.json:
+        show_cmd.write_json(shown, sys.stdout)
+    else:
+        show_cmd.write_human(shown, sys.stdout)
+    return shown.exit_code
+
+
+def _gc_plan(args: argparse.Namespace) -> int:
+    try:
+        config = _choice(args).load()
+        sized = gc_plan(config)
+    except (ConfigError, CannotCheck, OSError) as exc:
+        print(f"cocoond gc-plan: {escape_controls(str(exc))}", file=sys.stderr)
+        return EXIT_UNKNOWN
+    if args.json:
+        gcplan.write_json(sized, sys.stdout)
+    else:
+        gcplan.write_human(sized, sys.stdout)
+    return sized.exit_code
+
+
+def gc_plan(config: Config) -> gcplan.SizedPlan:
+    """One consistent reading of the tree, gc's plan on it, measured."""
+    loaded = load_index(
+        Paths(os.path.abspath(config.root_dir)),
+        pending_stale_seconds=config.thresholds.pending_stale_seconds,
+        temp_stale_seconds=config.thresholds.temp_stale_seconds,
+        orphan_quiet_seconds=config.watch.settle_seconds,
+        max_db_bytes=config.limits.max_db_bytes,
+        run_dir=config.run_dir,
+        log_dir=config.log_dir,
+        contents=False,
+        root_from=config.sources.get("root_dir"),
+    )
+    plan = gcmodel.plan(loaded.index.gc_view(time.time()))
+    sized = gcplan.measure(loaded.index.root, plan)
+    sized.consistent, sized.attempts = loaded.consistent, loaded.attempts
+    return sized
 
 
 def _loaded(choice: ConfigChoice, command: str) -> Config | None:
@@ -260,6 +355,18 @@ def _config(args: argparse.Namespace) -> int:
     if config is None:
         return EX_CONFIG
     if args.action == "check":
+        root = os.path.abspath(config.root_dir)
+        if (cause := judge(look(root), None)) is not None:
+            # A mistyped or unmounted root must not pass a reload silently.
+            level = "error" if args.strict else "warning"
+            prefix = stderr_prefix(ERR if args.strict else 4)
+            print(
+                f"{prefix}cocoond config check: {level}: root_dir {escape_controls(root)} "
+                f"is not a cocoon root cocoond can see: {escape_controls(cause)}",
+                file=sys.stderr,
+            )
+            if args.strict:
+                return EX_CONFIG
         print(f"{_described(config)}: ok")
     else:
         print(f"# cocoond {__version__}: the effective config ({_described(config)})")

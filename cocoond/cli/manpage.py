@@ -27,6 +27,7 @@ _SECTIONS = (
     ("SIGNALS", "signals"),
     ("ENVIRONMENT", "environment"),
     ("FILES", "files"),
+    ("NOTES", "notes"),
     ("EXAMPLES", EXAMPLE),
 )
 #: The help sections that differ per command: one subsection each.

@@ -7,11 +7,15 @@ one per snapshot (100k of them on a big host)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, NamedTuple
+from typing import TYPE_CHECKING, Literal, NamedTuple
 
 from cocoond.errors import DBError
 from cocoond.storage.dbspans import DBDelta, Spans
 from cocoond.storage.records import SnapshotDB
+from cocoond.storage.refdbs import RefFacts
+
+if TYPE_CHECKING:
+    from cocoond.core.gcmodel import VMDirs
 
 #: What an entry of snapshot/localfile/ is:
 #: - "dir": a real directory, which cocoon's gc lists (`ScanSubdirs` keeps
@@ -129,7 +133,8 @@ class Listing:
     #: None: no DB file yet. The API's SnapshotDB is taken too (tests, tools).
     snapshot_db: IndexedDB | DBDelta[RecFacts] | SnapshotDB | DBError | None = None
     keep_db: bool = False  # the snapshot DB was not read: keep the index's
-    ref_dbs: dict[str, frozenset[str] | DBError] = field(default_factory=dict)  # existing files only
+    #: Existing files only; a VM or CNI DB's with what gc reads of it.
+    ref_dbs: dict[str, frozenset[str] | RefFacts | DBError] = field(default_factory=dict)
     data_dirs: dict[str, DirState] = field(default_factory=dict)
     #: Foreign recorded data_dir paths -> is a directory (os.Stat).
     recorded_dirs: dict[str, bool] = field(default_factory=dict)
@@ -139,3 +144,8 @@ class Listing:
     #: Directories under the root that exist but could not be listed
     #: (relpath -> why): what depends on them is unknown, not missing.
     unreadable: dict[str, str] = field(default_factory=dict)
+    #: Directories of the tree that exist but are not directories.
+    not_dirs: frozenset[str] = frozenset()
+    #: cocoon's VM run and log dirs (outside the root by default), by
+    #: (gc module, "run"|"log"); only those configured.
+    vm_dirs: dict[tuple[str, str], VMDirs] = field(default_factory=dict)

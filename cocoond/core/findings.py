@@ -26,6 +26,10 @@ DANGLING_NAME: Final = "dangling_name"
 NAME_MISMATCH: Final = "name_mismatch"
 STALE_TEMP: Final = "stale_temp"
 DIR_UNREADABLE: Final = "dir_unreadable"
+ROOT_UNSEEN: Final = "root_unseen"
+GC_BLOCKED: Final = "gc_blocked"
+STALE_CREATING_VM: Final = "stale_creating_vm"
+ORPHAN_VM_DIR: Final = "orphan_vm_dir"
 
 SEVERITY_OF: Final[dict[str, Severity]] = {
     DB_UNREADABLE: "error",
@@ -41,6 +45,10 @@ SEVERITY_OF: Final[dict[str, Severity]] = {
     NAME_MISMATCH: "warning",
     STALE_TEMP: "info",
     DIR_UNREADABLE: "warning",
+    ROOT_UNSEEN: "error",
+    GC_BLOCKED: "warning",
+    STALE_CREATING_VM: "warning",
+    ORPHAN_VM_DIR: "warning",
 }
 KINDS: Final[tuple[str, ...]] = tuple(SEVERITY_OF)
 

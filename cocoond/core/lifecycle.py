@@ -203,6 +203,15 @@ class Lifecycle:
                 counts[tracked.finding.severity] += 1
         return counts
 
+    def announced(self, key: Key) -> bool:
+        """Opened (logged), or open in a previous run and not judged yet."""
+        tracked = self._tracked.get(key)
+        return (tracked is not None and tracked.opened_at is not None) or key in self._restored
+
+    def settling(self) -> list[Key]:
+        """Tracked, not opened yet."""
+        return [key for key, tracked in self._tracked.items() if tracked.opened_at is None]
+
     def tracked_keys(self) -> set[Key]:
         return set(self._tracked)
 

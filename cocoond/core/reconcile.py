@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import heapq
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from cocoond.core import findings as fk
-from cocoond.core import rules
+from cocoond.core import gcmodel, rules
 from cocoond.core.facts import (
     BlobFile,
     DirState,
@@ -38,6 +38,7 @@ from cocoond.core.facts import (
     TempEntry,
 )
 from cocoond.core.findings import Finding, Key
+from cocoond.core.gcmodel import Blocker, GCView, VMDirs
 from cocoond.core.rules import LOCALFILE, SNAPSHOT_DB
 from cocoond.errors import DBError
 from cocoond.storage.dbspans import DBDelta, Spans
@@ -50,11 +51,20 @@ from cocoond.storage.records import (
     no_gc,
     record_decoder,
 )
+from cocoond.storage.refdbs import CNI_DB, RefFacts
 
 #: Blob dirs under the root: their listings decide whether a blob is there.
 BLOB_DIRS: tuple[str, ...] = ("cloudimg/blobs", "oci/blobs")
 #: Kinds whose truth depends on snapshots.json: frozen while it is unreadable.
-DB_DEPENDENT: frozenset[str] = frozenset(fk.KINDS) - {fk.DB_UNREADABLE, fk.STALE_TEMP, fk.DIR_UNREADABLE}
+DB_DEPENDENT: frozenset[str] = frozenset(fk.KINDS) - {
+    fk.DB_UNREADABLE,
+    fk.STALE_TEMP,
+    fk.DIR_UNREADABLE,
+    fk.ROOT_UNSEEN,
+    fk.GC_BLOCKED,
+    fk.STALE_CREATING_VM,
+    fk.ORPHAN_VM_DIR,
+}
 
 __all__ = ["BLOB_DIRS", "DB_DEPENDENT", "LOCALFILE", "SNAPSHOT_DB", "Reconciler", "Wants"]
 
@@ -110,6 +120,10 @@ class Reconciler:
         self._localfile_prefix = os.path.join(self.root, LOCALFILE) + "/"
         self.db_known = False  # a good snapshot DB has been seen (or there is none)
         self.db_error: DBError | None = None
+        #: The shell cannot see snapshots.json change (its dir's inotify
+        #: watch failed): judged like an unreadable DB, nothing that depends
+        #: on it opens or resolves until the watch works and it is re-read.
+        self.db_unwatched = False
         self.records: dict[str, RecFacts] = {}
         self.null_ids: frozenset[str] = frozenset()
         # `names` is kept (its strings shared with the records' keys where
@@ -133,10 +147,18 @@ class Reconciler:
         self.boot_dirs: dict[str, int] = {}
         self.ref_sets: dict[str, frozenset[str]] = {}  # last good refs of each image/VM DB
         self.ref_errors: dict[str, DBError] = {}
+        #: VM and CNI DBs' facts for gc (IDs, records stuck in `creating`).
+        self.ref_facts: dict[str, RefFacts] = {}
+        #: cocoon's VM run and log dirs, (module, "run"|"log") -> listing;
+        #: absent key: not configured (see `set_vm_dirs`).
+        self.vm_dirs: dict[tuple[str, str], VMDirs] = {}
+        #: Why `cocoon gc` would abort now (None: it would run).
+        self.gc_blocker: Blocker | None = None
         self.snap_refs: dict[str, frozenset[str]] = {}
         self.other_refs: dict[str, int] = {}
         self.temps: dict[str, TempEntry] = {}
         self.unreadable: dict[str, str] = {}
+        self.not_dirs: frozenset[str] = frozenset()
         self._pending: dict[str, float] = {}
         self._orphan_due: dict[str, float] = {}
         #: Committed snapshots whose data dir cocoond may not read -> why.
@@ -170,7 +192,7 @@ class Reconciler:
     def frozen(self) -> bool:
         """snapshots.json is unreadable after a good load: DB-dependent
         findings stay as they were."""
-        return self.db_error is not None and self.db_known
+        return (self.db_error is not None or self.db_unwatched) and self.db_known
 
     def current(self, key: Key) -> Finding | None:
         return self._static.get(key) or self._timed.get(key)
@@ -204,6 +226,12 @@ class Reconciler:
             for e in self.temps.values()
             if e.mtime + self.temp_stale_seconds > now
         ]
+        times += [
+            vm.updated + gcmodel.CREATING_GRACE
+            for facts in self.ref_facts.values()
+            for vm in facts.creating.values()
+            if vm.updated + gcmodel.CREATING_GRACE > now
+        ]
         return min(times, default=None)
 
     def orphan_possible(self, key: Key) -> bool:
@@ -231,7 +259,40 @@ class Reconciler:
         wants, self._wants = self._wants, Wants()
         return wants
 
+    def gc_view(self, now: float) -> GCView:
+        """What `cocoon gc` would read, as the index holds it: the input of
+        gcmodel.plan for `gc-plan`, `show` and the daemon's metrics."""
+        errors = dict(self.ref_errors)
+        if self.db_error is not None:
+            errors[SNAPSHOT_DB] = self.db_error
+        return GCView(
+            root=self.root,
+            now=now,
+            db_errors=errors,
+            image_refs={r: refs for r, refs in self.ref_sets.items() if r.endswith("/images.json")},
+            ref_facts=self.ref_facts,
+            snapshots=self.records,
+            data_dirs=self.dirs,
+            blobs=[bf for files in self.blob_files.values() for bf in files.values()],
+            boot_dirs=list(self.boot_dirs),
+            temps=self.temps,
+            unreadable=self.unreadable,
+            vm_dirs=self.vm_dirs,
+            not_dirs=self.not_dirs,
+            snapshot_blobs=self.snap_refs.keys(),
+            pending=self._pending,
+        )
+
     # ----------------------------------------------------------------- inputs
+    def set_vm_dirs(self, module: str, kind: str, dirs: VMDirs | None) -> None:
+        """cocoon's run or log dir of a VM module (`kind` "run" or "log"),
+        listed by the shell; None: not configured."""
+        if dirs is None:
+            self.vm_dirs.pop((module, kind), None)
+        else:
+            self.vm_dirs[(module, kind)] = dirs
+        self._eval_gc()
+
     def apply_listing(self, listing: Listing) -> None:
         """A full pass: replace everything, marking only what changed. A
         directory the listing could not read keeps what the index knew of it:
@@ -283,6 +344,10 @@ class Reconciler:
                     self.set_boot_dir(hex_, listing.boot_dirs.get(hex_))
         kept = {r: e for r, e in self.temps.items() if os.path.dirname(r) in listing.unreadable}
         self.temps = {**listing.temps, **kept}
+        self.not_dirs = listing.not_dirs
+        for (module, kind), dirs in listing.vm_dirs.items():
+            self.set_vm_dirs(module, kind, dirs)
+        self._eval_gc()
 
     def decode_db(self, data: bytes | str | None, path: str) -> IndexedDB | DBError | None:
         """snapshots.json (bytes, or text already decoded by gojson.text_go)
@@ -303,6 +368,25 @@ class Reconciler:
         """Is `sid` a key of the loaded snapshots map (null records too)?"""
         return sid in self.records or sid in self.null_ids
 
+    def decode_db_keeping(
+        self, data: str, path: str, keep: Callable[[str, str], bool]
+    ) -> tuple[IndexedDB | DBError, dict[str, dict[str, Any]]]:
+        """`decode_db`, also handing back the raw record (as the file has
+        it) of each ID for which `keep(id, name)` holds: `show` prints the
+        record it resolved to without a second parse of the DB."""
+        kept: dict[str, dict[str, Any]] = {}
+
+        def make(sid: str, fields: RecordFields, raw: dict[str, Any]) -> RecFacts:
+            if keep(sid, fields[1]):
+                kept[sid] = raw
+            return self._facts_from_json(sid, fields, raw)
+
+        try:
+            decoded = decode_records(data, path, make, copy_keys=False)
+        except DBError as exc:
+            return exc, kept
+        return IndexedDB(decoded.records, frozenset(decoded.null_ids), decoded.names), kept
+
     def set_snapshot_db(self, db: SnapshotDB | IndexedDB | DBDelta[RecFacts] | DBError | None) -> None:
         """A new snapshots.json (None: the file does not exist), as the API's
         SnapshotDB, as `decode_db` made it, or as what changed since the DB
@@ -314,6 +398,7 @@ class Reconciler:
             self.db_error = db
             self._put(key, rules.db_unreadable(SNAPSHOT_DB, db))
             self._set_blob_trust()
+            self._eval_gc()
             return
         if isinstance(db, DBDelta):
             assert self.db_known and self.db_error is None, "a delta applies to the DB it was read against"
@@ -334,9 +419,10 @@ class Reconciler:
                 )
             self._load_db(db)
         self._set_blob_trust()
+        self._eval_gc()
 
-    def set_ref_db(self, relpath: str, refs: frozenset[str] | DBError | None) -> None:
-        """An image or VM DB (None: the file does not exist, which pins
+    def set_ref_db(self, relpath: str, refs: frozenset[str] | RefFacts | DBError | None) -> None:
+        """An image, VM or CNI DB (None: the file does not exist, which pins
         nothing). An unreadable one keeps pinning what it pinned when last
         read, and stops every blob from being called unreferenced."""
         key: Key = (fk.DB_UNREADABLE, relpath)
@@ -344,9 +430,16 @@ class Reconciler:
             self.ref_errors[relpath] = refs
             self._put(key, rules.db_unreadable(relpath, refs))
             self._set_blob_trust()
+            self._eval_gc()
             return
         self.ref_errors.pop(relpath, None)
         self._put(key, None)
+        if isinstance(refs, RefFacts):
+            self.ref_facts[relpath] = refs
+            refs = refs.refs
+        else:
+            self.ref_facts.pop(relpath, None)
+        self._eval_gc()
         old = self.ref_sets.get(relpath, frozenset())
         new = refs or frozenset()
         if refs is None:
@@ -417,8 +510,25 @@ class Reconciler:
             self.unreadable[relpath] = why
         path = os.path.join(self.root, relpath)
         self._put((fk.DIR_UNREADABLE, relpath), rules.dir_unreadable(relpath, why, path) if why else None)
+        self._eval_gc()
 
     # -------------------------------------------------------------- internals
+    def _eval_gc(self) -> None:
+        """gc_blocked, and every message that says gc deletes something when
+        whether gc runs at all changed."""
+        stop, _unknown = gcmodel.blocker(self.gc_view(self._now))
+        self._put((fk.GC_BLOCKED, "gc"), None if stop is None else rules.gc_blocked(stop, self.root))
+        if stop == self.gc_blocker:
+            return
+        self.gc_blocker = stop
+        for kind, subject in [k for k in self._static if k[0] in (fk.ORPHAN_DATA_DIR, fk.UNREFERENCED_BLOB)]:
+            if kind == fk.ORPHAN_DATA_DIR:
+                self._promote(subject)
+            else:
+                self._eval_hex(subject)
+        # Timed findings (stale_pending, stale_temp, the VM ones) are rebuilt
+        # with the new message at the next `evaluate`.
+
     def _set_unreadable_all(self, unreadable: Mapping[str, str]) -> None:
         for relpath in set(self.unreadable) - set(unreadable):
             self.set_unreadable(relpath, None)
@@ -695,7 +805,7 @@ class Reconciler:
         state = self.dirs.get(sid)
         finding = None
         if state is not None and sid not in self.records:
-            finding = rules.orphan_data_dir(sid, state, sid in self.null_ids, self.root)
+            finding = rules.orphan_data_dir(sid, state, sid in self.null_ids, self.root, self.gc_blocker)
         self._put((fk.ORPHAN_DATA_DIR, sid), finding)
 
     def _eval_record(self, sid: str) -> None:
@@ -803,7 +913,9 @@ class Reconciler:
     def _set_blob_trust(self) -> None:
         """Fail closed, as cocoon's gc does: while any DB that can pin a blob
         is unreadable, no blob is called unreferenced."""
-        trusted = self.db_known and self.db_error is None and not self.ref_errors
+        # The CNI DB pins no blob: gc aborts on it (gc_blocked), but what is
+        # unreferenced stays known.
+        trusted = self.db_known and self.db_error is None and not (self.ref_errors.keys() - {CNI_DB})
         if trusted != self._blobs_trusted:
             self._blobs_trusted = trusted
             for hex_ in set(self.blob_files) | set(self.boot_dirs):
@@ -825,30 +937,87 @@ class Reconciler:
             )
         self._put((fk.MISSING_BLOB, hex_), missing)
         unref = None
+        key: Key = (fk.UNREFERENCED_BLOB, hex_)
         if not sids and not others and self._blobs_trusted:
-            unref = rules.unreferenced_blob(hex_, files, self.boot_dirs.get(hex_), self.root)
-        self._put((fk.UNREFERENCED_BLOB, hex_), unref)
+            unref = rules.unreferenced_blob(hex_, files, self.boot_dirs.get(hex_), self.root, self.gc_blocker)
+        elif not sids and not others and key in self._static:
+            # A DB that could pin it is unreadable: whether it is still
+            # unreferenced is unknown, not fixed. What was open stays open
+            # (and is not opened a second time once the DB reads again);
+            # nothing new is called unreferenced meanwhile.
+            unref = rules.unreferenced_blob(hex_, files, self.boot_dirs.get(hex_), self.root, self.gc_blocker)
+        self._put(key, unref)
 
     def _eval_timed(self, now: float) -> None:
         """pending/stale_pending and stale_temp: O(pending + temp files)."""
         timed: dict[Key, Finding] = {}
+        gc = self.gc_blocker
         if self.frozen:
-            timed = {k: f for k, f in self._timed.items() if k[0] in DB_DEPENDENT}
+            # As they were, but saying that gc deletes nothing now.
+            for k, f in self._timed.items():
+                if k[0] in DB_DEPENDENT:
+                    if k[0] == fk.STALE_PENDING and k[1] in self.records:
+                        age = f.age_seconds or 0.0
+                        f = rules.pending(k[1], self.records[k[1]], age, self.pending_stale_seconds, gc)
+                    timed[k] = f
         else:
             for sid, created in self._pending.items():
                 finding = rules.pending(
-                    sid, self.records[sid], max(0.0, now - created), self.pending_stale_seconds
+                    sid, self.records[sid], max(0.0, now - created), self.pending_stale_seconds, gc
                 )
                 timed[finding.key] = finding
+        sweeping = self._sweeping(now) if any(e.gc_removes for e in self.temps.values()) else {}
         for relpath, entry in self.temps.items():
             temp = rules.stale_temp(
-                relpath, entry, max(0.0, now - entry.mtime), self.temp_stale_seconds, self.root
+                relpath,
+                entry,
+                max(0.0, now - entry.mtime),
+                self.temp_stale_seconds,
+                self.root,
+                gc,
+                sweeping.get(relpath.split("/", 1)[0]),
             )
             if temp is not None:
                 timed[temp.key] = temp
+        for finding in self._vm_findings(now):
+            timed[finding.key] = finding
         old = self._timed
         self._dirty.update(k for k in old.keys() | timed.keys() if old.get(k) != timed.get(k))
         self._timed = timed
+
+    def _sweeping(self, now: float) -> dict[str, bool | None]:
+        """Per image module: does the next gc delete one of its blobs (and so
+        sweep its temp dir)? Unknown (None) while blobs cannot be judged."""
+        if not self._blobs_trusted:
+            return {}
+        view = self.gc_view(now)
+        used = gcmodel.used_blobs(view)
+        return {
+            module: any(i.what != "temp" for i in gcmodel.image_targets(module, view, used))
+            for module in gcmodel.IMAGE_MODULES
+        }
+
+    def _vm_findings(self, now: float) -> list[Finding]:
+        """stale_creating_vm and orphan_vm_dir, from the same predicates as
+        gc-plan (gcmodel): O(VM records creating + VM dirs). Nothing is said
+        of a VM DB that cannot be read."""
+        out: list[Finding] = []
+        for module, backend in gcmodel.VM_MODULES.items():
+            relpath = f"{backend}/db/vms.json"
+            if relpath in self.ref_errors:
+                continue
+            facts = self.ref_facts.get(relpath, RefFacts(frozenset()))
+            for vm_id, vm in facts.creating.items():
+                if gcmodel.creating_dropped(vm.updated, now):
+                    out.append(rules.stale_creating_vm(module, vm_id, vm, now - vm.updated, self.gc_blocker))
+            for kind in ("run", "log"):
+                dirs = self.vm_dirs.get((module, kind))
+                if dirs is None or not dirs.subdirs:
+                    continue
+                for vm_id in sorted(dirs.subdirs - facts.ids - gcmodel.RESERVED_VM_DIRS):
+                    path = os.path.join(dirs.path, vm_id)
+                    out.append(rules.orphan_vm_dir(module, vm_id, path, kind, self.gc_blocker))
+        return out
 
 
 #: Interned hypervisor names (100k records share two strings).

@@ -25,8 +25,10 @@ from cocoond.core.facts import (
     TempEntry,
 )
 from cocoond.core.findings import Finding, Key
+from cocoond.core.gcmodel import CREATING_GRACE, STALE_TEMP_AGE, Blocker
 from cocoond.errors import DBError
 from cocoond.output import quoted
+from cocoond.storage.refdbs import CreatingVM
 
 SNAPSHOT_DB = "snapshot/db/snapshots.json"
 LOCALFILE = "snapshot/localfile"
@@ -70,6 +72,39 @@ def dir_unreadable(relpath: str, why: str, path: str) -> Finding:
     )
 
 
+def missing_data_dirs_summary(ids: Collection[str], root: str) -> Finding:
+    """Many committed snapshots without their data dirs at once, as one
+    finding (the daemon's missing bursts, check's table): a wrong rm -rf of
+    snapshot/localfile/ or the disk mounted there unmounted, not thousands
+    of separate faults. Restore reads each recorded dir
+    (`snapshot/localfile/localfile.go:222-233`)."""
+    ordered = sorted(ids)
+    examples = ", ".join(ordered[:3]) + (", ..." if len(ordered) > 3 else "")
+    return Finding(
+        fk.MISSING_DATA_DIR,
+        LOCALFILE,
+        f"{len(ordered)} committed snapshots lost their data dirs in {LOCALFILE}/ at once ({examples}): "
+        f"was {LOCALFILE}/ emptied (a wrong rm -rf), or is the disk mounted there unmounted? "
+        "`cocoon vm restore` of each fails; `cocoond check --json` lists them all",
+        path=os.path.join(root, LOCALFILE),
+    )
+
+
+def root_unseen(root: str, cause: str) -> Finding:
+    """The root itself cannot be seen (cocoond/core/rootview.py says why):
+    every other finding is unknown, not fixed. Cocoon's backends create
+    their DB dirs when they start (`snapshot/localfile/config.go:20-26`,
+    `images/baseconfig.go:41-43`, `hypervisor/baseconfig.go:48-50`), so a
+    root without any is not one cocoon has used."""
+    return Finding(
+        fk.ROOT_UNSEEN,
+        root,
+        f"cocoond cannot see the cocoon root {root}: {cause}; "
+        "every finding is unknown until it can (open ones stay open, none resolves)",
+        path=root,
+    )
+
+
 def data_dirs_unreadable(count: int, example: str, why: str, root: str) -> Finding:
     """One finding for every committed snapshot's data dir cocoond may not
     read (cocoon writes them 0750 and cocoon.json 0600, as root): without
@@ -84,30 +119,61 @@ def data_dirs_unreadable(count: int, example: str, why: str, root: str) -> Findi
     )
 
 
-def pending(sid: str, rec: RecFacts, age: float, stale_after: float) -> Finding:
+def gc_note(gc: Blocker | None) -> str:
+    """What every message that says gc deletes something adds while gc
+    would abort (gc/orchestrator.go:74-81): nothing is deleted, and why."""
+    return "" if gc is None else f"; but {gc.sentence()} (see gc_blocked)"
+
+
+def gc_blocked(gc: Blocker, root: str) -> Finding:
+    """One finding for the module whose load makes `cocoon gc` abort before
+    it deletes anything (gc/orchestrator.go:74-81): orphans, stale records
+    and old blobs pile up until it is fixed."""
+    return Finding(
+        fk.GC_BLOCKED,
+        "gc",
+        f"{gc.sentence()}; orphan dirs, unreferenced blobs and stale records stay until "
+        f"{gc.relpath} can be decoded again",
+        path=_join(root, gc.relpath),
+    )
+
+
+#: Restore and clone of a pending record fail: cocoon's snapshot lookup
+#: answers ErrNotFound for it (snapshot/localfile/localfile.go:69,223).
+PENDING_FAILS: tuple[fk.Operation, ...] = (fk.RESTORE, fk.CLONE)
+
+
+def pending(sid: str, rec: RecFacts, age: float, stale_after: float, gc: Blocker | None = None) -> Finding:
     label = quoted(rec.name) or sid
     if age > stale_after:
         # snapshot/localfile/gc.go:52: gc drops pending records older than 24 h.
         return Finding(
             fk.STALE_PENDING,
             sid,
-            f"snapshot {label} has been pending for {format_age(age)} (a create that crashed or hangs); "
-            f"`cocoon gc` drops pending records older than {PENDING_GC_HOURS} h, with their data dir",
+            f"snapshot {label} has been pending for {format_age(age)} (a create that crashed or hangs): "
+            "restore and clone of it fail (cocoon answers not found for a pending record); "
+            f"`cocoon gc` drops pending records older than {PENDING_GC_HOURS} h, with their data dir"
+            + gc_note(gc),
             snapshot_id=sid,
             name=rec.name or None,
             age_seconds=age,
+            fails=PENDING_FAILS,
         )
     return Finding(
         fk.PENDING,
         sid,
-        f"snapshot {label} is being created (pending for {format_age(age)})",
+        f"snapshot {label} is being created (pending for {format_age(age)}): "
+        "restore and clone of it fail until it commits",
         snapshot_id=sid,
         name=rec.name or None,
         age_seconds=age,
+        fails=PENDING_FAILS,
     )
 
 
-def orphan_data_dir(sid: str, state: DirState, null_record: bool, root: str) -> Finding | None:
+def orphan_data_dir(
+    sid: str, state: DirState, null_record: bool, root: str, gc: Blocker | None = None
+) -> Finding | None:
     """A localfile/ entry no record claims. gc lists real directories only
     (utils.ScanSubdirs, utils/file.go:46-55) and deletes those whose ID has
     no record, a `null` record included (snapshot/localfile/gc.go:44-47,67)."""
@@ -118,7 +184,7 @@ def orphan_data_dir(sid: str, state: DirState, null_record: bool, root: str) -> 
             if null_record
             else f"it has no record in {SNAPSHOT_DB}"
         )
-        action = "`cocoon gc` deletes it (copy it away first if someone still needs it)"
+        action = "`cocoon gc` deletes it (copy it away first if someone still needs it)" + gc_note(gc)
     elif state.kind == "link":
         why = "it is a symlink to a directory with no record"
         action = "`cocoon gc` never sees symlinks, so it stays until removed by hand"
@@ -285,7 +351,7 @@ def missing_blob(
 
 
 def unreferenced_blob(
-    hex_: str, files: Mapping[str, BlobFile], boot_bytes: int | None, root: str
+    hex_: str, files: Mapping[str, BlobFile], boot_bytes: int | None, root: str, gc: Blocker | None = None
 ) -> Finding | None:
     """A blob (or OCI boot dir) nothing references: gc deletes what its
     ScanFileStems / ScanSubdirs list (images/gchelper.go:65-70,
@@ -308,7 +374,7 @@ def unreferenced_blob(
         fk.UNREFERENCED_BLOB,
         hex_,
         f"{what} is referenced by no image, snapshot or VM; normal after `cocoon image rm`: "
-        "the next `cocoon gc` deletes it",
+        "the next `cocoon gc` deletes it" + gc_note(gc),
         path=path,
         bytes=total,
     )
@@ -371,16 +437,38 @@ def name_findings(
     return out
 
 
-def stale_temp(relpath: str, entry: TempEntry, age: float, stale_after: float, root: str) -> Finding | None:
+def stale_temp(
+    relpath: str,
+    entry: TempEntry,
+    age: float,
+    stale_after: float,
+    root: str,
+    gc: Blocker | None = None,
+    sweeping: bool | None = None,
+) -> Finding | None:
+    """`sweeping`: whether gc's module for this image type has blobs to
+    delete now (gcmodel.image_targets), None when not known."""
     if age <= stale_after:
         return None
     if entry.gc_removes:
         # images/index.go:153-165 (GCStaleTemp), run only from an image
         # module's Collect, i.e. when it has blobs to delete (gc/orchestrator.go:91-97).
-        action = (
-            "`cocoon gc` removes temp entries older than 1 h, but only in a run that also "
-            "deletes an unreferenced blob of that image type"
-        )
+        image = relpath.split("/", 1)[0]
+        if sweeping and age > STALE_TEMP_AGE:
+            action = f"the next `cocoon gc` removes it (that run also deletes an unreferenced {image} blob)"
+        elif sweeping:
+            action = "`cocoon gc` removes temp entries only once they are over 1 h old"
+        elif sweeping is False:
+            action = (
+                f"`cocoon gc` removes {image} temp entries over 1 h old only in a run that also deletes "
+                f"an unreferenced {image} blob, and none is unreferenced now: the next gc keeps it"
+            )
+        else:
+            action = (
+                "`cocoon gc` removes temp entries older than 1 h, but only in a run that also "
+                "deletes an unreferenced blob of that image type"
+            )
+        action += gc_note(gc)
     else:
         action = "nothing in cocoon removes it: delete it by hand while no cocoon command runs"
     return Finding(
@@ -389,6 +477,37 @@ def stale_temp(relpath: str, entry: TempEntry, age: float, stale_after: float, r
         f"temp entry {relpath} is {format_age(age)} old, left by a write or download that died; {action}",
         path=_join(root, relpath),
         age_seconds=age,
+    )
+
+
+def stale_creating_vm(module: str, vm_id: str, vm: CreatingVM, age: float, gc: Blocker | None) -> Finding:
+    """A VM record stuck in `creating` past gc's 24 h grace: gc removes its
+    run and log dirs and drops the record (hypervisor/gc.go:47,
+    backend.go:380-417)."""
+    label = f"VM {quoted(vm.name)} ({vm_id})" if vm.name else f"VM {vm_id}"
+    return Finding(
+        fk.STALE_CREATING_VM,
+        vm_id,
+        f"{label} in {module}'s vms.json has been `creating` for "
+        f"{'ever (no updated_at)' if age == float('inf') else format_age(age)} (a create that died); "
+        f"`cocoon gc` drops records creating for over {CREATING_GRACE / 3600:.0f} h, "
+        "with its run and log dirs" + gc_note(gc),
+        name=vm.name or None,
+        path=vm.run_dir or None,
+        age_seconds=None if age == float("inf") else age,
+    )
+
+
+def orphan_vm_dir(module: str, vm_id: str, path: str, kind: str, gc: Blocker | None) -> Finding:
+    """A subdir of a VM module's run or log dir with no record in its
+    vms.json: gc kills a hypervisor left running from it and deletes it
+    (hypervisor/gc.go:56-73, backend.go:399-411)."""
+    return Finding(
+        fk.ORPHAN_VM_DIR,
+        path,
+        f"VM {kind} dir {path} has no record in {module}'s vms.json; `cocoon gc` kills any "
+        "hypervisor process left in it and deletes it, and the VM's other dir" + gc_note(gc),
+        path=path,
     )
 
 

@@ -21,16 +21,22 @@ from typing import Any
 from cocoond import __version__
 from cocoond.config import Config, ConfigChoice, load_config
 from cocoond.core import findings as fk
+from cocoond.core import gcmodel, rules
 from cocoond.core.findings import Finding, Key
 from cocoond.core.lifecycle import Event, Lifecycle, Opened, Reminder, Resolved
 from cocoond.core.reconcile import DB_DEPENDENT, Reconciler
 from cocoond.daemon import crash, reminders
+from cocoond.daemon.bursts import SUMMARY_KEY as ORPHAN_SUMMARY
 from cocoond.daemon.bursts import OrphanBursts
 from cocoond.daemon.clock import PlainAge, Timeline
+from cocoond.daemon.gcsizer import GCSizer, GCTotals
 from cocoond.daemon.inflight import InFlight
 from cocoond.daemon.logsetup import configure
 from cocoond.daemon.metrics import MetricsFile, Readings
+from cocoond.daemon.missingbursts import SUMMARY_KEY as MISSING_SUMMARY
+from cocoond.daemon.missingbursts import MissingBursts
 from cocoond.daemon.offload import Abandoned, Offloader
+from cocoond.daemon.rootwatch import ROOT_POLL, RootWatch, same_root
 from cocoond.daemon.sdnotify import Notifier
 from cocoond.daemon.sizer import Sizer
 from cocoond.daemon.stamps import OpenedStamps, resolved_fields
@@ -72,6 +78,8 @@ INSPECT_SLICE = 0.05
 #: change), not after each snapshot a create commits: a compaction copies
 #: every dir's facts.
 COMPACT_AFTER = 1000
+#: Shortest time between two gc plans made for the metrics on a change.
+GC_PLAN_MIN_INTERVAL = 10.0
 #: Shortest wait before a held finding is looked at again.
 MIN_HOLD = 0.1
 #: sysexits.h EX_TEMPFAIL: another daemon has the state dir; the unit
@@ -103,6 +111,10 @@ class Daemon:
         self._plain_age = PlainAge(self.timeline, clock)
         self.queue: queue.SimpleQueue[Item] = queue.SimpleQueue()
         self.sizer = Sizer(self.queue)
+        self.gc_sizer = GCSizer(self.queue)
+        self._gc_totals: GCTotals | None = None  # the last measured gc plan
+        self._gc_planned_at = float("-inf")  # on the daemon's clock
+        self._vm_dirs_told: set[str] = set()  # absent run/log dirs said once
         self.log = configure(config.log.format, config.log.level)
         self._setup_root(config)
         # The index holds orphans until their dir has been quiet for the settle.
@@ -126,6 +138,7 @@ class Daemon:
         self._index_load_seconds: float | None = None  # the last good load of snapshots.json
         self._to_inspect: dict[str, None] = {}  # data dirs whose contents to read, newest wants first
         self._inspected = 0  # since the last compaction
+        self._also: set[Key] = set()  # keys to look up once judging resumes
         self._loaded_counts: tuple[int, int, int] | None = None  # as index.loaded last said
         # Set by the signal handler itself: a step running off the loop
         # (offload.py) gives up waiting once a stop is asked for.
@@ -139,17 +152,27 @@ class Daemon:
     def _setup_root(self, config: Config) -> None:
         self.root = os.path.abspath(config.root_dir)
         self.paths = Paths(self.root)
-        self.index = Reconciler(
+        self.index = self._new_index(config)
+        self.watcher = Watcher(self.root, self.queue, self.clock)
+        self._orphan_bursts = OrphanBursts(self.root)
+        self._in_flight = InFlight(str(self.paths.snapshot_lock_file()))
+        self._missing_bursts = MissingBursts(self.root)
+        self.rootwatch = RootWatch(self.root)
+        #: Why the root cannot be seen (root_unseen), or None.
+        self._unseen: str | None = None
+        #: The root came back: judge nothing until its data dirs are read.
+        self._returning = False
+
+    def _new_index(self, config: Config) -> Reconciler:
+        index = Reconciler(
             self.root,
             pending_stale_seconds=config.thresholds.pending_stale_seconds,
             temp_stale_seconds=config.thresholds.temp_stale_seconds,
             orphan_quiet_seconds=config.watch.settle_seconds,
             root_aliases=root_aliases(self.root),
         )
-        self.index.absorb_rewrites = True  # rewrites cost what they changed (dbspans)
-        self.watcher = Watcher(self.root, self.queue, self.clock)
-        self._orphan_bursts = OrphanBursts(self.root)
-        self._in_flight = InFlight(str(self.paths.snapshot_lock_file()))
+        index.absorb_rewrites = True  # rewrites cost what they changed (dbspans)
+        return index
 
     # ------------------------------------------------------------ main loop
     def run(self) -> int:
@@ -160,6 +183,7 @@ class Daemon:
             self.state.acquire(self.log)  # StateDirBusy: see run_daemon
             restored = self.state.restore(self.log, self.lifecycle, self.root, self.clock(), self.wall())
             self.stamps.restore(self.state.saved_stamps)
+            self.rootwatch.remember(self.state.root_seen)
             self._publish(restored)
             run_walks_with(self._offload.run)
             try:
@@ -189,6 +213,7 @@ class Daemon:
             unhook()
             self.state.release()
             self.sizer.close()
+            self.gc_sizer.close()
             self.watcher.close()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
@@ -204,6 +229,7 @@ class Daemon:
             "heartbeat": now + self.config.alerts.heartbeat_seconds,
             "rescan": now + self.config.watch.full_rescan_seconds,
             "watchdog": now,
+            "root": now + ROOT_POLL,
         }
         while self._stop_signal is None:
             now = self.clock()
@@ -256,6 +282,7 @@ class Daemon:
             due.append(self._due_at["rescan"])
         if self.notifier.watchdog_interval() is not None:
             due.append(self._due_at["watchdog"])
+        due.append(self._due_at["root"])
         for when in (self.watcher.retry_at, self.sizer.next_deadline()):
             if when is not None:
                 due.append(when)
@@ -286,7 +313,13 @@ class Daemon:
                 blobs=self.index.blob_count,
             )
             self.metrics.changed()
+            self._plan_gc()
             self._due_at["heartbeat"] = now + heartbeat
+        if now >= self._due_at["root"]:
+            # A root replaced or unmounted under us sends no event at all.
+            if self._unseen is not None or self.rootwatch.moved() is not None:
+                self._rescan(None)
+            self._due_at["root"] = self.clock() + ROOT_POLL
         rescan = self.config.watch.full_rescan_seconds
         if rescan > 0 and now >= self._due_at["rescan"]:
             self._rescan("timer")
@@ -323,6 +356,9 @@ class Daemon:
             index_load_seconds=self._index_load_seconds,
             full_rescan_interval=self.config.watch.full_rescan_seconds,
             heartbeat_interval=self.config.alerts.heartbeat_seconds,
+            root_ok=self._unseen is None,
+            gc_would_abort=self.index.gc_blocker is not None,
+            gc_module_bytes=None if self._gc_totals is None else self._gc_totals.module_bytes,
         )
 
     # ---------------------------------------------------------------- input
@@ -336,6 +372,9 @@ class Daemon:
             change = classify(self.root, value, attrib=kind == "attrib")
             if change is not None:
                 self._add_to_burst(change)
+        elif kind == "gc_plan":
+            self._gc_totals = value
+            self.metrics.changed()
         elif kind == "crash":
             raise value  # a worker thread died: see crash.py
         elif kind == "size":
@@ -364,6 +403,10 @@ class Daemon:
         if "structure" in burst or "rearm" in burst:
             # A chmod/chown of a watched dir: it may be (un)readable now.
             self._arm_and_rescan("root_changed" if "structure" in burst else "attributes_changed")
+            return
+        if (root := self._root_check()) != "seen":
+            if root == "back":
+                self._rescan(None)
             return
         if "rescan" in burst:
             for reason in sorted(burst["rescan"]):
@@ -397,6 +440,8 @@ class Daemon:
         # never existed on disk.
         self._fulfil_wants()
         self._log_loaded(loaded)
+        if loaded is not None:
+            self._remember_root()
         self._feed_lifecycle()
 
     # ----------------------------------------------------------------- work
@@ -465,24 +510,65 @@ class Daemon:
             self.log.warning("watch.failed", dir=directory, error=error)
         for directory in restored:
             self.log.info("watch.restored", dir=directory)
+        self._db_watch_news()
+
+    def _db_watch_news(self) -> None:
+        """Judge nothing against a DB whose changes cannot be seen: with
+        snapshot/db unwatched (the inotify watch limit, say) every save
+        would look like an orphan until the next rescan. What depends on
+        snapshots.json is held (neither opened nor resolved) until the
+        watch works again; then the DB is read afresh."""
+        unwatched = any(
+            os.path.join(self.root, d) in self.watcher.failed for d in ("snapshot/db", "snapshot")
+        )
+        if unwatched == self.index.db_unwatched:
+            return
+        self.index.db_unwatched = unwatched
+        if unwatched:
+            self.log.warning(
+                "index.held",
+                dir=os.path.join(self.root, "snapshot/db"),
+                reason="snapshot/db is not watched: findings that depend on snapshots.json are held "
+                "(neither opened nor resolved) until it is",
+            )
+        else:
+            self.log.info("index.resumed", dir=os.path.join(self.root, "snapshot/db"))
+            self._db_id = _NEVER_READ  # re-read: what was held is judged against it
 
     def _rescan(self, reason: str | None, *, force_db: bool = False, also: set[Key] | None = None) -> None:
         """The safety net: list everything and let the index find what the
         events missed. The DB is re-parsed only if it is another file."""
         if reason is not None:
             self.log.info("watch.rescan", reason=reason)
+        if self._root_check() == "unseen":
+            self._feed_lifecycle(also)
+            return
         started = self.clock()
         reload = self._db_changed(force_db)
         # Dirs, blobs and the DB in one go: loading the DB against a stale dir
         # listing would make (and drop) a finding per record. A directory
         # that cannot be listed keeps what the index knew (dir_unreadable).
-        index, paths, limit = self.index, self.paths, self._max_db_bytes
+        index, paths, limit, config = self.index, self.paths, self._max_db_bytes, self.config
 
-        def step() -> None:
-            listing = scan(paths, include_db=reload, index=index, max_db_bytes=limit, dir_contents=False)
+        def step() -> dict[str, Any]:
+            listing = scan(
+                paths,
+                include_db=reload,
+                index=index,
+                max_db_bytes=limit,
+                dir_contents=False,
+                run_dir=config.run_dir,
+                log_dir=config.log_dir,
+            )
             index.apply_listing(listing)
+            return dict(listing.vm_dirs)
 
-        self._offload.run(step)
+        vm_dirs = self._offload.run(step)
+        for dirs in vm_dirs.values():
+            if dirs.subdirs is None and dirs.unreadable is None and dirs.path not in self._vm_dirs_told:
+                # cocoon's run/log dirs live outside the root: say once that one is not there.
+                self._vm_dirs_told.add(dirs.path)
+                self.log.info("vm_dirs.absent", dir=dirs.path)
         self._fulfil_wants()
         if not self._to_inspect:
             self._compact()
@@ -490,7 +576,75 @@ class Daemon:
         self._log_loaded(loaded)
         self._last_full_scan = self.wall()
         self.metrics.changed()
+        self._remember_root()
         self._feed_lifecycle(also)
+        self._plan_gc(force=True)
+
+    def _remember_root(self) -> None:
+        """What the root holds, for a later root_unseen message (saved with
+        the open set; a change worth it is saved on its own)."""
+        if self.rootwatch.seen(self.index.snapshot_count):
+            self.state.changed()
+        self.state.root_seen = self.rootwatch.memo_json()
+
+    def _root_check(self) -> str:
+        """Look at the root before anything is judged against it (issue 18):
+        "unseen" (missing, unreadable, not a cocoon root: one root_unseen
+        error, everything else stays as it was, unknown), "back" (seen
+        again, or another directory now: the watches are re-armed and the
+        caller must rescan in full, the DB re-read), or "seen"."""
+        before = self.rootwatch.last
+        look = self.rootwatch.look()
+        cause = self.rootwatch.cause
+        key = (fk.ROOT_UNSEEN, self.root)
+        if cause is not None:
+            if cause != self._unseen:
+                self.log.warning("root.unseen", root=self.root, cause=cause)
+                self._unseen = cause
+                self._db_id = _NEVER_READ  # whatever comes back is read afresh
+                finding = rules.root_unseen(self.root, cause)
+                self._publish(self.lifecycle.observe(self.clock(), [(key, finding)]))
+                self._update_status()
+                self.metrics.changed()  # cocoond_root_ok 0
+            return "unseen"
+        if self._unseen is not None:
+            self.log.info("root.seen", root=self.root, realpath=look.realpath)
+            self._unseen = None
+        elif before is not None and before.kind == "dir" and before.identity != look.identity:
+            # Renamed away and another moved in, a symlink repointed, a mount:
+            # the watches are on the old inodes.
+            self.log.warning(
+                "watch.rescan",
+                reason="root_replaced",
+                root=self.root,
+                was=f"{before.realpath} (device {before.dev}, inode {before.ino})",
+                now=f"{look.realpath} (device {look.dev}, inode {look.ino})",
+            )
+            self._db_id = _NEVER_READ
+        else:
+            return "seen"
+        # Whatever is there now is read afresh into a new index (its realpath,
+        # which records' data_dir may name, may differ too); what the old
+        # one had open is looked up once judging resumes.
+        self.index = self._new_index(self.config)
+        self._to_inspect = {}
+        # The burst summaries stay with their groups; their members are looked up.
+        members = set(self._missing_bursts.members) | set(self._orphan_bursts.members)
+        summaries = {key, MISSING_SUMMARY, ORPHAN_SUMMARY}
+        self._also |= (self.lifecycle.tracked_keys() | members) - summaries
+        self._returning = True
+        self._publish(self.lifecycle.observe(self.clock(), [(key, None)]))
+        self._arm()
+        return "back"
+
+    def _paused(self) -> bool:
+        """Judging waits: the root is unseen, or back with data dirs still
+        to read (a finding about one must not resolve and open again)."""
+        if self._unseen is not None:
+            return True
+        if self._returning and not self._to_inspect:
+            self._returning = False
+        return self._returning
 
     def _fulfil_wants(self) -> None:
         """Look at what the index asked for. Dirs that a new snapshots.json
@@ -538,6 +692,8 @@ class Daemon:
         progress) is not an orphan yet."""
         now = self.clock()
         settle = max(self.config.watch.settle_seconds, MIN_HOLD)
+        if key[0] != fk.ROOT_UNSEEN and self._paused():
+            return now + settle
         if self.index.frozen and key[0] in DB_DEPENDENT:
             return now + settle
         if key[0] == fk.ORPHAN_DATA_DIR and finding.path:
@@ -579,12 +735,27 @@ class Daemon:
         return max(t.pending_stale_seconds, t.temp_stale_seconds, self.config.watch.settle_seconds * 10)
 
     def _feed_lifecycle(self, also: set[Key] | None = None) -> None:
+        if self._paused():
+            # Nothing is judged: what the index has not handed over waits
+            # for the root (its changes add up until then).
+            if also:
+                self._also |= also
+            self._publish(self.lifecycle.settle_restored(self.clock(), self._undecided))
+            return
         changed = self.index.evaluate(self.timeline())
+        also, self._also = (also or set()) | self._also, set()
         if also:
             changed |= also
         if changed:
             current = self.index.current
             changes = self._orphan_bursts.regroup([(key, current(key)) for key in changed])
+            changes = self._missing_bursts.regroup(
+                changes,
+                announced=self.lifecycle.announced,
+                settling=self.lifecycle.settling,
+                current=current,
+                threshold=self._burst_threshold,
+            )
             self._publish(self.lifecycle.observe(self.clock(), changes))
         if pruned := self._orphan_bursts.prune(self.index.orphan_possible):
             self._publish(self.lifecycle.observe(self.clock(), pruned))
@@ -594,8 +765,12 @@ class Daemon:
     def _undecided(self, key: Key) -> bool:
         """The index cannot yet tell whether a finding a previous run had
         open still holds: its DB is unreadable, or its data dir's contents
-        are still queued for `_inspect_some` (subject = snapshot ID)."""
-        return (self.index.db_error is not None and key[0] in DB_DEPENDENT) or key[1] in self._to_inspect
+        are still queued for `_inspect_some` (subject = snapshot ID), or
+        the root cannot be seen."""
+        if key[0] != fk.ROOT_UNSEEN and self._paused():
+            return True
+        held = self.index.db_error is not None or self.index.frozen
+        return (held and key[0] in DB_DEPENDENT) or key[1] in self._to_inspect
 
     @property
     def _burst_threshold(self) -> int:
@@ -661,6 +836,17 @@ class Daemon:
     def _open_set_changed(self) -> None:
         self.state.changed()
         self.metrics.changed()
+        self._plan_gc()
+
+    def _plan_gc(self, *, force: bool = False) -> None:
+        """gc's plan from the index (no I/O), measured on a worker thread:
+        after each full scan, and when the open findings change (at most
+        every GC_PLAN_MIN_INTERVAL; a heartbeat catches up)."""
+        now = self.clock()
+        if not force and now - self._gc_planned_at < GC_PLAN_MIN_INTERVAL:
+            return
+        self._gc_planned_at = now
+        self.gc_sizer.request(self.root, gcmodel.plan(self.index.gc_view(self.wall())))
 
     def _emit(self, severity: str, event: str, fields: dict[str, Any]) -> None:
         fields = dict(fields)
@@ -669,7 +855,7 @@ class Daemon:
 
     def _status_line(self) -> str:
         counts = self.lifecycle.open_counts()
-        state = "watching" if os.path.isdir(self.root) else "waiting for"
+        state = "watching" if self._unseen is None else "CANNOT SEE"
         return (
             f"{state} {self.root}: {self.index.snapshot_count} snapshots, {self.index.blob_count} blobs; "
             f"open: {counts['error']} errors, {counts['warning']} warnings, {counts['info']} info"
@@ -709,7 +895,7 @@ class Daemon:
         self.index.pending_stale_seconds = new.thresholds.pending_stale_seconds
         self.index.temp_stale_seconds = new.thresholds.temp_stale_seconds
         self.index.orphan_quiet_seconds = new.watch.settle_seconds
-        if os.path.abspath(new.root_dir) != self.root:
+        if not same_root(self.root, os.path.abspath(new.root_dir)):
             # Another tree: start a new index, and resolve what the old one had open.
             self._open_unsized(self.sizer.drain())
             self.watcher.close()

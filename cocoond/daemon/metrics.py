@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import errno
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,6 +56,14 @@ class Readings:
     #: The config's intervals (0: off), so alert rules can tell stale from quiet.
     full_rescan_interval: float
     heartbeat_interval: float
+    #: The last look at the root found a cocoon root (daemon/rootwatch.py):
+    #: while it is 0 every other number here is what was known before.
+    root_ok: bool = True
+    #: `cocoon gc` would abort now (a DB it loads that Go cannot decode).
+    gc_would_abort: bool = False
+    #: Bytes `cocoon gc` would free now, per gc module (gcmodel); None
+    #: until the first plan is measured.
+    gc_module_bytes: Mapping[str, int] | None = None
 
 
 class _Snapshot(Collector):
@@ -114,6 +122,29 @@ class _Snapshot(Collector):
             "[alerts] heartbeat_seconds: interval at which this file is rewritten (0: off).",
             r.heartbeat_interval,
         )
+        yield _gauge(
+            "cocoond_root_ok",
+            "1 when the last look at the root found a cocoon root; 0 when it is missing, unreadable, "
+            "not a directory or holds none of cocoon's DB dirs (unmounted?): the other numbers are stale.",
+            1 if r.root_ok else 0,
+        )
+        yield _gauge(
+            "cocoond_gc_would_abort",
+            "1 while `cocoon gc` would abort before deleting anything (a DB it loads that Go cannot "
+            "decode; see the gc_blocked finding), else 0. A cocoon command holding a lock when gc "
+            "starts also makes it abort, which this cannot see.",
+            1 if r.gc_would_abort else 0,
+        )
+        if r.gc_module_bytes is not None:
+            gc_bytes = GaugeMetricFamily(
+                "cocoond_gc_reclaimable_bytes",
+                "Bytes (allocated, as du counts them) `cocoon gc` would delete if run now, per gc "
+                "module, as `cocoond gc-plan` lists them; 0 everywhere while gc would abort.",
+                labels=["module"],
+            )
+            for module, value in r.gc_module_bytes.items():
+                gc_bytes.add_metric([module], 0 if r.gc_would_abort else value)
+            yield gc_bytes
         yield InfoMetricFamily("cocoond_build", "The running cocoond.", value={"version": __version__})
 
 

@@ -31,6 +31,7 @@ from cocoond.core import findings as fk
 from cocoond.core.findings import Finding, Key
 from cocoond.core.lifecycle import Event, Lifecycle
 from cocoond.daemon import statedir
+from cocoond.daemon.rootwatch import same_root
 from cocoond.storage.atomic import atomic_write
 
 STATE_FILE: Final = "findings.json"
@@ -84,6 +85,8 @@ class Saved:
     skipped: int = 0
     #: Each finding's `opened_at` exactly as written: repeated verbatim.
     stamps: dict[Key, str] = field(default_factory=dict)
+    #: What the root was when last seen (`RootMemo.to_json`), if saved.
+    root_seen: object = None
 
 
 def encode(
@@ -91,10 +94,12 @@ def encode(
     open_findings: list[tuple[Finding, float]],
     now: float,
     stamp: Callable[[Key], str | None] | None = None,
+    root_seen: object = None,
 ) -> bytes:
     """`open_findings` as (finding, opened_at epoch); `stamp(key)`, when it
     has one, is the `opened_at` string to write instead (the one the finding
-    opened with, never recomputed: see stamps.py). Raw field values, not
+    opened with, never recomputed: see stamps.py); `root_seen`, what the
+    root was when last seen (daemon/rootwatch.py). Raw field values, not
     the log's shortened ones: a subject must come back exactly to match.
     ASCII-only JSON, so names that are not valid UTF-8 survive the trip."""
     entries = []
@@ -115,6 +120,8 @@ def encode(
         "saved_at": rfc3339(now),
         "open": entries,
     }
+    if root_seen is not None:
+        doc["root_seen"] = root_seen
     return (json.dumps(doc, ensure_ascii=True, separators=(",", ":")) + "\n").encode("ascii")
 
 
@@ -145,7 +152,7 @@ def decode(data: bytes) -> Saved:
         finding = _finding(i, entry)
         found.append((finding, _epoch(entry.get("opened_at"))))
         stamps[finding.key] = entry["opened_at"]
-    return Saved(root, found, skipped, stamps)
+    return Saved(root, found, skipped, stamps, doc.get("root_seen"))
 
 
 def _finding(i: int, entry: dict[str, Any]) -> Finding:
@@ -191,6 +198,9 @@ class StateKeeper:
         self._dirty = False
         self._next_write = -math.inf  # on the daemon's clock
         self._last_error: str | None = None
+        #: Written with the open set: what the root was when last seen
+        #: (daemon/rootwatch.py); `restore` sets it from the file.
+        self.root_seen: object = None
         #: The saved `opened_at` strings, for the daemon's OpenedStamps.
         self.saved_stamps: dict[Key, str] = {}
         self._failures = 0  # writes failed in a row
@@ -229,6 +239,9 @@ class StateKeeper:
         if saved is None:
             log.info("state.fresh", path=self.path, reason="no state file")
             return []
+        # The same tree by another name (a symlink and its target) is the same root.
+        same = same_root(saved.root, root, saved.root_seen)
+        self.root_seen = saved.root_seen if same else None
         # An `opened_at` in the future (saved before a clock step back) has
         # been open for no time, not for a negative one.
         lifecycle.restore(now, [(finding, max(0.0, wall - opened_at)) for finding, opened_at in saved.open])
@@ -236,7 +249,7 @@ class StateKeeper:
         log.info(
             "state.restored", path=self.path, open=len(saved.open), skipped=saved.skipped, root=saved.root
         )
-        return lifecycle.settle_restored(now) if saved.root != root else []
+        return [] if same else lifecycle.settle_restored(now)
 
     def changed(self) -> None:
         """The open set changed: it is written at the next `flush` that is due."""
@@ -273,7 +286,7 @@ class StateKeeper:
         ]
         try:
             os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
-            atomic_write(self.path, encode(root, open_findings, wall, stamp), mode=0o600)
+            atomic_write(self.path, encode(root, open_findings, wall, stamp, self.root_seen), mode=0o600)
         except OSError as exc:
             error = f"{exc.strerror or exc}"
             if error != self._last_error:  # one line per new problem, not one per change

@@ -49,7 +49,7 @@ LEAF_DIRS: tuple[str, ...] = (
 )
 #: Their parents (and the root): watched so that a directory created later
 #: is noticed without a restart.
-PARENT_DIRS: tuple[str, ...] = ("", "snapshot", "cloudimg", "oci", *VM_BACKENDS)
+PARENT_DIRS: tuple[str, ...] = ("", "snapshot", "cloudimg", "oci", *VM_BACKENDS, "cni")
 
 #: How soon a directory that could not be watched is tried again, doubling
 #: up to the most.

@@ -269,6 +269,42 @@ def undecodable_vm_field(root: str) -> Expected:
     return _expect("db_unreadable", "cloudhypervisor/db/vms.json", path=layout.vm_db(root, CH))
 
 
+def stale_creating_vm(root: str) -> Expected:
+    """`cocoon vm run` that died 25 h ago after making its dirs: the record
+    stays `creating` (hypervisor/backend.go:180-201), gc drops it."""
+    vm = create_vm(root, hypervisor=CH, crash_at="disks")
+    _set_field(
+        layout.vm_db(root, CH), "vms", vm, "updated_at", go_time(time.time() - 25 * 3600), ("vms", "names")
+    )
+    return _expect("stale_creating_vm", vm, path=layout.vm_run_dir(root, CH, vm))
+
+
+def orphan_vm_run_dir(root: str) -> Expected:
+    """A VM record removed by hand (its log dir cleaned too): the run dir
+    is left, and gc deletes it (hypervisor/gc.go:56-73)."""
+    vm = create_vm(root, hypervisor=FC, image=pull_oci(root, "registry.example/vm-" + new_hex()[:8])["ref"])
+    shutil.rmtree(layout.vm_log_dir(root, FC, vm))
+    path = layout.vm_db(root, FC)
+    raw = load_raw(path, ("vms", "names"))
+    name = raw["vms"][vm]["config"]["name"]
+    del raw["vms"][vm]
+    raw["names"].pop(name, None)
+    with flock(layout.vm_lock(root, FC)):
+        atomic_write_json(path, raw)
+    run = layout.vm_run_dir(root, FC, vm)
+    return _expect("orphan_vm_dir", run, path=run)
+
+
+def corrupt_cni_db(root: str) -> Expected:
+    """cni/db/networks.json truncated: cocoon gc loads it (network/cni/gc.go:29)."""
+    path = layout.cni_db(root)
+    ensure_dirs(os.path.dirname(path))
+    with flock(layout.cni_lock(root)):
+        atomic_write_json(path, {"networks": {"n1": {"id": "n1", "type": "cocoon", "vm_id": new_id()}}})
+    _truncate(path)
+    return _expect("db_unreadable", "cni/db/networks.json", path=path)
+
+
 def undecodable_image_field(root: str) -> Expected:
     url = f"https://images.example/{new_id().lower()}.img"
     pull_image(root, url=url)
@@ -469,6 +505,14 @@ _add(
     undecodable_snapshot_field,
 )
 _add("undecodable-vm-field", "db_unreadable", '"first_booted": "yes" in a VM record', undecodable_vm_field)
+_add(
+    "stale-creating-vm",
+    "stale_creating_vm",
+    "a VM create that died 25 h ago (record `creating`)",
+    stale_creating_vm,
+)
+_add("orphan-vm-run-dir", "orphan_vm_dir", "a VM record removed by hand, its run dir left", orphan_vm_run_dir)
+_add("corrupt-cni-db", "db_unreadable", "cni/db/networks.json truncated (gc aborts)", corrupt_cni_db)
 _add(
     "undecodable-image-field",
     "db_unreadable",

@@ -1,8 +1,10 @@
 """`cocoon gc`: the orchestrator (gc/orchestrator.go:40-103) with the
 modules cmd/others/handler.go:20-58 registers, in its order: the image
-backends (oci, cloudimg), both hypervisors, the network providers, then
-snapshots. The network modules (CNI, bridge) are left out: they keep no
-blobs or data dirs and their state is outside the root (netns, links).
+backends (oci, cloudimg), both hypervisors, the network providers (CNI,
+bridge), then snapshots. Of the network modules only what is under the root
+is modelled: CNI's lock and DB (a networks.json Go cannot decode aborts the
+run; records of VMs no VM DB holds are dropped), the bridge's lock; netns
+and TAP devices are outside the root and left alone.
 
 1. TryLock every module's lock; if any is busy, abort the whole run.
 2. ReadDB every module (a DB Go cannot decode aborts the run).
@@ -25,7 +27,7 @@ from cocoond.sim.fsops import SimError, Store, ensure_dirs, try_lock_all
 from cocoond.sim.images import blob_hexes
 from cocoond.sim.layout import OCI, Hypervisor, ImageBackend
 from cocoond.sim.schema import GoDecodeError
-from cocoond.sim.stores import image_store, snapshot_store, vm_store
+from cocoond.sim.stores import cni_store, image_store, snapshot_store, vm_store
 
 PENDING_GC_GRACE = 24 * 3600  # snapshot/localfile/gc.go:20
 CREATING_GC_GRACE = 24 * 3600  # hypervisor/backend.go:31
@@ -45,6 +47,7 @@ class Removed:
     temps: list[str] = field(default_factory=list)
     vm_dirs: list[str] = field(default_factory=list)
     vms: list[str] = field(default_factory=list)
+    networks: list[str] = field(default_factory=list)  # VM IDs whose CNI records went
 
     def as_dict(self) -> dict[str, list[str]]:
         return {k: sorted(v) for k, v in self.__dict__.items()}
@@ -206,6 +209,42 @@ def _vm_module(root: str, hv: Hypervisor) -> Module:
     return Module(hv.name, layout.vm_lock(root, hv), read, resolve, collect)
 
 
+def _cni_module(root: str) -> Module:
+    """network/cni/gc.go:22-103, without the netns (outside the root)."""
+    store = cni_store(root)
+
+    def read() -> dict[str, Any]:
+        idx = store.read_raw()
+        return {"vm_ids": {r["vm_id"] for r in idx["networks"].values() if r is not None}}
+
+    def resolve(snap: dict[str, Any], others: dict[str, dict[str, Any]]) -> list[str]:
+        active = set().union(*(o.get("ids", set()) for n, o in others.items() if n in _VM_MODULES))
+        return sorted(snap["vm_ids"] - active)
+
+    def collect(ids: list[str], removed: Removed) -> None:
+        for vm_id in ids:
+            idx = store.read_raw()
+            if any(r is not None and r["vm_id"] == vm_id for r in idx["networks"].values()):
+                idx["networks"] = {
+                    k: r for k, r in idx["networks"].items() if r is None or r["vm_id"] != vm_id
+                }
+                store.write_raw(idx)
+                removed.networks.append(vm_id)
+
+    return Module("cni", layout.cni_lock(root), read, resolve, collect)
+
+
+def _bridge_module(root: str) -> Module:
+    """network/bridge/gc_linux.go:29-97: its lock is under the root; what it
+    reads and deletes (TAP links) is not."""
+    return Module(
+        "bridge", layout.bridge_lock(root), lambda: {}, lambda snap, others: [], lambda ids, removed: None
+    )
+
+
+_VM_MODULES = {hv.name for hv in layout.HYPERVISORS}
+
+
 def _snapshot_module(root: str) -> Module:
     """snapshot/localfile/gc.go:34-103."""
     store: Store = snapshot_store(root)
@@ -251,13 +290,19 @@ def modules(root: str) -> list[Module]:
     return [
         *(_image_module(root, b) for b in layout.IMAGE_BACKENDS),
         *(_vm_module(root, hv) for hv in layout.HYPERVISORS),
+        _cni_module(root),
+        _bridge_module(root),
         _snapshot_module(root),
     ]
 
 
 def gc(root: str) -> dict[str, list[str]]:
     """One gc run; what it removed, or GCAborted."""
-    ensure_dirs(*layout.all_backend_dirs(root))  # cmd/others/handler.go:20-52 initialises every backend
+    try:
+        ensure_dirs(*layout.all_backend_dirs(root))  # cmd/others/handler.go:20-52 initialises every backend
+        ensure_dirs(os.path.dirname(layout.bridge_lock(root)))  # network/bridge/gc_linux.go:31
+    except OSError as exc:
+        raise GCAborted(f"gc failed before it ran: create directory {exc.filename}: {exc.strerror}") from None
     mods = modules(root)
     with try_lock_all([m.lock for m in mods]) as busy:
         if busy:

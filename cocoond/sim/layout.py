@@ -143,6 +143,20 @@ def vm_log_dir(root: str, hv: Hypervisor, vm_id: str) -> str:
     return p(root, "log", hv.dir, vm_id)
 
 
+# network/cni/config.go:30-33
+def cni_db(root: str) -> str:
+    return p(root, "cni", "db", "networks.json")
+
+
+def cni_lock(root: str) -> str:
+    return p(root, "cni", "db", "networks.lock")
+
+
+def bridge_lock(root: str) -> str:
+    """network/bridge/gc_linux.go:30: the bridge gc module's own lock."""
+    return p(root, "bridge", "gc.lock")
+
+
 #: Every DB: (its path under the root, its lock under the root).
 def all_dbs() -> dict[str, tuple[str, str]]:
     dbs = {"snapshot": ("snapshot/db/snapshots.json", "snapshot/db/snapshots.lock")}

@@ -230,6 +230,22 @@ VM_INDEX = struct(
     f("Names", "names", map_of(STRING)),
 )
 
+CNI_RECORD = struct(
+    # types.Network has a json tag: a field "network", not embedded.
+    "cni.networkRecord",
+    "network/cni/db.go:9",
+    f("Network", "network", NETWORK.type),
+    f("ID", "id", STRING),
+    f("Type", "type", STRING),
+    f("VMID", "vm_id", STRING),
+    f("IfName", "if_name", STRING),
+)
+CNI_INDEX = struct(
+    "cni.networkIndex",
+    "network/cni/db.go:22",
+    f("Networks", "networks", map_of(ptr(CNI_RECORD.type))),
+)
+
 CLOUDIMG_ENTRY = struct(
     "cloudimg.imageEntry",
     "images/cloudimg/image.go:13",

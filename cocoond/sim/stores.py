@@ -30,6 +30,10 @@ def vm_store(root: str, hv: Hypervisor) -> Store:
     return Store(layout.vm_db(root, hv), layout.vm_lock(root, hv), schema.VM_INDEX)
 
 
+def cni_store(root: str) -> Store:
+    return Store(layout.cni_db(root), layout.cni_lock(root), schema.CNI_INDEX)
+
+
 def load_raw(path: str, top: tuple[str, ...]) -> dict[str, Any]:
     """A DB's JSON as it is on disk (top-level maps made non-null)."""
     try:

@@ -325,6 +325,25 @@ VM_INDEX = struct(
 )
 
 
+# ------------------------------------------------------------------- CNI
+#: network/cni/db.go:9: `types.Network` carries a json tag, so it is a
+#: field named "network", not an embedded one.
+CNI_RECORD = struct(
+    "cni.networkRecord",
+    "network/cni/db.go:9",
+    f("Network", "network", NETWORK),
+    f("ID", "id", STRING),
+    f("Type", "type", STRING),
+    f("VMID", "vm_id", STRING),
+    f("IfName", "if_name", STRING),
+)
+CNI_INDEX = struct(
+    "cni.networkIndex",
+    "network/cni/db.go:22",
+    f("Networks", "networks", map_of(ptr(CNI_RECORD))),
+)
+
+
 # ----------------------------------------------------------------- images
 def _image_index(pkg: str, source: str, entry: GoType) -> GoType:
     """`type imageIndex struct { images.Index[imageEntry] }`, the generic

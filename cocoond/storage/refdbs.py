@@ -8,19 +8,50 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, NamedTuple
 
 from cocoond.errors import DBError
 from cocoond.storage import goschema
 from cocoond.storage.goplain import unmarshal
+from cocoond.storage.gotime import GoTimeError, parse_rfc3339
 
 #: Where the image indexes live under the root; VM DBs are `<backend>/db/vms.json`.
 IMAGE_DB = "cloudimg/db/images.json"
 #: The OCI image DB: each image's layers[].digest pins oci/blobs/<hex>.erofs.
 OCI_IMAGE_DB = "oci/db/images.json"
 
-RefDecoder = Callable[[bytes, str], frozenset[str]]
+#: The CNI provider's DB: `cocoon gc` loads it too (network/cni/gc.go:29),
+#: so one Go cannot decode aborts gc; it pins no blob.
+CNI_DB = "cni/db/networks.json"
+#: VM state a record has until its create finished (types/vm.go).
+VM_CREATING = "creating"
+
+
+class CreatingVM(NamedTuple):
+    """A VM record still in `creating`: gc drops it once its updated_at is
+    older than 24 h (hypervisor/gc.go:47, backend.go:31)."""
+
+    name: str
+    #: updated_at as epoch seconds (Go's zero time, or none: -inf).
+    updated: float
+    #: Where gc removes its dirs from: the record's own run_dir and log_dir
+    #: (hypervisor/backend.go:402-406).
+    run_dir: str
+    log_dir: str
+
+
+class RefFacts(NamedTuple):
+    """What a VM or CNI DB gives cocoon's gc beyond the blobs it pins."""
+
+    refs: frozenset[str]
+    #: VM DB: the IDs of its non-nil records (ActiveVMIDs); CNI DB: the
+    #: vm_id of each non-nil network record.
+    ids: frozenset[str] = frozenset()
+    creating: Mapping[str, CreatingVM] = {}
+
+
+RefDecoder = Callable[[bytes, str], "frozenset[str] | RefFacts"]
 
 
 def _entries(top: dict[str, Any], table: str) -> Iterable[tuple[str, dict[str, Any]]]:
@@ -49,7 +80,11 @@ def decode_image_refs(data: bytes, path: str) -> frozenset[str]:
     """Hexes named by cloudimg's `images[*].content_sum` ("sha256:<hex>"):
     what images.ReferencedDigests gives cocoon's gc (images/index.go:42,
     cloudimg/image.go:52)."""
-    top = unmarshal(data, path, goschema.CLOUDIMG_INDEX)
+    return image_refs(unmarshal(data, path, goschema.CLOUDIMG_INDEX), path)
+
+
+def image_refs(top: dict[str, Any], path: str) -> frozenset[str]:
+    """decode_image_refs of an already decoded DB."""
     return frozenset(
         _hex(path, f"{_at(ref)}.content_sum", entry.get("content_sum", ""), "in gc and in VM creation")
         for ref, entry in _entries(top, "images")
@@ -61,7 +96,11 @@ def decode_oci_refs(data: bytes, path: str) -> frozenset[str]:
     keeps (images/oci/image.go:73 DigestHexes). kernel_layer and
     initrd_layer are checked too: creating a VM from the image takes their
     Hex() (images/oci/oci.go:136)."""
-    top = unmarshal(data, path, goschema.OCI_INDEX)
+    return oci_refs(unmarshal(data, path, goschema.OCI_INDEX), path)
+
+
+def oci_refs(top: dict[str, Any], path: str) -> frozenset[str]:
+    """decode_oci_refs of an already decoded DB."""
     refs: set[str] = set()
     for ref, entry in _entries(top, "images"):
         for i, layer in enumerate(entry.get("layers") or ()):
@@ -73,21 +112,69 @@ def decode_oci_refs(data: bytes, path: str) -> frozenset[str]:
 
 def decode_vm_refs(data: bytes, path: str) -> frozenset[str]:
     """Hexes named by `vms[*].image_blob_ids` (a Go set)."""
-    return vm_refs(decode_vm_db(data, path)[0])
+    return decode_vm_facts(data, path).refs
 
 
-def decode_vm_db(data: bytes, path: str) -> tuple[dict[str, frozenset[str]], dict[str, str]]:
-    """A VM DB as each VM's hexes (nil VMs: none) and its names map."""
+def decode_vm_facts(data: bytes, path: str) -> RefFacts:
+    """Hexes named by `vms[*].image_blob_ids` (a Go set), the IDs of the
+    records, and those still `creating` (what hypervisor/gc.go:36-51 reads)."""
+    return vm_facts(unmarshal(data, path, goschema.VM_INDEX))
+
+
+def vm_facts(top: dict[str, Any]) -> RefFacts:
+    """decode_vm_facts of an already decoded DB."""
+    refs: set[str] = set()
+    ids: set[str] = set()
+    creating: dict[str, CreatingVM] = {}
+    for vm_id, vm in _entries(top, "vms"):
+        ids.add(vm_id)
+        refs.update(vm.get("image_blob_ids") or ())
+        if vm.get("state") == VM_CREATING:
+            config = vm.get("config") or {}
+            creating[vm_id] = CreatingVM(
+                config.get("name") or "",
+                _epoch(vm.get("updated_at")),
+                vm.get("run_dir") or "",
+                vm.get("log_dir") or "",
+            )
+    return RefFacts(frozenset(refs), frozenset(ids), creating)
+
+
+def decode_cni_refs(data: bytes, path: str) -> RefFacts:
+    """cni/db/networks.json: the VM IDs its records belong to (cni/gc.go:29-35)."""
+    return cni_facts(unmarshal(data, path, goschema.CNI_INDEX))
+
+
+def cni_facts(top: dict[str, Any]) -> RefFacts:
+    """decode_cni_refs of an already decoded DB."""
+    return RefFacts(frozenset(), frozenset(rec.get("vm_id") or "" for _, rec in _entries(top, "networks")))
+
+
+def decode_with_top(relpath: str, data: bytes, path: str) -> tuple[frozenset[str] | RefFacts, dict[str, Any]]:
+    """The ref DB's facts (as decoder_for's) and the decoded document, from
+    one decode: for a reader that also shows the records."""
+    if relpath == IMAGE_DB:
+        top = unmarshal(data, path, goschema.CLOUDIMG_INDEX)
+        return image_refs(top, path), top
+    if relpath == OCI_IMAGE_DB:
+        top = unmarshal(data, path, goschema.OCI_INDEX)
+        return oci_refs(top, path), top
+    if relpath == CNI_DB:
+        top = unmarshal(data, path, goschema.CNI_INDEX)
+        return cni_facts(top), top
     top = unmarshal(data, path, goschema.VM_INDEX)
-    vms = top.get("vms") or {}
-    per_vm: dict[str, frozenset[str]] = dict.fromkeys(vms, frozenset())
-    for key, vm in _entries(top, "vms"):
-        per_vm[key] = frozenset(vm.get("image_blob_ids") or ())
-    return per_vm, top.get("names") or {}
+    return vm_facts(top), top
 
 
-def vm_refs(per_vm: dict[str, frozenset[str]]) -> frozenset[str]:
-    return frozenset().union(*per_vm.values())
+def _epoch(value: Any) -> float:
+    """A decoded time.Time as epoch seconds; Go's zero time (or none) is
+    before any cutoff."""
+    if not isinstance(value, str) or not value:
+        return float("-inf")
+    try:
+        return parse_rfc3339(value).timestamp()
+    except (GoTimeError, ValueError, OverflowError):
+        return float("-inf")
 
 
 def _at(ref: str) -> str:
@@ -100,7 +187,9 @@ def decoder_for(relpath: str) -> RefDecoder:
         return decode_image_refs
     if relpath == OCI_IMAGE_DB:
         return decode_oci_refs
-    return decode_vm_refs
+    if relpath == CNI_DB:
+        return decode_cni_refs
+    return decode_vm_facts
 
 
 def vm_db_relpaths(backends: tuple[str, ...]) -> tuple[str, ...]:

@@ -3,10 +3,11 @@
 Every `cocoon snapshot save` adds the snapshot to its VM's `snapshot_ids`
 (hypervisor/backend.go:437-440), so vms.json is rewritten as often as
 snapshots.json: 8.5 MB at 100k snapshots, 0.27 s to decode whole. What the
-index needs of it is the set of blob hexes its VMs pin. Kept per VM DB
-file: its spans and each VM's hexes (a few distinct sets, shared); a
-rewrite re-decodes the changed VMs only, each as a one-VM document through
-the same decoder the whole file goes through (refdbs.decode_vm_refs).
+index needs of it is what gc reads (refdbs.RefFacts: the blob hexes its
+VMs pin, their IDs, those still creating). Kept per VM DB file: its spans
+and each VM's facts (hex sets shared); a rewrite re-decodes the changed VMs
+only, each as a one-VM document through the same decoder the whole file
+goes through (refdbs.decode_vm_facts).
 
 The state is keyed by the file's path and checked against the new bytes
 chunk by chunk, so it never needs to agree with anything else: a stale
@@ -19,25 +20,32 @@ from __future__ import annotations
 
 from collections import Counter, OrderedDict
 from dataclasses import dataclass
+from typing import Any
 
 from cocoond.errors import DBError
+from cocoond.storage import goschema
 from cocoond.storage.dbspans import Bail, Spans, absorb, head_of, walk_spans
 from cocoond.storage.godecode import Decoder
 from cocoond.storage.gojson import text_go
+from cocoond.storage.goplain import unmarshal
 from cocoond.storage.jsonwalk import JSONWalkError, scan_value
-from cocoond.storage.refdbs import decode_vm_db, vm_refs
+from cocoond.storage.refdbs import CreatingVM, RefFacts, decode_vm_facts, vm_facts
 
 FIRST = "vms"
 #: VM DB files remembered (two per root: Cloud Hypervisor, Firecracker).
 MAX_FILES = 8
+#: What one VM entry gives (refdbs.vm_facts of a one-VM DB).
+_NONE = RefFacts(frozenset())
 
 
 @dataclass(slots=True)
 class _State:
     spans: Spans
-    per_vm: dict[str, frozenset[str]]
+    per_vm: dict[str, RefFacts]
     names: dict[str, str]
-    counts: Counter[str]
+    counts: Counter[str]  # hex -> VMs naming it
+    ids: set[str]
+    creating: dict[str, CreatingVM]
 
 
 _STATES: OrderedDict[str, _State] = OrderedDict()
@@ -50,8 +58,28 @@ def _shared(hexes: frozenset[str]) -> frozenset[str]:
     return _SETS.setdefault(hexes, hexes)
 
 
-def absorbed(path: str, max_bytes: int | None) -> frozenset[str] | None:
-    """The hexes the VM DB at `path` pins, from what its last decode left
+def _add(state: _State, key: str, facts: RefFacts) -> None:
+    state.per_vm[key] = facts
+    state.counts.update(facts.refs)
+    state.ids.update(facts.ids)
+    state.creating.update(facts.creating)
+
+
+def _drop(state: _State, key: str) -> None:
+    facts = state.per_vm.pop(key, _NONE)
+    state.counts.subtract(facts.refs)
+    state.ids.difference_update(facts.ids)
+    for vm_id in facts.creating:
+        state.creating.pop(vm_id, None)
+
+
+def _facts(state: _State) -> RefFacts:
+    refs = frozenset(h for h, n in state.counts.items() if n > 0)
+    return RefFacts(refs, frozenset(state.ids), dict(state.creating))
+
+
+def absorbed(path: str, max_bytes: int | None) -> RefFacts | None:
+    """What the VM DB at `path` gives gc, from what its last decode left
     and the entries that changed; None when the full decode must run."""
     state = _STATES.pop(path, None)
     if state is None:
@@ -69,31 +97,34 @@ def absorbed(path: str, max_bytes: int | None) -> frozenset[str] | None:
     if delta is None:
         return None
     for key in delta.removed:
-        state.counts.subtract(state.per_vm.pop(key, frozenset()))
-    for key, hexes in delta.added.items():
-        state.per_vm[key] = hexes or frozenset()
-        state.counts.update(hexes or ())
+        _drop(state, key)
+    for key, facts in delta.added.items():
+        _add(state, key, facts or _NONE)
     for name in delta.names_removed:
         state.names.pop(name, None)
     state.names.update(delta.names_added)
     state.spans = delta.spans
     _remember(path, state)
-    return frozenset(h for h, n in state.counts.items() if n > 0)
+    return _facts(state)
 
 
-def decode(data: bytes, path: str) -> frozenset[str]:
+def decode(data: bytes, path: str) -> RefFacts:
     """The full decode (refdbs), its result remembered for the next write."""
     _STATES.pop(path, None)
-    per_vm, names = decode_vm_db(data, path)
-    per_vm = {k: _shared(v) for k, v in per_vm.items()}
-    found = walk_spans(text_go(data), FIRST, len(per_vm), names)
+    top = unmarshal(data, path, goschema.VM_INDEX)
+    whole = vm_facts(top)
+    vms: dict[str, Any] = top.get("vms") or {}
+    names: dict[str, str] = top.get("names") or {}
+    found = walk_spans(text_go(data), FIRST, len(vms), names)
     if found is not None:
         spans, _ = found
-        counts: Counter[str] = Counter()
-        for hexes in per_vm.values():
-            counts.update(hexes)
-        _remember(path, _State(spans, per_vm, dict(names), counts))
-    return vm_refs(per_vm)
+        state = _State(spans, {}, dict(names), Counter(), set(), {})
+        for key, vm in vms.items():
+            one = vm_facts({"vms": {key: vm}})
+            _add(state, key, one._replace(refs=_shared(one.refs)))
+        if _facts(state) == whole:
+            _remember(path, state)
+    return whole
 
 
 def forget(path: str) -> None:
@@ -106,16 +137,14 @@ def _remember(path: str, state: _State) -> None:
         _STATES.popitem(last=False)
 
 
-def _decode_vm(text: str, key: str, start: int, idx: int, dec: Decoder) -> tuple[frozenset[str], int]:
-    """One VM entry, decoded as a one-VM DB by the full decoder: its hexes."""
+def _decode_vm(text: str, key: str, start: int, idx: int, dec: Decoder) -> tuple[RefFacts, int]:
+    """One VM entry, decoded as a one-VM DB by the full decoder."""
     _, end = scan_value(text, idx, 2)
     if end >= len(text):
         raise JSONWalkError("past the window")
     doc = head_of(FIRST) + text[start:end] + "}}"
     try:
-        per_vm, _ = decode_vm_db(doc.encode("utf-8", "surrogatepass"), "")
+        facts = decode_vm_facts(doc.encode("utf-8", "surrogatepass"), "")
     except (DBError, UnicodeError):
         raise Bail from None
-    if len(per_vm) != 1:
-        raise Bail
-    return _shared(next(iter(per_vm.values()))), end
+    return facts._replace(refs=_shared(facts.refs)), end

@@ -1,0 +1,242 @@
+"""`cocoond show REF` on trees written by hand from cocoon's Go structs
+(snapshot.SnapshotIndex, images' imageIndex, hypervisor.VMIndex): every
+resolution rule of utils/resolve.go and images/index.go, ambiguity, unknown
+REFs, a snapshot that cannot be restored or cloned, and that show's
+findings are check's for the same subject (one model)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from cocoond.cli.main import main
+
+T0 = "2026-01-01T00:00:00Z"
+CLOUD_HEX = "c" * 64
+OCI_HEX = "0" * 63 + "1"
+MANIFEST = "sha256:" + "d" * 64
+
+
+def write(root: Path, relpath: str, obj: Any) -> None:
+    path = root / relpath
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj))
+
+
+def record(sid: str, name: str, **extra: Any) -> dict[str, Any]:
+    """snapshot.SnapshotRecord: types.SnapshotConfig plus pending, data_dir."""
+    return {"id": sid, "name": name, "created_at": T0, "image_blob_ids": {CLOUD_HEX: {}}, **extra}
+
+
+@pytest.fixture
+def tree(root: Path) -> Path:
+    snaps = {
+        "ABCDEF1": record("ABCDEF1", "web"),
+        "ABCXYZ2": record("ABCXYZ2", "db"),
+        # a record whose name is another record's ID: cocoon resolves the ID first
+        "QQQ0001": record("QQQ0001", "ABCDEF1"),
+    }
+    for sid, rec in snaps.items():
+        rec["data_dir"] = str(root / "snapshot/localfile" / sid)
+    write(
+        root,
+        "snapshot/db/snapshots.json",
+        {"snapshots": snaps, "names": {"web": "ABCDEF1", "db": "ABCXYZ2", "ABCDEF1": "QQQ0001"}},
+    )
+    write(
+        root,
+        "cloudimg/db/images.json",
+        {
+            "images": {
+                "https://img.example/u.qcow2": {
+                    "ref": "https://img.example/u.qcow2",
+                    "content_sum": f"sha256:{CLOUD_HEX}",
+                    "size": 1,
+                    "created_at": T0,
+                }
+            }
+        },
+    )
+    write(
+        root,
+        "oci/db/images.json",
+        {
+            "images": {
+                "index.docker.io/library/busybox:latest": {
+                    "ref": "index.docker.io/library/busybox:latest",
+                    "manifest_digest": MANIFEST,
+                    "layers": [{"digest": f"sha256:{OCI_HEX}"}],
+                    "kernel_layer": f"sha256:{OCI_HEX}",
+                    "initrd_layer": f"sha256:{OCI_HEX}",
+                    "size": 1,
+                    "created_at": T0,
+                }
+            }
+        },
+    )
+    (root / "cloudimg/blobs").mkdir(parents=True)
+    (root / f"cloudimg/blobs/{CLOUD_HEX}.qcow2").write_bytes(b"q" * 100)
+    (root / "oci/blobs").mkdir(parents=True)
+    (root / f"oci/blobs/{OCI_HEX}.erofs").write_bytes(b"e" * 100)
+    write(
+        root,
+        "cloudhypervisor/db/vms.json",
+        {
+            "vms": {
+                "VMAAAA1": {
+                    "id": "VMAAAA1",
+                    "state": "running",
+                    "config": {"name": "vm-web"},
+                    "image_blob_ids": {CLOUD_HEX: {}},
+                    "snapshot_ids": {"ABCDEF1": {}, "GONE999": {}},
+                    "created_at": T0,
+                    "updated_at": T0,
+                }
+            },
+            "names": {"vm-web": "VMAAAA1"},
+        },
+    )
+    return root
+
+
+def show(root: Path, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict[str, Any] | str]:
+    capsys.readouterr()
+    rc = main(["show", "--root", str(root), "--json", *args])
+    out, err = capsys.readouterr()
+    if rc == 3 and not out:
+        assert err.count("\n") == 1, err
+        return rc, err
+    return rc, json.loads(out)
+
+
+@pytest.mark.parametrize(
+    ("ref", "kind", "id_", "how"),
+    [
+        ("ABCDEF1", "snapshot", "ABCDEF1", "id"),  # an exact ID wins over the name "ABCDEF1"
+        ("web", "snapshot", "ABCDEF1", "name"),
+        ("ABCX", "snapshot", "ABCXYZ2", "id prefix"),
+        ("QQQ", "snapshot", "QQQ0001", "id prefix"),
+        ("https://img.example/u.qcow2", "image", "https://img.example/u.qcow2", "ref"),
+        (CLOUD_HEX, "image", "https://img.example/u.qcow2", "digest"),
+        ("sha256:" + CLOUD_HEX[:12], "image", "https://img.example/u.qcow2", "digest prefix"),
+        ("busybox", "image", "index.docker.io/library/busybox:latest", "normalized ref"),
+        (MANIFEST, "image", "index.docker.io/library/busybox:latest", "digest"),
+        ("VMAAAA1", "vm", "VMAAAA1", "id"),
+        ("vm-web", "vm", "VMAAAA1", "name"),
+        ("VMA", "vm", "VMAAAA1", "id prefix"),
+    ],
+)
+def test_each_resolution_rule(
+    tree: Path, capsys: pytest.CaptureFixture[str], ref: str, kind: str, id_: str, how: str
+) -> None:
+    _rc, out = show(tree, capsys, ref)
+    assert isinstance(out, dict), out
+    assert (out["kind"], out["id"], out["resolved_by"]) == (kind, id_, how)
+
+
+def test_id_first_is_noted_against_the_seeds_name_first(
+    tree: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _rc, out = show(tree, capsys, "ABCDEF1")
+    assert isinstance(out, dict)
+    assert any("QQQ0001" in note for note in out["notes"])
+
+
+def test_ambiguous_prefix_is_exit_3_listing_the_candidates(
+    tree: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rc, err = show(tree, capsys, "ABC")
+    assert rc == 3 and isinstance(err, str)
+    assert "ambiguous" in err and "ABCDEF1" in err and "ABCXYZ2" in err
+
+
+def test_kind_disambiguates(tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # "VMA" is only a VM; "ABC" stays ambiguous among snapshots whatever the kind
+    rc, out = show(tree, capsys, "VMA", "--kind", "snapshot")
+    assert rc == 3 and "no snapshot" in str(out)
+    rc, out = show(tree, capsys, "ABCDEF1", "--kind", "vm")
+    assert rc == 3
+
+
+def test_unknown_ref_is_one_line_exit_3(tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc, err = show(tree, capsys, "nothing-like-it")
+    assert rc == 3 and isinstance(err, str) and "nothing-like-it" in err
+
+
+def test_an_undecodable_snapshot_db_is_said_not_taken_for_no_such_snapshot(
+    tree: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tree / "snapshot/db/snapshots.json").write_text('{"snapshots": {"ABCDEF1": {"pending": "yes"}}}')
+    rc, err = show(tree, capsys, "web")
+    assert rc == 3 and isinstance(err, str) and "cannot look in" in err and "snapshots.json" in err
+    rc, out = show(tree, capsys, "vm-web")  # a VM still resolves
+    assert isinstance(out, dict) and out["kind"] == "vm"
+
+
+def test_a_snapshot_that_cannot_be_restored_or_cloned(tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """No data dir: missing_data_dir says restore and clone fail; show says
+    so with that finding's message as the reason, and exits 2 as check."""
+    rc, out = show(tree, capsys, "web")
+    assert isinstance(out, dict)
+    assert rc == 2
+    ops = out["operations"]
+    assert ops["restore"]["works"] is False and ops["clone"]["works"] is False
+    finding = next(f for f in out["findings"] if f["kind"] == "missing_data_dir")
+    assert ops["clone"]["reasons"] == [finding["message"]]
+    assert set(finding["fails"]) == {"restore", "clone"}
+    assert out["disk"]["data_dir"]["exists"] is False
+    assert {"vm": "VMAAAA1", "backend": "cloud-hypervisor", "name": "vm-web"} in out["referred_by"]
+    assert out["refers_to"][0]["blob"] == CLOUD_HEX
+    assert out["refers_to"][0]["files"][0]["usable"] is True
+
+
+def test_image_and_vm(tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc, out = show(tree, capsys, "busybox")
+    assert isinstance(out, dict) and rc == 0
+    assert out["operations"] == {"vm_create": {"works": True, "reasons": []}}
+    assert [r["blob"] for r in out["refers_to"]] == [OCI_HEX]
+    rc, out = show(tree, capsys, "vm-web")
+    assert isinstance(out, dict)
+    assert {"snapshot": "GONE999", "exists": False} in out["refers_to"]
+    assert out["record"]["config"]["name"] == "vm-web"
+
+
+def test_human_output_fits_80_columns(tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    capsys.readouterr()
+    assert main(["show", "--root", str(tree), "web"]) == 2
+    out = capsys.readouterr().out
+    assert out.startswith("ERROR: snapshot ABCDEF1 (snapshot; web resolved by name)")
+    assert "restore: FAILS" in out and "clone: FAILS" in out
+    # only a path longer than the line (this test's tmp root) may stick out
+    long = [line for line in out.splitlines()[1:] if len(line) > 80 and str(tree) not in line]
+    assert long == [], long
+
+
+# ----------------------------------------------------- one model with check
+def test_show_says_what_check_says_about_each_snapshot(
+    root: Path, sim: ModuleType, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sim.create(str(root))
+    for fault in ("missing-dir", "incomplete-ch-state", "stale-pending", "missing-blob", "dangling-name"):
+        sim.inject(str(root), fault)
+    capsys.readouterr()
+    main(["check", "--root", str(root), "--json"])
+    checked = json.loads(capsys.readouterr().out)["findings"]
+    db = json.loads((root / "snapshot/db/snapshots.json").read_bytes())
+    assert len(db["snapshots"]) >= 5
+    for sid, rec in db["snapshots"].items():
+        _rc, out = show(root, capsys, sid)
+        assert isinstance(out, dict)
+        subjects = {sid, rec.get("name") or sid, *(rec.get("image_blob_ids") or {}), "gc"}
+        want = sorted(_same(f) for f in checked if f["subject"] in subjects)
+        got = sorted(_same(f) for f in out["findings"])
+        assert got == want, sid
+
+
+def _same(f: dict[str, Any]) -> str:
+    """A finding as both say it (age and fails aside: check's JSON has no fails)."""
+    return json.dumps({k: v for k, v in f.items() if k not in ("fails", "age_seconds")}, sort_keys=True)
