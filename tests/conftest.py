@@ -32,6 +32,7 @@ CONTRACT_SEVERITY = {
     "dangling_name": "error",
     "name_mismatch": "warning",
     "stale_temp": "info",
+    "clone_blocked": "warning",
 }
 #: The simulator's classic faults, each of which leaves exactly one finding
 #: (tests/test_sim_faults.py runs all of `cocoond.sim.FAULTS`).

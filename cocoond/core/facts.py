@@ -26,7 +26,9 @@ CH_CONFIG = "config.json"
 CH_STATE = "state.json"
 FC_VMSTATE = "vmstate"
 FC_MEM = "mem"
-SNAPSHOT_FILES = frozenset({SIDECAR, CH_CONFIG, CH_STATE, FC_VMSTATE, FC_MEM})
+#: Firecracker's clone renames the copied cow.raw into place (firecracker/clone.go:51-55).
+FC_COW = "cow.raw"
+SNAPSHOT_FILES = frozenset({SIDECAR, CH_CONFIG, CH_STATE, FC_VMSTATE, FC_MEM, FC_COW})
 #: Stands for "some entry's name starts with memory-range" in
 #: `DirContents.present` (CH checks names only: cloudhypervisor/helper.go:92-103).
 MEMORY_RANGE = "memory-range*"
@@ -51,6 +53,24 @@ class DirContents:
     #: cocoond may not read the dir or its sidecar (why): restore-ability is
     #: unknown, which is said once for all such dirs, not guessed per dir.
     unreadable: str | None = None
+    #: cocoon.json decodes as CH's snapshotMeta but not as Firecracker's own
+    #: (cpu int, memory int64: firecracker/snapshot.go:28-33, 152-155).
+    fc_sidecar_problem: str | None = None
+    #: Firecracker's trusted-path check fails (firecracker/snapshot.go:156-168):
+    #: which path, said as an operator reads it.
+    fc_untrusted: str | None = None
+    #: Entries restore or clone need that exist (os.Stat passes) but are not
+    #: regular files, which the copy step skips (hypervisor/utils.go:364-367):
+    #: (name, what) with what one of "file" (a named snapshot file or
+    #: memory-range*) or the disk role ("cow", "cidata", "data").
+    irregular: tuple[tuple[str, str], ...] = ()
+    #: The disk roles the sidecar names (clone needs a COW with CH, no cidata with FC).
+    roles: frozenset[str] = frozenset()
+    #: Absolute paths clone os.Stats (hypervisor/utils.go:331-356), as
+    #: (what, path): the sidecar's layers, then the boot files. CH takes
+    #: them from config.json's payload, FC from the sidecar's boot_config.
+    ch_base: tuple[tuple[str, str], ...] = ()
+    fc_base: tuple[tuple[str, str], ...] = ()
 
 
 class DirState(NamedTuple):
@@ -129,6 +149,9 @@ class Listing:
     data_dirs: dict[str, DirState] = field(default_factory=dict)
     #: Foreign recorded data_dir paths -> is a directory (os.Stat).
     recorded_dirs: dict[str, bool] = field(default_factory=dict)
+    #: Base files the data dirs name (layers, kernel, initrd, firmware) ->
+    #: does os.Stat find them.
+    base_files: dict[str, bool] = field(default_factory=dict)
     blobs: dict[str, BlobFile] = field(default_factory=dict)  # relpath -> entry
     boot_dirs: dict[str, int] = field(default_factory=dict)  # oci/boot/<hex> -> bytes
     temps: dict[str, TempEntry] = field(default_factory=dict)  # relpath -> entry

@@ -26,6 +26,7 @@ DANGLING_NAME: Final = "dangling_name"
 NAME_MISMATCH: Final = "name_mismatch"
 STALE_TEMP: Final = "stale_temp"
 DIR_UNREADABLE: Final = "dir_unreadable"
+CLONE_BLOCKED: Final = "clone_blocked"
 
 SEVERITY_OF: Final[dict[str, Severity]] = {
     DB_UNREADABLE: "error",
@@ -41,6 +42,7 @@ SEVERITY_OF: Final[dict[str, Severity]] = {
     NAME_MISMATCH: "warning",
     STALE_TEMP: "info",
     DIR_UNREADABLE: "warning",
+    CLONE_BLOCKED: "warning",
 }
 KINDS: Final[tuple[str, ...]] = tuple(SEVERITY_OF)
 

@@ -65,12 +65,15 @@ class Wants:
     #: Blob hexes that just became referenced: stat their files now, so a
     #: finding never opens from a listing older than the DB that names them.
     hexes: set[str] = field(default_factory=set)
+    #: Base files (layers, kernel, initrd, firmware) a data dir names that
+    #: have not been stat'ed yet.
+    base: set[str] = field(default_factory=set)
     #: Not a want but news: dirs a DB load left without a record (the daemon
     #: reports many of them, from one DB change, as one finding).
     orphaned: set[str] = field(default_factory=set)
 
     def __bool__(self) -> bool:
-        return bool(self.contents or self.activity or self.recorded or self.hexes)
+        return bool(self.contents or self.activity or self.recorded or self.hexes or self.base)
 
 
 class Reconciler:
@@ -114,6 +117,8 @@ class Reconciler:
         self._listed: set[str] = set()
         self.recorded_dirs: dict[str, bool] = {}
         self._recorded_users: dict[str, set[str]] = {}
+        #: Base files data dirs name (clone os.Stats them) -> found.
+        self.base_files: dict[str, bool] = {}
         self.blob_files: dict[str, dict[str, BlobFile]] = {}
         self.boot_dirs: dict[str, int] = {}
         self.ref_sets: dict[str, frozenset[str]] = {}  # last good refs of each image/VM DB
@@ -222,6 +227,8 @@ class Reconciler:
         directory the listing could not read keeps what the index knew of it:
         unknown is not the same as empty."""
         self._set_unreadable_all(listing.unreadable)
+        flipped = {p for p, found in listing.base_files.items() if self.base_files.get(p, True) != found}
+        self.base_files.update(listing.base_files)
         newly_listed = {d for d in (LOCALFILE, *BLOB_DIRS) if d not in listing.unreadable} - self._listed
         self._listed |= newly_listed
         if LOCALFILE not in listing.unreadable:
@@ -268,6 +275,8 @@ class Reconciler:
                     self.set_boot_dir(hex_, listing.boot_dirs.get(hex_))
         kept = {r: e for r, e in self.temps.items() if os.path.dirname(r) in listing.unreadable}
         self.temps = {**listing.temps, **kept}
+        if flipped:
+            self._eval_base_users(flipped)
 
     def decode_db(self, data: bytes | str | None, path: str) -> IndexedDB | DBError | None:
         """snapshots.json (bytes, or text already decoded by gojson.text_go)
@@ -353,6 +362,25 @@ class Reconciler:
             self.recorded_dirs[path] = is_dir
         for sid in self._recorded_users.get(path, ()):
             self._eval_dir(sid)
+
+    def set_base_file(self, path: str, found: bool | None) -> None:
+        """A base file a data dir names, stat'ed (None: forget it)."""
+        was = self.base_files.get(path, True)
+        if found is None:
+            self.base_files.pop(path, None)
+        else:
+            self.base_files[path] = found
+        if was != self.base_files.get(path, True):
+            self._eval_base_users({path})
+
+    def _eval_base_users(self, paths: set[str]) -> None:
+        """Re-judge the snapshots naming any of `paths`: rare (an image
+        removed or restored), so a pass over the dirs beats a reverse map
+        the daemon would hold for 100k snapshots."""
+        for sid, state in self.dirs.items():
+            c = state.contents
+            if c is not None and any(p in paths for _, p in (*c.ch_base, *c.fc_base)):
+                self._eval_dir(sid)
 
     def set_blob(self, relpath: str, blob: BlobFile | None) -> None:
         """An entry of a blob dir changed; `relpath` names it under the root."""
@@ -541,6 +569,7 @@ class Reconciler:
             and sid not in self._unread
             and (fk.MISSING_DATA_DIR, sid) not in static
             and (fk.INCOMPLETE_DATA_DIR, sid) not in static
+            and (fk.CLONE_BLOCKED, sid) not in static
         ):
             return  # pending, or healthy and not inspected yet: the common case
         known = self.db_known and LOCALFILE in self._listed
@@ -549,18 +578,29 @@ class Reconciler:
         if known and rec is None and state is not None and state.kind != "other":
             due = (state.last_write or 0.0) + self.orphan_quiet_seconds
         self._set_orphan_due(sid, due)
-        missing = incomplete = None
+        missing = incomplete = blocked = None
         if rec is not None and not rec.pending and (known or rec.recorded is not None):
             recorded_is_dir = self.recorded_dirs.get(rec.recorded) if rec.recorded else None
             missing = rules.missing_data_dir(sid, rec, state, recorded_is_dir, self.root)
             if missing is None and known:
                 incomplete = rules.incomplete_data_dir(sid, rec, state, self.root)
+                if incomplete is None:
+                    self._want_base(state)
+                    blocked = rules.clone_blocked(sid, rec, state, self.base_files, self.root)
         self._put((fk.MISSING_DATA_DIR, sid), missing)
         self._put((fk.INCOMPLETE_DATA_DIR, sid), incomplete)
+        self._put((fk.CLONE_BLOCKED, sid), blocked)
         unread = None
         if rec is not None and not rec.pending and rec.recorded is None and state is not None:
             unread = state.contents.unreadable if state.contents is not None else None
         self._set_unread(sid, unread)
+
+    def _want_base(self, state: DirState | None) -> None:
+        """Ask the shell to stat the base files a dir names that it has not."""
+        c = state.contents if state is not None else None
+        if c is not None:
+            known = self.base_files
+            self._wants.base.update(p for _, p in (*c.ch_base, *c.fc_base) if p not in known)
 
     def _set_unread(self, sid: str, why: str | None) -> None:
         if why is None:

@@ -14,6 +14,7 @@ from cocoond.core import findings as fk
 from cocoond.core.facts import (
     CH_CONFIG,
     CH_STATE,
+    FC_COW,
     FC_MEM,
     FC_VMSTATE,
     MEMORY_RANGE,
@@ -163,15 +164,19 @@ def missing_data_dir(
 
 
 def preflight_problems(hypervisor: str, contents: DirContents) -> list[str]:
-    """What cocoon's restore preflight would fail on, in its order. The
-    backend is the record's `hypervisor`: "firecracker" is Firecracker,
-    anything else non-empty Cloud Hypervisor, and no value means the host's
-    default backend, so either layout passes (cmd/vm/run.go:93-94)."""
+    """What stops `cocoon vm restore` of this data dir, in cocoon's order:
+    its preflight, then the copy step. The backend is the record's
+    `hypervisor`: "firecracker" is Firecracker, anything else non-empty
+    Cloud Hypervisor, and no value means the host's default backend, so
+    either layout passes (cmd/vm/run.go:93-94)."""
+    return _by_backend(hypervisor, _ch_problems(contents), _fc_problems(contents))
+
+
+def _by_backend(hypervisor: str, ch: list[str], fc: list[str]) -> list[str]:
     if hypervisor == FIRECRACKER:
-        return _fc_problems(contents)
+        return fc
     if hypervisor:
-        return _ch_problems(contents)
-    ch, fc = _ch_problems(contents), _fc_problems(contents)
+        return ch
     if not ch or not fc:
         return []
     return ch if len(ch) <= len(fc) else fc
@@ -198,34 +203,125 @@ def _ch_problems(c: DirContents) -> list[str]:
         problems.append(f"{CH_STATE} is missing")
     if MEMORY_RANGE not in c.present:
         problems.append("no memory-range* file")
-    return problems
+    return problems + _copy_problems(c, _CH_NEEDED)
 
 
 def _fc_problems(c: DirContents) -> list[str]:
-    # hypervisor/firecracker/helper.go:18-31.
+    # hypervisor/firecracker/helper.go:18-31; the sidecar is Firecracker's
+    # own struct, and its paths must be trusted (firecracker/snapshot.go:147-168).
+    if SIDECAR in c.present and not c.sidecar_problem:
+        if c.fc_sidecar_problem:
+            return [f"{SIDECAR}: {c.fc_sidecar_problem} (Firecracker's snapshotMeta)"]
+        if c.fc_untrusted:
+            return [f"{SIDECAR}: {c.fc_untrusted}, which Firecracker refuses"]
     problems = _common_problems(c)
     problems += [f"{name} is missing" for name in (FC_VMSTATE, FC_MEM) if name not in c.present]
-    return problems
+    return problems + _copy_problems(c, _FC_NEEDED)
+
+
+MEMORY_PREFIX = "memory-range"
+#: Files restore needs in the run dir after the copy step, per backend (CH:
+#: cleanSnapshotFiles then cloneSnapshotFiles, cloudhypervisor/direct.go:43-51;
+#: FC: firecracker/direct.go:49-56), besides the COW and data disks.
+_CH_NEEDED = frozenset({SIDECAR, CH_CONFIG, CH_STATE})
+_FC_NEEDED = frozenset({SIDECAR, FC_VMSTATE, FC_MEM})
+
+
+def _copy_problems(c: DirContents, needed: frozenset[str]) -> list[str]:
+    """Restore and clone copy the data dir into the VM's run dir, regular
+    files only (hypervisor/utils.go:358-367): a needed file that is a
+    symlink or a directory passes the preflight's os.Stat and is then not
+    there. A COW left behind means restore runs on the VM's current disk."""
+    return [
+        f"{name} is not a regular file, and restore copies regular files only"
+        for name, what in c.irregular
+        if what in ("cow", "data")
+        or name in needed
+        or (needed is _CH_NEEDED and name.startswith(MEMORY_PREFIX))
+    ]
 
 
 def incomplete_data_dir(sid: str, rec: RecFacts, state: DirState | None, root: str) -> Finding | None:
-    """A committed record whose data dir exists but fails the restore
-    preflight for its hypervisor: restore fails although the dir is there."""
+    """A committed record whose data dir exists but cannot be restored: its
+    preflight or its copy step fails for its hypervisor. Clone runs the
+    same checks on the copy (cloudhypervisor/clone.go:50-56; firecracker/
+    clone.go:37-40 and snapshot/load), so it fails too."""
     if rec.recorded is not None or state is None or state.contents is None or state.contents.unreadable:
         return None
     problems = preflight_problems(rec.hypervisor, state.contents)
     if not problems:
         return None
-    backend = {FIRECRACKER: "Firecracker", "": "either backend"}.get(rec.hypervisor, "Cloud Hypervisor")
+    backend = _backend_name(rec.hypervisor)
     return Finding(
         fk.INCOMPLETE_DATA_DIR,
         sid,
-        f"snapshot {quoted(rec.name) or sid} cannot be restored: its data dir fails {backend}'s "
-        f"restore preflight ({'; '.join(problems)}): restore the dir from backup or `cocoon snapshot rm` it",
+        f"snapshot {quoted(rec.name) or sid} cannot be restored or cloned: its data dir fails {backend}'s "
+        f"restore checks ({'; '.join(problems)}): restore the dir from backup or `cocoon snapshot rm` it",
         snapshot_id=sid,
         name=rec.name or None,
         path=_join(root, f"{LOCALFILE}/{sid}"),
         fails=(fk.RESTORE, fk.CLONE),
+    )
+
+
+def _backend_name(hypervisor: str) -> str:
+    return {FIRECRACKER: "Firecracker", "": "either backend"}.get(hypervisor, "Cloud Hypervisor")
+
+
+def clone_problems(hypervisor: str, contents: DirContents, base_files: Mapping[str, bool]) -> list[str]:
+    """What stops `cocoon vm clone` of a snapshot that restore would take.
+    `base_files`: path -> os.Stat finds it (absent: not known yet)."""
+    ch = _ch_clone_problems(contents, base_files)
+    return _by_backend(hypervisor, ch, _fc_clone_problems(contents, base_files))
+
+
+def _ch_clone_problems(c: DirContents, base_files: Mapping[str, bool]) -> list[str]:
+    problems = [
+        f"{name} (cidata) is not a regular file, and clone copies regular files only"
+        for name, what in c.irregular
+        if what == "cidata"
+    ]
+    if "cow" not in c.roles:
+        # updateCOWPath (cloudhypervisor/clone.go:298-309).
+        problems.append(f"{SIDECAR} names no COW disk, and clone needs one to rewrite")
+    return problems + _missing_base(c.ch_base, base_files)
+
+
+def _fc_clone_problems(c: DirContents, base_files: Mapping[str, bool]) -> list[str]:
+    problems = []
+    if FC_COW not in c.present or any(name == FC_COW for name, _ in c.irregular):
+        # The copied cow.raw is renamed into place (firecracker/clone.go:51-55).
+        problems.append(f"no regular {FC_COW} for clone to move into the new VM")
+    if "cidata" in c.roles:
+        # rebuildCloneStorage (firecracker/clone.go:184-185).
+        problems.append(f"{SIDECAR} names a cidata disk, which Firecracker cannot clone")
+    return problems + _missing_base(c.fc_base, base_files)
+
+
+def _missing_base(base: tuple[tuple[str, str], ...], base_files: Mapping[str, bool]) -> list[str]:
+    # VerifyBaseFiles (hypervisor/utils.go:331-356): os.Stat of each.
+    return [f"{what} {path} is missing" for what, path in base if base_files.get(path) is False]
+
+
+def clone_blocked(
+    sid: str, rec: RecFacts, state: DirState | None, base_files: Mapping[str, bool], root: str
+) -> Finding | None:
+    """A committed snapshot restore would take but `cocoon vm clone` would
+    not: a warning, since the VM it belongs to can still go back to it."""
+    if rec.recorded is not None or state is None or state.contents is None or state.contents.unreadable:
+        return None
+    problems = clone_problems(rec.hypervisor, state.contents, base_files)
+    if not problems:
+        return None
+    return Finding(
+        fk.CLONE_BLOCKED,
+        sid,
+        f"snapshot {quoted(rec.name) or sid} cannot be cloned with {_backend_name(rec.hypervisor)} "
+        f"({'; '.join(problems)}); `cocoon vm restore` does not need these",
+        snapshot_id=sid,
+        name=rec.name or None,
+        path=_join(root, f"{LOCALFILE}/{sid}"),
+        fails=(fk.CLONE,),
     )
 
 
