@@ -898,6 +898,7 @@ def test_a_symlinked_dir_in_localfile_is_never_seen_by_gc(
     backdate(elsewhere)
     os.utime(stray, (time.time() - 3600, time.time() - 3600), follow_symlinks=False)
     rc, result = check(root, capsys)
+    assert rc == 1  # warnings only
     f = next(f for f in result["findings"] if f["kind"] == "orphan_data_dir")
     assert "never sees symlinks" in f["message"] and "deletes it" not in f["message"]
     # The dir was written for a root at tmp_path: its config.json names

@@ -59,7 +59,9 @@ def record(root: Path, hypervisor: str, *, data_dir: str | None = None, **extra:
         "data_dir": data_dir or str(root / "snapshot" / "localfile" / SID),
         **extra,
     }
-    write(root / "snapshot/db/snapshots.json", go_json({"snapshots": {SID: rec}, "names": {"snap": SID}}) + "\n")
+    write(
+        root / "snapshot/db/snapshots.json", go_json({"snapshots": {SID: rec}, "names": {"snap": SID}}) + "\n"
+    )
 
 
 def storage(path: str, role: str, *, ro: bool, serial: str = "", **extra: Any) -> dict[str, Any]:
@@ -73,10 +75,18 @@ def ch_config(disks: list[dict[str, Any]], payload: dict[str, str], **extra: Any
         "memory": {"size": 1 << 30, "hugepages": False, "shared": False, "thp": True},
         "payload": payload,
         "disks": [
-            {"path": d["path"], "readonly": d["ro"], "direct": not d["ro"], "num_queues": 2, "queue_size": 512}
+            {
+                "path": d["path"],
+                "readonly": d["ro"],
+                "direct": not d["ro"],
+                "num_queues": 2,
+                "queue_size": 512,
+            }
             for d in disks
         ],
-        "net": [{"tap": "tapX-0", "mac": "02:5e:a1:0c:33:7f", "num_queues": 4, "queue_size": 512, "id": "_net1"}],
+        "net": [
+            {"tap": "tapX-0", "mac": "02:5e:a1:0c:33:7f", "num_queues": 4, "queue_size": 512, "id": "_net1"}
+        ],
         "rng": {"src": "/dev/urandom", "iommu": False},
         "watchdog": False,
         "platform": {"num_pci_segments": 1},
@@ -95,7 +105,11 @@ def ch_cloudimg(root: Path) -> Path:
     firmware = str(root / "firmware" / "CLOUDHV.fd")
     write(root / "firmware" / "CLOUDHV.fd", b"\x7fUEFI")
     d = root / "snapshot" / "localfile" / SID
-    write(d / "cocoon.json", go_json({"storage_configs": disks, "boot_config": {"firmware_path": firmware}}), 0o600)
+    write(
+        d / "cocoon.json",
+        go_json({"storage_configs": disks, "boot_config": {"firmware_path": firmware}}),
+        0o600,
+    )
     write(d / "config.json", go_json(ch_config(disks, {"firmware": firmware})))
     write(d / "state.json", "{}")
     write(d / "memory-range-0", b"\0" * 4096)
@@ -112,7 +126,9 @@ def oci_image(root: Path) -> tuple[list[dict[str, Any]], str, str]:
     layers = []
     for i, hex_ in enumerate((LAYER0, LAYER1)):
         write(root / "oci" / "blobs" / f"{hex_}.erofs", b"erofs")
-        layers.append(storage(str(root / "oci/blobs" / f"{hex_}.erofs"), "layer", ro=True, serial=f"cocoon-layer{i}"))
+        layers.append(
+            storage(str(root / "oci/blobs" / f"{hex_}.erofs"), "layer", ro=True, serial=f"cocoon-layer{i}")
+        )
     boot = root / "oci" / "boot" / LAYER1
     write(boot / "vmlinuz", b"MZkernel")
     write(boot / "initrd.img", b"initrd")
@@ -223,7 +239,9 @@ def test_no_size_cap_on_files_cocoon_reads_whole(tmp_path: Path) -> None:
         ("fc-oci", "cow.raw"),
     ],
 )
-def test_a_needed_file_that_is_a_symlink_fails_restore_and_clone(tmp_path: Path, build: str, name: str) -> None:
+def test_a_needed_file_that_is_a_symlink_fails_restore_and_clone(
+    tmp_path: Path, build: str, name: str
+) -> None:
     """CloneSnapshotFiles skips what is not a regular file
     (hypervisor/utils.go:364-367); the preflight's os.Stat followed the link."""
     d = BUILDERS[build](tmp_path)

@@ -369,12 +369,16 @@ def stale_epoch_tmp(root: str) -> Expected:
 
 # ------------------------------------------------- restore and clone (issue 16)
 def _edit_json(path: str, change: Callable[[dict[str, Any]], None]) -> None:
-    """A hand edit of a data dir's JSON file (cocoon.json is 0600)."""
+    """A hand edit of a data dir's JSON file, saved as editors save (a new
+    file renamed over the old; cocoon.json stays 0600)."""
     with open(path, "rb") as fh:
         doc = json.loads(fh.read())
     change(doc)
-    with open(path, "w") as fh:
+    tmp = path + ".edit"
+    with open(tmp, "w") as fh:
         json.dump(doc, fh, separators=(",", ":"))
+    os.chmod(tmp, os.stat(path).st_mode & 0o777)
+    os.replace(tmp, path)
 
 
 def _replace_with_symlink(make: Callable[[str], str], name: str) -> Callable[[str], Expected]:
