@@ -30,7 +30,7 @@ LAYER0 = "526a55ece7cfe95f48e707ae46fd7f281280d4d1d6dae3afcf2cf3c11dc78778"
 LAYER1 = "090478cc1046d746c34c2ea861402834dff0579adbb771e86b5b8f658670b23d"
 QCOW = "5b1b6ad242123a3e44b318a9449451f5dac7c7c4d2fda5e37daeb6cd9cc4cd73"
 #: ExtractBlobIDs for an OCI VM: the layers and the boot dir's hex (hypervisor/utils.go:59-70).
-OCI_BLOBS = {LAYER0: {}, LAYER1: {}}
+OCI_BLOBS: dict[str, dict[str, Any]] = {LAYER0: {}, LAYER1: {}}
 #: cocoon's default run dir (cmd/root.go:58): Firecracker trusts storage under it.
 RUN = "/var/lib/cocoon/run"
 
