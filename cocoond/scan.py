@@ -19,12 +19,16 @@ from cocoond.core.facts import (
     CH_CONFIG,
     FC_COW,
     MEMORY_RANGE,
+    MISSING,
+    PRESENT,
     SIDECAR,
     SNAPSHOT_FILES,
+    VALID,
     BlobFile,
     DirContents,
     DirState,
     EntryKind,
+    ImageClaim,
     IndexedDB,
     Listing,
     RecFacts,
@@ -582,7 +586,9 @@ def scan(
         keep_db=not include_db,
         ref_dbs=ref_dbs,
         data_dirs=data_dirs,
-        base_files=stat_base_files(_base_paths(data_dirs.values()) | index.base_files.keys()),
+        base_files=stat_base_files(
+            _base_paths(data_dirs.values()) | _claim_paths(ref_dbs) | index.base_files.keys()
+        ),
         recorded_dirs={
             rec.recorded: stat_recorded_dir(rec.recorded) for rec in records.values() if rec.recorded
         },
@@ -607,9 +613,26 @@ def _base_paths(states: Iterable[DirState]) -> set[str]:
     return paths
 
 
-def stat_base_files(paths: Iterable[str]) -> dict[str, bool]:
-    """Does clone's os.Stat find each base file (hypervisor/utils.go:331-356)?"""
-    return {path: _exists(path) for path in paths}
+def stat_base_files(paths: Iterable[str]) -> dict[str, int]:
+    """What os.Stat (links followed) says of each file snapshots, images and
+    VMs name: MISSING, PRESENT, or VALID (regular, size > 0: utils.ValidFile)."""
+    return {path: _file_state(path) for path in paths}
+
+
+def _file_state(path: str) -> int:
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return MISSING
+    return VALID if stat.S_ISREG(st.st_mode) and st.st_size > 0 else PRESENT
+
+
+def _claim_paths(ref_dbs: Mapping[str, object]) -> set[str]:
+    paths: set[str] = set()
+    for refs in ref_dbs.values():
+        for claim in getattr(refs, "claims", ()):
+            paths.update(p for _, p in (claim.files if isinstance(claim, ImageClaim) else claim.base))
+    return paths
 
 
 def fulfil(root: str, index: Reconciler, wants: Wants) -> None:
@@ -621,8 +644,8 @@ def fulfil(root: str, index: Reconciler, wants: Wants) -> None:
         )
     for path in wants.recorded:
         index.set_recorded_dir(path, stat_recorded_dir(path))
-    for path, found in stat_base_files(wants.base).items():
-        index.set_base_file(path, found)
+    if wants.base:
+        index.set_base_files(stat_base_files(wants.base))
     for hex_ in wants.hexes:
         for blob_dir, suffix in BLOB_DIRS:
             relpath = f"{blob_dir}/{hex_}{suffix}"

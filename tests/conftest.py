@@ -33,6 +33,9 @@ CONTRACT_SEVERITY = {
     "name_mismatch": "warning",
     "stale_temp": "info",
     "clone_blocked": "warning",
+    "image_unusable": "error",
+    "vm_snapshot_gone": "info",
+    "vm_base_missing": "error",
 }
 #: The simulator's classic faults, each of which leaves exactly one finding
 #: (tests/test_sim_faults.py runs all of `cocoond.sim.FAULTS`).

@@ -21,6 +21,10 @@ SIDE_FINDINGS = {
     "null-record-with-dir": {"name_mismatch"},
     # the registry wrote its data dir before it died: an orphan once quiet.
     "stale-epoch-tmp": {"orphan_data_dir"},
+    # a blob gone: the image cannot create VMs, the VM using it cannot relaunch.
+    "missing-blob": {"image_unusable", "vm_base_missing"},
+    "missing-oci-layer": {"image_unusable"},
+    "dangling-symlinked-blob": {"image_unusable"},
 }
 
 

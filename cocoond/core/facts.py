@@ -106,6 +106,50 @@ class BlobFile:
     disk_bytes: int = 0
 
 
+#: What os.Stat says of a file a snapshot, image or VM names by absolute path.
+MISSING, PRESENT, VALID = 0, 1, 2  # VALID: a regular file of size > 0 (utils.ValidFile)
+#: (what, absolute path), e.g. ("kernel", "/var/lib/cocoon/oci/boot/<hex>/vmlinuz").
+NamedFile = tuple[str, str]
+
+
+class ImageClaim(NamedTuple):
+    """What `cocoon vm run` of one image DB entry needs (images/oci/oci.go:109-152,
+    images/cloudimg/cloudimg.go:98-133)."""
+
+    ref: str
+    #: Why creating a VM from it fails before any file is looked at.
+    problem: str | None
+    #: Files that must be valid (regular, size > 0), in cocoon's order.
+    files: tuple[NamedFile, ...]
+
+
+class VMClaim(NamedTuple):
+    """What one VM record names: the snapshots it lists, the base files its
+    hypervisor opens when it (re)launches it."""
+
+    vm_id: str
+    name: str
+    state: str
+    snapshot_ids: frozenset[str]
+    base: tuple[NamedFile, ...]
+    #: image_blob_ids: for a cloud-image VM, the blob its qcow2 overlay is
+    #: backed by (hypervisor/utils.go:71-73); judged like missing_blob.
+    blobs: frozenset[str] = frozenset()
+
+
+class ClaimRefs(frozenset[str]):
+    """An image or VM DB's blob hexes (what pins blobs), carrying what its
+    entries need, decoded in the same pass (decoding a VM DB is most of its
+    cost)."""
+
+    claims: tuple[ImageClaim | VMClaim, ...]
+
+    def __new__(cls, hexes: frozenset[str] | set[str], claims: tuple[ImageClaim | VMClaim, ...]) -> ClaimRefs:
+        made = super().__new__(cls, hexes)
+        made.claims = claims
+        return made
+
+
 class TempEntry(NamedTuple):
     """A leftover of an interrupted write or download."""
 
@@ -149,9 +193,9 @@ class Listing:
     data_dirs: dict[str, DirState] = field(default_factory=dict)
     #: Foreign recorded data_dir paths -> is a directory (os.Stat).
     recorded_dirs: dict[str, bool] = field(default_factory=dict)
-    #: Base files the data dirs name (layers, kernel, initrd, firmware) ->
-    #: does os.Stat find them.
-    base_files: dict[str, bool] = field(default_factory=dict)
+    #: Files data dirs, images and VMs name by absolute path (layers,
+    #: kernel, initrd, firmware) -> MISSING, PRESENT or VALID.
+    base_files: dict[str, int] = field(default_factory=dict)
     blobs: dict[str, BlobFile] = field(default_factory=dict)  # relpath -> entry
     boot_dirs: dict[str, int] = field(default_factory=dict)  # oci/boot/<hex> -> bytes
     temps: dict[str, TempEntry] = field(default_factory=dict)  # relpath -> entry

@@ -27,6 +27,9 @@ NAME_MISMATCH: Final = "name_mismatch"
 STALE_TEMP: Final = "stale_temp"
 DIR_UNREADABLE: Final = "dir_unreadable"
 CLONE_BLOCKED: Final = "clone_blocked"
+IMAGE_UNUSABLE: Final = "image_unusable"
+VM_SNAPSHOT_GONE: Final = "vm_snapshot_gone"
+VM_BASE_MISSING: Final = "vm_base_missing"
 
 SEVERITY_OF: Final[dict[str, Severity]] = {
     DB_UNREADABLE: "error",
@@ -43,6 +46,9 @@ SEVERITY_OF: Final[dict[str, Severity]] = {
     STALE_TEMP: "info",
     DIR_UNREADABLE: "warning",
     CLONE_BLOCKED: "warning",
+    IMAGE_UNUSABLE: "error",
+    VM_SNAPSHOT_GONE: "info",
+    VM_BASE_MISSING: "error",
 }
 KINDS: Final[tuple[str, ...]] = tuple(SEVERITY_OF)
 

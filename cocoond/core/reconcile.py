@@ -30,12 +30,16 @@ from typing import Any
 from cocoond.core import findings as fk
 from cocoond.core import rules
 from cocoond.core.facts import (
+    MISSING,
     BlobFile,
+    ClaimRefs,
     DirState,
+    ImageClaim,
     IndexedDB,
     Listing,
     RecFacts,
     TempEntry,
+    VMClaim,
 )
 from cocoond.core.findings import Finding, Key
 from cocoond.core.rules import LOCALFILE, SNAPSHOT_DB
@@ -46,7 +50,13 @@ from cocoond.storage.records import RecordFields, SnapshotDB, SnapshotRecord, de
 #: Blob dirs under the root: their listings decide whether a blob is there.
 BLOB_DIRS: tuple[str, ...] = ("cloudimg/blobs", "oci/blobs")
 #: Kinds whose truth depends on snapshots.json: frozen while it is unreadable.
-DB_DEPENDENT: frozenset[str] = frozenset(fk.KINDS) - {fk.DB_UNREADABLE, fk.STALE_TEMP, fk.DIR_UNREADABLE}
+DB_DEPENDENT: frozenset[str] = frozenset(fk.KINDS) - {
+    fk.DB_UNREADABLE,
+    fk.STALE_TEMP,
+    fk.DIR_UNREADABLE,
+    fk.IMAGE_UNUSABLE,
+    fk.VM_BASE_MISSING,
+}
 
 __all__ = ["BLOB_DIRS", "DB_DEPENDENT", "LOCALFILE", "SNAPSHOT_DB", "Reconciler", "Wants"]
 
@@ -117,8 +127,16 @@ class Reconciler:
         self._listed: set[str] = set()
         self.recorded_dirs: dict[str, bool] = {}
         self._recorded_users: dict[str, set[str]] = {}
-        #: Base files data dirs name (clone os.Stats them) -> found.
-        self.base_files: dict[str, bool] = {}
+        #: Files data dirs, images and VMs name by absolute path -> MISSING,
+        #: PRESENT or VALID (facts.py).
+        self.base_files: dict[str, int] = {}
+        #: What each image/VM DB's entries need (last good read).
+        self.claims: dict[str, tuple[ImageClaim | VMClaim, ...]] = {}
+        self._claim_keys: dict[str, set[Key]] = {}
+        #: base_files that are MISSING (so a path coming back re-judges its dirs).
+        self._was_missing: set[str] = set()
+        self._listing = False  # inside apply_listing: claims are judged once at its end
+        self._claims_dirty = False
         self.blob_files: dict[str, dict[str, BlobFile]] = {}
         self.boot_dirs: dict[str, int] = {}
         self.ref_sets: dict[str, frozenset[str]] = {}  # last good refs of each image/VM DB
@@ -226,8 +244,18 @@ class Reconciler:
         """A full pass: replace everything, marking only what changed. A
         directory the listing could not read keeps what the index knew of it:
         unknown is not the same as empty."""
+        self._listing, self._claims_dirty = True, False
+        try:
+            self._apply_listing(listing)
+        finally:
+            self._listing = False
+        if self._claims_dirty:
+            for relpath in list(self.claims):
+                self._eval_claims(relpath)
+
+    def _apply_listing(self, listing: Listing) -> None:
         self._set_unreadable_all(listing.unreadable)
-        flipped = {p for p, found in listing.base_files.items() if self.base_files.get(p, True) != found}
+        flipped = {p for p, found in listing.base_files.items() if self.base_files.get(p) != found}
         self.base_files.update(listing.base_files)
         newly_listed = {d for d in (LOCALFILE, *BLOB_DIRS) if d not in listing.unreadable} - self._listed
         self._listed |= newly_listed
@@ -244,6 +272,7 @@ class Reconciler:
         else:
             changed_dirs = set()
         if newly_listed & set(BLOB_DIRS):
+            self._claims_dirty = True
             for hex_ in list(self.snap_refs) + list(self.other_refs):
                 self._eval_hex(hex_)
         for path in set(self.recorded_dirs) | set(listing.recorded_dirs):
@@ -328,6 +357,11 @@ class Reconciler:
             return
         self.ref_errors.pop(relpath, None)
         self._put(key, None)
+        if isinstance(refs, ClaimRefs):
+            self.claims[relpath] = refs.claims
+        else:
+            self.claims.pop(relpath, None)
+        self._eval_claims(relpath)
         old = self.ref_sets.get(relpath, frozenset())
         new = refs or frozenset()
         if refs is None:
@@ -363,24 +397,30 @@ class Reconciler:
         for sid in self._recorded_users.get(path, ()):
             self._eval_dir(sid)
 
-    def set_base_file(self, path: str, found: bool | None) -> None:
-        """A base file a data dir names, stat'ed (None: forget it)."""
-        was = self.base_files.get(path, True)
-        if found is None:
-            self.base_files.pop(path, None)
-        else:
-            self.base_files[path] = found
-        if was != self.base_files.get(path, True):
-            self._eval_base_users({path})
+    def set_base_files(self, found: Mapping[str, int]) -> None:
+        """Files data dirs, images and VMs name, stat'ed (facts.MISSING,
+        PRESENT, VALID): one re-judging pass for the whole batch."""
+        flipped = {p for p, state in found.items() if self.base_files.get(p) != state}
+        self.base_files.update(found)
+        if flipped:
+            self._eval_base_users(flipped)
 
     def _eval_base_users(self, paths: set[str]) -> None:
-        """Re-judge the snapshots naming any of `paths`: rare (an image
-        removed or restored), so a pass over the dirs beats a reverse map
-        the daemon would hold for 100k snapshots."""
-        for sid, state in self.dirs.items():
-            c = state.contents
-            if c is not None and any(p in paths for _, p in (*c.ch_base, *c.fc_base)):
-                self._eval_dir(sid)
+        """Re-judge what names any of `paths`: rare (an image removed or
+        pulled again), so a pass over the dirs beats a reverse map the
+        daemon would hold for 100k snapshots. Clone only cares whether a
+        file is missing: a path first seen present changes no dir."""
+        missing = {p for p in paths if self.base_files.get(p) == MISSING} | (paths & self._was_missing)
+        self._was_missing = (self._was_missing - paths) | {
+            p for p in paths if self.base_files.get(p) == MISSING
+        }
+        if missing:
+            for sid, state in self.dirs.items():
+                c = state.contents
+                if c is not None and any(p in missing for _, p in (*c.ch_base, *c.fc_base)):
+                    self._eval_dir(sid)
+        for relpath in list(self.claims):
+            self._eval_claims(relpath)
 
     def set_blob(self, relpath: str, blob: BlobFile | None) -> None:
         """An entry of a blob dir changed; `relpath` names it under the root."""
@@ -393,6 +433,10 @@ class Reconciler:
         if not files:
             del self.blob_files[hex_]
         self._eval_hex(hex_)
+        if self._listing:
+            self._claims_dirty = True
+        else:
+            self._eval_vm_claims_of(hex_)
 
     def set_boot_dir(self, hex_: str, disk_bytes: int | None) -> None:
         """An OCI boot dir oci/boot/<hex>/ (gc deletes it with its blob)."""
@@ -468,6 +512,8 @@ class Reconciler:
             self._eval_record(sid)
         self._eval_names()
         self._rebuild_snap_refs(touched, old_records)
+        for relpath in list(self.claims):
+            self._eval_claims(relpath)
         self.name_count = len(self.names)
         self.names = {}
 
@@ -601,6 +647,48 @@ class Reconciler:
         if c is not None:
             known = self.base_files
             self._wants.base.update(p for _, p in (*c.ch_base, *c.fc_base) if p not in known)
+
+    def _eval_claims(self, relpath: str) -> None:
+        """image_unusable, vm_snapshot_gone, vm_base_missing for one image or
+        VM DB: O(its entries). vm_snapshot_gone waits for a good snapshot DB
+        (and keeps its findings while that is unreadable)."""
+        claims = self.claims.get(relpath, ())
+        judge_snapshots = self.db_known and not self.frozen
+        want: dict[Key, Finding] = {}
+        for claim in claims:
+            files = claim.files if isinstance(claim, ImageClaim) else claim.base
+            self._wants.base.update(p for _, p in files if p not in self.base_files)
+            if isinstance(claim, ImageClaim):
+                found = [rules.image_unusable(relpath, claim, self.base_files)]
+            else:
+                lost = [h for h in claim.blobs if self._blob_lost(h)]
+                found = [rules.vm_base_missing(relpath, claim, self.base_files, lost)]
+                if judge_snapshots:
+                    found.append(rules.vm_snapshot_gone(relpath, claim, self.records.keys()))
+            want.update((f.key, f) for f in found if f is not None)
+        old = self._claim_keys.get(relpath, set())
+        for key in old - want.keys():
+            if key[0] != fk.VM_SNAPSHOT_GONE or judge_snapshots:
+                self._put(key, None)
+            else:
+                want[key] = self._static[key]
+        for key, finding in want.items():
+            self._put(key, finding)
+        if want:
+            self._claim_keys[relpath] = set(want)
+        else:
+            self._claim_keys.pop(relpath, None)
+
+    def _eval_vm_claims_of(self, hex_: str) -> None:
+        for relpath, claims in list(self.claims.items()):
+            if any(isinstance(c, VMClaim) and hex_ in c.blobs for c in claims):
+                self._eval_claims(relpath)
+
+    def _blob_lost(self, hex_: str) -> bool:
+        """No usable file for this hex in either blob dir (both listed)."""
+        if not self._listed.issuperset(BLOB_DIRS):
+            return False
+        return not any(f.usable for f in self.blob_files.get(hex_, {}).values())
 
     def _set_unread(self, sid: str, why: str | None) -> None:
         if why is None:

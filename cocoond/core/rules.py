@@ -18,12 +18,16 @@ from cocoond.core.facts import (
     FC_MEM,
     FC_VMSTATE,
     MEMORY_RANGE,
+    MISSING,
     SIDECAR,
+    VALID,
     BlobFile,
     DirContents,
     DirState,
+    ImageClaim,
     RecFacts,
     TempEntry,
+    VMClaim,
 )
 from cocoond.core.findings import Finding, Key
 from cocoond.errors import DBError
@@ -268,14 +272,14 @@ def _backend_name(hypervisor: str) -> str:
     return {FIRECRACKER: "Firecracker", "": "either backend"}.get(hypervisor, "Cloud Hypervisor")
 
 
-def clone_problems(hypervisor: str, contents: DirContents, base_files: Mapping[str, bool]) -> list[str]:
+def clone_problems(hypervisor: str, contents: DirContents, base_files: Mapping[str, int]) -> list[str]:
     """What stops `cocoon vm clone` of a snapshot that restore would take.
-    `base_files`: path -> os.Stat finds it (absent: not known yet)."""
+    `base_files`: path -> MISSING / PRESENT / VALID (absent: not known yet)."""
     ch = _ch_clone_problems(contents, base_files)
     return _by_backend(hypervisor, ch, _fc_clone_problems(contents, base_files))
 
 
-def _ch_clone_problems(c: DirContents, base_files: Mapping[str, bool]) -> list[str]:
+def _ch_clone_problems(c: DirContents, base_files: Mapping[str, int]) -> list[str]:
     problems = [
         f"{name} (cidata) is not a regular file, and clone copies regular files only"
         for name, what in c.irregular
@@ -287,7 +291,7 @@ def _ch_clone_problems(c: DirContents, base_files: Mapping[str, bool]) -> list[s
     return problems + _missing_base(c.ch_base, base_files)
 
 
-def _fc_clone_problems(c: DirContents, base_files: Mapping[str, bool]) -> list[str]:
+def _fc_clone_problems(c: DirContents, base_files: Mapping[str, int]) -> list[str]:
     problems = []
     if FC_COW not in c.present or any(name == FC_COW for name, _ in c.irregular):
         # The copied cow.raw is renamed into place (firecracker/clone.go:51-55).
@@ -298,13 +302,13 @@ def _fc_clone_problems(c: DirContents, base_files: Mapping[str, bool]) -> list[s
     return problems + _missing_base(c.fc_base, base_files)
 
 
-def _missing_base(base: tuple[tuple[str, str], ...], base_files: Mapping[str, bool]) -> list[str]:
+def _missing_base(base: tuple[tuple[str, str], ...], base_files: Mapping[str, int]) -> list[str]:
     # VerifyBaseFiles (hypervisor/utils.go:331-356): os.Stat of each.
-    return [f"{what} {path} is missing" for what, path in base if base_files.get(path) is False]
+    return [f"{what} {path} is missing" for what, path in base if base_files.get(path) == MISSING]
 
 
 def clone_blocked(
-    sid: str, rec: RecFacts, state: DirState | None, base_files: Mapping[str, bool], root: str
+    sid: str, rec: RecFacts, state: DirState | None, base_files: Mapping[str, int], root: str
 ) -> Finding | None:
     """A committed snapshot restore would take but `cocoon vm clone` would
     not: a warning, since the VM it belongs to can still go back to it."""
@@ -322,6 +326,81 @@ def clone_blocked(
         name=rec.name or None,
         path=_join(root, f"{LOCALFILE}/{sid}"),
         fails=(fk.CLONE,),
+    )
+
+
+def image_unusable(db: str, claim: ImageClaim, base_files: Mapping[str, int]) -> Finding | None:
+    """An image in the DB that `cocoon vm run` cannot create a VM from: a
+    layer blob, kernel or initrd (OCI, images/oci/oci.go:122-143) or the
+    blob or firmware (cloudimg, images/cloudimg/cloudimg.go:110-125) that
+    utils.ValidFile refuses (missing, not regular, empty: utils/file.go:30),
+    or a boot-layer digest Go panics on."""
+    problems = [claim.problem] if claim.problem else []
+    for what, path in claim.files:
+        state = base_files.get(path)
+        if state is not None and state != VALID:
+            problems.append(
+                f"{what} {path} is {'missing' if state == MISSING else 'not a non-empty regular file'}"
+            )
+    if not problems:
+        return None
+    return Finding(
+        fk.IMAGE_UNUSABLE,
+        claim.ref,
+        f"image {quoted(claim.ref)} in {db} cannot be used to create a VM: {'; '.join(problems)}; "
+        "`cocoon vm run` of it fails: pull the image again",
+        fails=(fk.VM_CREATE,),
+    )
+
+
+def vm_snapshot_gone(db: str, claim: VMClaim, snapshot_ids: Collection[str]) -> Finding | None:
+    """A VM record listing snapshots snapshots.json does not have. Normal
+    after `cocoon snapshot rm`, which leaves the VM's snapshot_ids as they
+    are (snapshot/localfile/localfile.go:173-209; only RecordSnapshot
+    writes them, hypervisor/backend.go:424-446): restoring the VM to one
+    fails (cmd/vm/run.go:163-169) and `cocoon snapshot list --vm` skips it."""
+    gone = sorted(claim.snapshot_ids - set(snapshot_ids)) if claim.snapshot_ids else []
+    if not gone:
+        return None
+    label = quoted(claim.name) or claim.vm_id
+    return Finding(
+        fk.VM_SNAPSHOT_GONE,
+        claim.vm_id,
+        f"VM {label} ({db}) lists {len(gone)} snapshot(s) that no longer exist (e.g. {gone[0]}); "
+        "normal after `cocoon snapshot rm`, which does not update the VM: it cannot be restored to them",
+        snapshot_id=gone[0],
+        name=claim.name or None,
+    )
+
+
+def vm_base_missing(
+    db: str, claim: VMClaim, base_files: Mapping[str, int], lost_blobs: Collection[str] = ()
+) -> Finding | None:
+    """A VM whose layer disks, boot files or base image are gone: the
+    hypervisor opens them whenever cocoon launches the VM, i.e. on `cocoon vm
+    start` (cloudhypervisor/start.go:40-56) and on every `cocoon vm restore`,
+    which kills the VM first and relaunches it with the record's disks
+    (cloudhypervisor/restore.go:94-145, firecracker/restore.go:86-127). A
+    running VM keeps the files it has open. An image blob (image_blob_ids)
+    with no usable file: a cloud-image VM's overlay is backed by it. VMs
+    still being created are gc's business (hypervisor/backend.go:380-396)."""
+    if claim.state == "creating":
+        return None
+    lost = [(what, path) for what, path in claim.base if base_files.get(path) == MISSING]
+    lost += [("image blob", hex_) for hex_ in sorted(lost_blobs)]
+    if not lost:
+        return None
+    gone = [f"{what} {path}" for what, path in lost]
+    label = quoted(claim.name) or claim.vm_id
+    return Finding(
+        fk.VM_BASE_MISSING,
+        claim.vm_id,
+        f"VM {label} ({db}, {claim.state or 'no state'}) names {'; '.join(gone)}, which "
+        f"{'is' if len(gone) == 1 else 'are'} gone: `cocoon vm start` and `cocoon vm restore` of it fail "
+        "(restore after stopping it): pull its image again",
+        name=claim.name or None,
+        path=lost[0][1] if lost[0][0] != "image blob" else None,
+        fails=(fk.RESTORE,),
     )
 
 

@@ -341,8 +341,7 @@ class Daemon:
         if "blob" in burst or "boot" in burst:
             # An image's files came or went: the base files snapshots name
             # (few distinct paths) are looked at again; others, at a rescan.
-            for path, found in stat_base_files(index.base_files).items():
-                index.set_base_file(path, found)
+            index.set_base_files(stat_base_files(index.base_files))
         for relpath in burst.get("temp", ()):
             index.set_temp(relpath, stat_temp(root, relpath))
         for relpath in burst.get("ref_db", ()):

@@ -11,6 +11,7 @@ import os
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from cocoond.core.facts import ClaimRefs, ImageClaim, VMClaim
 from cocoond.errors import DBError
 from cocoond.storage import goschema
 from cocoond.storage.goplain import unmarshal
@@ -45,39 +46,90 @@ def _hex(path: str, where: str, digest: str, consequence: str) -> str:
     return digest[sep + 1 :]
 
 
+def _root_of(path: str) -> str:
+    """The root a DB at <root>/<module>/db/<file>.json belongs to."""
+    return os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(path)))) if path else ""
+
+
 def decode_image_refs(data: bytes, path: str) -> frozenset[str]:
     """Hexes named by cloudimg's `images[*].content_sum` ("sha256:<hex>"):
     what images.ReferencedDigests gives cocoon's gc (images/index.go:42,
-    cloudimg/image.go:52)."""
+    cloudimg/image.go:52). Each image needs its blob and the host's
+    firmware to create a VM (cloudimg/cloudimg.go:110-125)."""
     top = unmarshal(data, path, goschema.CLOUDIMG_INDEX)
-    return frozenset(
-        _hex(path, f"{_at(ref)}.content_sum", entry.get("content_sum", ""), "in gc and in VM creation")
-        for ref, entry in _entries(top, "images")
-    )
+    root = _root_of(path)
+    firmware = os.path.join(root, "firmware", "CLOUDHV.fd")  # cloudimg/config.go:28-30
+    refs: set[str] = set()
+    claims: list[ImageClaim] = []
+    for ref, entry in _entries(top, "images"):
+        hex_ = _hex(path, f"{_at(ref)}.content_sum", entry.get("content_sum", ""), "in gc and in VM creation")
+        refs.add(hex_)
+        blob = os.path.join(root, "cloudimg", "blobs", f"{hex_}.qcow2")
+        claims.append(ImageClaim(ref, None, (("blob", blob), ("firmware", firmware))))
+    return ClaimRefs(refs, tuple(claims))
 
 
 def decode_oci_refs(data: bytes, path: str) -> frozenset[str]:
     """Hexes named by OCI's `images[*].layers[*].digest`, what cocoon's gc
     keeps (images/oci/image.go:73 DigestHexes). kernel_layer and
-    initrd_layer are checked too: creating a VM from the image takes their
-    Hex() (images/oci/oci.go:136)."""
+    initrd_layer matter only when a VM is created from the image
+    (images/oci/oci.go:136-143): one Go cannot take the Hex() of (no ':')
+    makes that image unusable, not the DB: gc and every other image work."""
     top = unmarshal(data, path, goschema.OCI_INDEX)
+    root = _root_of(path)
     refs: set[str] = set()
+    claims: list[ImageClaim] = []
     for ref, entry in _entries(top, "images"):
+        files: list[tuple[str, str]] = []
         for i, layer in enumerate(entry.get("layers") or ()):
-            refs.add(_hex(path, f"{_at(ref)}.layers[{i}].digest", layer.get("digest", ""), "in gc"))
-        for name in ("kernel_layer", "initrd_layer"):
-            _hex(path, f"{_at(ref)}.{name}", entry.get(name, ""), "when a VM is created from this image")
-    return frozenset(refs)
+            hex_ = _hex(path, f"{_at(ref)}.layers[{i}].digest", layer.get("digest", ""), "in gc")
+            refs.add(hex_)
+            files.append((f"layer {i} blob", os.path.join(root, "oci", "blobs", f"{hex_}.erofs")))
+        problem = None
+        for name, file in (("kernel_layer", "vmlinuz"), ("initrd_layer", "initrd.img")):
+            digest = entry.get(name, "")
+            sep = digest.find(":")
+            if sep < 0:
+                problem = problem or (
+                    f"its {name} is {json.dumps(digest, ensure_ascii=False)}, not an algorithm:hex digest, "
+                    "and cocoon panics on it (go-digest Digest.Encoded: no ':' separator)"
+                )
+                continue
+            what = "kernel" if file == "vmlinuz" else "initrd"
+            files.append((what, os.path.join(root, "oci", "boot", digest[sep + 1 :], file)))
+        claims.append(ImageClaim(ref, problem, tuple(files)))
+    return ClaimRefs(refs, tuple(claims))
 
 
 def decode_vm_refs(data: bytes, path: str) -> frozenset[str]:
-    """Hexes named by `vms[*].image_blob_ids` (a Go set)."""
+    """Hexes named by `vms[*].image_blob_ids` (a Go set), and what each VM
+    names: its snapshots, and the files its hypervisor opens when cocoon
+    (re)launches it (`vm start`, `vm restore`): layer disks and boot files
+    (hypervisor/db.go:14-27, types/vm.go:40-68), and its image blobs."""
     top = unmarshal(data, path, goschema.VM_INDEX)
     refs: set[str] = set()
-    for _, vm in _entries(top, "vms"):
-        refs.update(vm.get("image_blob_ids") or ())
-    return frozenset(refs)
+    claims: list[VMClaim] = []
+    for key, vm in _entries(top, "vms"):
+        blob_ids = vm.get("image_blob_ids") or {}
+        refs.update(blob_ids)
+        base = [
+            ("base layer", sc.get("path") or "")
+            for sc in vm.get("storage_configs") or ()
+            if sc is not None and sc.get("role") == "layer" and sc.get("path")
+        ]
+        boot = vm.get("boot_config") or {}
+        base += [(what, boot.get(f"{what}_path") or "") for what in ("kernel", "initrd", "firmware")]
+        claims.append(
+            VMClaim(
+                key,
+                (vm.get("config") or {}).get("name") or "",
+                vm.get("state") or "",
+                frozenset(vm.get("snapshot_ids") or ()),
+                tuple((what, p) for what, p in base if p),
+                frozenset(blob_ids),
+            )
+        )
+    return ClaimRefs(refs, tuple(claims))
 
 
 def _at(ref: str) -> str:
