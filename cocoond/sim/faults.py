@@ -501,6 +501,41 @@ def fc_kernel_gone(root: str) -> Expected:
     return _expect("clone_blocked", sid, snapshot_id=sid, path=d)
 
 
+def oci_boot_files_gone(root: str) -> Expected:
+    """An OCI image whose kernel was removed from oci/boot/<hex>/ by hand:
+    `cocoon vm run` of it fails (images/oci/oci.go:136-140)."""
+    info = pull_oci(root, "registry.example/boot-" + new_hex()[:8])
+    os.remove(layout.kernel_path(root, info["layers"][-1]))
+    return _expect("image_unusable", info["ref"])
+
+
+def empty_kernel_layer(root: str) -> Expected:
+    """`"kernel_layer": ""` in one OCI entry: Go decodes it, gc never takes
+    its Hex(); creating a VM from that image panics (oci.go:136)."""
+    ref = pull_oci(root, "registry.example/nokernel-" + new_hex()[:8])["ref"]
+    _set_field(OCI.db(root), "images", ref, "kernel_layer", "", ("images",))
+    return _expect("image_unusable", ref)
+
+
+def vm_kernel_gone(root: str) -> Expected:
+    """A Firecracker VM whose vmlinux (extracted next to the image's
+    vmlinuz at create, firecracker/create.go:86-91) was removed: the image
+    still works, the VM cannot be started or restored."""
+    ref = pull_oci(root, "registry.example/vmk-" + new_hex()[:8])["ref"]
+    vm = create_vm(root, hypervisor=FC, image=ref)
+    rec = load_raw(layout.vm_db(root, FC), ("vms", "names"))["vms"][vm]
+    os.remove(rec["boot_config"]["kernel_path"])
+    return _expect("vm_base_missing", vm)
+
+
+def vm_lists_deleted_snapshot(root: str) -> Expected:
+    """`cocoon snapshot rm` leaves the VM's snapshot_ids as they are."""
+    vm = create_vm(root, hypervisor=CH)
+    sid = _snapshot(root, vm=vm)
+    snapshots.delete(root, sid)
+    return _expect("vm_snapshot_gone", vm, snapshot_id=sid)
+
+
 _CH_PARTS = {
     "sidecar": "cocoon.json",
     "config": "config.json",
@@ -649,6 +684,15 @@ _add(
 )
 _add("stale-epoch-tmp", "stale_temp", "the registry's snapshots.json.tmp left by a crash", stale_epoch_tmp)
 _add("convert-lock", None, "a raw image's convert lock .tmp-<hex>.qcow2.lock (kept by design)", convert_lock)
+_add("oci-boot-files-gone", "image_unusable", "an OCI image's vmlinuz removed by hand", oci_boot_files_gone)
+_add("empty-kernel-layer", "image_unusable", '"kernel_layer": "" in one OCI image entry', empty_kernel_layer)
+_add("vm-kernel-gone", "vm_base_missing", "a Firecracker VM's extracted vmlinux removed", vm_kernel_gone)
+_add(
+    "vm-lists-deleted-snapshot",
+    "vm_snapshot_gone",
+    "`snapshot rm` of a VM's snapshot (the VM keeps listing it)",
+    vm_lists_deleted_snapshot,
+)
 _add(
     "copy-skips-symlink-ch-state",
     "incomplete_data_dir",
