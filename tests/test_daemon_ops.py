@@ -80,3 +80,45 @@ def test_run_reaches_checks_restore_and_clone_verdicts(
     assert current == want
     os.rename(moved, layer)  # put back: resolved by the next blob event
     daemon.wait_for(resolved("clone_blocked", healthy_fc), timeout=20, what="resolved once the layer is back")
+
+
+IMAGE_VM_KINDS = {"image_unusable", "vm_base_missing", "vm_snapshot_gone"}
+
+
+def test_run_reaches_checks_image_and_vm_verdicts(
+    daemons: Daemons, sim: ModuleType, root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Image DB and VM DB changes arrive as events; files inside oci/boot/<hex>/
+    (not watched) are looked at again by the safety-net rescan."""
+    sim.init(str(root))
+    daemon = daemons.start(
+        root,
+        overrides={
+            "watch": {"settle_seconds": 0.3, "debounce_seconds": 0.05, "full_rescan_seconds": 1.0},
+            "alerts": {"heartbeat_seconds": 0.5},
+        },
+    )
+    daemon.wait_ready()
+    expected = [
+        sim.inject(str(root), fault)
+        for fault in (
+            "oci-boot-files-gone",
+            "empty-kernel-layer",
+            "vm-kernel-gone",
+            "vm-lists-deleted-snapshot",
+        )
+    ]
+    for want in expected:
+        daemon.wait_for(opened(want["kind"], want["subject"]), timeout=20, what=want["fault"])
+    capsys.readouterr()
+    main(["check", "--no-config", "--root", str(root), "--json"])
+    out = json.loads(capsys.readouterr().out)
+    by_check = {(f["kind"], f["subject"]) for f in out["findings"] if f["kind"] in IMAGE_VM_KINDS}
+    assert by_check == {(w["kind"], w["subject"]) for w in expected}
+    opened_now = {
+        (x["kind"], x["subject"])
+        for x in daemon.events("finding.opened")
+        if x.get("kind") in IMAGE_VM_KINDS
+        and not daemon.events("finding.resolved", kind=x["kind"], subject=x["subject"])
+    }
+    assert opened_now == by_check

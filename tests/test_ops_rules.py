@@ -423,3 +423,195 @@ def test_record_data_dir_is_what_restore_reads(tmp_path: Path) -> None:
     ch_cloudimg(tmp_path)
     db = json.loads((tmp_path / "snapshot/db/snapshots.json").read_text())
     assert db["snapshots"][SID]["data_dir"] == os.path.join(tmp_path, "snapshot", "localfile", SID)
+
+
+# ------------------------------------------------------------------ images
+def oci_db(root: Path, **entry: Any) -> str:
+    """oci/db/images.json: images.Index[imageEntry] (images/oci/image.go:11-28)."""
+    ref = "ghcr.io/cocoonstack/ubuntu:24.04"
+    doc = {
+        "ref": ref,
+        "manifest_digest": "sha256:" + "c" * 64,
+        "layers": [{"digest": f"sha256:{LAYER0}"}, {"digest": f"sha256:{LAYER1}"}],
+        "kernel_layer": f"sha256:{LAYER1}",
+        "initrd_layer": f"sha256:{LAYER1}",
+        "size": 312475648,
+        "created_at": "2026-03-02T09:45:10.5Z",
+        **entry,
+    }
+    write(root / "oci/db/images.json", go_json({"images": {ref: doc}}) + "\n")
+    return ref
+
+
+def cloudimg_db(root: Path) -> str:
+    """cloudimg/db/images.json (images/cloudimg/image.go:9-30)."""
+    ref = "https://cloud-images.example/noble/noble-server-cloudimg-amd64.img"
+    doc = {
+        "ref": ref,
+        "content_sum": f"sha256:{QCOW}",
+        "size": 614662144,
+        "created_at": "2026-03-02T09:40:00Z",
+    }
+    write(root / "cloudimg/db/images.json", go_json({"images": {ref: doc}}) + "\n")
+    write(root / "cloudimg" / "blobs" / f"{QCOW}.qcow2", b"QFI\xfb")
+    return ref
+
+
+def test_healthy_images_raise_nothing(tmp_path: Path) -> None:
+    oci_image(tmp_path)
+    oci_db(tmp_path)
+    cloudimg_db(tmp_path)
+    write(tmp_path / "firmware" / "CLOUDHV.fd", b"\x7fUEFI")
+    assert check(tmp_path) == {}
+
+
+@pytest.mark.parametrize(
+    ("gone", "said"),
+    [
+        (f"oci/boot/{LAYER1}/vmlinuz", "kernel"),
+        (f"oci/boot/{LAYER1}/initrd.img", "initrd"),
+        (f"oci/blobs/{LAYER0}.erofs", "layer 0 blob"),
+    ],
+)
+def test_oci_image_without_its_files_cannot_create_a_vm(tmp_path: Path, gone: str, said: str) -> None:
+    """OCI.Config: every layer blob, the kernel and the initrd of the layers
+    the entry names must be utils.ValidFile (images/oci/oci.go:122-143)."""
+    oci_image(tmp_path)
+    ref = oci_db(tmp_path)
+    (tmp_path / gone).unlink()
+    found = check(tmp_path)
+    assert {k[0] for k in found} - {"missing_blob"} == {"image_unusable"}, found
+    f = found[("image_unusable", ref)]
+    assert f.severity == "error" and f.fails == ("vm_create",)
+    assert f"{said} {tmp_path / gone} is missing" in f.message, f.message
+
+
+def test_an_empty_boot_file_is_not_valid(tmp_path: Path) -> None:
+    """ValidFile wants size > 0 (utils/file.go:30-32)."""
+    oci_image(tmp_path)
+    ref = oci_db(tmp_path)
+    (tmp_path / "oci" / "boot" / LAYER1 / "initrd.img").write_bytes(b"")
+    f = only_key(tmp_path, ("image_unusable", ref))
+    assert "is not a non-empty regular file" in f.message
+
+
+def test_boot_files_follow_the_layer_the_entry_names(tmp_path: Path) -> None:
+    """kernel_layer names LAYER0 here: its boot dir is looked at, not LAYER1's."""
+    oci_image(tmp_path)
+    ref = oci_db(tmp_path, kernel_layer=f"sha256:{LAYER0}")
+    f = only_key(tmp_path, ("image_unusable", ref))
+    assert f"kernel {tmp_path}/oci/boot/{LAYER0}/vmlinuz is missing" in f.message
+
+
+@pytest.mark.parametrize("value", ["", LAYER1])
+def test_a_boot_layer_go_panics_on_poisons_only_that_image(tmp_path: Path, value: str) -> None:
+    """Digest.Hex() of a digest without ':' panics (go-digest Encoded), but
+    only `vm run` takes kernel_layer's Hex(); gc reads the DB fine, so the
+    layers stay pinned and no db_unreadable is raised."""
+    oci_image(tmp_path)
+    ref = oci_db(tmp_path, kernel_layer=value)
+    f = only_key(tmp_path, ("image_unusable", ref))
+    assert "its kernel_layer is" in f.message and "no ':' separator" in f.message
+
+
+def test_cloud_image_needs_the_hosts_firmware(tmp_path: Path) -> None:
+    """CloudImg.Config checks <root>/firmware/CLOUDHV.fd (images/cloudimg/
+    cloudimg.go:122-125, config.go:28-30)."""
+    ref = cloudimg_db(tmp_path)
+    f = only_key(tmp_path, ("image_unusable", ref))
+    assert f"firmware {tmp_path}/firmware/CLOUDHV.fd is missing" in f.message, f.message
+
+
+def only_key(root: Path, key: tuple[str, str]) -> Finding:
+    found = check(root)
+    assert set(found) == {key}, found
+    return found[key]
+
+
+# --------------------------------------------------------------------- VMs
+def vm_db(root: Path, backend: str, vm: dict[str, Any]) -> None:
+    """<backend>/db/vms.json: hypervisor.VMIndex (hypervisor/db.go:14-33)."""
+    write(
+        root / backend / "db" / "vms.json",
+        go_json({"vms": {vm["id"]: vm}, "names": {vm["config"]["name"]: vm["id"]}}),
+    )
+
+
+def fc_vm(root: Path, **extra: Any) -> dict[str, Any]:
+    """A Firecracker VM of the OCI image: types.VM embedded in VMRecord."""
+    layers, _kernel, initrd = oci_image(root)
+    vmlinux = root / "oci" / "boot" / LAYER1 / "vmlinux"
+    write(vmlinux, b"\x7fELF")
+    return {
+        "id": VM,
+        "hypervisor": "firecracker",
+        "state": "running",
+        "config": {"cpu": 2, "memory": 1 << 30, "storage": 10 << 30, "image_type": "oci", "name": "web-1"},
+        "pid": 4242,
+        "storage_configs": [
+            *layers,
+            storage(f"{RUN}/firecracker/{VM}/cow.raw", "cow", ro=False, serial="cocoon-cow"),
+        ],
+        "first_booted": True,
+        "created_at": "2026-03-02T10:10:00.1Z",
+        "updated_at": "2026-03-02T10:10:02.2Z",
+        "boot_config": {"kernel_path": str(vmlinux), "initrd_path": initrd, "cmdline": "console=ttyS0"},
+        "image_blob_ids": OCI_BLOBS,
+        "run_dir": f"{RUN}/firecracker/{VM}",
+        "log_dir": f"/var/log/cocoon/firecracker/{VM}",
+        **extra,
+    }
+
+
+def test_healthy_vm_with_its_snapshot_raises_nothing(tmp_path: Path) -> None:
+    fc_oci(tmp_path)
+    vm_db(tmp_path, "firecracker", fc_vm(tmp_path, snapshot_ids={SID: {}}))
+    assert check(tmp_path) == {}
+
+
+def test_vm_listing_a_snapshot_that_is_gone(tmp_path: Path) -> None:
+    """Only RecordSnapshot writes snapshot_ids (hypervisor/backend.go:424-446);
+    `snapshot rm` leaves them (snapshot/localfile/localfile.go:173-209):
+    info, the VM cannot be restored to it."""
+    fc_oci(tmp_path)
+    vm_db(tmp_path, "firecracker", fc_vm(tmp_path, snapshot_ids={SID: {}, "GONEGONEGONEGONEGONEGONE42": {}}))
+    f = only_key(tmp_path, ("vm_snapshot_gone", VM))
+    assert f.severity == "info" and f.snapshot_id == "GONEGONEGONEGONEGONEGONE42"
+    assert "1 snapshot(s) that no longer exist" in f.message
+
+
+@pytest.mark.parametrize(
+    ("gone", "said"), [(f"oci/boot/{LAYER1}/vmlinux", "kernel"), (f"oci/blobs/{LAYER0}.erofs", "base layer")]
+)
+def test_vm_whose_base_files_are_gone(tmp_path: Path, gone: str, said: str) -> None:
+    """The hypervisor opens the record's layers and boot files whenever
+    cocoon launches the VM: `vm start`, and `vm restore` after killing it
+    (firecracker/restore.go:86-127)."""
+    vm_db(tmp_path, "firecracker", fc_vm(tmp_path))
+    (tmp_path / gone).unlink()
+    found = check(tmp_path)
+    f = found[("vm_base_missing", VM)]
+    assert f.severity == "error" and f.fails == ("restore",)
+    assert f"{said} {tmp_path / gone}" in f.message and "`cocoon vm start`" in f.message, f.message
+
+
+def test_cloud_image_vm_whose_image_blob_is_gone(tmp_path: Path) -> None:
+    """A cloud-image VM's overlay is backed by its image blob (image_blob_ids)."""
+    vm = fc_vm(
+        tmp_path,
+        hypervisor="cloud-hypervisor",
+        storage_configs=[],
+        boot_config={"firmware_path": str(tmp_path / "firmware/CLOUDHV.fd")},
+        image_blob_ids={QCOW: {}},
+    )
+    write(tmp_path / "firmware" / "CLOUDHV.fd", b"\x7fUEFI")
+    vm_db(tmp_path, "cloudhypervisor", vm)
+    found = check(tmp_path)
+    assert {k[0] for k in found} == {"missing_blob", "vm_base_missing", "unreferenced_blob"}, found
+    assert f"image blob {QCOW}" in found[("vm_base_missing", VM)].message
+
+
+def test_a_vm_being_created_is_not_judged(tmp_path: Path) -> None:
+    vm_db(tmp_path, "firecracker", fc_vm(tmp_path, state="creating"))
+    (tmp_path / "oci" / "boot" / LAYER1 / "vmlinux").unlink()
+    assert check(tmp_path) == {}
