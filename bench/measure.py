@@ -37,7 +37,8 @@ with os.scandir(os.path.join(root, "snapshot", "localfile")) as it:
                     with open(os.path.join(e.path, name), "rb") as f:
                         f.read()
 paths = {os.path.join(root, "firmware", "CLOUDHV.fd")}
-dbs = ("cloudimg/db/images.json", "oci/db/images.json", "cloudhypervisor/db/vms.json", "firecracker/db/vms.json")
+dbs = ("cloudimg/db/images.json", "oci/db/images.json",
+       "cloudhypervisor/db/vms.json", "firecracker/db/vms.json")
 for rel in dbs:
     try:
         with open(os.path.join(root, rel), "rb") as f:
@@ -150,7 +151,8 @@ with open(out, "wb") as o, open(err, "wb") as e:
     timer.cancel()
 p.returncode = os.waitstatus_to_exitcode(status)
 cpu = ru.ru_utime + ru.ru_stime
-print(json.dumps({"wall": wall, "cpu": cpu, "maxrss": ru.ru_maxrss, "rc": p.returncode, "timed_out": wall >= timeout}))
+rep = {"wall": wall, "cpu": cpu, "maxrss": ru.ru_maxrss, "rc": p.returncode, "timed_out": wall >= timeout}
+print(json.dumps(rep))
 """
 
 
