@@ -190,7 +190,7 @@ def read_contents(path: str, trusted: Trusted | None = None) -> DirContents | No
                 odd.append((name, "file"))
     sidecar_problem = config_problem = fc_problem = untrusted = None
     missing: tuple[str, ...] = ()
-    roles: frozenset[str] = frozenset()
+    roles: tuple[str, ...] = ()
     ch_base: tuple[BaseFile, ...] = ()
     fc_base: tuple[BaseFile, ...] = ()
     try:
@@ -202,7 +202,7 @@ def read_contents(path: str, trusted: Trusted | None = None) -> DirContents | No
             else:
                 fc_problem = sidecar.fc_problem
                 untrusted = _fc_untrusted(sidecar, trusted) if trusted is not None else None
-                roles = frozenset(d.role for d in sidecar.disks)
+                roles = tuple(d.role for d in sidecar.disks)
                 missing = tuple(d.resident for d in sidecar.disks if d.resident and not there(d.resident))
                 odd += [(d.resident, d.role) for d in sidecar.disks if d.resident and irregular(d.resident)]
                 layers = tuple(("base layer", d.path) for d in sidecar.disks if d.role == "layer")

@@ -33,6 +33,7 @@ CONTRACT_SEVERITY = {
     "name_mismatch": "warning",
     "stale_temp": "info",
     "clone_blocked": "warning",
+    "restore_blocked": "error",
     "image_unusable": "error",
     "vm_snapshot_gone": "info",
     "vm_base_missing": "error",

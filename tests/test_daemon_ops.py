@@ -19,7 +19,7 @@ from cocoond.sim import faults
 from cocoond.sim import layout as sim_layout
 from tests.daemon_harness import Daemons, daemons_for, opened, resolved
 
-OPS_KINDS = {"incomplete_data_dir", "clone_blocked"}
+OPS_KINDS = {"incomplete_data_dir", "clone_blocked", "restore_blocked"}
 
 
 @pytest.fixture
@@ -69,7 +69,11 @@ def test_run_reaches_checks_restore_and_clone_verdicts(
         opened("clone_blocked", healthy_fc), timeout=20, what="clone_blocked on a layer removed"
     )
     assert f"base layer {layer} is missing" in line["message"], line
-    want = {(w["kind"], w["subject"]) for w in expected} | {("clone_blocked", healthy_fc)}
+    no_cow = next(w["subject"] for w in expected if w["fault"] == "ch-no-cow")
+    want = {(w["kind"], w["subject"]) for w in expected} | {
+        ("clone_blocked", healthy_fc),
+        ("restore_blocked", no_cow),  # its VM still has the COW
+    }
     assert check_keys(root, capsys) == want
     current = {
         (x["kind"], x["subject"])

@@ -551,6 +551,7 @@ def fc_vm(root: Path, **extra: Any) -> dict[str, Any]:
         "storage_configs": [
             *layers,
             storage(f"{RUN}/firecracker/{VM}/cow.raw", "cow", ro=False, serial="cocoon-cow"),
+            storage(f"{RUN}/firecracker/{VM}/data-db.raw", "data", ro=False, serial="db", fstype="none"),
         ],
         "first_booted": True,
         "created_at": "2026-03-02T10:10:00.1Z",
@@ -609,6 +610,43 @@ def test_cloud_image_vm_whose_image_blob_is_gone(tmp_path: Path) -> None:
     found = check(tmp_path)
     assert {k[0] for k in found} == {"missing_blob", "vm_base_missing", "unreferenced_blob"}, found
     assert f"image blob {QCOW}" in found[("vm_base_missing", VM)].message
+
+
+def test_restore_checks_the_snapshots_disks_against_its_vms(tmp_path: Path) -> None:
+    """ValidateRoleSequence (hypervisor/utils.go:298-313): the VM listing the
+    snapshot (restore's VM, cmd/vm/run.go:167) lost its data disk since: its
+    roles are layer, layer, cow; the snapshot's layer, layer, cow, data."""
+    fc_oci(tmp_path)
+    vm = fc_vm(tmp_path, snapshot_ids={SID: {}})
+    vm["storage_configs"] = vm["storage_configs"][:3]
+    vm_db(tmp_path, "firecracker", vm)
+    f = only(tmp_path, "restore_blocked")
+    assert f.severity == "error" and f.fails == ("restore",)
+    assert "the snapshot has 4 disks, the VM only 3" in f.message, f.message
+
+
+def test_a_vm_may_add_only_cidata_after_the_snapshots_disks(tmp_path: Path) -> None:
+    """A cloud-image snapshot taken after first boot lacks cidata: fine."""
+    d = ch_cloudimg(tmp_path)
+    for name, key in (("cocoon.json", "storage_configs"), ("config.json", "disks")):
+        doc = json.loads((d / name).read_text())
+        doc[key] = [x for x in doc[key] if not x["path"].endswith("cidata.img")]
+        write(d / name, go_json(doc), 0o600)
+    (d / "cidata.img").unlink()
+    run = f"{RUN}/cloudhypervisor/{VM}"
+    disks = [
+        storage(f"{run}/overlay.qcow2", "cow", ro=False),
+        storage(f"{run}/data-data1.raw", "data", ro=False, serial="data1", fstype="ext4"),
+        storage(f"{run}/cidata.img", "cidata", ro=True),
+    ]
+    vm = fc_vm(tmp_path, hypervisor="cloud-hypervisor", storage_configs=disks, snapshot_ids={SID: {}})
+    vm.update(boot_config={"firmware_path": str(tmp_path / "firmware/CLOUDHV.fd")}, image_blob_ids={QCOW: {}})
+    vm_db(tmp_path, "cloudhypervisor", vm)
+    assert {k[0] for k in check(tmp_path)} <= {"unreferenced_blob"}  # the OCI image nobody uses
+    vm["storage_configs"] = [disks[1], disks[0], disks[2]]  # data before cow: order matters
+    vm_db(tmp_path, "cloudhypervisor", vm)
+    f = check(tmp_path)[("restore_blocked", SID)]
+    assert "disk[0] is cow in the snapshot but data in the VM" in f.message, f.message
 
 
 def test_a_vm_being_created_is_not_judged(tmp_path: Path) -> None:

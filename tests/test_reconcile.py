@@ -33,8 +33,8 @@ STALE = 3600.0
 
 
 #: What restore finds in a complete Cloud Hypervisor / Firecracker data dir.
-CH_OK = DirContents(frozenset({SIDECAR, CH_CONFIG, CH_STATE, MEMORY_RANGE}), roles=frozenset({"cow"}))
-FC_OK = DirContents(frozenset({SIDECAR, FC_VMSTATE, FC_MEM, FC_COW}), roles=frozenset({"cow"}))
+CH_OK = DirContents(frozenset({SIDECAR, CH_CONFIG, CH_STATE, MEMORY_RANGE}), roles=("cow",))
+FC_OK = DirContents(frozenset({SIDECAR, FC_VMSTATE, FC_MEM, FC_COW}), roles=("cow",))
 
 
 def index(root: str = ROOT, **kw: object) -> Reconciler:

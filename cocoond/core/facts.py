@@ -64,8 +64,9 @@ class DirContents:
     #: (name, what) with what one of "file" (a named snapshot file or
     #: memory-range*) or the disk role ("cow", "cidata", "data").
     irregular: tuple[tuple[str, str], ...] = ()
-    #: The disk roles the sidecar names (clone needs a COW with CH, no cidata with FC).
-    roles: frozenset[str] = frozenset()
+    #: The disk roles the sidecar names, in its order (clone needs a COW with
+    #: CH, no cidata with FC; restore matches them against the VM's).
+    roles: tuple[str, ...] = ()
     #: Absolute paths clone os.Stats (hypervisor/utils.go:331-356), as
     #: (what, path): the sidecar's layers, then the boot files. CH takes
     #: them from config.json's payload, FC from the sidecar's boot_config.
@@ -135,6 +136,8 @@ class VMClaim(NamedTuple):
     #: image_blob_ids: for a cloud-image VM, the blob its qcow2 overlay is
     #: backed by (hypervisor/utils.go:71-73); judged like missing_blob.
     blobs: frozenset[str] = frozenset()
+    #: The roles of its storage_configs, in order (restore's ValidateRoleSequence).
+    roles: tuple[str, ...] = ()
 
 
 class ClaimRefs(frozenset[str]):

@@ -27,6 +27,7 @@ NAME_MISMATCH: Final = "name_mismatch"
 STALE_TEMP: Final = "stale_temp"
 DIR_UNREADABLE: Final = "dir_unreadable"
 CLONE_BLOCKED: Final = "clone_blocked"
+RESTORE_BLOCKED: Final = "restore_blocked"
 IMAGE_UNUSABLE: Final = "image_unusable"
 VM_SNAPSHOT_GONE: Final = "vm_snapshot_gone"
 VM_BASE_MISSING: Final = "vm_base_missing"
@@ -46,6 +47,7 @@ SEVERITY_OF: Final[dict[str, Severity]] = {
     STALE_TEMP: "info",
     DIR_UNREADABLE: "warning",
     CLONE_BLOCKED: "warning",
+    RESTORE_BLOCKED: "error",
     IMAGE_UNUSABLE: "error",
     VM_SNAPSHOT_GONE: "info",
     VM_BASE_MISSING: "error",

@@ -133,6 +133,8 @@ class Reconciler:
         #: What each image/VM DB's entries need (last good read).
         self.claims: dict[str, tuple[ImageClaim | VMClaim, ...]] = {}
         self._claim_keys: dict[str, set[Key]] = {}
+        #: snapshot ID -> (VM DB, the VM listing it): restore's VM.
+        self._owner: dict[str, tuple[str, VMClaim]] = {}
         #: base_files that are MISSING (so a path coming back re-judges its dirs).
         self._was_missing: set[str] = set()
         self._listing = False  # inside apply_listing: claims are judged once at its end
@@ -362,6 +364,7 @@ class Reconciler:
         else:
             self.claims.pop(relpath, None)
         self._eval_claims(relpath)
+        self._index_owners()
         old = self.ref_sets.get(relpath, frozenset())
         new = refs or frozenset()
         if refs is None:
@@ -616,6 +619,7 @@ class Reconciler:
             and (fk.MISSING_DATA_DIR, sid) not in static
             and (fk.INCOMPLETE_DATA_DIR, sid) not in static
             and (fk.CLONE_BLOCKED, sid) not in static
+            and (fk.RESTORE_BLOCKED, sid) not in static
         ):
             return  # pending, or healthy and not inspected yet: the common case
         known = self.db_known and LOCALFILE in self._listed
@@ -624,7 +628,7 @@ class Reconciler:
         if known and rec is None and state is not None and state.kind != "other":
             due = (state.last_write or 0.0) + self.orphan_quiet_seconds
         self._set_orphan_due(sid, due)
-        missing = incomplete = blocked = None
+        missing = incomplete = blocked = restore = None
         if rec is not None and not rec.pending and (known or rec.recorded is not None):
             recorded_is_dir = self.recorded_dirs.get(rec.recorded) if rec.recorded else None
             missing = rules.missing_data_dir(sid, rec, state, recorded_is_dir, self.root)
@@ -633,9 +637,13 @@ class Reconciler:
                 if incomplete is None:
                     self._want_base(state)
                     blocked = rules.clone_blocked(sid, rec, state, self.base_files, self.root)
+                    owner = self._owner.get(sid)
+                    if owner is not None:
+                        restore = rules.restore_blocked(sid, rec, state, owner[0], owner[1], self.root)
         self._put((fk.MISSING_DATA_DIR, sid), missing)
         self._put((fk.INCOMPLETE_DATA_DIR, sid), incomplete)
         self._put((fk.CLONE_BLOCKED, sid), blocked)
+        self._put((fk.RESTORE_BLOCKED, sid), restore)
         unread = None
         if rec is not None and not rec.pending and rec.recorded is None and state is not None:
             unread = state.contents.unreadable if state.contents is not None else None
@@ -683,6 +691,20 @@ class Reconciler:
         for relpath, claims in list(self.claims.items()):
             if any(isinstance(c, VMClaim) and hex_ in c.blobs for c in claims):
                 self._eval_claims(relpath)
+
+    def _index_owners(self) -> None:
+        """Which VM each snapshot belongs to; re-judge the snapshots whose
+        VM (or its disks) changed."""
+        owners: dict[str, tuple[str, VMClaim]] = {}
+        for relpath, claims in self.claims.items():
+            for claim in claims:
+                if isinstance(claim, VMClaim):
+                    for sid in claim.snapshot_ids:
+                        owners.setdefault(sid, (relpath, claim))
+        old, self._owner = self._owner, owners
+        for sid in old.keys() | owners.keys():
+            if old.get(sid) != owners.get(sid) and sid in self.records:
+                self._eval_dir(sid)
 
     def _blob_lost(self, hex_: str) -> bool:
         """No usable file for this hex in either blob dir (both listed)."""

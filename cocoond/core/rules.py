@@ -321,11 +321,52 @@ def clone_blocked(
         fk.CLONE_BLOCKED,
         sid,
         f"snapshot {quoted(rec.name) or sid} cannot be cloned with {_backend_name(rec.hypervisor)} "
-        f"({'; '.join(problems)}); `cocoon vm restore` does not need these",
+        f"({'; '.join(problems)}); restore does not check these",
         snapshot_id=sid,
         name=rec.name or None,
         path=_join(root, f"{LOCALFILE}/{sid}"),
         fails=(fk.CLONE,),
+    )
+
+
+def role_sequence_problem(snapshot: tuple[str, ...], vm: tuple[str, ...]) -> str | None:
+    """hypervisor.ValidateRoleSequence (hypervisor/utils.go:298-313): the
+    snapshot's disks must be a prefix of the VM's, by role, and the VM may
+    only add cidata after them."""
+    if len(snapshot) > len(vm):
+        return f"the snapshot has {len(snapshot)} disks, the VM only {len(vm)}"
+    for i, role in enumerate(snapshot):
+        if vm[i] != role:
+            return f"disk[{i}] is {role or '(none)'} in the snapshot but {vm[i] or '(none)'} in the VM"
+    for i in range(len(snapshot), len(vm)):
+        if vm[i] != "cidata":
+            return f"the VM's disk[{i}] ({vm[i] or '(none)'}) is not in the snapshot, and only cidata may be"
+    return None
+
+
+def restore_blocked(
+    sid: str, rec: RecFacts, state: DirState | None, db: str, owner: VMClaim, root: str
+) -> Finding | None:
+    """A snapshot whose own VM (the one listing it in snapshot_ids, which
+    restore requires: cmd/vm/run.go:167-169) has another disk layout:
+    restore's preflight fails on the role sequence, before it stops the VM
+    (cloudhypervisor/restore.go:54-63, firecracker/helper.go:18-31). Clone
+    builds a new VM and does not care."""
+    if rec.recorded is not None or state is None or state.contents is None or state.contents.unreadable:
+        return None
+    problem = role_sequence_problem(state.contents.roles, owner.roles)
+    if problem is None:
+        return None
+    return Finding(
+        fk.RESTORE_BLOCKED,
+        sid,
+        f"snapshot {quoted(rec.name) or sid} cannot be restored onto its VM "
+        f"{quoted(owner.name) or owner.vm_id} ({db}): {problem} (restore checks the snapshot's disks "
+        "against its VM's; clone does not)",
+        snapshot_id=sid,
+        name=rec.name or None,
+        path=_join(root, f"{LOCALFILE}/{sid}"),
+        fails=(fk.RESTORE,),
     )
 
 

@@ -536,6 +536,20 @@ def vm_lists_deleted_snapshot(root: str) -> Expected:
     return _expect("vm_snapshot_gone", vm, snapshot_id=sid)
 
 
+def vm_disks_edited(root: str) -> Expected:
+    """A CH VM record whose data disk entry was removed by hand after its
+    snapshot: restore's ValidateRoleSequence refuses the snapshot on it
+    (hypervisor/utils.go:298-313); clone does not care."""
+    sid = _ch_snapshot(root)
+    db = layout.vm_db(root, CH)
+    raw = load_raw(db, ("vms", "names"))
+    vm = next(v for v in raw["vms"].values() if sid in (v.get("snapshot_ids") or {}))
+    vm["storage_configs"] = [sc for sc in vm["storage_configs"] if sc["role"] != "data"]
+    with flock(layout.vm_lock(root, CH)):
+        atomic_write_json(db, raw)
+    return _expect("restore_blocked", sid, snapshot_id=sid, path=layout.data_dir(root, sid))
+
+
 _CH_PARTS = {
     "sidecar": "cocoon.json",
     "config": "config.json",
@@ -684,6 +698,12 @@ _add(
 )
 _add("stale-epoch-tmp", "stale_temp", "the registry's snapshots.json.tmp left by a crash", stale_epoch_tmp)
 _add("convert-lock", None, "a raw image's convert lock .tmp-<hex>.qcow2.lock (kept by design)", convert_lock)
+_add(
+    "vm-disks-edited",
+    "restore_blocked",
+    "a VM's data disk removed from its record by hand after its snapshot",
+    vm_disks_edited,
+)
 _add("oci-boot-files-gone", "image_unusable", "an OCI image's vmlinuz removed by hand", oci_boot_files_gone)
 _add("empty-kernel-layer", "image_unusable", '"kernel_layer": "" in one OCI image entry', empty_kernel_layer)
 _add("vm-kernel-gone", "vm_base_missing", "a Firecracker VM's extracted vmlinux removed", vm_kernel_gone)

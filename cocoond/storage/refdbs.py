@@ -127,6 +127,7 @@ def decode_vm_refs(data: bytes, path: str) -> frozenset[str]:
                 frozenset(vm.get("snapshot_ids") or ()),
                 tuple((what, p) for what, p in base if p),
                 frozenset(blob_ids),
+                tuple((sc or {}).get("role") or "" for sc in vm.get("storage_configs") or ()),
             )
         )
     return ClaimRefs(refs, tuple(claims))
