@@ -201,7 +201,7 @@ def read_contents(path: str, trusted: Trusted | None = None) -> DirContents | No
                 sidecar_problem = str(exc)
             else:
                 fc_problem = sidecar.fc_problem
-                untrusted = _fc_untrusted(sidecar, trusted) if trusted is not None else None
+                untrusted = _untrusted(sidecar, trusted) if trusted is not None else None
                 roles = tuple(d.role for d in sidecar.disks)
                 missing = tuple(d.resident for d in sidecar.disks if d.resident and not there(d.resident))
                 odd += [(d.resident, d.role) for d in sidecar.disks if d.resident and irregular(d.resident)]
@@ -255,6 +255,19 @@ def trusted_for(root: str) -> Trusted:
     return Trusted((here, *root_aliases(here)), os.environ.get(RUN_DIR_ENV) or DEFAULT_RUN_DIR)
 
 
+_UNTRUSTED: dict[tuple[Sidecar, Trusted], str | None] = {}
+
+
+def _untrusted(sidecar: Sidecar, trusted: Trusted) -> str | None:
+    """_fc_untrusted, once per distinct sidecar (snapshots of a VM share one)."""
+    key = (sidecar, trusted)
+    if key not in _UNTRUSTED:
+        if len(_UNTRUSTED) >= 4096:
+            del _UNTRUSTED[next(iter(_UNTRUSTED))]
+        _UNTRUSTED[key] = _fc_untrusted(sidecar, trusted)
+    return _UNTRUSTED[key]
+
+
 def _fc_untrusted(sidecar: Sidecar, trusted: Trusted) -> str | None:
     """firecracker/snapshot.go:156-168: every storage path under the root or
     the run dir, kernel and initrd under the root (isUnderDir: a lexical
@@ -283,6 +296,10 @@ def _unreadable(why: str) -> DirContents:
     return _CONTENTS.setdefault(found, found)
 
 
+#: Bytes per read() of a data dir's JSON file (they are a few KB; no cap).
+READ_CHUNK = 1 << 20
+
+
 def _read_whole(entry: os.DirEntry[str]) -> bytes:
     """A regular file's bytes, all of them, as cocoon's os.ReadFile gets
     them (no size cap: cocoon has none). A FIFO or a device is a problem,
@@ -296,11 +313,18 @@ def _read_whole(entry: os.DirEntry[str]) -> bytes:
         raise
     except OSError as exc:
         raise FormatProblem(f"cannot read: {exc.strerror or exc}") from None
+    chunks = []
     try:
-        with os.fdopen(fd, "rb", closefd=True) as f:
-            return f.read()
+        while True:  # a regular file: a short read is its end, so one read gets a small one
+            chunk = os.read(fd, READ_CHUNK)
+            chunks.append(chunk)
+            if len(chunk) < READ_CHUNK:
+                break
     except OSError as exc:
         raise FormatProblem(f"cannot read: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
+    return b"".join(chunks)
 
 
 def last_write(path: str, own_mtime: float) -> float:

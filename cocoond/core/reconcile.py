@@ -137,8 +137,11 @@ class Reconciler:
         self._owner: dict[str, tuple[str, VMClaim]] = {}
         #: base_files that are MISSING (so a path coming back re-judges its dirs).
         self._was_missing: set[str] = set()
-        self._listing = False  # inside apply_listing: claims are judged once at its end
-        self._claims_dirty = False
+        #: Image/VM DBs whose claims need judging again, and whether the
+        #: snapshot -> VM map does: done once, when findings or wants are
+        #: next read (a 4,000-VM DB is not re-judged per blob event).
+        self._stale_claims: set[str] = set()
+        self._owners_stale = False
         self.blob_files: dict[str, dict[str, BlobFile]] = {}
         self.boot_dirs: dict[str, int] = {}
         self.ref_sets: dict[str, frozenset[str]] = {}  # last good refs of each image/VM DB
@@ -193,6 +196,7 @@ class Reconciler:
         """Bring the time-dependent findings up to `now` and hand over every
         key that changed since the last call."""
         self._now = now
+        self._flush_claims()
         self._promote_orphans(now)
         self._eval_timed(now)
         dirty, self._dirty = self._dirty, set()
@@ -238,6 +242,7 @@ class Reconciler:
 
     def take_wants(self) -> Wants:
         """What the last DB loads left unknown (see `Wants`); handed over once."""
+        self._flush_claims()
         wants, self._wants = self._wants, Wants()
         return wants
 
@@ -246,14 +251,7 @@ class Reconciler:
         """A full pass: replace everything, marking only what changed. A
         directory the listing could not read keeps what the index knew of it:
         unknown is not the same as empty."""
-        self._listing, self._claims_dirty = True, False
-        try:
-            self._apply_listing(listing)
-        finally:
-            self._listing = False
-        if self._claims_dirty:
-            for relpath in list(self.claims):
-                self._eval_claims(relpath)
+        self._apply_listing(listing)
 
     def _apply_listing(self, listing: Listing) -> None:
         self._set_unreadable_all(listing.unreadable)
@@ -274,7 +272,7 @@ class Reconciler:
         else:
             changed_dirs = set()
         if newly_listed & set(BLOB_DIRS):
-            self._claims_dirty = True
+            self._stale_claims.update(self.claims)
             for hex_ in list(self.snap_refs) + list(self.other_refs):
                 self._eval_hex(hex_)
         for path in set(self.recorded_dirs) | set(listing.recorded_dirs):
@@ -363,8 +361,8 @@ class Reconciler:
             self.claims[relpath] = refs.claims
         else:
             self.claims.pop(relpath, None)
-        self._eval_claims(relpath)
-        self._index_owners()
+        self._stale_claims.add(relpath)
+        self._owners_stale = True
         old = self.ref_sets.get(relpath, frozenset())
         new = refs or frozenset()
         if refs is None:
@@ -422,8 +420,7 @@ class Reconciler:
                 c = state.contents
                 if c is not None and any(p in missing for _, p in (*c.ch_base, *c.fc_base)):
                     self._eval_dir(sid)
-        for relpath in list(self.claims):
-            self._eval_claims(relpath)
+        self._stale_claims.update(self.claims)
 
     def set_blob(self, relpath: str, blob: BlobFile | None) -> None:
         """An entry of a blob dir changed; `relpath` names it under the root."""
@@ -436,10 +433,7 @@ class Reconciler:
         if not files:
             del self.blob_files[hex_]
         self._eval_hex(hex_)
-        if self._listing:
-            self._claims_dirty = True
-        else:
-            self._eval_vm_claims_of(hex_)
+        self._stale_claims.update(self.claims)
 
     def set_boot_dir(self, hex_: str, disk_bytes: int | None) -> None:
         """An OCI boot dir oci/boot/<hex>/ (gc deletes it with its blob)."""
@@ -515,8 +509,7 @@ class Reconciler:
             self._eval_record(sid)
         self._eval_names()
         self._rebuild_snap_refs(touched, old_records)
-        for relpath in list(self.claims):
-            self._eval_claims(relpath)
+        self._stale_claims.update(self.claims)
         self.name_count = len(self.names)
         self.names = {}
 
@@ -628,7 +621,7 @@ class Reconciler:
         if known and rec is None and state is not None and state.kind != "other":
             due = (state.last_write or 0.0) + self.orphan_quiet_seconds
         self._set_orphan_due(sid, due)
-        missing = incomplete = blocked = restore = None
+        missing = incomplete = blocked = None
         if rec is not None and not rec.pending and (known or rec.recorded is not None):
             recorded_is_dir = self.recorded_dirs.get(rec.recorded) if rec.recorded else None
             missing = rules.missing_data_dir(sid, rec, state, recorded_is_dir, self.root)
@@ -637,17 +630,38 @@ class Reconciler:
                 if incomplete is None:
                     self._want_base(state)
                     blocked = rules.clone_blocked(sid, rec, state, self.base_files, self.root)
-                    owner = self._owner.get(sid)
-                    if owner is not None:
-                        restore = rules.restore_blocked(sid, rec, state, owner[0], owner[1], self.root)
         self._put((fk.MISSING_DATA_DIR, sid), missing)
         self._put((fk.INCOMPLETE_DATA_DIR, sid), incomplete)
         self._put((fk.CLONE_BLOCKED, sid), blocked)
-        self._put((fk.RESTORE_BLOCKED, sid), restore)
+        self._eval_restore(sid)
         unread = None
         if rec is not None and not rec.pending and rec.recorded is None and state is not None:
             unread = state.contents.unreadable if state.contents is not None else None
         self._set_unread(sid, unread)
+
+    def _eval_restore(self, sid: str) -> None:
+        """restore_blocked for one snapshot: its disks against its VM's, once
+        restore's own checks on the dir passed."""
+        if self.frozen:
+            self._deferred_dirs.add(sid)
+            return
+        owner = self._owner.get(sid)
+        key: Key = (fk.RESTORE_BLOCKED, sid)
+        if owner is None:
+            if key in self._static:
+                self._put(key, None)
+            return
+        rec, state, static = self.records.get(sid), self.dirs.get(sid), self._static
+        finding = None
+        if (
+            rec is not None
+            and not rec.pending
+            and LOCALFILE in self._listed
+            and (fk.MISSING_DATA_DIR, sid) not in static
+            and (fk.INCOMPLETE_DATA_DIR, sid) not in static
+        ):
+            finding = rules.restore_blocked(sid, rec, state, owner[0], owner[1], self.root)
+        self._put(key, finding)
 
     def _want_base(self, state: DirState | None) -> None:
         """Ask the shell to stat the base files a dir names that it has not."""
@@ -687,10 +701,13 @@ class Reconciler:
         else:
             self._claim_keys.pop(relpath, None)
 
-    def _eval_vm_claims_of(self, hex_: str) -> None:
-        for relpath, claims in list(self.claims.items()):
-            if any(isinstance(c, VMClaim) and hex_ in c.blobs for c in claims):
-                self._eval_claims(relpath)
+    def _flush_claims(self) -> None:
+        if self._owners_stale:
+            self._owners_stale = False
+            self._index_owners()
+        stale, self._stale_claims = self._stale_claims, set()
+        for relpath in stale:
+            self._eval_claims(relpath)
 
     def _index_owners(self) -> None:
         """Which VM each snapshot belongs to; re-judge the snapshots whose
@@ -704,7 +721,7 @@ class Reconciler:
         old, self._owner = self._owner, owners
         for sid in old.keys() | owners.keys():
             if old.get(sid) != owners.get(sid) and sid in self.records:
-                self._eval_dir(sid)
+                self._eval_restore(sid)
 
     def _blob_lost(self, hex_: str) -> bool:
         """No usable file for this hex in either blob dir (both listed)."""

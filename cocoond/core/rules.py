@@ -400,7 +400,7 @@ def vm_snapshot_gone(db: str, claim: VMClaim, snapshot_ids: Collection[str]) -> 
     are (snapshot/localfile/localfile.go:173-209; only RecordSnapshot
     writes them, hypervisor/backend.go:424-446): restoring the VM to one
     fails (cmd/vm/run.go:163-169) and `cocoon snapshot list --vm` skips it."""
-    gone = sorted(claim.snapshot_ids - set(snapshot_ids)) if claim.snapshot_ids else []
+    gone = sorted(sid for sid in claim.snapshot_ids if sid not in snapshot_ids)
     if not gone:
         return None
     label = quoted(claim.name) or claim.vm_id
