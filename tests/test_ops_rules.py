@@ -653,3 +653,17 @@ def test_a_vm_being_created_is_not_judged(tmp_path: Path) -> None:
     vm_db(tmp_path, "firecracker", fc_vm(tmp_path, state="creating"))
     (tmp_path / "oci" / "boot" / LAYER1 / "vmlinux").unlink()
     assert check(tmp_path) == {}
+
+
+def test_a_vms_lost_kernel_blocks_restoring_its_snapshots(tmp_path: Path) -> None:
+    """Restore relaunches the VM with its own record's boot files after the
+    kill (firecracker/restore.go:86-127): the snapshot cannot be restored
+    onto it, though it still clones (its sidecar names vmlinuz, still there)."""
+    fc_oci(tmp_path)
+    vm_db(tmp_path, "firecracker", fc_vm(tmp_path, snapshot_ids={SID: {}}))
+    (tmp_path / "oci" / "boot" / LAYER1 / "vmlinux").unlink()
+    found = check(tmp_path)
+    assert set(found) == {("vm_base_missing", VM), ("restore_blocked", SID)}, found
+    f = found[("restore_blocked", SID)]
+    assert f"the VM's kernel {tmp_path}/oci/boot/{LAYER1}/vmlinux is gone" in f.message, f.message
+    assert f.fails == ("restore",)

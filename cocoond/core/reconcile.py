@@ -420,6 +420,9 @@ class Reconciler:
                 c = state.contents
                 if c is not None and any(p in missing for _, p in (*c.ch_base, *c.fc_base)):
                     self._eval_dir(sid)
+            for sid, (_, vm) in self._owner.items():
+                if any(p in missing for _, p in vm.base):
+                    self._eval_restore(sid)
         self._stale_claims.update(self.claims)
 
     def set_blob(self, relpath: str, blob: BlobFile | None) -> None:
@@ -660,7 +663,7 @@ class Reconciler:
             and (fk.MISSING_DATA_DIR, sid) not in static
             and (fk.INCOMPLETE_DATA_DIR, sid) not in static
         ):
-            finding = rules.restore_blocked(sid, rec, state, owner[0], owner[1], self.root)
+            finding = rules.restore_blocked(sid, rec, state, owner[0], owner[1], self.base_files, self.root)
         self._put(key, finding)
 
     def _want_base(self, state: DirState | None) -> None:

@@ -345,24 +345,36 @@ def role_sequence_problem(snapshot: tuple[str, ...], vm: tuple[str, ...]) -> str
 
 
 def restore_blocked(
-    sid: str, rec: RecFacts, state: DirState | None, db: str, owner: VMClaim, root: str
+    sid: str,
+    rec: RecFacts,
+    state: DirState | None,
+    db: str,
+    owner: VMClaim,
+    base_files: Mapping[str, int],
+    root: str,
 ) -> Finding | None:
-    """A snapshot whose own VM (the one listing it in snapshot_ids, which
-    restore requires: cmd/vm/run.go:167-169) has another disk layout:
-    restore's preflight fails on the role sequence, before it stops the VM
-    (cloudhypervisor/restore.go:54-63, firecracker/helper.go:18-31). Clone
-    builds a new VM and does not care."""
+    """A snapshot its own VM (the one listing it in snapshot_ids, which
+    restore requires: cmd/vm/run.go:167-169) cannot be restored to: the VM
+    has another disk layout, which restore's preflight refuses before it
+    stops the VM (hypervisor/utils.go:298-313 via cloudhypervisor/restore.go:
+    54-63, firecracker/helper.go:18-31); or the VM's own layers or boot
+    files are gone, which the relaunch after the kill needs
+    (cloudhypervisor/restore.go:94-145, firecracker/restore.go:86-127).
+    Clone builds a new VM from the snapshot's own files."""
     if rec.recorded is not None or state is None or state.contents is None or state.contents.unreadable:
         return None
-    problem = role_sequence_problem(state.contents.roles, owner.roles)
-    if problem is None:
+    problems = [p for p in (role_sequence_problem(state.contents.roles, owner.roles),) if p]
+    if owner.state != "creating":
+        gone = [f"{what} {path}" for what, path in owner.base if base_files.get(path) == MISSING]
+        if gone:
+            problems.append(f"the VM's {'; '.join(gone)} {'is' if len(gone) == 1 else 'are'} gone")
+    if not problems:
         return None
     return Finding(
         fk.RESTORE_BLOCKED,
         sid,
         f"snapshot {quoted(rec.name) or sid} cannot be restored onto its VM "
-        f"{quoted(owner.name) or owner.vm_id} ({db}): {problem} (restore checks the snapshot's disks "
-        "against its VM's; clone does not)",
+        f"{quoted(owner.name) or owner.vm_id} ({db}): {'; '.join(problems)}; clone does not depend on these",
         snapshot_id=sid,
         name=rec.name or None,
         path=_join(root, f"{LOCALFILE}/{sid}"),
