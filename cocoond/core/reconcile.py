@@ -251,9 +251,6 @@ class Reconciler:
         """A full pass: replace everything, marking only what changed. A
         directory the listing could not read keeps what the index knew of it:
         unknown is not the same as empty."""
-        self._apply_listing(listing)
-
-    def _apply_listing(self, listing: Listing) -> None:
         self._set_unreadable_all(listing.unreadable)
         flipped = {p for p, found in listing.base_files.items() if self.base_files.get(p) != found}
         self.base_files.update(listing.base_files)
