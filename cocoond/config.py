@@ -30,6 +30,9 @@ DEFAULT_CONFIG: Final = "/etc/cocoond/config.toml"
 CONFIG_ENV: Final = "COCOOND_CONFIG"
 #: Set by systemd from the unit's StateDirectory= (colon-separated if several).
 STATE_ENV: Final = "STATE_DIRECTORY"
+#: What systemd sets it to for systemd/cocoond.service (StateDirectory=cocoond),
+#: named by `config show` when run by hand, outside the unit.
+UNIT_STATE_DIR: Final = "/var/lib/cocoond"
 #: A config is a short text file: anything bigger is not one (a log, a
 #: device, a disk image symlinked by mistake) and is refused before reading.
 MAX_CONFIG_BYTES: Final = 1 << 20
@@ -464,6 +467,15 @@ def show_lines(config: Config) -> list[str]:
         (f"{key} = {_toml_literal(value_of(config, key))}", config.sources.get(key, "default"))
         for key in KEYS
     ]
+    if config.state_dir is None:
+        # Run by hand, outside the unit: say what the daemon will use there,
+        # but print the value in effect here so the output still loads to it.
+        at = KEYS.index("state_dir")
+        rows[at] = (
+            rows[at][0],
+            f"default: not kept here; under the unit, {UNIT_STATE_DIR} "
+            f"(its StateDirectory=, as ${STATE_ENV})",
+        )
     width = max(len(text) for text, _ in rows)
     return [f"{text:<{width}}  # {origin}" for text, origin in rows]
 

@@ -32,6 +32,7 @@ CONTRACT_SEVERITY = {
     "dangling_name": "error",
     "name_mismatch": "warning",
     "stale_temp": "info",
+    "dir_unreadable": "warning",
     "clone_blocked": "warning",
     "restore_blocked": "error",
     "image_unusable": "error",

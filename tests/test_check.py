@@ -212,7 +212,7 @@ def test_console_script_human_output(root: Path) -> None:
         [str(script), "check", "--root", str(root)], capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 2
-    assert done.stdout.startswith("ERROR: ")
+    assert done.stdout.startswith("COCOOND CRITICAL - ")
     rows = [line for line in done.stdout.splitlines()[2:] if expected["subject"] in line]
     assert len(rows) == 1 and rows[0].split()[:2] == ["ERROR", "missing_data_dir"]
 
@@ -677,7 +677,7 @@ def test_hostile_snapshot_names(sim: ModuleType, root: Path, capsys: pytest.Capt
     assert rc_h == rc
     lines = _human_lines(out)
     assert len(lines) == 2 + len(result["findings"])  # status, header, one row per finding
-    assert lines[0].startswith("ERROR: ")
+    assert lines[0].startswith("COCOOND CRITICAL - ")
     assert lines[1].split() == ["SEVERITY", "KIND", "SUBJECT", "SIZE/AGE", "MESSAGE"]
     for sid in by_sid:
         rows = [line for line in lines[2:] if sid in line]
@@ -839,14 +839,15 @@ def test_bad_config_exits_3_naming_file_and_key(
     config = tmp_path / "cocoond.toml"
     config.write_text("[thresholds]\npending_stale_secs = 10\n")
     capsys.readouterr()
-    assert main(["check", "--root", str(root), "--config", str(config)]) == 3
+    assert main(["check", "--root", str(root), "--config", str(config), "--json"]) == 3
     out, err = capsys.readouterr()
     assert out == ""
     assert str(config) in err and "thresholds.pending_stale_secs" in err
     config.write_text("[thresholds]\npending_stale_seconds = -1\n")
     assert main(["check", "--root", str(root), "--config", str(config)]) == 3
-    err = capsys.readouterr().err
-    assert str(config) in err and "thresholds.pending_stale_seconds" in err
+    out, err = capsys.readouterr()
+    assert out.startswith("COCOOND UNKNOWN - ") and err == ""
+    assert str(config) in out and "thresholds.pending_stale_seconds" in out
     assert main(["check", "--root", str(root), "--config", str(tmp_path / "absent.toml")]) == 3
 
 

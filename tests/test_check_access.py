@@ -102,10 +102,15 @@ def test_what_check_may_not_read_is_exit_3_and_one_line(
     finally:
         os.chmod(target, saved)
     assert done.returncode == 3, (done.stdout, done.stderr)
-    assert done.stdout == ""
     assert "Traceback" not in done.stderr
-    lines = done.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("cocoond check: "), done.stderr
+    if as_json:  # stdout is JSON or nothing; the reason is one line on stderr
+        assert done.stdout == ""
+        lines = done.stderr.splitlines()
+        assert len(lines) == 1 and lines[0].startswith("cocoond check: "), done.stderr
+    else:  # a monitoring plugin's UNKNOWN line, on stdout
+        assert done.stderr == ""
+        lines = done.stdout.splitlines()
+        assert len(lines) == 1 and lines[0].startswith("COCOOND UNKNOWN - "), done.stdout
     # It names what it could not read: the denied path, or one inside it
     # (cocoon.json's data dir for the file itself).
     named = target.parent if target.name == "cocoon.json" else target
@@ -148,5 +153,6 @@ def test_an_unreadable_config_is_exit_3_and_one_line(
         text=True,
         timeout=120,
     )
-    assert done.returncode == 3 and done.stdout == ""
-    assert len(done.stderr.splitlines()) == 1 and str(config) in done.stderr, done.stderr
+    assert done.returncode == 3 and done.stderr == ""
+    assert len(done.stdout.splitlines()) == 1 and str(config) in done.stdout, done.stdout
+    assert done.stdout.startswith("COCOOND UNKNOWN - ")

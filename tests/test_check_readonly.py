@@ -309,5 +309,5 @@ def test_a_db_that_changes_every_pass_is_reported_as_such(
     passes.clear()
     rc, out = check_human(root, capsys)
     lines = out.splitlines()
-    assert len(lines) == 2 and lines[0].startswith("OK:")
+    assert len(lines) == 2 and lines[0].startswith("COCOOND OK - ")
     assert f"during each of {check_module.MAX_ATTEMPTS} passes" in lines[1]

@@ -77,7 +77,12 @@ def daemons(tmp_path: Path) -> Iterator[Daemons]:
 def test_usage_error_exit_codes(argv: list[str], code: int, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(argv) == code
     out, err = capsys.readouterr()
-    assert out == ""
+    # check is a monitoring plugin: its UNKNOWN status line is on stdout.
+    assert out == (
+        ""
+        if code != UNKNOWN
+        else f"COCOOND UNKNOWN - usage error: {err.splitlines()[-1].partition('error: ')[2]}\n"
+    )
     assert err.startswith("usage: cocoond"), err
     assert "error:" in err.splitlines()[-1], err
 
@@ -104,7 +109,10 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
 def test_usage_error_exit_status_of_the_process(argv: list[str], code: int) -> None:
     done = cocoond(*argv)
     assert done.returncode == code, done
-    assert done.stdout == ""
+    # check is a monitoring plugin: one UNKNOWN status line on stdout.
+    assert done.stdout == (
+        "" if code != UNKNOWN else "COCOOND UNKNOWN - usage error: unrecognized arguments: --bogus\n"
+    )
 
 
 # ---------------------------------------------------------- default config
@@ -141,8 +149,8 @@ def test_check_reads_the_default_config(
     default.write_text("[watch]\nsettle_secs = 1\n")
     capsys.readouterr()
     assert main(["check"]) == UNKNOWN
-    err = capsys.readouterr().err
-    assert str(default) in err and "watch.settle_secs" in err
+    out = capsys.readouterr().out
+    assert out.startswith("COCOOND UNKNOWN - ") and str(default) in out and "watch.settle_secs" in out
 
 
 def test_check_without_default_config_file_uses_defaults(
@@ -259,7 +267,7 @@ def _help(*argv: str) -> str:
 @pytest.mark.parametrize(
     ("argv", "codes"),
     [
-        (("run",), ["0", "64", "78"]),
+        (("run",), ["0", "64", "78", "70", "75"]),
         (("check",), ["0", "1", "2", "3"]),
         (("config", "check"), ["0", "64", "78"]),
         (("config", "show"), ["0", "64", "78"]),
@@ -301,7 +309,8 @@ def test_fifo_config_does_not_hang(tmp_path: Path) -> None:
     for argv, code in ((["check"], UNKNOWN), (["run"], EX_CONFIG), (["config", "check"], EX_CONFIG)):
         done = cocoond(*argv, "--config", str(fifo), "--root", str(tmp_path))
         assert done.returncode == code, done
-        assert f"{fifo}: is a FIFO, not a config file" in done.stderr
+        said = done.stdout if argv == ["check"] else done.stderr  # check: the UNKNOWN status line
+        assert f"{fifo}: is a FIFO, not a config file" in said
 
 
 def test_config_symlinked_to_dev_zero_is_not_read(tmp_path: Path) -> None:
@@ -311,8 +320,8 @@ def test_config_symlinked_to_dev_zero_is_not_read(tmp_path: Path) -> None:
     link.symlink_to("/dev/zero")
     done = cocoond("check", "--config", str(link), "--root", str(tmp_path), limit_memory=True)
     assert done.returncode == UNKNOWN, done
-    assert "is a character device, not a config file" in done.stderr
-    assert done.stderr.count("\n") == 1
+    assert "is a character device, not a config file" in done.stdout
+    assert done.stdout.count("\n") == 1 and done.stdout.startswith("COCOOND UNKNOWN - ")
 
 
 def test_interval_that_cannot_be_meant_is_refused(tmp_path: Path) -> None:
@@ -320,7 +329,7 @@ def test_interval_that_cannot_be_meant_is_refused(tmp_path: Path) -> None:
     config.write_text(render_toml({"watch": {"debounce_seconds": 1e-300}}))
     done = cocoond("check", "--config", str(config), "--root", str(tmp_path))
     assert done.returncode == UNKNOWN, done
-    assert "watch.debounce_seconds: must be 0 or at least 0.01 seconds, got 1e-300" in done.stderr
+    assert "watch.debounce_seconds: must be 0 or at least 0.01 seconds, got 1e-300" in done.stdout
 
 
 def test_changelog_describes_this_version() -> None:
@@ -332,3 +341,24 @@ def test_changelog_describes_this_version() -> None:
     assert headings[1][0] == __version__ and headings[1][1], headings[:2]
     section = text.split(f"## [{__version__}]", 1)[1].split("\n## [", 1)[0]
     assert "### Added" in section or "### Changed" in section or "### Fixed" in section
+
+
+def test_config_show_by_hand_names_the_units_state_dir(tmp_path: Path) -> None:
+    """Outside the unit STATE_DIRECTORY is unset: `config show` still says
+    where the daemon under the unit keeps its findings (the unit's
+    StateDirectory=), while the value stays the one in effect here, so the
+    output still loads to the same config."""
+    from cocoond.config import UNIT_STATE_DIR
+
+    unit = (Path(__file__).resolve().parents[1] / "systemd" / "cocoond.service").read_text()
+    assert "\nStateDirectory=cocoond\n" in unit and UNIT_STATE_DIR == "/var/lib/cocoond"
+    done = cocoond("config", "show", "--no-config")
+    assert done.returncode == 0, done
+    (line,) = [line for line in done.stdout.splitlines() if line.startswith("state_dir = ")]
+    assert line.startswith('state_dir = ""')
+    assert line.endswith(
+        "# default: not kept here; under the unit, /var/lib/cocoond (its StateDirectory=, "
+        "as $STATE_DIRECTORY)"
+    )
+    under_unit = cocoond("config", "show", "--no-config", env={"STATE_DIRECTORY": "/var/lib/cocoond"})
+    assert 'state_dir = "/var/lib/cocoond"' in under_unit.stdout and "# STATE_DIRECTORY" in under_unit.stdout

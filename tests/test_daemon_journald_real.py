@@ -203,5 +203,10 @@ def test_real_journald_stores_priorities_and_fields(
         "orphan_data_dir",
     ]
     assert all(o["level"] in ("warning", "error") for o in loud)
+    # The READMEs' jq-free command for new warnings and errors: journald
+    # matches the priority and the event field itself.
+    opened = [json.loads(line) for line in journald.cat("-p", "warning", "COCOOND_EVENT=finding.opened")]
+    assert sorted(o["kind"] for o in opened) == ["dangling_name", "missing_data_dir", "orphan_data_dir"]
+    assert all(o["event"] == "finding.opened" for o in opened)
     missing = [json.loads(line) for line in journald.cat("COCOOND_KIND=missing_data_dir")]
     assert [(o["event"], o["kind"]) for o in missing] == [("finding.opened", "missing_data_dir")]

@@ -221,3 +221,30 @@ def test_a_db_rewritten_as_null_opens_one_orphan_summary(
     assert singles == []
     (root / "snapshot/db/snapshots.json").write_bytes(good)
     daemon.wait_for(resolved("orphan_data_dir", "snapshot/localfile"), what="the summary resolved")
+
+
+def test_index_loaded_at_info_only_when_its_counts_change(
+    daemons: Daemons, sim: ModuleType, root: Path
+) -> None:
+    """Issue 18: a DB rewritten with the same records (cocoon rewrites it on
+    every command) is loaded again, but logged at debug: ~330 info lines a
+    minute under churn buried the findings."""
+    sim.init(str(root))
+    sim.create(str(root), name="one")
+    daemon = started(daemons, root, log={"level": "debug"})
+    first = daemon.wait_event("index.loaded", snapshots=1)
+    assert first["level"] == "info"
+    db = root / "snapshot/db/snapshots.json"
+    body = db.read_bytes()
+    for i in range(3):
+        mark = daemon.mark()
+        tmp = db.with_name(f"rewrite{i}.tmp")
+        tmp.write_bytes(body)
+        tmp.rename(db)  # another file, same records: re-parsed
+        again = daemon.wait_event("index.loaded", since=mark)
+        assert again["level"] == "debug" and again["snapshots"] == 1, again
+    sim.create(str(root), name="two")
+    second = daemon.wait_for(
+        lambda x: x.matches("index.loaded") and x.get("snapshots") == 2, what="the new count"
+    )
+    assert second["level"] == "info"

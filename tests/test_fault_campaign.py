@@ -15,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,8 +31,10 @@ from tests.daemon_harness import (
     LogLine,
     daemons_for,
     lifecycle_errors,
+    merge,
     opened,
     resolved,
+    with_prelude,
 )
 
 SETTLE = 0.3
@@ -289,3 +292,260 @@ def test_hostile_names_keep_every_line_one_bounded_json_object(
     assert len(human) < 64 << 10
     assert all(ch.isprintable() for ch in human.replace("\n", "")), "a control character reached the table"
     assert "back\\\\u202eslash" in human  # a backslash is escaped, so it cannot pass for an escape
+
+
+# ------------------------------------------------ the daemon's own state (issue 18)
+def start_with_state(daemons: Daemons, root: Path, state: Path) -> DaemonProcess:
+    daemon = daemons.start(root, CAMPAIGN, env={"STATE_DIRECTORY": str(state)})
+    daemon.wait_ready()
+    return daemon
+
+
+def test_a_state_write_that_fails_is_retried(
+    daemons: Daemons, sim: ModuleType, root: Path, tmp_path: Path
+) -> None:
+    """EROFS/ENOSPC stand-in that root cannot override: the state file's
+    name taken by a directory (the rename over it fails), then freed."""
+    sim.populate(str(root), snapshots=20, images=2)
+    state = tmp_path / "state"
+    (state / "findings.json").mkdir(parents=True)
+    daemon = start_with_state(daemons, root, state)
+    assert "a directory" in daemon.wait_event("state.fresh")["reason"]
+    faults(sim, root, ["missing-dir", "dangling-name"])
+    found = agree(daemon, root, "a state dir that cannot be written")
+    daemon.wait_event("state.save_failed")
+    (state / "findings.json").rmdir()
+    daemon.wait_event("state.saved")  # no change needed: the write stays due
+    saved = {(e["kind"], e["subject"]) for e in json.loads((state / "findings.json").read_text())["open"]}
+    assert saved == set(found)
+    assert daemon.stop()[0] == 0
+
+
+def test_leftovers_of_a_killed_write_are_removed_at_start(
+    daemons: Daemons, sim: ModuleType, root: Path, tmp_path: Path
+) -> None:
+    sim.populate(str(root), snapshots=20, images=2)
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / ".tmp-0a1b2c3d4e").write_text('{"format": 1, "ro')  # a write cut by kill -9
+    daemon = start_with_state(daemons, root, state)
+    assert daemon.wait_event("state.leftovers_removed")["files"] == [".tmp-0a1b2c3d4e"]
+    assert not (state / ".tmp-0a1b2c3d4e").exists()
+    faults(sim, root, ["orphan-dir"])
+    agree(daemon, root, "leftovers removed")
+
+
+@pytest.mark.parametrize("what", ["a FIFO", "a symlink to /dev/zero", "deep nesting"])
+def test_a_hostile_state_file_starts_fresh(
+    daemons: Daemons, sim: ModuleType, root: Path, tmp_path: Path, what: str
+) -> None:
+    sim.populate(str(root), snapshots=20, images=2)
+    state = tmp_path / "state"
+    state.mkdir()
+    path = state / "findings.json"
+    if what == "a FIFO":
+        os.mkfifo(path)
+    elif what == "a symlink to /dev/zero":
+        path.symlink_to("/dev/zero")
+    else:
+        path.write_text("[" * 200_000 + "]" * 200_000)
+    faults(sim, root, ["missing-dir"])
+    daemon = start_with_state(daemons, root, state)  # READY: no hang, no crash
+    fresh = daemon.wait_event("state.fresh")
+    assert fresh["level"] == "warning" and "unusable state file" in fresh["reason"], fresh
+    agree(daemon, root, what)
+    assert daemon.stop()[0] == 0
+
+
+def test_two_daemons_never_share_a_state_dir(
+    daemons: Daemons, sim: ModuleType, root: Path, tmp_path: Path
+) -> None:
+    sim.populate(str(root), snapshots=20, images=2)
+    state = tmp_path / "state"
+    first = start_with_state(daemons, root, state)
+    faults(sim, root, ["missing-dir"])
+    agree(first, root, "one daemon")
+    second = daemons.start(root, CAMPAIGN, env={"STATE_DIRECTORY": str(state)})
+    assert second.wait_exit() == 75
+    (busy,) = second.events("state.dir_busy")
+    assert busy["level"] == "error" and f"PID {first.proc.pid}" in busy["error"], busy
+    faults(sim, root, ["dangling-name"])
+    agree(first, root, "a second daemon refused")
+
+
+# ------------------------------------------------ a cocoon command in flight
+def test_snapshot_rm_under_cocoons_lock_opens_no_false_missing_dir(
+    daemons: Daemons, sim: ModuleType, root: Path
+) -> None:
+    """cocoon's `snapshot rm` removes the dir, then rewrites the DB under
+    snapshots.lock; a big DB makes that window longer than any settle. A
+    real flock held by another process (the simulator's hold-lock) keeps
+    the record-without-dir from being judged until the lock is free."""
+    sim.populate(str(root), snapshots=20, images=2)
+    config = {**CAMPAIGN, "log": {"level": "debug"}}
+    daemon = daemons.start(root, config)
+    daemon.wait_ready()
+    sid = sim.create(str(root), name="being-removed")
+    daemon.wait_event("index.loaded", snapshots=21)
+    holder = subprocess.Popen(
+        sim_argv(root, "hold-lock", "--seconds", "60"), stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().startswith("locked ")
+        shutil.rmtree(sim.data_dir(str(root), sid))  # rm's first step, outside the lock
+        held = daemon.wait_event("finding.held", kind="missing_data_dir", subject=sid)
+        assert held["pids"] == [holder.pid], held
+        # Several settles later the lock is still held: still nothing opened.
+        mark = daemon.mark()
+        daemon.wait_event("daemon.heartbeat", since=mark)
+        daemon.wait_event("daemon.heartbeat", since=daemon.mark())
+        # rm's second step: the record goes (written as cocoon does, under
+        # the lock the holder stands in for).
+        db = json.loads((root / SNAPSHOT_DB).read_text())
+        name = db["snapshots"].pop(sid)["name"]
+        db["names"].pop(name, None)
+        tmp = root / "snapshot" / "db" / ".tmp-rm"
+        tmp.write_text(json.dumps(db))
+        tmp.rename(root / SNAPSHOT_DB)
+    finally:
+        holder.kill()
+        holder.wait()
+    agree(daemon, root, "a snapshot rm under cocoon's lock")
+    assert daemon.events("finding.opened", kind="missing_data_dir", subject=sid) == []
+
+
+# ------------------------------------------------------------ clock steps
+FAKE_CLOCK = """
+import os, time
+_real, _path = time.time, os.environ["COCOOND_TEST_CLOCK_FILE"]
+def _fake():
+    try:
+        with open(_path) as fh:
+            return _real() + float(fh.read() or 0)
+    except (OSError, ValueError):
+        return _real()
+time.time = _fake
+"""
+
+
+def step_clock(daemon: DaemonProcess, clock: Path, seconds: float) -> None:
+    """Move the daemon's wall clock (not the files' times), as NTP or a
+    resume does, and wait until it has seen the step and looked again."""
+    since = daemon.mark()
+    tmp = clock.with_suffix(".new")
+    tmp.write_text(repr(seconds))
+    tmp.rename(clock)
+    daemon.wait_event("clock.stepped", since=since)
+    for _ in range(3):  # several settles of judging after the step
+        daemon.wait_event("daemon.heartbeat", since=daemon.mark())
+    daemon.wait_event("watch.rescan", reason="timer", since=daemon.mark())  # and a full scan
+
+
+def start_with_clock(
+    daemons: Daemons, root: Path, clock: Path, state: Path | None = None, **env: str
+) -> DaemonProcess:
+    clock.write_text("0")
+    env["COCOOND_TEST_CLOCK_FILE"] = str(clock)
+    if state is not None:
+        env["STATE_DIRECTORY"] = str(state)
+    daemon = daemons.start(root, CAMPAIGN, env=env, launch=with_prelude(FAKE_CLOCK))
+    daemon.wait_ready()
+    return daemon
+
+
+def test_a_clock_step_forward_calls_nothing_stale_or_orphaned(
+    daemons: Daemons, sim: ModuleType, root: Path, tmp_path: Path
+) -> None:
+    sim.populate(str(root), snapshots=20, images=2)
+    live = sim.inject(str(root), "fresh-pending")  # a save in progress
+    importing = root / "snapshot" / "localfile" / "IMPORTINPROGRESS"
+    importing.mkdir()
+    stop = threading.Event()
+
+    def write_import() -> None:  # an import still being written
+        n = 0
+        while not stop.is_set():
+            (importing / f"layer{n % 3}").write_bytes(os.urandom(64))
+            n += 1
+            stop.wait(0.05)
+
+    writer = threading.Thread(target=write_import)
+    writer.start()
+    try:
+        daemon = start_with_clock(daemons, root, tmp_path / "clock")
+        daemon.wait_for(opened("pending", live["subject"]))
+        step_clock(daemon, tmp_path / "clock", 2 * 86400)
+    finally:
+        stop.set()
+        writer.join()
+    assert daemon.events("finding.opened", kind="orphan_data_dir", subject="IMPORTINPROGRESS") == []
+    assert daemon.events("finding.opened", kind="stale_pending") == []
+    assert daemon.events("finding.resolved", kind="pending") == []
+    shutil.rmtree(importing)  # the import gave up and cleaned up
+    agree(daemon, root, "a +2 day clock step")
+
+
+def test_a_clock_step_back_resolves_nothing_and_opened_at_stays_a_fact(
+    daemons: Daemons, sim: ModuleType, root: Path, tmp_path: Path
+) -> None:
+    sim.populate(str(root), snapshots=20, images=2)
+    orphan = sim.inject(str(root), "orphan-dir")
+    state = tmp_path / "state"
+    first = start_with_clock(daemons, root, tmp_path / "clock", state)
+    first.wait_for(opened("orphan_data_dir", orphan["subject"]))
+    assert first.stop()[0] == 0
+    # Saved by a clock that was a day ahead (then corrected): in the future.
+    doc = json.loads((state / "findings.json").read_text())
+    future = "2099-01-01T00:00:00.000001Z"
+    for entry in doc["open"]:
+        entry["opened_at"] = future
+    (state / "findings.json").write_text(json.dumps(doc))
+    daemon = start_with_clock(daemons, root, tmp_path / "clock", state)
+    reminder = daemon.wait_event("finding.reminder", kind="orphan_data_dir", subject=orphan["subject"])
+    assert reminder["opened_at"] == future and reminder["open_seconds"] >= 0, reminder
+    step_clock(daemon, tmp_path / "clock", -7200)  # past the orphan dir's 1 h age
+    assert daemon.events("finding.resolved") == [], daemon.describe()
+    found = agree(daemon, root, "a -2 h clock step", before=first.lines)
+    assert ("orphan_data_dir", orphan["subject"]) in found
+
+
+# ------------------------------------------------------------ floods and terminals
+def test_a_restart_with_many_open_findings_is_one_line_per_kind(
+    daemons: Daemons, sim: ModuleType, root: Path, tmp_path: Path
+) -> None:
+    """Every data dir removed, then a restart: one
+    `finding.reminders` line for the kind, not one reminder per record (the
+    journald rate limit dropped unrelated entries)."""
+    sim.populate(str(root), snapshots=40, images=2)
+    state = tmp_path / "state"
+    first = daemons.start(root, CAMPAIGN, env={"STATE_DIRECTORY": str(state)})
+    first.wait_ready()
+    for entry in (root / "snapshot" / "localfile").iterdir():
+        shutil.rmtree(entry)
+    found = agree(first, root, "an emptied snapshot/localfile")
+    missing = sum(kind == "missing_data_dir" for kind, _ in found)
+    assert missing >= 30
+    assert first.stop()[0] == 0
+    config = merge(CAMPAIGN, {"alerts": {"orphan_burst_threshold": 10}})
+    second = daemons.start(root, config, env={"STATE_DIRECTORY": str(state)})
+    second.wait_ready()
+    summary = second.wait_event("finding.reminders", kind="missing_data_dir")
+    assert summary["count"] == missing, summary
+    assert second.events("finding.reminder", kind="missing_data_dir") == []
+    agree(second, root, "a restart with many open", before=first.lines)
+
+
+def test_console_lines_cannot_drive_the_terminal(daemons: Daemons, sim: ModuleType, root: Path) -> None:
+    sim.init(str(root))
+    config = {**CAMPAIGN, "log": {"format": "console"}}
+    daemon = daemons.start(root, config)
+    daemon.wait_ready()
+    for name in HOSTILE[:4]:
+        sid = sim.create(str(root), name=name)
+        shutil.rmtree(sim.data_dir(str(root), sid))
+    daemon.wait_for(
+        lambda line: line.raw.count("missing_data_dir") > 0 and "bidi" in line.raw, what="the bidi one"
+    )
+    daemon.wait_for(lambda line: "finding.opened" in line.raw and "red" in line.raw, what="the ESC one")
+    for line in daemon.lines:
+        assert line.raw.isprintable(), repr(line.raw)

@@ -108,6 +108,13 @@ def install(layout: Layout, wheels: Path, *extra: str) -> subprocess.CompletedPr
     # No pip configuration of this machine (indexes, find-links): only the wheel dir.
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
     env |= {"DESTDIR": str(layout.dest), "PIP_CONFIG_FILE": os.devnull}
+    # A mandb that records being run: a DESTDIR build must not index the
+    # staged pages (the package's man-db trigger does, on the host).
+    fakebin = layout.dest.parent / "fakebin"
+    fakebin.mkdir(exist_ok=True)
+    (fakebin / "mandb").write_text(f'#!/bin/sh\necho "$@" >>{layout.dest.parent / "mandb.log"}\n')
+    (fakebin / "mandb").chmod(0o755)
+    env["PATH"] = f"{fakebin}:{env.get('PATH', '')}"
     done = subprocess.run(
         [
             *offline(),
@@ -169,6 +176,22 @@ def test_layout(installed: Layout) -> None:
     for name, (version, _) in locked().items():
         assert got.get(name) == version, name
     assert got["cocoond"] == __version__
+
+
+def test_man_page_is_indexed_for_whatis(installed: Layout, tmp_path: Path) -> None:
+    """Without DESTDIR, scripts/install runs `mandb -q MANDIR`; with one (a
+    package build, as here) it must not. The command it runs makes
+    `whatis cocoond` find the page."""
+    assert not (installed.dest.parent / "mandb.log").exists(), "mandb ran for a DESTDIR build"
+    assert 'mandb -q "$mandir"' in INSTALL.read_text()
+    mandb, whatis = shutil.which("mandb"), shutil.which("whatis")
+    if mandb is None or whatis is None:
+        pytest.skip("man-db not installed")
+    mandir = tmp_path / "man"
+    shutil.copytree(installed.final / "man", mandir)
+    subprocess.run([mandb, "-q", str(mandir)], check=True, timeout=120)
+    done = subprocess.run([whatis, "-M", str(mandir), "cocoond"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.startswith("cocoond (8)"), done
 
 
 def test_runs_at_its_final_place(installed: Layout, sim: ModuleType, tmp_path: Path) -> None:
@@ -271,3 +294,29 @@ def test_install_refuses_what_it_did_not_make(wheels: Path, tmp_path: Path) -> N
     assert bad.returncode == 1 and "not an absolute directory" in bad.stderr
     usage = subprocess.run(["bash", str(INSTALL), "--bogus"], capture_output=True, text=True, env=env)
     assert usage.returncode == 64 and "--prefix DIR" in usage.stderr
+
+
+def test_uninstall_removes_the_metrics_file_the_config_names(tmp_path: Path) -> None:
+    """Issue 18 point 6: a cocoond.prom left behind keeps node_exporter
+    exporting the last values (and alerts firing) on a host without cocoond."""
+    from cocoond.daemon.metrics import Readings, render
+
+    dest = tmp_path / "pkg"
+    (dest / "etc" / "cocoond").mkdir(parents=True)
+    prom = dest / "srv" / "textfiles" / "cocoond.prom"
+    prom.parent.mkdir(parents=True)
+    (dest / "etc" / "cocoond" / "config.toml").write_text(
+        '[metrics]\ntextfile = "/srv/textfiles/cocoond.prom"\n'
+    )
+    prom.write_bytes(render(Readings([], 0, 0, 0, None, None, 0.0, 0.0)))
+    other = prom.parent / "node.prom"
+    other.write_text("node_x 1\n")
+    env = {**os.environ, "DESTDIR": str(dest)}
+    done = subprocess.run(["bash", str(UNINSTALL)], capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 0, done.stderr
+    assert not prom.exists() and f"removed {prom}" in done.stderr
+    assert other.exists()
+    # Not cocoond's: left, and said.
+    prom.write_text("node_x 1\n")
+    done = subprocess.run(["bash", str(UNINSTALL)], capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 0 and prom.exists() and "does not hold cocoond's metrics" in done.stderr

@@ -243,3 +243,37 @@ def test_console_lines_survive_a_lone_surrogate() -> None:
     log.info("finding.opened", name="bad\udcffname")
     out.flush()
     assert "bad\\udcffname" in out.buffer.getvalue().decode()
+
+
+def test_console_lines_escape_control_and_bidi_characters() -> None:
+    """Issue 18: a dir named with ESC/BEL/bidi sequences must not drive the
+    operator's terminal through `[log] format = "console"`."""
+    out = io.StringIO()
+    log = configure("console", "info", stream=out)
+    log.warning(
+        "finding.opened", subject="\x1b[31mred", snapshot_id="bell\x07", path="/r/bidi\u202eevil", name="ok"
+    )
+    text = out.getvalue()
+    assert text.endswith("\n") and text.count("\n") == 1
+    assert all(ch.isprintable() for ch in text[:-1]), repr(text)
+    for escaped in ("\\x1b[31mred", "bell\\x07", "bidi\\u202eevil", "name=ok"):
+        assert escaped in text, (escaped, text)
+
+
+def test_resolved_lines_carry_the_identifying_journal_fields(listener: JournalListener) -> None:
+    log = configure("json", "info", journal=JournalSink(JournalSocket(str(listener.path)), io.StringIO()))
+    log.info(
+        "finding.resolved",
+        kind="missing_data_dir",
+        subject="SID",
+        severity="error",
+        snapshot_id="SID",
+        name="web",
+        path="/r/snapshot/localfile/SID",
+    )
+    entry = listener.wait_for(lambda e: e.get("COCOOND_EVENT") == "finding.resolved")
+    assert entry.get("PRIORITY") == "6"
+    assert entry.get("COCOOND_SEVERITY") == "error"
+    assert entry.get("COCOOND_SNAPSHOT_ID") == "SID"
+    assert entry.get("COCOOND_NAME") == "web"
+    assert entry.get("COCOOND_PATH") == "/r/snapshot/localfile/SID"

@@ -141,3 +141,18 @@ def test_module_writes_the_page(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
         [sys.executable, "-m", "cocoond.cli.manpage"], capture_output=True, text=True, check=True, timeout=60
     )
     assert done.stdout == render()
+
+
+def test_environment_and_files_list_each_term_once(page: str) -> None:
+    """Several commands share a variable or a file: the page names it once."""
+    for title in ("ENVIRONMENT", "FILES"):
+        body = page.split(f"\n.SH {title}\n", 1)[1].split("\n.SH ", 1)[0]
+        terms = re.findall(r"^\.TP\n\.B (.+)$", body, re.MULTILINE)
+        assert terms and len(terms) == len(set(terms)), (title, terms)
+    env = page.split("\n.SH ENVIRONMENT\n", 1)[1].split("\n.SH ", 1)[0]
+    assert env.count(".B STATE_DIRECTORY") == 1 and "/var/lib/cocoond" in env
+
+
+def test_output_section_gives_the_plugin_status_line(rendered: str) -> None:
+    assert "OUTPUT cocoond check first line a monitoring plugin's status line" in rendered
+    assert "COCOOND OK|WARNING|CRITICAL|UNKNOWN - summary | perfdata" in rendered

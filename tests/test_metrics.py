@@ -5,6 +5,7 @@ key. The daemon's own file is tested end to end in test_daemon_metrics.py."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import threading
@@ -16,9 +17,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from cocoond import __version__
 from cocoond.config import load_config
-from cocoond.core.findings import SEVERITY_OF, Finding
+from cocoond.core.findings import Finding
 from cocoond.daemon.metrics import MIN_INTERVAL, MetricsFile, Readings, render
 from cocoond.errors import ConfigError
+from tests.conftest import CONTRACT_SEVERITY
+
+README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 def readings(findings: list[Finding] | None = None, **kw: Any) -> Readings:
@@ -52,6 +56,9 @@ class Log:
     def warning(self, event: str, **fields: Any) -> None:
         self.warnings.append((event, fields))
 
+    def info(self, event: str, **fields: Any) -> None:
+        pass
+
 
 FINDINGS = [
     Finding("orphan_data_dir", "A", "m", bytes=1000),
@@ -82,10 +89,32 @@ def test_every_metric_the_issue_asks_for() -> None:
     assert got[("cocoond_build_info", (("version", __version__),))] == 1
 
 
+def documented_severities() -> dict[str, str]:
+    """Every kind and its severity, not from the code's table: the
+    contract's kinds as written out in conftest (contract section 3), and
+    the kinds later issues added from the README's findings table, where
+    the contract says they are listed (`| `a` / `b` | info / warning |`)."""
+    out = dict(CONTRACT_SEVERITY)
+    for line in README.read_text(encoding="utf-8").splitlines():
+        m = re.match(
+            r"^\| (`[a-z_]+`(?: / `[a-z_]+`)*) \| ((?:info|warning|error)(?: / (?:info|warning|error))*) \|",
+            line,
+        )
+        if m:
+            kinds = re.findall(r"`([a-z_]+)`", m[1])
+            severities = m[2].split(" / ")
+            assert len(kinds) == len(severities), line
+            for kind, severity in zip(kinds, severities, strict=True):
+                assert out.setdefault(kind, severity) == severity, f"README and contract disagree on {kind}"
+    return out
+
+
 def test_every_kind_is_exported_with_its_severity_zero_or_not() -> None:
     got = samples(render(readings()).decode())
     open_series = {labels for name, labels in got if name == "cocoond_findings_open"}
-    assert open_series == {(("kind", k), ("severity", s)) for k, s in SEVERITY_OF.items()}
+    expected = documented_severities()
+    assert set(CONTRACT_SEVERITY) <= set(expected)
+    assert open_series == {(("kind", k), ("severity", s)) for k, s in expected.items()}
     assert all(
         v == 0
         for (name, _), v in got.items()
@@ -246,3 +275,19 @@ def test_the_unit_opens_exactly_the_example_directory() -> None:
     assert paths == ["-/var/lib/prometheus/node-exporter"]
     example = (repo / "config.example.toml").read_text()
     assert '"/var/lib/prometheus/node-exporter/cocoond.prom"' in example
+
+
+def test_a_directory_made_later_gets_the_file_without_a_change_or_restart(tmp_path: Path) -> None:
+    """Issue 18 point 6: node_exporter installed after the daemon started.
+    A failed write stays due (2, 4, 8 ... s apart), so the file appears once
+    the directory does, even with no heartbeat and nothing changing."""
+    path = tmp_path / "node-exporter" / "cocoond.prom"
+    metrics, log = MetricsFile(str(path)), Log()
+    metrics.flush(log, 0.0, readings)
+    assert log.warnings[0][1]["hint"].startswith("the directory does not exist")
+    assert metrics.due() == 2.0
+    metrics.flush(log, 2.0, readings)
+    assert metrics.due() == 6.0 and len(log.warnings) == 1
+    path.parent.mkdir()
+    metrics.flush(log, 6.0, readings)  # no changed() in between
+    assert path.exists() and metrics.due() is None

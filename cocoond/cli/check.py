@@ -28,10 +28,10 @@ from cocoond.core.findings import Finding
 from cocoond.core.reconcile import Reconciler
 from cocoond.core.rules import LOCALFILE, SNAPSHOT_DB, format_age
 from cocoond.errors import CocoondError, DBError
-from cocoond.output import bounded, json_line, printable
+from cocoond.output import bounded, escape_controls, json_line, printable
 from cocoond.scan import REF_DBS, fulfil, root_aliases, scan
 from cocoond.sizes import with_sizes
-from cocoond.storage.paths import Paths
+from cocoond.storage.paths import ROOT_ENV, Paths
 from cocoond.storage.units import human_size
 
 #: Passes over the tree before check settles for a view cocoon changed
@@ -83,11 +83,15 @@ def run_check(
     temp_stale_seconds: float,
     orphan_quiet_seconds: float = 0.0,
     max_db_bytes: int | None = None,
+    root_from: str | None = None,
 ) -> CheckResult:
+    """One reconcile of `paths`' root. `root_from` says where the root came
+    from (a config file, `--root`, `COCOON_ROOT_DIR`; None: the default), so
+    a missing root's error names what to change."""
     started = time.monotonic()
     root = paths.root_dir
     if not os.path.isdir(root):
-        raise CannotCheck(f"{root}: no such directory (is COCOON_ROOT_DIR or --root right?)")
+        raise CannotCheck(f"{root}: no such directory ({root_hint(root_from)})")
     try:
         os.listdir(root)
     except OSError as exc:
@@ -121,6 +125,17 @@ def run_check(
         attempts=attempts,
         duration=time.monotonic() - started,
     )
+
+
+def root_hint(root_from: str | None) -> str:
+    """Where to fix a root that is not there: the setting it came from."""
+    if root_from == "--root":
+        return "from --root"
+    if root_from == ROOT_ENV:
+        return f"from ${ROOT_ENV}; root_dir in the config or --root overrides it"
+    if root_from:
+        return f"root_dir in {root_from}"
+    return f"the default; set root_dir in the config, --root or ${ROOT_ENV}"
 
 
 def db_identities(root: str) -> tuple[Identity, ...]:
@@ -175,16 +190,61 @@ def write_json(result: CheckResult, out: TextIO) -> None:
     out.write(json_line(result.to_json()))
 
 
-def write_human(result: CheckResult, out: TextIO) -> None:
+#: The monitoring-plugin status word of each exit code (the plugin
+#: guidelines' OK/WARNING/CRITICAL/UNKNOWN, which Icinga and Nagios show).
+STATUS_WORDS: dict[int, str] = {
+    EXIT_OK: "OK",
+    EXIT_WARNING: "WARNING",
+    EXIT_ERROR: "CRITICAL",
+    EXIT_UNKNOWN: "UNKNOWN",
+}
+#: Every status line starts with this, as `check_disk` starts with "DISK".
+SERVICE = "COCOOND"
+
+
+def plugin_text(text: str) -> str:
+    """Text for a status line: one line, and no '|', which a monitoring
+    agent takes for the start of the performance data."""
+    return escape_controls(text).replace("|", "\\x7c")
+
+
+def status_line(code: int, summary: str, perfdata: str = "") -> str:
+    """`COCOOND WORD - summary | perfdata`, the first line a monitoring
+    agent reads (the monitoring-plugins development guidelines)."""
+    line = f"{SERVICE} {STATUS_WORDS[code]} - {plugin_text(summary)}"
+    return f"{line} | {perfdata}" if perfdata else line
+
+
+def perfdata(result: CheckResult) -> str:
+    """The guidelines' `label=value[UOM];[warn];[crit];[min];[max]`, space
+    separated. The thresholds are the exit code's own rule: any error is
+    critical (crit range 0: alert above 0), any warning a warning."""
     counts = {sev: 0 for sev in fk.SEVERITIES}
     for f in result.findings:
         counts[f.severity] += 1
-    status = {EXIT_OK: "OK", EXIT_WARNING: "WARNING", EXIT_ERROR: "ERROR"}[result.exit_code]
-    out.write(
-        f"{status}: {printable(result.root)}: {result.snapshots} snapshots, {result.blobs} blobs; "
-        f"{counts['error']} errors, {counts['warning']} warnings, {counts['info']} info "
-        f"({result.duration:.2f}s)\n"
+    return " ".join(
+        (
+            f"errors={counts['error']};;0;0",
+            f"warnings={counts['warning']};0;;0",
+            f"infos={counts['info']};;;0",
+            f"snapshots={result.snapshots};;;0",
+            f"blobs={result.blobs};;;0",
+            f"seconds={result.duration:.3f}s;;;0",
+        )
     )
+
+
+def write_human(result: CheckResult, out: TextIO) -> None:
+    """The plugin status line, then (as before) a note and the findings table."""
+    counts = {sev: 0 for sev in fk.SEVERITIES}
+    for f in result.findings:
+        counts[f.severity] += 1
+    summary = (
+        f"{printable(result.root)}: {result.snapshots} snapshots, {result.blobs} blobs; "
+        f"{counts['error']} errors, {counts['warning']} warnings, {counts['info']} info "
+        f"({result.duration:.2f}s)"
+    )
+    out.write(status_line(result.exit_code, summary, perfdata(result)) + "\n")
     if not result.consistent:
         out.write(
             f"note: cocoon changed its DBs during each of {result.attempts} passes; "

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from cocoond.cli.check import EXIT_ERROR, EXIT_OK, EXIT_UNKNOWN, EXIT_WARNING
-from cocoond.config import CONFIG_ENV, DEFAULT_CONFIG, MAX_CONFIG_BYTES, STATE_ENV
+from cocoond.config import CONFIG_ENV, DEFAULT_CONFIG, MAX_CONFIG_BYTES, STATE_ENV, UNIT_STATE_DIR
 from cocoond.storage.paths import DEFAULT_ROOT_DIR, ROOT_ENV
 
 #: sysexits.h: the command was used wrongly; bad config.
@@ -75,7 +75,8 @@ _STATE_ITEM = (
 _ENV_ROOT = (ROOT_ENV, "the Cocoon root when neither --root nor root_dir in the config sets it.")
 _ENV_STATE = (
     STATE_ENV,
-    "set by systemd from StateDirectory=: where `run` keeps its open findings when state_dir is empty.",
+    f"set by systemd from StateDirectory= ({UNIT_STATE_DIR} for the unit): the state_dir, where `run` "
+    "keeps its open findings, when the config leaves it empty.",
 )
 _ENV_CONFIG = (CONFIG_ENV, f"the config file read by default, instead of {DEFAULT_CONFIG}.")
 _USAGE = (str(EX_USAGE), "usage error: an unknown option or a missing argument (nothing was done).")
@@ -105,7 +106,12 @@ RUN: Final = (
             ("0", "stopped by SIGTERM or SIGINT."),
             _USAGE,
             (_BAD_CONFIG[0], _BAD_CONFIG[1] + " The systemd unit restarts on neither 64 nor 78."),
-            ("other", "a crash (a traceback is on stderr); the systemd unit restarts it after 5 s."),
+            (
+                "70",
+                "a crash: one daemon.crashed event at error with the traceback; "
+                "the systemd unit restarts it after 5 s.",
+            ),
+            ("75", "another process holds the state dir (state.dir_busy); the unit tries again after 5 s."),
         ),
     ),
     Section(
@@ -147,21 +153,39 @@ CHECK: Final = (
     Section(
         "exit status",
         (
-            (str(EXIT_OK), "no finding above info."),
-            (str(EXIT_WARNING), "warnings, no errors."),
-            (str(EXIT_ERROR), "errors."),
+            (str(EXIT_OK), "no finding above info (OK)."),
+            (str(EXIT_WARNING), "warnings, no errors (WARNING)."),
+            (str(EXIT_ERROR), "errors (CRITICAL)."),
             (
                 str(EXIT_UNKNOWN),
-                "could not check: a bad config, a root that is missing or cannot be read, or a usage "
-                "error (an unknown option), so a mistyped monitoring check is UNKNOWN, not CRITICAL.",
+                "could not check (UNKNOWN): a bad config, a root that is missing or cannot be read, a "
+                "usage error (an unknown option), an internal error, or --timeout ran out, so a mistyped "
+                "monitoring check is UNKNOWN, not CRITICAL.",
             ),
+        ),
+    ),
+    Section(
+        "output",
+        (
+            (
+                "first line",
+                "a monitoring plugin's status line (the monitoring-plugins guidelines, as Nagios, Icinga "
+                "and Sensu read it): 'COCOOND OK|WARNING|CRITICAL|UNKNOWN - summary | perfdata', the "
+                "perfdata being errors, warnings, infos, snapshots, blobs and seconds "
+                "(label=value[UOM];warn;crit;min). Without --json an UNKNOWN says why on this line; "
+                "with --json stdout is the JSON object or nothing, and the reason is on stderr.",
+            ),
+            ("then", "a note if cocoon changed its DBs during every pass, and one row per finding."),
         ),
     ),
     Section("files", (_CONFIG_ITEM, _ROOT_ITEM)),
     Section("environment", (_ENV_ROOT, _ENV_CONFIG)),
     Section(
         EXAMPLE,
-        (("cocoond check --root /var/lib/cocoon --json", "one reconcile of another root, as JSON"),),
+        (
+            ("cocoond check --root /var/lib/cocoon --json", "one reconcile of another root, as JSON"),
+            ("cocoond check -t 50", "as a monitoring plugin, giving up (UNKNOWN) before the agent's 60 s"),
+        ),
     ),
 )
 
@@ -192,9 +216,7 @@ CONFIG_CHECK: Final = (
 CONFIG_SHOW: Final = (
     Section("exit status", (("0", "printed."), _USAGE, _BAD_CONFIG)),
     Section("files", (_CONFIG_ITEM, _ROOT_ITEM)),
-    Section(
-        "environment", (_ENV_ROOT, _ENV_CONFIG, (STATE_ENV, "the state_dir when the config leaves it empty."))
-    ),
+    Section("environment", (_ENV_ROOT, _ENV_CONFIG, _ENV_STATE)),
     Section(
         EXAMPLE,
         (("cocoond config show --root /var/lib/cocoon", "what the daemon would use with that root"),),

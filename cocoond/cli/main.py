@@ -11,22 +11,36 @@ never argparse's 2 (check's "errors found"): it is check's UNKNOWN (3), and
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import textwrap
+import threading
+import traceback
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from cocoond import __version__
 from cocoond.cli import helptext
-from cocoond.cli.check import EXIT_UNKNOWN, CannotCheck, run_check, write_human, write_json
+from cocoond.cli.check import (
+    EXIT_UNKNOWN,
+    CannotCheck,
+    CheckResult,
+    run_check,
+    status_line,
+    write_human,
+    write_json,
+)
 from cocoond.cli.helptext import EX_CONFIG, EX_USAGE, Section
 from cocoond.config import Config, ConfigChoice, show_lines
+from cocoond.daemon.journald import stderr_prefix
 from cocoond.errors import ConfigError
 from cocoond.output import escape_controls
 from cocoond.storage.paths import Paths
 
 DESCRIPTION = "Watches a Cocoon root and reports where its snapshot DB and the disk disagree."
+#: syslog's LOG_ERR: the priority of a line that says why a command failed.
+ERR = 3
 COMMANDS_HELP = "cocoond COMMAND --help gives its exit codes, files and an example."
 
 
@@ -47,6 +61,9 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
+        if self.usage_status == EXIT_UNKNOWN:
+            # check is a monitoring plugin: its first stdout line is the status.
+            print(status_line(EXIT_UNKNOWN, f"usage error: {message}"), flush=True)
         self.exit(self.usage_status, f"{self.prog}: error: {message}\n")
 
     def command(self, sub: Any, name: str, help_text: str, **kwargs: Any) -> Parser:
@@ -93,6 +110,14 @@ def build_parser() -> Parser:
     )
     _config_options(check)
     check.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    check.add_argument(
+        "-t",
+        "--timeout",
+        metavar="SECONDS",
+        type=_timeout,
+        help="give up after SECONDS: UNKNOWN, exit 3 (default: no limit; set it below the "
+        "monitoring agent's own timeout)",
+    )
     config = parser.command(
         sub, "config", "test the config, or show the values in effect", sections=helptext.CONFIG
     )
@@ -134,7 +159,24 @@ def _choice(args: argparse.Namespace) -> ConfigChoice:
     return ConfigChoice(path=args.config, use_default=not args.no_config, root=args.root)
 
 
+def _timeout(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds above 0, got {text!r}")
+    return seconds
+
+
 def _check(args: argparse.Namespace) -> int:
+    """One reconcile. Whatever goes wrong is UNKNOWN (exit 3), never a
+    traceback's exit 1, which an agent would show as WARNING: without
+    --json the reason is the first stdout line (`COCOOND UNKNOWN - ...`),
+    with --json it is one line on stderr and stdout stays empty."""
+    output = _Output(json=args.json)
+    if args.timeout is not None:
+        output.give_up_after(args.timeout)
     try:
         config = _choice(args).load()
         result = run_check(
@@ -143,16 +185,63 @@ def _check(args: argparse.Namespace) -> int:
             temp_stale_seconds=config.thresholds.temp_stale_seconds,
             orphan_quiet_seconds=config.watch.settle_seconds,
             max_db_bytes=config.limits.max_db_bytes,
+            root_from=config.sources.get("root_dir"),
         )
     except (ConfigError, CannotCheck, OSError) as exc:
         # One line, never a traceback: a monitoring agent shows it as is.
-        print(f"cocoond check: {escape_controls(str(exc))}", file=sys.stderr)
+        return output.unknown(str(exc))
+    except Exception as exc:  # a bug: say UNKNOWN, and keep the traceback for the report
+        traceback.print_exc(file=sys.stderr)
+        return output.unknown(f"internal error: {type(exc).__name__}: {exc}")
+    return output.result(result)
+
+
+class _Output:
+    """check's stdout, written once: by the check, or by the --timeout timer
+    if that fires first. The timer ends the process (os._exit) because the
+    check may be blocked in a system call (a hung NFS root) that no Python
+    exception could interrupt."""
+
+    def __init__(self, *, json: bool) -> None:
+        self.json = json
+        self._lock = threading.Lock()
+        self._timer: threading.Timer | None = None
+
+    def give_up_after(self, seconds: float) -> None:
+        self._timer = threading.Timer(seconds, self._timed_out, args=(seconds,))
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _timed_out(self, seconds: float) -> None:
+        if self._lock.acquire(blocking=False):
+            self._write_unknown(f"timed out after {seconds:g}s (--timeout)")
+            os._exit(EXIT_UNKNOWN)
+
+    def _take(self) -> None:
+        """Stop the timer and own stdout. If the timer has fired, it holds
+        the lock until it ends the process, so this waits for that."""
+        if self._timer is not None:
+            self._timer.cancel()
+        self._lock.acquire()
+
+    def unknown(self, why: str) -> int:
+        self._take()
+        self._write_unknown(why)
         return EXIT_UNKNOWN
-    if args.json:
-        write_json(result, sys.stdout)
-    else:
-        write_human(result, sys.stdout)
-    return result.exit_code
+
+    def result(self, result: CheckResult) -> int:
+        self._take()
+        if self.json:
+            write_json(result, sys.stdout)
+        else:
+            write_human(result, sys.stdout)
+        return result.exit_code
+
+    def _write_unknown(self, why: str) -> None:
+        if self.json:
+            print(f"cocoond check: {escape_controls(why)}", file=sys.stderr, flush=True)
+        else:
+            print(status_line(EXIT_UNKNOWN, why), flush=True)
 
 
 def _loaded(choice: ConfigChoice, command: str) -> Config | None:
@@ -160,7 +249,9 @@ def _loaded(choice: ConfigChoice, command: str) -> Config | None:
     try:
         return choice.load()
     except ConfigError as exc:
-        print(f"cocoond {command}: {exc}", file=sys.stderr)
+        # Under systemd this is the line that says why a start or a
+        # reload (ExecReload= runs `config check`) failed: at err.
+        print(f"{stderr_prefix(ERR)}cocoond {command}: {exc}", file=sys.stderr)
         return None
 
 
@@ -185,8 +276,11 @@ def _run(args: argparse.Namespace) -> int:
     config = _loaded(choice, "run")
     if config is None:
         return EX_CONFIG
-    from cocoond.daemon.loop import run_daemon
-
+    try:
+        from cocoond.daemon.loop import run_daemon
+    except Exception as exc:  # a broken install: before logging exists, still at crit
+        print(f"{stderr_prefix(2)}cocoond run: cannot start: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 70
     return run_daemon(config, choice=choice)
 
 

@@ -22,12 +22,15 @@ from cocoond.cli.main import DESCRIPTION, Parser, build_parser
 #: Man sections in the order man-pages(7) gives, with the help section
 #: titles that fill them.
 _SECTIONS = (
+    ("OUTPUT", "output"),
     ("EXIT STATUS", "exit status"),
     ("SIGNALS", "signals"),
     ("ENVIRONMENT", "environment"),
     ("FILES", "files"),
     ("EXAMPLES", EXAMPLE),
 )
+#: The help sections that differ per command: one subsection each.
+_PER_COMMAND = ("exit status", "output")
 
 
 def escape(text: str) -> str:
@@ -111,21 +114,27 @@ def render(parser: Parser | None = None, *, date: str | None = None) -> str:
 
 def _section(man_title: str, title: str, sources: list[tuple[str, Parser]]) -> list[str]:
     """One man section from every command's help section of that title.
-    Exit codes differ per command, so each gets a subsection; the rest is
-    shared (files, environment), so each item appears once."""
+    Exit codes and output differ per command, so each gets a subsection; the
+    rest is shared (files, environment), so each term appears once, and a
+    term two commands describe differently is a bug in `helptext`."""
     found = [(name, s) for name, p in sources for s in p.sections if s.title == title]
     if not found:
         return []
     lines = [f".SH {man_title}"]
-    if title == "exit status":
+    if title in _PER_COMMAND:
         for name, section in found:
             lines += [f'.SS "{escape(name)}"', *_items(section)]
         return lines
-    seen: set[tuple[str, str]] = set()
+    seen: dict[str, str] = {}
     for _, section in found:
-        fresh = tuple(item for item in section.items if item not in seen)
-        seen.update(fresh)
-        lines += _items(Section(section.title, fresh))
+        fresh = []
+        for term, text in section.items:
+            if term not in seen:
+                seen[term] = text
+                fresh.append((term, text))
+            elif seen[term] != text:
+                raise ValueError(f"{title}: {term} is described two ways: {seen[term]!r} and {text!r}")
+        lines += _items(Section(section.title, tuple(fresh)))
     return lines
 
 

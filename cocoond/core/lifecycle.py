@@ -35,6 +35,10 @@ class Resolved:
     kind: str
     subject: str
     open_seconds: float
+    #: The finding as it was last known, so the resolved line can carry the
+    #: fields it opened with (snapshot_id, name, path...): a search by any
+    #: of them finds both ends. Not part of equality.
+    finding: Finding | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,13 +91,13 @@ class Lifecycle:
         (the index cannot tell yet, e.g. its DB is unreadable). Cheap when
         nothing is restored, so the shell may call it after every observe."""
         events: list[Event] = []
-        for key, (_, opened_at) in list(self._restored.items()):
+        for key, (saved, opened_at) in list(self._restored.items()):
             tracked = self._tracked.get(key)
             if tracked is None and undecided is not None and undecided(key):
                 continue
             del self._restored[key]
             if tracked is None:
-                events.append(Resolved(key[0], key[1], now - opened_at))
+                events.append(Resolved(key[0], key[1], max(0.0, now - opened_at), saved))
             elif tracked.opened_at is None:
                 tracked.opened_at = opened_at
                 events.append(Reminder(tracked.finding, now - opened_at))
@@ -119,7 +123,7 @@ class Lifecycle:
                 if tracked is not None:
                     del self._tracked[key]
                     if tracked.opened_at is not None:
-                        events.append(Resolved(key[0], key[1], now - tracked.opened_at))
+                        events.append(Resolved(key[0], key[1], now - tracked.opened_at, tracked.finding))
             elif tracked is None:
                 if key[0] in self.presettled:
                     self._tracked[key] = _Tracked(finding, now - self.settle)

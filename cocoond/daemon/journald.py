@@ -30,7 +30,14 @@ import struct
 import threading
 from collections.abc import Iterable, Mapping
 
-__all__ = ["SOCKET_ENV", "SOCKET_PATH", "JournalSocket", "encode_entry", "stdout_is_journal"]
+__all__ = [
+    "SOCKET_ENV",
+    "SOCKET_PATH",
+    "JournalSocket",
+    "encode_entry",
+    "stderr_prefix",
+    "stdout_is_journal",
+]
 
 #: Where journald listens for native entries.
 SOCKET_PATH = "/run/systemd/journal/socket"
@@ -71,6 +78,16 @@ def stdout_is_journal(fd: int = 1, environ: Mapping[str, str] | None = None) -> 
     except OSError:
         return False
     return (st.st_dev, st.st_ino) == (int(dev), int(ino))
+
+
+def stderr_prefix(priority: int, fd: int = 2) -> str:
+    """`<N>` when `fd` (stderr) is the journal's stream, else "". systemd's
+    stream transport reads a leading syslog priority from each line
+    (SyslogLevelPrefix=, on by default), so the one line that says why a
+    start or a reload failed is stored at err, not at the unit's default
+    info. When stdout and stderr are separate streams, $JOURNAL_STREAM
+    names stderr's; when stderr is inherited from stdout, both match."""
+    return f"<{priority}>" if stdout_is_journal(fd) else ""
 
 
 def _bytes(value: str | bytes | int) -> bytes:

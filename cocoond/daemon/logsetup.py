@@ -26,7 +26,7 @@ from typing import Any, TextIO
 import structlog
 
 from cocoond.daemon.journald import SOCKET_ENV, SOCKET_PATH, JournalSocket, stdout_is_journal
-from cocoond.output import json_line
+from cocoond.output import escape_controls, json_line
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 
@@ -43,6 +43,8 @@ JOURNAL_FIELDS = {
     "severity": "COCOOND_SEVERITY",
     "subject": "COCOOND_SUBJECT",
     "snapshot_id": "COCOOND_SNAPSHOT_ID",
+    "name": "COCOOND_NAME",
+    "path": "COCOOND_PATH",
 }
 
 Fields = list[tuple[str, str | bytes | int]]
@@ -161,12 +163,18 @@ def journal_sink() -> JournalSink | None:
 
 
 def _console_renderer() -> Any:
-    """structlog's console lines, with what has no UTF-8 form (a lone
+    """structlog's console lines, control characters escaped, with what has no UTF-8 form (a lone
     surrogate from a DB's `\\udcXX` escape) escaped: printed as is, it
     would raise in the middle of a write and stop the daemon."""
     console = structlog.dev.ConsoleRenderer(colors=False)
 
     def render(logger: Any, name: str, event_dict: Any) -> str:
+        # Names from the tree (subject, snapshot_id, path...) may hold ESC,
+        # BEL or bidi controls: escaped, as `check` and the message do, so
+        # a hostile dir name cannot drive the operator's terminal.
+        for key, value in event_dict.items():
+            if isinstance(value, str) and not value.isprintable():
+                event_dict[key] = escape_controls(value)
         text: str = console(logger, name, event_dict)
         return text.encode("utf-8", "backslashreplace").decode("utf-8")
 

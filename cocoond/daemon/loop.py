@@ -24,12 +24,17 @@ from cocoond.core import findings as fk
 from cocoond.core.findings import Finding, Key
 from cocoond.core.lifecycle import Event, Lifecycle, Opened, Reminder, Resolved
 from cocoond.core.reconcile import DB_DEPENDENT, Reconciler
+from cocoond.daemon import crash, reminders
 from cocoond.daemon.bursts import OrphanBursts
+from cocoond.daemon.clock import PlainAge, Timeline
+from cocoond.daemon.inflight import InFlight
 from cocoond.daemon.logsetup import configure
 from cocoond.daemon.metrics import MetricsFile, Readings
 from cocoond.daemon.sdnotify import Notifier
 from cocoond.daemon.sizer import Sizer
+from cocoond.daemon.stamps import OpenedStamps, resolved_fields
 from cocoond.daemon.state import StateKeeper, rfc3339
+from cocoond.daemon.statedir import StateDirBusy
 from cocoond.daemon.watch import DAEMON_SIGNALS, Change, Watcher, classify
 from cocoond.errors import ConfigError
 from cocoond.scan import (
@@ -68,6 +73,9 @@ INSPECT_SLICE = 0.05
 COMPACT_AFTER = 1000
 #: Shortest wait before a held finding is looked at again.
 MIN_HOLD = 0.1
+#: sysexits.h EX_TEMPFAIL: another daemon has the state dir; the unit
+#: restarts this one later (it may be gone by then).
+EX_TEMPFAIL = 75
 #: `_db_id` before snapshots.json was first looked at (None means absent).
 _NEVER_READ = object()
 
@@ -89,6 +97,9 @@ class Daemon:
         self.notifier = notifier or Notifier()
         self.clock = clock
         self.wall = wall
+        # What the index judges ages by: steady across clock steps (clock.py).
+        self.timeline = Timeline(self._age_horizon, wall, clock)
+        self._plain_age = PlainAge(self.timeline, clock)
         self.queue: queue.SimpleQueue[Item] = queue.SimpleQueue()
         self.sizer = Sizer(self.queue)
         self.log = configure(config.log.format, config.log.level)
@@ -100,6 +111,7 @@ class Daemon:
             presettled=frozenset({fk.ORPHAN_DATA_DIR}),
         )
         self.state = StateKeeper(config.state_dir)
+        self.stamps = OpenedStamps()
         self.metrics = MetricsFile(config.metrics.textfile)
         self._stop_signal: str | None = None
         self._quiet_since = clock()
@@ -113,6 +125,7 @@ class Daemon:
         self._index_load_seconds: float | None = None  # the last good load of snapshots.json
         self._to_inspect: dict[str, None] = {}  # data dirs whose contents to read, in order
         self._inspected = 0  # since the last compaction
+        self._loaded_counts: tuple[int, int, int] | None = None  # as index.loaded last said
 
     @property
     def _max_db_bytes(self) -> int | None:
@@ -130,13 +143,18 @@ class Daemon:
         )
         self.watcher = Watcher(self.root, self.queue, self.clock)
         self._orphan_bursts = OrphanBursts(self.root)
+        self._in_flight = InFlight(str(self.paths.snapshot_lock_file()))
 
     # ------------------------------------------------------------ main loop
     def run(self) -> int:
         previous = {sig: signal.signal(sig, self._on_signal) for sig in DAEMON_SIGNALS}
+        unhook = crash.report_threads(lambda exc: self.queue.put(("crash", exc)))
         try:
             self.log.info("daemon.started", root=self.root, version=__version__, pid=os.getpid())
-            self._publish(self.state.restore(self.log, self.lifecycle, self.root, self.clock(), self.wall()))
+            self.state.acquire(self.log)  # StateDirBusy: see run_daemon
+            restored = self.state.restore(self.log, self.lifecycle, self.root, self.clock(), self.wall())
+            self.stamps.restore(self.state.saved_stamps)
+            self._publish(restored)
             self._arm_and_rescan(None)
             if not self.notifier.ready(self._status_line()) and self.notifier.last_error:
                 # Under systemd this start will time out; say why, once.
@@ -151,11 +169,14 @@ class Daemon:
                 self.wall(),
                 skip=self.sizer.holds,
                 force=True,
+                stamp=self.stamps.get,
             )
             self.log.info("daemon.stopping", signal=self._stop_signal)
             self.notifier.stopping()
             return 0
         finally:
+            unhook()
+            self.state.release()
             self.sizer.close()
             self.watcher.close()
             for sig, handler in previous.items():
@@ -213,7 +234,7 @@ class Daemon:
         for pending_write in (self.state.due(), self.metrics.due()):
             if pending_write is not None:
                 due.append(pending_write)
-        wall_now = self.wall()
+        wall_now = self.timeline()
         if (transition := self.index.next_transition(wall_now)) is not None:
             due.append(now + (transition - wall_now) + 0.01)
         if self.config.alerts.heartbeat_seconds > 0:
@@ -228,6 +249,12 @@ class Daemon:
         return min(due)
 
     def _timers(self, now: float) -> None:
+        for step in self.timeline.take_news():
+            self.log.warning(
+                "clock.stepped",
+                step_seconds=round(step.seconds, 3),
+                steady_for_seconds=round(self._age_horizon() + abs(step.seconds), 3),
+            )
         # Time alone can change findings: pending records go stale, temp files age.
         self._feed_lifecycle()
         self._open_unsized(self.sizer.expired(now))
@@ -288,6 +315,8 @@ class Daemon:
             change = classify(self.root, value, attrib=kind == "attrib")
             if change is not None:
                 self._add_to_burst(change)
+        elif kind == "crash":
+            raise value  # a worker thread died: see crash.py
         elif kind == "size":
             finding = self.sizer.arrived(*value)
             if finding is not None:
@@ -375,13 +404,19 @@ class Daemon:
     def _loaded_since(self, started: float) -> float | None:
         release_free_memory()
         if self.index.db_error is not None:
+            self._loaded_counts = None  # the next good load is news, whatever its counts
             return None  # db_unreadable opens through the lifecycle; the last good index stays
         return self.clock() - started
 
     def _log_loaded(self, seconds: float | None) -> None:
         if seconds is not None:
             self._index_load_seconds = seconds
-            self.log.info(
+            counts = (self.index.snapshot_count, self.index.name_count, self.index.blob_count)
+            # At info only when the counts changed: under churn a DB load a
+            # second is noise that buries findings (the heartbeat has the rest).
+            level = self.log.info if counts != self._loaded_counts else self.log.debug
+            self._loaded_counts = counts
+            level(
                 "index.loaded",
                 snapshots=self.index.snapshot_count,
                 names=self.index.name_count,
@@ -493,13 +528,41 @@ class Daemon:
                 written = last_write(finding.path, os.lstat(finding.path).st_mtime)
             except OSError:
                 return None  # gone: the index resolves it
-            quiet_for = self.wall() - written
+            # Quiet by both clocks: a step cannot make a dir being written look old.
+            quiet_for = min(self.wall(), self.timeline()) - written
             if quiet_for < self.config.watch.settle_seconds:
                 return now + max(self.config.watch.settle_seconds - quiet_for, MIN_HOLD)
-        return None
+        if (again := self._aged_by_both_clocks(finding, now)) is not None:
+            return again
+        # A cocoon command rewriting the DB right now (inflight.py).
+        return self._in_flight.hold(key, now, self._held_for_cocoon)
+
+    def _held_for_cocoon(self, key: Key, pids: list[int]) -> None:
+        self.log.debug("finding.held", kind=key[0], subject=key[1], reason="cocoon_lock_held", pids=pids)
+
+    def _aged_by_both_clocks(self, finding: Finding, now: float) -> float | None:
+        """A finding that exists because something is old enough (stale
+        pending record, stale temp file) opens only if it is old enough by
+        the plain wall clock too: after a backward step, what was written
+        since looks older on the steady timeline than it is."""
+        thresholds = self.config.thresholds
+        limit = {
+            fk.STALE_PENDING: thresholds.pending_stale_seconds,
+            fk.STALE_TEMP: thresholds.temp_stale_seconds,
+        }
+        if finding.kind not in limit or finding.age_seconds is None:
+            return None
+        wait = self._plain_age.wait(finding.key, finding.age_seconds, limit[finding.kind])
+        return None if wait is None else now + max(wait, MIN_HOLD)
+
+    def _age_horizon(self) -> float:
+        """The longest age a finding depends on: a clock step older than
+        this (plus its size) no longer matters (clock.py)."""
+        t = self.config.thresholds
+        return max(t.pending_stale_seconds, t.temp_stale_seconds, self.config.watch.settle_seconds * 10)
 
     def _feed_lifecycle(self, also: set[Key] | None = None) -> None:
-        changed = self.index.evaluate(self.wall())
+        changed = self.index.evaluate(self.timeline())
         if also:
             changed |= also
         if changed:
@@ -522,6 +585,8 @@ class Daemon:
         return self.config.alerts.orphan_burst_threshold
 
     def _publish(self, events: list[Event]) -> None:
+        self.stamps.note(events, self.wall())
+        crowded = reminders.crowded(events, self._burst_threshold)
         for event in events:
             if isinstance(event, Opened):
                 if wants_size(event.finding):
@@ -533,28 +598,36 @@ class Daemon:
                 key = (event.kind, event.subject)
                 self._open_unsized([held] if (held := self.sizer.release(key)) else [])
                 self.sizer.forget(key)
-                self.log.info(
-                    "finding.resolved",
-                    kind=event.kind,
-                    subject=event.subject,
-                    open_seconds=round(event.open_seconds, 3),
-                )
+                self.log.info("finding.resolved", **resolved_fields(event))
             elif isinstance(event, Reminder):
                 # The index's copy is current (ages move on); the lifecycle's
                 # is as of the last change.
                 self._open_unsized([held] if (held := self.sizer.release(event.finding.key)) else [])
+                if event.finding.kind in crowded:
+                    continue  # one line for its kind, below
                 current = self.index.current(event.finding.key) or event.finding
                 fields = self.sizer.with_size(current, self._size_paths(current)).to_dict()
                 fields["open_seconds"] = round(event.open_seconds, 3)
-                fields["opened_at"] = rfc3339(self.wall() - event.open_seconds)
+                fields["opened_at"] = self._stamp(event)
                 self._emit(event.finding.severity, "finding.reminder", fields)
+        for kind, found in crowded.items():
+            self._emit(fk.SEVERITY_OF[kind], "finding.reminders", reminders.summary(kind, found, self._stamp))
         if events:
             self._update_status()
         if any(not isinstance(event, Reminder) for event in events):
             self._open_set_changed()
         self.state.flush(
-            self.log, self.lifecycle, self.root, self.clock(), self.wall(), skip=self.sizer.holds
+            self.log,
+            self.lifecycle,
+            self.root,
+            self.clock(),
+            self.wall(),
+            skip=self.sizer.holds,
+            stamp=self.stamps.get,
         )
+
+    def _stamp(self, event: Reminder) -> str:
+        return self.stamps.get(event.finding.key) or rfc3339(self.wall() - event.open_seconds)
 
     def _size_paths(self, finding: Finding) -> tuple[str, ...]:
         """What an orphan finding's `bytes` adds up: its dir, or every dir of a burst."""
@@ -630,4 +703,15 @@ class Daemon:
 
 
 def run_daemon(config: Config, *, choice: ConfigChoice | None = None) -> int:
-    return Daemon(config, choice=choice).run()
+    """`cocoond run`: 0 when stopped, EX_SOFTWARE after `daemon.crashed`."""
+    daemon: Daemon | None = None
+    try:
+        daemon = Daemon(config, choice=choice)
+        return daemon.run()
+    except StateDirBusy as exc:
+        assert daemon is not None
+        daemon.log.error("state.dir_busy", error=str(exc))
+        return EX_TEMPFAIL
+    except Exception as exc:  # any bug: said once, structured, then exit
+        log = daemon.log if daemon is not None else configure(config.log.format, config.log.level)
+        return crash.report(log, exc)

@@ -16,6 +16,7 @@ as another user. The text is prometheus_client's exposition format.
 
 from __future__ import annotations
 
+import errno
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -32,6 +33,8 @@ from cocoond.storage.atomic import atomic_write
 
 #: Shortest time between two writes; a change within it is written when it ends.
 MIN_INTERVAL = 1.0
+#: Longest wait before a failed write is tried again.
+MAX_RETRY = 30.0
 #: Findings whose `bytes` `cocoon gc` would free: it deletes orphan data
 #: dirs and unreferenced blobs.
 RECLAIMABLE_KINDS = (fk.ORPHAN_DATA_DIR, fk.UNREFERENCED_BLOB)
@@ -134,6 +137,7 @@ class MetricsFile:
         self._dirty = self.path is not None
         self._next_write = float("-inf")  # on the daemon's clock
         self._last_error: str | None = None
+        self._failures = 0  # writes failed in a row
 
     def move(self, path: str | None) -> None:
         """A reload named another file (or none). The old one is left as it is."""
@@ -151,8 +155,10 @@ class MetricsFile:
 
     def flush(self, log: Any, now: float, readings: Callable[[], Readings]) -> None:
         """Write if something changed and MIN_INTERVAL has passed since the
-        last write; `readings` is called only then. A failed write is not
-        retried until the next change (a heartbeat, at the latest)."""
+        last write; `readings` is called only then. A failed write (the
+        directory not there yet: node_exporter installed later) is tried
+        again after 2, 4 ... up to MAX_RETRY seconds, so the file appears
+        without a restart once it can."""
         if self.path is None or not self._dirty or now < self._next_write:
             return
         self._dirty = False
@@ -162,7 +168,27 @@ class MetricsFile:
         except OSError as exc:
             error = f"{exc.strerror or exc}"
             if error != self._last_error:
-                log.warning("metrics.write_failed", path=self.path, error=error)
+                log.warning("metrics.write_failed", path=self.path, error=error, hint=_hint(exc))
             self._last_error = error
-        else:
-            self._last_error = None
+            self._dirty = True
+            self._failures += 1
+            self._next_write = now + min(MAX_RETRY, MIN_INTERVAL * 2.0**self._failures)
+            return
+        if self._last_error is not None:
+            log.info("metrics.written", path=self.path, after_failures=self._failures)
+        self._last_error = None
+        self._failures = 0
+
+
+def _hint(exc: OSError) -> str:
+    """What an operator can do about a failed write."""
+    if exc.errno == errno.EROFS:
+        return (
+            "read-only to the daemon: under the unit, a directory made after the daemon started "
+            "is only writable after `systemctl restart cocoond` (the unit makes "
+            "/var/lib/prometheus/node-exporter before it starts; another directory needs a "
+            "ReadWritePaths= drop-in)"
+        )
+    if exc.errno == errno.ENOENT:
+        return "the directory does not exist (yet): retried, the file appears once it does"
+    return "retried with backoff"

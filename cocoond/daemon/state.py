@@ -22,7 +22,7 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -30,6 +30,7 @@ from cocoond import __version__
 from cocoond.core import findings as fk
 from cocoond.core.findings import Finding, Key
 from cocoond.core.lifecycle import Event, Lifecycle
+from cocoond.daemon import statedir
 from cocoond.storage.atomic import atomic_write
 
 STATE_FILE: Final = "findings.json"
@@ -37,6 +38,9 @@ STATE_FILE: Final = "findings.json"
 MIN_INTERVAL: Final = 1.0
 #: ... and this many times as long as the last write took.
 COST_FACTOR: Final = 10.0
+#: A failed write (ENOSPC, EROFS) is tried again after 2, 4, 8 ... seconds,
+#: at most this far apart, and once more at stop.
+MAX_RETRY: Final = 60.0
 #: Bumped when the layout changes incompatibly; another number starts fresh.
 FORMAT: Final = 1
 _OPTIONAL_TYPES: Final[dict[str, tuple[type, ...]]] = {
@@ -78,10 +82,19 @@ class Saved:
     open: list[tuple[Finding, float]]
     #: Entries of kinds this version does not know (written by a newer one).
     skipped: int = 0
+    #: Each finding's `opened_at` exactly as written: repeated verbatim.
+    stamps: dict[Key, str] = field(default_factory=dict)
 
 
-def encode(root: str, open_findings: list[tuple[Finding, float]], now: float) -> bytes:
-    """`open_findings` as (finding, opened_at epoch). Raw field values, not
+def encode(
+    root: str,
+    open_findings: list[tuple[Finding, float]],
+    now: float,
+    stamp: Callable[[Key], str | None] | None = None,
+) -> bytes:
+    """`open_findings` as (finding, opened_at epoch); `stamp(key)`, when it
+    has one, is the `opened_at` string to write instead (the one the finding
+    opened with, never recomputed: see stamps.py). Raw field values, not
     the log's shortened ones: a subject must come back exactly to match.
     ASCII-only JSON, so names that are not valid UTF-8 survive the trip."""
     entries = []
@@ -90,7 +103,7 @@ def encode(root: str, open_findings: list[tuple[Finding, float]], now: float) ->
             "kind": finding.kind,
             "subject": finding.subject,
             "severity": finding.severity,  # for a person reading the file; the kind decides
-            "opened_at": rfc3339(opened_at),
+            "opened_at": (stamp(finding.key) if stamp else None) or rfc3339(opened_at),
             "message": finding.message,
         }
         entry.update({k: getattr(finding, k) for k in _OPTIONAL_TYPES if getattr(finding, k) is not None})
@@ -111,6 +124,8 @@ def decode(data: bytes) -> Saved:
         doc = json.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:
         raise StateError(f"not JSON: {' '.join(str(exc).split())}") from None
+    except RecursionError:
+        raise StateError("nested too deeply") from None
     if not isinstance(doc, dict):
         raise StateError("not a JSON object")
     if doc.get("format") != FORMAT:
@@ -119,6 +134,7 @@ def decode(data: bytes) -> Saved:
     if not isinstance(root, str) or not isinstance(entries, list):
         raise StateError("no 'root' string or 'open' list")
     found: list[tuple[Finding, float]] = []
+    stamps: dict[Key, str] = {}
     skipped = 0
     for i, entry in enumerate(entries):
         if not isinstance(entry, dict):
@@ -126,8 +142,10 @@ def decode(data: bytes) -> Saved:
         if entry.get("kind") not in fk.SEVERITY_OF:
             skipped += 1
             continue
-        found.append((_finding(i, entry), _epoch(entry.get("opened_at"))))
-    return Saved(root, found, skipped)
+        finding = _finding(i, entry)
+        found.append((finding, _epoch(entry.get("opened_at"))))
+        stamps[finding.key] = entry["opened_at"]
+    return Saved(root, found, skipped, stamps)
 
 
 def _finding(i: int, entry: dict[str, Any]) -> Finding:
@@ -148,13 +166,10 @@ def _finding(i: int, entry: dict[str, Any]) -> Finding:
 def load(path: str) -> Saved | None:
     """None when there is no file; StateError when it cannot be used."""
     try:
-        with open(path, "rb") as fh:
-            data = fh.read()
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise StateError(f"cannot read: {exc.strerror or exc}") from None
-    return decode(data)
+        data = statedir.read_state(path)
+    except statedir.Unreadable as exc:
+        raise StateError(str(exc)) from None
+    return None if data is None else decode(data)
 
 
 class StateKeeper:
@@ -176,6 +191,29 @@ class StateKeeper:
         self._dirty = False
         self._next_write = -math.inf  # on the daemon's clock
         self._last_error: str | None = None
+        #: The saved `opened_at` strings, for the daemon's OpenedStamps.
+        self.saved_stamps: dict[Key, str] = {}
+        self._failures = 0  # writes failed in a row
+        self._lock_fd: int | None = None
+
+    def acquire(self, log: Any) -> None:
+        """Lock the state dir for this run and remove what a killed write
+        left (statedir.py). StateDirBusy when another daemon has it."""
+        if self.path is None or self._lock_fd is not None:
+            return
+        directory = os.path.dirname(self.path)
+        try:
+            self._lock_fd = statedir.lock(directory)
+        except OSError as exc:  # cannot even make the dir: saving will say so too
+            log.warning("state.lock_failed", path=directory, error=f"{exc.strerror or exc}")
+            return
+        if removed := statedir.remove_leftovers(directory):
+            log.info("state.leftovers_removed", path=directory, files=removed)
+
+    def release(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
     def restore(self, log: Any, lifecycle: Lifecycle, root: str, now: float, wall: float) -> list[Event]:
         """Hand the saved open set to the lifecycle. Findings saved for
@@ -191,7 +229,10 @@ class StateKeeper:
         if saved is None:
             log.info("state.fresh", path=self.path, reason="no state file")
             return []
-        lifecycle.restore(now, [(finding, wall - opened_at) for finding, opened_at in saved.open])
+        # An `opened_at` in the future (saved before a clock step back) has
+        # been open for no time, not for a negative one.
+        lifecycle.restore(now, [(finding, max(0.0, wall - opened_at)) for finding, opened_at in saved.open])
+        self.saved_stamps = saved.stamps
         log.info(
             "state.restored", path=self.path, open=len(saved.open), skipped=saved.skipped, root=saved.root
         )
@@ -215,6 +256,7 @@ class StateKeeper:
         *,
         skip: Callable[[Key], bool] | None = None,
         force: bool = False,
+        stamp: Callable[[Key], str | None] | None = None,
     ) -> None:
         """Write the open set if it changed and the gap since the last write
         is over (`force`: regardless, at stop). `skip(key)` leaves out an
@@ -231,12 +273,19 @@ class StateKeeper:
         ]
         try:
             os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
-            atomic_write(self.path, encode(root, open_findings, wall), mode=0o600)
+            atomic_write(self.path, encode(root, open_findings, wall, stamp), mode=0o600)
         except OSError as exc:
             error = f"{exc.strerror or exc}"
             if error != self._last_error:  # one line per new problem, not one per change
                 log.warning("state.save_failed", path=self.path, error=error)
             self._last_error = error
-        else:
-            self._last_error = None
+            # Still to be written: again after a backoff, and at stop.
+            self._dirty = True
+            self._failures += 1
+            self._next_write = now + min(MAX_RETRY, MIN_INTERVAL * 2.0**self._failures)
+            return
+        if self._last_error is not None:
+            log.info("state.saved", path=self.path, after_failures=self._failures)
+        self._last_error = None
+        self._failures = 0
         self._next_write = now + max(MIN_INTERVAL, COST_FACTOR * (self._timer() - started))
