@@ -32,6 +32,7 @@ from cocoond.core.facts import (
     IndexedDB,
     Listing,
     RecFacts,
+    RefFacts,
     TempEntry,
 )
 from cocoond.core.gcmodel import VM_MODULES, VMDirs
@@ -42,7 +43,7 @@ from cocoond.storage.dbfile import read_db_bytes
 from cocoond.storage.gojson import text_go
 from cocoond.storage.memory import own
 from cocoond.storage.paths import DEFAULT_ROOT_DIR, VM_BACKENDS, Paths, default_root
-from cocoond.storage.refdbs import CNI_DB, IMAGE_DB, OCI_IMAGE_DB, RefFacts, decoder_for, vm_db_relpaths
+from cocoond.storage.refdbs import CNI_DB, IMAGE_DB, OCI_IMAGE_DB, decoder_for, vm_db_relpaths
 from cocoond.storage.snapshotdir import BaseFile, FormatProblem, Sidecar, parse_sidecar, read_config
 
 #: Blob dirs under the root and the suffix a blob file has in each.

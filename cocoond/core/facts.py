@@ -6,12 +6,12 @@ one per snapshot (100k of them on a big host)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, NamedTuple
 
 from cocoond.errors import DBError
 from cocoond.storage.records import SnapshotDB
-from cocoond.storage.refdbs import RefFacts
 
 if TYPE_CHECKING:
     from cocoond.core.gcmodel import VMDirs
@@ -155,6 +155,31 @@ class ClaimRefs(frozenset[str]):
         made = super().__new__(cls, hexes)
         made.claims = claims
         return made
+
+
+class CreatingVM(NamedTuple):
+    """A VM record still in `creating`: gc drops it once its updated_at is
+    older than 24 h (hypervisor/gc.go:47, backend.go:31)."""
+
+    name: str
+    #: updated_at as epoch seconds (Go's zero time, or none: -inf).
+    updated: float
+    #: Where gc removes its dirs from: the record's own run_dir and log_dir
+    #: (hypervisor/backend.go:402-406).
+    run_dir: str
+    log_dir: str
+
+
+class RefFacts(NamedTuple):
+    """What a VM or CNI DB gives cocoon's gc beyond the blobs it pins."""
+
+    refs: frozenset[str]
+    #: VM DB: the IDs of its non-nil records (ActiveVMIDs); CNI DB: the
+    #: vm_id of each non-nil network record.
+    ids: frozenset[str] = frozenset()
+    creating: Mapping[str, CreatingVM] = {}
+    #: VM DB: what each VM needs to (re)launch (rules: vm_base_missing...).
+    claims: tuple[VMClaim, ...] = ()
 
 
 class TempEntry(NamedTuple):

@@ -37,6 +37,7 @@ from cocoond.core.facts import (
     IndexedDB,
     Listing,
     RecFacts,
+    RefFacts,
     TempEntry,
     VMClaim,
 )
@@ -46,7 +47,7 @@ from cocoond.core.rules import LOCALFILE, SNAPSHOT_DB
 from cocoond.errors import DBError
 from cocoond.storage.memory import own
 from cocoond.storage.records import RecordFields, SnapshotDB, SnapshotRecord, decode_records, no_gc
-from cocoond.storage.refdbs import CNI_DB, RefFacts
+from cocoond.storage.refdbs import CNI_DB
 
 #: Blob dirs under the root: their listings decide whether a blob is there.
 BLOB_DIRS: tuple[str, ...] = ("cloudimg/blobs", "oci/blobs")

@@ -22,6 +22,7 @@ from cocoond.core.facts import (
     SIDECAR,
     VALID,
     BlobFile,
+    CreatingVM,
     DirContents,
     DirState,
     ImageClaim,
@@ -33,7 +34,6 @@ from cocoond.core.findings import Finding, Key
 from cocoond.core.gcmodel import CREATING_GRACE, STALE_TEMP_AGE, Blocker
 from cocoond.errors import DBError
 from cocoond.output import quoted
-from cocoond.storage.refdbs import CreatingVM
 
 SNAPSHOT_DB = "snapshot/db/snapshots.json"
 LOCALFILE = "snapshot/localfile"

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any, NamedTuple
+from collections.abc import Callable, Iterable
+from typing import Any
 
-from cocoond.core.facts import ClaimRefs, ImageClaim, VMClaim
+from cocoond.core.facts import ClaimRefs, CreatingVM, ImageClaim, RefFacts, VMClaim
 from cocoond.errors import DBError
 from cocoond.storage import goschema
 from cocoond.storage.goplain import unmarshal
@@ -27,31 +27,6 @@ OCI_IMAGE_DB = "oci/db/images.json"
 CNI_DB = "cni/db/networks.json"
 #: VM state a record has until its create finished (types/vm.go).
 VM_CREATING = "creating"
-
-
-class CreatingVM(NamedTuple):
-    """A VM record still in `creating`: gc drops it once its updated_at is
-    older than 24 h (hypervisor/gc.go:47, backend.go:31)."""
-
-    name: str
-    #: updated_at as epoch seconds (Go's zero time, or none: -inf).
-    updated: float
-    #: Where gc removes its dirs from: the record's own run_dir and log_dir
-    #: (hypervisor/backend.go:402-406).
-    run_dir: str
-    log_dir: str
-
-
-class RefFacts(NamedTuple):
-    """What a VM or CNI DB gives cocoon's gc beyond the blobs it pins."""
-
-    refs: frozenset[str]
-    #: VM DB: the IDs of its non-nil records (ActiveVMIDs); CNI DB: the
-    #: vm_id of each non-nil network record.
-    ids: frozenset[str] = frozenset()
-    creating: Mapping[str, CreatingVM] = {}
-    #: VM DB: what each VM needs to (re)launch (rules: vm_base_missing...).
-    claims: tuple[VMClaim, ...] = ()
 
 
 RefDecoder = Callable[[bytes, str], "frozenset[str] | RefFacts"]
