@@ -13,9 +13,13 @@ from typing import Any
 
 # The floor: the least any reconcile must do, in the same language and the same
 # kind of process. Read and parse snapshots.json, list snapshot/localfile/ once,
-# and what the restore preflight rule must read of each data dir: its entries
-# and the bytes of its sidecar cocoon.json and Cloud Hypervisor's config.json
-# (read, not parsed: interpreting them is the reconciler's work).
+# and what the restore and clone rules must read of each data dir: its entries
+# with their types (the copy step takes regular files only) and the bytes of
+# its sidecar cocoon.json and Cloud Hypervisor's config.json (read, not parsed:
+# interpreting them is the reconciler's work). Then what the image and VM
+# rules read: the two image DBs and both VM DBs (read and json.loads'ed), and
+# one os.stat of each file they name by path (layer blobs, kernels, initrds,
+# the firmware): the base files snapshots name are among these.
 FLOOR_SCRIPT = """\
 import json, os, sys
 root = sys.argv[1]
@@ -27,12 +31,37 @@ with os.scandir(os.path.join(root, "snapshot", "localfile")) as it:
         if e.is_dir():
             n += 1
             with os.scandir(e.path) as inner:
-                names = {x.name for x in inner}
+                names = {x.name: x.is_file(follow_symlinks=False) for x in inner}
             for name in ("cocoon.json", "config.json"):
                 if name in names:
                     with open(os.path.join(e.path, name), "rb") as f:
                         f.read()
-print(len(db["snapshots"]), n)
+paths = {os.path.join(root, "firmware", "CLOUDHV.fd")}
+dbs = ("cloudimg/db/images.json", "oci/db/images.json",
+       "cloudhypervisor/db/vms.json", "firecracker/db/vms.json")
+for rel in dbs:
+    try:
+        with open(os.path.join(root, rel), "rb") as f:
+            doc = json.loads(f.read())
+    except FileNotFoundError:
+        continue
+    for e in (doc.get("images") or {}).values():
+        if e.get("content_sum"):
+            paths.add(os.path.join(root, "cloudimg", "blobs", e["content_sum"].split(":")[-1] + ".qcow2"))
+        for la in e.get("layers") or ():
+            paths.add(os.path.join(root, "oci", "blobs", la["digest"].split(":")[-1] + ".erofs"))
+        for k, name in (("kernel_layer", "vmlinuz"), ("initrd_layer", "initrd.img")):
+            if e.get(k):
+                paths.add(os.path.join(root, "oci", "boot", e[k].split(":")[-1], name))
+    for vm in (doc.get("vms") or {}).values():
+        paths.update(sc["path"] for sc in vm.get("storage_configs") or () if sc.get("role") == "layer")
+        paths.update(v for k, v in (vm.get("boot_config") or {}).items() if k.endswith("_path") and v)
+for p in paths:
+    try:
+        os.stat(p)
+    except OSError:
+        pass
+print(len(db["snapshots"]), n, len(paths))
 """
 
 # The doctor-style approach: one jq per data dir asking whether the DB has a

@@ -8,24 +8,32 @@ them all for a full pass.
 
 from __future__ import annotations
 
+import functools
 import os
 import stat
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import partial
+from typing import NamedTuple
 
 from cocoond.core.facts import (
     CH_CONFIG,
+    FC_COW,
     MEMORY_RANGE,
+    MISSING,
+    PRESENT,
     SIDECAR,
     SNAPSHOT_FILES,
+    VALID,
     BlobFile,
     DirContents,
     DirState,
     EntryKind,
+    ImageClaim,
     IndexedDB,
     Listing,
     RecFacts,
+    RefFacts,
     TempEntry,
 )
 from cocoond.core.gcmodel import VM_MODULES, VMDirs
@@ -38,8 +46,8 @@ from cocoond.storage.dbspans import DBDelta, absorb, load
 from cocoond.storage.gojson import text_go
 from cocoond.storage.memory import own
 from cocoond.storage.paths import DEFAULT_ROOT_DIR, VM_BACKENDS, Paths, default_root
-from cocoond.storage.refdbs import CNI_DB, IMAGE_DB, OCI_IMAGE_DB, RefFacts, decoder_for, vm_db_relpaths
-from cocoond.storage.snapshotdir import FormatProblem, config_mismatch, parse_sidecar
+from cocoond.storage.refdbs import CNI_DB, IMAGE_DB, OCI_IMAGE_DB, decoder_for, vm_db_relpaths
+from cocoond.storage.snapshotdir import BaseFile, FormatProblem, Sidecar, parse_sidecar, read_config
 
 #: Blob dirs under the root and the suffix a blob file has in each.
 BLOB_DIRS: tuple[tuple[str, str], ...] = (("cloudimg/blobs", ".qcow2"), ("oci/blobs", ".erofs"))
@@ -64,8 +72,6 @@ SEED_TEMP = "snapshot/db/snapshots.json.tmp"
 #: The DBs besides snapshots.json that cocoon's gc loads (gcmodel.MODULES).
 REF_DBS: tuple[str, ...] = (IMAGE_DB, OCI_IMAGE_DB, *vm_db_relpaths(VM_BACKENDS), CNI_DB)
 _VM_DBS = frozenset(vm_db_relpaths(VM_BACKENDS))
-#: Largest cocoon.json or config.json read from a data dir (they are a few KB).
-SMALL_FILE_LIMIT = 1 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +165,14 @@ def read_ref_db(
         return exc
 
 
+class Trusted(NamedTuple):
+    """Where Firecracker's loadSnapshotMeta accepts paths: cocoon's root
+    (every spelling of it cocoond knows) and its run dir."""
+
+    roots: tuple[str, ...] = ()
+    run_dir: str = ""
+
+
 # ------------------------------------------------------------------ data dirs
 _CONTENTS: dict[DirContents, DirContents] = {}
 
@@ -173,10 +187,10 @@ def inspect_data_dir(root: str, name: str, *, contents: bool, activity: bool) ->
         return None
     except OSError:
         return DirState("other")
-    return _dir_state(path, st, contents=contents, activity=activity)
+    return _dir_state(root, path, st, contents=contents, activity=activity)
 
 
-def _dir_state(path: str, st: os.stat_result, *, contents: bool, activity: bool) -> DirState:
+def _dir_state(root: str, path: str, st: os.stat_result, *, contents: bool, activity: bool) -> DirState:
     kind: EntryKind
     if stat.S_ISDIR(st.st_mode):
         kind = "dir"
@@ -187,7 +201,7 @@ def _dir_state(path: str, st: os.stat_result, *, contents: bool, activity: bool)
     return DirState(
         kind,
         st.st_mtime_ns,
-        read_contents(path) if contents else None,
+        read_contents(path, trusted_for(root)) if contents else None,
         last_write(path, st.st_mtime) if activity else None,
     )
 
@@ -208,10 +222,12 @@ def _exists(path: str) -> bool:
     return True
 
 
-def read_contents(path: str) -> DirContents | None:
-    """What cocoon's restore preflight would find in the data dir at `path`
+def read_contents(path: str, trusted: Trusted | None = None) -> DirContents | None:
+    """What cocoon's restore and clone would find in the data dir at `path`
     (see storage/snapshotdir.py); None when the dir cannot be read, which
-    leaves the finding unknown rather than calling the snapshot broken."""
+    leaves the finding unknown rather than calling the snapshot broken.
+    `trusted`: where Firecracker's loadSnapshotMeta accepts paths (no
+    roots: that check is skipped)."""
     try:
         with os.scandir(path) as it:
             entries = {e.name: e for e in it}
@@ -224,30 +240,120 @@ def read_contents(path: str) -> DirContents | None:
         entry = entries.get(name)
         return entry is not None and (not entry.is_symlink() or _exists(entry.path))
 
+    def irregular(name: str) -> bool:
+        """There (os.Stat), but the copy step skips it: not a regular file
+        itself (a symlink, even to a file, is not: DirEntry.Type())."""
+        entry = entries.get(name)
+        return entry is not None and not entry.is_file(follow_symlinks=False) and there(name)
+
     present = {name for name in SNAPSHOT_FILES if there(name)}
-    if any(name.startswith("memory-range") for name in entries):
-        present.add(MEMORY_RANGE)
-    sidecar_problem = config_problem = None
+    odd = [(name, "file") for name in sorted(present) if name != FC_COW and irregular(name)]
+    for name in sorted(entries):
+        if name.startswith("memory-range"):
+            present.add(MEMORY_RANGE)
+            if irregular(name):
+                odd.append((name, "file"))
+    sidecar_problem = config_problem = fc_problem = untrusted = None
     missing: tuple[str, ...] = ()
+    roles: tuple[str, ...] = ()
+    ch_base: tuple[BaseFile, ...] = ()
+    fc_base: tuple[BaseFile, ...] = ()
     try:
         if SIDECAR in present:
             try:
-                sidecar = parse_sidecar(_read_small(entries[SIDECAR]))
+                sidecar = parse_sidecar(_read_whole(entries[SIDECAR]))
             except FormatProblem as exc:
                 sidecar_problem = str(exc)
             else:
+                fc_problem = sidecar.fc_problem
+                untrusted = _untrusted(sidecar, trusted) if trusted is not None else None
+                roles = tuple(d.role for d in sidecar.disks)
                 missing = tuple(d.resident for d in sidecar.disks if d.resident and not there(d.resident))
+                odd += [(d.resident, d.role) for d in sidecar.disks if d.resident and irregular(d.resident)]
+                layers = tuple(("base layer", d.path) for d in sidecar.disks if d.role == "layer")
+                fc_base = _interned(layers + sidecar.boot)
                 if CH_CONFIG in present:
                     try:
-                        config_problem = config_mismatch(_read_small(entries[CH_CONFIG]), sidecar)
+                        config = read_config(_read_whole(entries[CH_CONFIG]), sidecar)
                     except FormatProblem as exc:
                         config_problem = str(exc)
+                    else:
+                        config_problem = config.problem
+                        ch_base = _interned(layers + config.boot)
     except PermissionError as exc:
         # cocoon writes cocoon.json 0600 and reads it as root: a reader
         # without that right knows nothing, and the snapshot is not broken.
         return _unreadable(f"{SIDECAR}: {exc.strerror or exc}")
-    found = DirContents(frozenset(present), sidecar_problem, missing, config_problem)
+    found = DirContents(
+        frozenset(present),
+        sidecar_problem,
+        missing,
+        config_problem,
+        fc_sidecar_problem=fc_problem,
+        fc_untrusted=untrusted,
+        irregular=tuple(odd),
+        roles=roles,
+        ch_base=ch_base,
+        fc_base=fc_base,
+    )
     return _CONTENTS.setdefault(found, found)
+
+
+_BASES: dict[tuple[BaseFile, ...], tuple[BaseFile, ...]] = {}
+
+
+def _interned(base: tuple[BaseFile, ...]) -> tuple[BaseFile, ...]:
+    """Snapshots of one image name the same base files: one tuple for all."""
+    return _BASES.setdefault(base, base)
+
+
+#: cocoon's run dir when nothing sets it (cmd/root.go:58; env COCOON_RUN_DIR,
+#: config/config.go:25-28). Firecracker trusts storage paths under it.
+DEFAULT_RUN_DIR = "/var/lib/cocoon/run"
+RUN_DIR_ENV = "COCOON_RUN_DIR"
+
+
+@functools.lru_cache(maxsize=8)
+def trusted_for(root: str) -> Trusted:
+    """The root as given, its other spellings, and cocoon's run dir."""
+    here = os.path.abspath(root)
+    return Trusted((here, *root_aliases(here)), os.environ.get(RUN_DIR_ENV) or DEFAULT_RUN_DIR)
+
+
+_UNTRUSTED: dict[tuple[Sidecar, Trusted], str | None] = {}
+
+
+def _untrusted(sidecar: Sidecar, trusted: Trusted) -> str | None:
+    """_fc_untrusted, once per distinct sidecar (snapshots of a VM share one)."""
+    key = (sidecar, trusted)
+    if key not in _UNTRUSTED:
+        if len(_UNTRUSTED) >= 4096:
+            del _UNTRUSTED[next(iter(_UNTRUSTED))]
+        _UNTRUSTED[key] = _fc_untrusted(sidecar, trusted)
+    return _UNTRUSTED[key]
+
+
+def _fc_untrusted(sidecar: Sidecar, trusted: Trusted) -> str | None:
+    """firecracker/snapshot.go:156-168: every storage path under the root or
+    the run dir, kernel and initrd under the root (isUnderDir: a lexical
+    prefix after filepath.Clean)."""
+    if not trusted.roots:
+        return None
+    storage_ok = (*trusted.roots, trusted.run_dir) if trusted.run_dir else trusted.roots
+    for disk in sidecar.disks:
+        if not _under_any(disk.path, storage_ok):
+            return f"storage path {disk.path!r} is outside cocoon's root and run dir"
+    for what, path in sidecar.boot:
+        if what in ("kernel", "initrd") and not _under_any(path, trusted.roots):
+            return f"{what} path {path!r} is outside cocoon's root"
+    return None
+
+
+def _under_any(path: str, dirs: tuple[str, ...]) -> bool:
+    cleaned = os.path.normpath(path) if path else "."
+    if cleaned.startswith("//"):
+        cleaned = "/" + cleaned.lstrip("/")  # Go's Clean folds a leading "//"
+    return any(cleaned.startswith(os.path.normpath(d).rstrip("/") + "/") for d in dirs)
 
 
 def _unreadable(why: str) -> DirContents:
@@ -255,10 +361,15 @@ def _unreadable(why: str) -> DirContents:
     return _CONTENTS.setdefault(found, found)
 
 
-def _read_small(entry: os.DirEntry[str]) -> bytes:
-    """A small regular file's bytes, as cocoon's os.ReadFile would get them;
-    a FIFO, a device or a huge file is a problem, not a hang or a memory
-    spike. The entry's type comes with the listing (no stat for plain files)."""
+#: Bytes per read() of a data dir's JSON file (they are a few KB; no cap).
+READ_CHUNK = 1 << 20
+
+
+def _read_whole(entry: os.DirEntry[str]) -> bytes:
+    """A regular file's bytes, all of them, as cocoon's os.ReadFile gets
+    them (no size cap: cocoon has none). A FIFO or a device is a problem,
+    not a hang. The entry's type comes with the listing (no stat for plain
+    files); a symlink is followed, as os.ReadFile does."""
     try:
         if not entry.is_file():
             raise FormatProblem("not a regular file")
@@ -267,15 +378,18 @@ def _read_small(entry: os.DirEntry[str]) -> bytes:
         raise
     except OSError as exc:
         raise FormatProblem(f"cannot read: {exc.strerror or exc}") from None
+    chunks = []
     try:
-        data = os.read(fd, SMALL_FILE_LIMIT + 1)  # a regular file: one read gets it all
+        while True:  # a regular file: a short read is its end, so one read gets a small one
+            chunk = os.read(fd, READ_CHUNK)
+            chunks.append(chunk)
+            if len(chunk) < READ_CHUNK:
+                break
     except OSError as exc:
         raise FormatProblem(f"cannot read: {exc.strerror or exc}") from None
     finally:
         os.close(fd)
-    if len(data) > SMALL_FILE_LIMIT:
-        raise FormatProblem(f"over {SMALL_FILE_LIMIT} bytes, too large to be cocoon's")
-    return data
+    return b"".join(chunks)
 
 
 #: Runs a walk whose cost grows with what it finds (`last_write`: a
@@ -471,6 +585,7 @@ def list_data_dirs(
     (`check`) needs no mtimes and saves a stat per snapshot."""
     out: dict[str, DirState] = {}
     base = os.path.join(lister.root, LOCALFILE)
+    trusted = trusted_for(lister.root)
     previous = previous or {}
     for entry in lister.entries(LOCALFILE):
         name = own(entry.name)
@@ -504,7 +619,7 @@ def list_data_dirs(
         out[name] = DirState(
             kind,
             mtime_ns,
-            read_contents(path) if want_contents and contents else None,
+            read_contents(path, trusted) if want_contents and contents else None,
             last_write(path, st.st_mtime) if rec is None and st is not None else None,
         )
     return out
@@ -588,6 +703,9 @@ def scan(
         keep_db=not include_db,
         ref_dbs=ref_dbs,
         data_dirs=data_dirs,
+        base_files=stat_base_files(
+            _base_paths(data_dirs.values()) | _claim_paths(ref_dbs) | index.base_files.keys()
+        ),
         recorded_dirs={
             rec.recorded: stat_recorded_dir(rec.recorded) for rec in records.values() if rec.recorded
         },
@@ -627,6 +745,42 @@ def read_vm_dirs(run_dir: str | None, log_dir: str | None) -> dict[tuple[str, st
     return out
 
 
+def _base_paths(states: Iterable[DirState]) -> set[str]:
+    """The base files the inspected data dirs name (few distinct: one set per image)."""
+    seen: set[int] = set()
+    paths: set[str] = set()
+    for state in states:
+        c = state.contents
+        if c is None or id(c) in seen:
+            continue
+        seen.add(id(c))
+        paths.update(p for _, p in c.ch_base)
+        paths.update(p for _, p in c.fc_base)
+    return paths
+
+
+def stat_base_files(paths: Iterable[str]) -> dict[str, int]:
+    """What os.Stat (links followed) says of each file snapshots, images and
+    VMs name: MISSING, PRESENT, or VALID (regular, size > 0: utils.ValidFile)."""
+    return {path: _file_state(path) for path in paths}
+
+
+def _file_state(path: str) -> int:
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return MISSING
+    return VALID if stat.S_ISREG(st.st_mode) and st.st_size > 0 else PRESENT
+
+
+def _claim_paths(ref_dbs: Mapping[str, object]) -> set[str]:
+    paths: set[str] = set()
+    for refs in ref_dbs.values():
+        for claim in getattr(refs, "claims", ()):
+            paths.update(p for _, p in (claim.files if isinstance(claim, ImageClaim) else claim.base))
+    return paths
+
+
 def fulfil(root: str, index: Reconciler, wants: Wants) -> None:
     """Look at what the index asked for after a DB load, and tell it."""
     for name in wants.contents | wants.activity:
@@ -636,6 +790,8 @@ def fulfil(root: str, index: Reconciler, wants: Wants) -> None:
         )
     for path in wants.recorded:
         index.set_recorded_dir(path, stat_recorded_dir(path))
+    if wants.base:
+        index.set_base_files(stat_base_files(wants.base))
     for hex_ in wants.hexes:
         for blob_dir, suffix in BLOB_DIRS:
             relpath = f"{blob_dir}/{hex_}{suffix}"

@@ -37,6 +37,11 @@ CONTRACT_SEVERITY = {
     "gc_blocked": "warning",
     "stale_creating_vm": "warning",
     "orphan_vm_dir": "warning",
+    "clone_blocked": "warning",
+    "restore_blocked": "error",
+    "image_unusable": "error",
+    "vm_snapshot_gone": "info",
+    "vm_base_missing": "error",
 }
 #: The simulator's classic faults, each of which leaves exactly one finding
 #: (tests/test_sim_faults.py runs all of `cocoond.sim.FAULTS`).

@@ -41,6 +41,9 @@ def tree(sim: ModuleType, root: Path) -> dict[str, str]:
     oci_hex = "b" * 64
     (root / "oci" / "blobs" / f"{oci_hex}.erofs").write_bytes(b"\xe2\xe1\xf5\xe0" + b"\0" * 4092)
     (root / "oci" / "boot" / oci_hex).mkdir()
+    # OCI.Config needs the kernel and initrd of the layer the entry names (oci.go:136-143).
+    (root / "oci" / "boot" / oci_hex / "vmlinuz").write_bytes(b"MZ kernel")
+    (root / "oci" / "boot" / oci_hex / "initrd.img").write_bytes(b"070701 initrd")
     (root / "oci" / "db" / "images.json").write_text(
         json.dumps(
             {

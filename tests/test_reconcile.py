@@ -10,6 +10,7 @@ import pytest
 from cocoond.core.facts import (
     CH_CONFIG,
     CH_STATE,
+    FC_COW,
     FC_MEM,
     FC_VMSTATE,
     MEMORY_RANGE,
@@ -32,8 +33,8 @@ STALE = 3600.0
 
 
 #: What restore finds in a complete Cloud Hypervisor / Firecracker data dir.
-CH_OK = DirContents(frozenset({SIDECAR, CH_CONFIG, CH_STATE, MEMORY_RANGE}))
-FC_OK = DirContents(frozenset({SIDECAR, FC_VMSTATE, FC_MEM}))
+CH_OK = DirContents(frozenset({SIDECAR, CH_CONFIG, CH_STATE, MEMORY_RANGE}), roles=("cow",))
+FC_OK = DirContents(frozenset({SIDECAR, FC_VMSTATE, FC_MEM, FC_COW}), roles=("cow",))
 
 
 def index(root: str = ROOT, **kw: object) -> Reconciler:

@@ -40,13 +40,13 @@ from cocoond.core.facts import (
     DirContents,
     DirState,
     Listing,
+    RefFacts,
     TempEntry,
 )
 from cocoond.core.findings import Finding, Key
 from cocoond.core.reconcile import DB_DEPENDENT, Reconciler
 from cocoond.errors import DBError
 from cocoond.storage.records import SnapshotDB, SnapshotRecord
-from cocoond.storage.refdbs import RefFacts
 
 NOW = 1_000_000.0
 UNREFERENCED = "unreferenced_blob"

@@ -21,6 +21,7 @@ from cocoond.core.facts import (
     IndexedDB,
     Listing,
     RecFacts,
+    RefFacts,
 )
 from cocoond.core.reconcile import Reconciler
 from cocoond.errors import DBError
@@ -43,7 +44,6 @@ from cocoond.scan import (
 )
 from cocoond.storage.dbfile import read_db_bytes
 from cocoond.storage.paths import Paths
-from cocoond.storage.refdbs import RefFacts
 
 MB = 1 << 20
 

@@ -21,6 +21,12 @@ SIDE_FINDINGS = {
     "null-record-with-dir": {"name_mismatch"},
     # the registry wrote its data dir before it died: an orphan once quiet.
     "stale-epoch-tmp": {"orphan_data_dir"},
+    # a blob gone: the image cannot create VMs, the VM using it cannot relaunch.
+    "missing-blob": {"image_unusable", "vm_base_missing"},
+    "missing-oci-layer": {"image_unusable"},
+    # the VM the snapshot came from still has its COW: restore onto it fails too.
+    "ch-no-cow": {"restore_blocked"},
+    "dangling-symlinked-blob": {"image_unusable"},
 }
 
 

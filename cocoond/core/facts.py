@@ -6,13 +6,13 @@ one per snapshot (100k of them on a big host)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, NamedTuple
 
 from cocoond.errors import DBError
 from cocoond.storage.dbspans import DBDelta, Spans
 from cocoond.storage.records import SnapshotDB
-from cocoond.storage.refdbs import RefFacts
 
 if TYPE_CHECKING:
     from cocoond.core.gcmodel import VMDirs
@@ -31,7 +31,9 @@ CH_CONFIG = "config.json"
 CH_STATE = "state.json"
 FC_VMSTATE = "vmstate"
 FC_MEM = "mem"
-SNAPSHOT_FILES = frozenset({SIDECAR, CH_CONFIG, CH_STATE, FC_VMSTATE, FC_MEM})
+#: Firecracker's clone renames the copied cow.raw into place (firecracker/clone.go:51-55).
+FC_COW = "cow.raw"
+SNAPSHOT_FILES = frozenset({SIDECAR, CH_CONFIG, CH_STATE, FC_VMSTATE, FC_MEM, FC_COW})
 #: Stands for "some entry's name starts with memory-range" in
 #: `DirContents.present` (CH checks names only: cloudhypervisor/helper.go:92-103).
 MEMORY_RANGE = "memory-range*"
@@ -56,6 +58,25 @@ class DirContents:
     #: cocoond may not read the dir or its sidecar (why): restore-ability is
     #: unknown, which is said once for all such dirs, not guessed per dir.
     unreadable: str | None = None
+    #: cocoon.json decodes as CH's snapshotMeta but not as Firecracker's own
+    #: (cpu int, memory int64: firecracker/snapshot.go:28-33, 152-155).
+    fc_sidecar_problem: str | None = None
+    #: Firecracker's trusted-path check fails (firecracker/snapshot.go:156-168):
+    #: which path, said as an operator reads it.
+    fc_untrusted: str | None = None
+    #: Entries restore or clone need that exist (os.Stat passes) but are not
+    #: regular files, which the copy step skips (hypervisor/utils.go:364-367):
+    #: (name, what) with what one of "file" (a named snapshot file or
+    #: memory-range*) or the disk role ("cow", "cidata", "data").
+    irregular: tuple[tuple[str, str], ...] = ()
+    #: The disk roles the sidecar names, in its order (clone needs a COW with
+    #: CH, no cidata with FC; restore matches them against the VM's).
+    roles: tuple[str, ...] = ()
+    #: Absolute paths clone os.Stats (hypervisor/utils.go:331-356), as
+    #: (what, path): the sidecar's layers, then the boot files. CH takes
+    #: them from config.json's payload, FC from the sidecar's boot_config.
+    ch_base: tuple[tuple[str, str], ...] = ()
+    fc_base: tuple[tuple[str, str], ...] = ()
 
 
 class DirState(NamedTuple):
@@ -89,6 +110,77 @@ class BlobFile:
     empty: bool = False
     #: What deleting this entry frees (its own allocated blocks).
     disk_bytes: int = 0
+
+
+#: What os.Stat says of a file a snapshot, image or VM names by absolute path.
+MISSING, PRESENT, VALID = 0, 1, 2  # VALID: a regular file of size > 0 (utils.ValidFile)
+#: (what, absolute path), e.g. ("kernel", "/var/lib/cocoon/oci/boot/<hex>/vmlinuz").
+NamedFile = tuple[str, str]
+
+
+class ImageClaim(NamedTuple):
+    """What `cocoon vm run` of one image DB entry needs (images/oci/oci.go:109-152,
+    images/cloudimg/cloudimg.go:98-133)."""
+
+    ref: str
+    #: Why creating a VM from it fails before any file is looked at.
+    problem: str | None
+    #: Files that must be valid (regular, size > 0), in cocoon's order.
+    files: tuple[NamedFile, ...]
+
+
+class VMClaim(NamedTuple):
+    """What one VM record names: the snapshots it lists, the base files its
+    hypervisor opens when it (re)launches it."""
+
+    vm_id: str
+    name: str
+    state: str
+    snapshot_ids: frozenset[str]
+    base: tuple[NamedFile, ...]
+    #: image_blob_ids: for a cloud-image VM, the blob its qcow2 overlay is
+    #: backed by (hypervisor/utils.go:71-73); judged like missing_blob.
+    blobs: frozenset[str] = frozenset()
+    #: The roles of its storage_configs, in order (restore's ValidateRoleSequence).
+    roles: tuple[str, ...] = ()
+
+
+class ClaimRefs(frozenset[str]):
+    """An image or VM DB's blob hexes (what pins blobs), carrying what its
+    entries need, decoded in the same pass (decoding a VM DB is most of its
+    cost)."""
+
+    claims: tuple[ImageClaim | VMClaim, ...]
+
+    def __new__(cls, hexes: frozenset[str] | set[str], claims: tuple[ImageClaim | VMClaim, ...]) -> ClaimRefs:
+        made = super().__new__(cls, hexes)
+        made.claims = claims
+        return made
+
+
+class CreatingVM(NamedTuple):
+    """A VM record still in `creating`: gc drops it once its updated_at is
+    older than 24 h (hypervisor/gc.go:47, backend.go:31)."""
+
+    name: str
+    #: updated_at as epoch seconds (Go's zero time, or none: -inf).
+    updated: float
+    #: Where gc removes its dirs from: the record's own run_dir and log_dir
+    #: (hypervisor/backend.go:402-406).
+    run_dir: str
+    log_dir: str
+
+
+class RefFacts(NamedTuple):
+    """What a VM or CNI DB gives cocoon's gc beyond the blobs it pins."""
+
+    refs: frozenset[str]
+    #: VM DB: the IDs of its non-nil records (ActiveVMIDs); CNI DB: the
+    #: vm_id of each non-nil network record.
+    ids: frozenset[str] = frozenset()
+    creating: Mapping[str, CreatingVM] = {}
+    #: VM DB: what each VM needs to (re)launch (rules: vm_base_missing...).
+    claims: tuple[VMClaim, ...] = ()
 
 
 class TempEntry(NamedTuple):
@@ -138,6 +230,9 @@ class Listing:
     data_dirs: dict[str, DirState] = field(default_factory=dict)
     #: Foreign recorded data_dir paths -> is a directory (os.Stat).
     recorded_dirs: dict[str, bool] = field(default_factory=dict)
+    #: Files data dirs, images and VMs name by absolute path (layers,
+    #: kernel, initrd, firmware) -> MISSING, PRESENT or VALID.
+    base_files: dict[str, int] = field(default_factory=dict)
     blobs: dict[str, BlobFile] = field(default_factory=dict)  # relpath -> entry
     boot_dirs: dict[str, int] = field(default_factory=dict)  # oci/boot/<hex> -> bytes
     temps: dict[str, TempEntry] = field(default_factory=dict)  # relpath -> entry

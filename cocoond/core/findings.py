@@ -30,6 +30,11 @@ ROOT_UNSEEN: Final = "root_unseen"
 GC_BLOCKED: Final = "gc_blocked"
 STALE_CREATING_VM: Final = "stale_creating_vm"
 ORPHAN_VM_DIR: Final = "orphan_vm_dir"
+CLONE_BLOCKED: Final = "clone_blocked"
+RESTORE_BLOCKED: Final = "restore_blocked"
+IMAGE_UNUSABLE: Final = "image_unusable"
+VM_SNAPSHOT_GONE: Final = "vm_snapshot_gone"
+VM_BASE_MISSING: Final = "vm_base_missing"
 
 SEVERITY_OF: Final[dict[str, Severity]] = {
     DB_UNREADABLE: "error",
@@ -49,6 +54,11 @@ SEVERITY_OF: Final[dict[str, Severity]] = {
     GC_BLOCKED: "warning",
     STALE_CREATING_VM: "warning",
     ORPHAN_VM_DIR: "warning",
+    CLONE_BLOCKED: "warning",
+    RESTORE_BLOCKED: "error",
+    IMAGE_UNUSABLE: "error",
+    VM_SNAPSHOT_GONE: "info",
+    VM_BASE_MISSING: "error",
 }
 KINDS: Final[tuple[str, ...]] = tuple(SEVERITY_OF)
 

@@ -25,9 +25,8 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
-from cocoond.core.facts import BlobFile, DirState, RecFacts, TempEntry
+from cocoond.core.facts import BlobFile, DirState, RecFacts, RefFacts, TempEntry
 from cocoond.errors import DBError
-from cocoond.storage.refdbs import RefFacts
 
 #: snapshot/localfile/gc.go:20: pending records older than this are dropped.
 PENDING_GRACE: Final = 24 * 3600.0

@@ -30,12 +30,16 @@ from typing import Any
 from cocoond.core import findings as fk
 from cocoond.core import gcmodel, rules
 from cocoond.core.facts import (
+    MISSING,
     BlobFile,
     DirState,
+    ImageClaim,
     IndexedDB,
     Listing,
     RecFacts,
+    RefFacts,
     TempEntry,
+    VMClaim,
 )
 from cocoond.core.findings import Finding, Key
 from cocoond.core.gcmodel import Blocker, GCView, VMDirs
@@ -51,7 +55,7 @@ from cocoond.storage.records import (
     no_gc,
     record_decoder,
 )
-from cocoond.storage.refdbs import CNI_DB, RefFacts
+from cocoond.storage.refdbs import CNI_DB
 
 #: Blob dirs under the root: their listings decide whether a blob is there.
 BLOB_DIRS: tuple[str, ...] = ("cloudimg/blobs", "oci/blobs")
@@ -64,6 +68,8 @@ DB_DEPENDENT: frozenset[str] = frozenset(fk.KINDS) - {
     fk.GC_BLOCKED,
     fk.STALE_CREATING_VM,
     fk.ORPHAN_VM_DIR,
+    fk.IMAGE_UNUSABLE,
+    fk.VM_BASE_MISSING,
 }
 
 __all__ = ["BLOB_DIRS", "DB_DEPENDENT", "LOCALFILE", "SNAPSHOT_DB", "Reconciler", "Wants"]
@@ -83,12 +89,15 @@ class Wants:
     #: Blob hexes that just became referenced: stat their files now, so a
     #: finding never opens from a listing older than the DB that names them.
     hexes: set[str] = field(default_factory=set)
+    #: Base files (layers, kernel, initrd, firmware) a data dir names that
+    #: have not been stat'ed yet.
+    base: set[str] = field(default_factory=set)
     #: Not a want but news: dirs a DB load left without a record (the daemon
     #: reports many of them, from one DB change, as one finding).
     orphaned: set[str] = field(default_factory=set)
 
     def __bool__(self) -> bool:
-        return bool(self.contents or self.activity or self.recorded or self.hexes)
+        return bool(self.contents or self.activity or self.recorded or self.hexes or self.base)
 
 
 class Reconciler:
@@ -143,6 +152,21 @@ class Reconciler:
         self._listed: set[str] = set()
         self.recorded_dirs: dict[str, bool] = {}
         self._recorded_users: dict[str, set[str]] = {}
+        #: Files data dirs, images and VMs name by absolute path -> MISSING,
+        #: PRESENT or VALID (facts.py).
+        self.base_files: dict[str, int] = {}
+        #: What each image/VM DB's entries need (last good read).
+        self.claims: dict[str, tuple[ImageClaim | VMClaim, ...]] = {}
+        self._claim_keys: dict[str, set[Key]] = {}
+        #: snapshot ID -> (VM DB, the VM listing it): restore's VM.
+        self._owner: dict[str, tuple[str, VMClaim]] = {}
+        #: base_files that are MISSING (so a path coming back re-judges its dirs).
+        self._was_missing: set[str] = set()
+        #: Image/VM DBs whose claims need judging again, and whether the
+        #: snapshot -> VM map does: done once, when findings or wants are
+        #: next read (a 4,000-VM DB is not re-judged per blob event).
+        self._stale_claims: set[str] = set()
+        self._owners_stale = False
         self.blob_files: dict[str, dict[str, BlobFile]] = {}
         self.boot_dirs: dict[str, int] = {}
         self.ref_sets: dict[str, frozenset[str]] = {}  # last good refs of each image/VM DB
@@ -205,6 +229,7 @@ class Reconciler:
         """Bring the time-dependent findings up to `now` and hand over every
         key that changed since the last call."""
         self._now = now
+        self._flush_claims()
         self._promote_orphans(now)
         self._eval_timed(now)
         dirty, self._dirty = self._dirty, set()
@@ -256,6 +281,7 @@ class Reconciler:
 
     def take_wants(self) -> Wants:
         """What the last DB loads left unknown (see `Wants`); handed over once."""
+        self._flush_claims()
         wants, self._wants = self._wants, Wants()
         return wants
 
@@ -298,6 +324,8 @@ class Reconciler:
         directory the listing could not read keeps what the index knew of it:
         unknown is not the same as empty."""
         self._set_unreadable_all(listing.unreadable)
+        flipped = {p for p, found in listing.base_files.items() if self.base_files.get(p) != found}
+        self.base_files.update(listing.base_files)
         newly_listed = {d for d in (LOCALFILE, *BLOB_DIRS) if d not in listing.unreadable} - self._listed
         self._listed |= newly_listed
         if LOCALFILE not in listing.unreadable:
@@ -313,6 +341,7 @@ class Reconciler:
         else:
             changed_dirs = set()
         if newly_listed & set(BLOB_DIRS):
+            self._stale_claims.update(self.claims)
             for hex_ in list(self.snap_refs) + list(self.other_refs):
                 self._eval_hex(hex_)
         for path in set(self.recorded_dirs) | set(listing.recorded_dirs):
@@ -347,6 +376,8 @@ class Reconciler:
         self.not_dirs = listing.not_dirs
         for (module, kind), dirs in listing.vm_dirs.items():
             self.set_vm_dirs(module, kind, dirs)
+        if flipped:
+            self._eval_base_users(flipped)
         self._eval_gc()
 
     def decode_db(self, data: bytes | str | None, path: str) -> IndexedDB | DBError | None:
@@ -434,6 +465,13 @@ class Reconciler:
             return
         self.ref_errors.pop(relpath, None)
         self._put(key, None)
+        claims = getattr(refs, "claims", None)
+        if claims is not None:
+            self.claims[relpath] = claims
+        else:
+            self.claims.pop(relpath, None)
+        self._stale_claims.add(relpath)
+        self._owners_stale = True
         if isinstance(refs, RefFacts):
             self.ref_facts[relpath] = refs
             refs = refs.refs
@@ -475,6 +513,33 @@ class Reconciler:
         for sid in self._recorded_users.get(path, ()):
             self._eval_dir(sid)
 
+    def set_base_files(self, found: Mapping[str, int]) -> None:
+        """Files data dirs, images and VMs name, stat'ed (facts.MISSING,
+        PRESENT, VALID): one re-judging pass for the whole batch."""
+        flipped = {p for p, state in found.items() if self.base_files.get(p) != state}
+        self.base_files.update(found)
+        if flipped:
+            self._eval_base_users(flipped)
+
+    def _eval_base_users(self, paths: set[str]) -> None:
+        """Re-judge what names any of `paths`: rare (an image removed or
+        pulled again), so a pass over the dirs beats a reverse map the
+        daemon would hold for 100k snapshots. Clone only cares whether a
+        file is missing: a path first seen present changes no dir."""
+        missing = {p for p in paths if self.base_files.get(p) == MISSING} | (paths & self._was_missing)
+        self._was_missing = (self._was_missing - paths) | {
+            p for p in paths if self.base_files.get(p) == MISSING
+        }
+        if missing:
+            for sid, state in self.dirs.items():
+                c = state.contents
+                if c is not None and any(p in missing for _, p in (*c.ch_base, *c.fc_base)):
+                    self._eval_dir(sid)
+            for sid, (_, vm) in self._owner.items():
+                if any(p in missing for _, p in vm.base):
+                    self._eval_restore(sid)
+        self._stale_claims.update(self.claims)
+
     def set_blob(self, relpath: str, blob: BlobFile | None) -> None:
         """An entry of a blob dir changed; `relpath` names it under the root."""
         hex_ = blob.hex if blob is not None else _hex_of(relpath)
@@ -486,6 +551,7 @@ class Reconciler:
         if not files:
             del self.blob_files[hex_]
         self._eval_hex(hex_)
+        self._stale_claims.update(self.claims)
 
     def set_boot_dir(self, hex_: str, disk_bytes: int | None) -> None:
         """An OCI boot dir oci/boot/<hex>/ (gc deletes it with its blob)."""
@@ -579,6 +645,7 @@ class Reconciler:
             self._eval_record(sid)
         self._eval_names()
         self._rebuild_snap_refs(touched, old_records)
+        self._stale_claims.update(self.claims)
         self.name_count = len(self.names)
 
     def _load_delta(self, delta: DBDelta[RecFacts]) -> None:
@@ -739,6 +806,8 @@ class Reconciler:
             and sid not in self._unread
             and (fk.MISSING_DATA_DIR, sid) not in static
             and (fk.INCOMPLETE_DATA_DIR, sid) not in static
+            and (fk.CLONE_BLOCKED, sid) not in static
+            and (fk.RESTORE_BLOCKED, sid) not in static
         ):
             return  # pending, or healthy and not inspected yet: the common case
         known = self.db_known and LOCALFILE in self._listed
@@ -747,18 +816,113 @@ class Reconciler:
         if known and rec is None and state is not None and state.kind != "other":
             due = (state.last_write or 0.0) + self.orphan_quiet_seconds
         self._set_orphan_due(sid, due)
-        missing = incomplete = None
+        missing = incomplete = blocked = None
         if rec is not None and not rec.pending and (known or rec.recorded is not None):
             recorded_is_dir = self.recorded_dirs.get(rec.recorded) if rec.recorded else None
             missing = rules.missing_data_dir(sid, rec, state, recorded_is_dir, self.root)
             if missing is None and known:
                 incomplete = rules.incomplete_data_dir(sid, rec, state, self.root)
+                if incomplete is None:
+                    self._want_base(state)
+                    blocked = rules.clone_blocked(sid, rec, state, self.base_files, self.root)
         self._put((fk.MISSING_DATA_DIR, sid), missing)
         self._put((fk.INCOMPLETE_DATA_DIR, sid), incomplete)
+        self._put((fk.CLONE_BLOCKED, sid), blocked)
+        self._eval_restore(sid)
         unread = None
         if rec is not None and not rec.pending and rec.recorded is None and state is not None:
             unread = state.contents.unreadable if state.contents is not None else None
         self._set_unread(sid, unread)
+
+    def _eval_restore(self, sid: str) -> None:
+        """restore_blocked for one snapshot: its disks against its VM's, once
+        restore's own checks on the dir passed."""
+        if self.frozen:
+            self._deferred_dirs.add(sid)
+            return
+        owner = self._owner.get(sid)
+        key: Key = (fk.RESTORE_BLOCKED, sid)
+        if owner is None:
+            if key in self._static:
+                self._put(key, None)
+            return
+        rec, state, static = self.records.get(sid), self.dirs.get(sid), self._static
+        finding = None
+        if (
+            rec is not None
+            and not rec.pending
+            and LOCALFILE in self._listed
+            and (fk.MISSING_DATA_DIR, sid) not in static
+            and (fk.INCOMPLETE_DATA_DIR, sid) not in static
+        ):
+            finding = rules.restore_blocked(sid, rec, state, owner[0], owner[1], self.base_files, self.root)
+        self._put(key, finding)
+
+    def _want_base(self, state: DirState | None) -> None:
+        """Ask the shell to stat the base files a dir names that it has not."""
+        c = state.contents if state is not None else None
+        if c is not None:
+            known = self.base_files
+            self._wants.base.update(p for _, p in (*c.ch_base, *c.fc_base) if p not in known)
+
+    def _eval_claims(self, relpath: str) -> None:
+        """image_unusable, vm_snapshot_gone, vm_base_missing for one image or
+        VM DB: O(its entries). vm_snapshot_gone waits for a good snapshot DB
+        (and keeps its findings while that is unreadable)."""
+        claims = self.claims.get(relpath, ())
+        judge_snapshots = self.db_known and not self.frozen
+        want: dict[Key, Finding] = {}
+        for claim in claims:
+            files = claim.files if isinstance(claim, ImageClaim) else claim.base
+            self._wants.base.update(p for _, p in files if p not in self.base_files)
+            if isinstance(claim, ImageClaim):
+                found = [rules.image_unusable(relpath, claim, self.base_files)]
+            else:
+                lost = [h for h in claim.blobs if self._blob_lost(h)]
+                found = [rules.vm_base_missing(relpath, claim, self.base_files, lost)]
+                if judge_snapshots:
+                    found.append(rules.vm_snapshot_gone(relpath, claim, self.records.keys()))
+            want.update((f.key, f) for f in found if f is not None)
+        old = self._claim_keys.get(relpath, set())
+        for key in old - want.keys():
+            if key[0] != fk.VM_SNAPSHOT_GONE or judge_snapshots:
+                self._put(key, None)
+            else:
+                want[key] = self._static[key]
+        for key, finding in want.items():
+            self._put(key, finding)
+        if want:
+            self._claim_keys[relpath] = set(want)
+        else:
+            self._claim_keys.pop(relpath, None)
+
+    def _flush_claims(self) -> None:
+        if self._owners_stale:
+            self._owners_stale = False
+            self._index_owners()
+        stale, self._stale_claims = self._stale_claims, set()
+        for relpath in stale:
+            self._eval_claims(relpath)
+
+    def _index_owners(self) -> None:
+        """Which VM each snapshot belongs to; re-judge the snapshots whose
+        VM (or its disks) changed."""
+        owners: dict[str, tuple[str, VMClaim]] = {}
+        for relpath, claims in self.claims.items():
+            for claim in claims:
+                if isinstance(claim, VMClaim):
+                    for sid in claim.snapshot_ids:
+                        owners.setdefault(sid, (relpath, claim))
+        old, self._owner = self._owner, owners
+        for sid in old.keys() | owners.keys():
+            if old.get(sid) != owners.get(sid) and sid in self.records:
+                self._eval_restore(sid)
+
+    def _blob_lost(self, hex_: str) -> bool:
+        """No usable file for this hex in either blob dir (both listed)."""
+        if not self._listed.issuperset(BLOB_DIRS):
+            return False
+        return not any(f.usable for f in self.blob_files.get(hex_, {}).values())
 
     def _set_unread(self, sid: str, why: str | None) -> None:
         if why is None:

@@ -14,21 +14,26 @@ from cocoond.core import findings as fk
 from cocoond.core.facts import (
     CH_CONFIG,
     CH_STATE,
+    FC_COW,
     FC_MEM,
     FC_VMSTATE,
     MEMORY_RANGE,
+    MISSING,
     SIDECAR,
+    VALID,
     BlobFile,
+    CreatingVM,
     DirContents,
     DirState,
+    ImageClaim,
     RecFacts,
     TempEntry,
+    VMClaim,
 )
 from cocoond.core.findings import Finding, Key
 from cocoond.core.gcmodel import CREATING_GRACE, STALE_TEMP_AGE, Blocker
 from cocoond.errors import DBError
 from cocoond.output import quoted
-from cocoond.storage.refdbs import CreatingVM
 
 SNAPSHOT_DB = "snapshot/db/snapshots.json"
 LOCALFILE = "snapshot/localfile"
@@ -229,15 +234,19 @@ def missing_data_dir(
 
 
 def preflight_problems(hypervisor: str, contents: DirContents) -> list[str]:
-    """What cocoon's restore preflight would fail on, in its order. The
-    backend is the record's `hypervisor`: "firecracker" is Firecracker,
-    anything else non-empty Cloud Hypervisor, and no value means the host's
-    default backend, so either layout passes (cmd/vm/run.go:93-94)."""
+    """What stops `cocoon vm restore` of this data dir, in cocoon's order:
+    its preflight, then the copy step. The backend is the record's
+    `hypervisor`: "firecracker" is Firecracker, anything else non-empty
+    Cloud Hypervisor, and no value means the host's default backend, so
+    either layout passes (cmd/vm/run.go:93-94)."""
+    return _by_backend(hypervisor, _ch_problems(contents), _fc_problems(contents))
+
+
+def _by_backend(hypervisor: str, ch: list[str], fc: list[str]) -> list[str]:
     if hypervisor == FIRECRACKER:
-        return _fc_problems(contents)
+        return fc
     if hypervisor:
-        return _ch_problems(contents)
-    ch, fc = _ch_problems(contents), _fc_problems(contents)
+        return ch
     if not ch or not fc:
         return []
     return ch if len(ch) <= len(fc) else fc
@@ -264,34 +273,253 @@ def _ch_problems(c: DirContents) -> list[str]:
         problems.append(f"{CH_STATE} is missing")
     if MEMORY_RANGE not in c.present:
         problems.append("no memory-range* file")
-    return problems
+    return problems + _copy_problems(c, _CH_NEEDED)
 
 
 def _fc_problems(c: DirContents) -> list[str]:
-    # hypervisor/firecracker/helper.go:18-31.
+    # hypervisor/firecracker/helper.go:18-31; the sidecar is Firecracker's
+    # own struct, and its paths must be trusted (firecracker/snapshot.go:147-168).
+    if SIDECAR in c.present and not c.sidecar_problem:
+        if c.fc_sidecar_problem:
+            return [f"{SIDECAR}: {c.fc_sidecar_problem} (Firecracker's snapshotMeta)"]
+        if c.fc_untrusted:
+            return [f"{SIDECAR}: {c.fc_untrusted}, which Firecracker refuses"]
     problems = _common_problems(c)
     problems += [f"{name} is missing" for name in (FC_VMSTATE, FC_MEM) if name not in c.present]
-    return problems
+    return problems + _copy_problems(c, _FC_NEEDED)
+
+
+MEMORY_PREFIX = "memory-range"
+#: Files restore needs in the run dir after the copy step, per backend (CH:
+#: cleanSnapshotFiles then cloneSnapshotFiles, cloudhypervisor/direct.go:43-51;
+#: FC: firecracker/direct.go:49-56), besides the COW and data disks.
+_CH_NEEDED = frozenset({SIDECAR, CH_CONFIG, CH_STATE})
+_FC_NEEDED = frozenset({SIDECAR, FC_VMSTATE, FC_MEM})
+
+
+def _copy_problems(c: DirContents, needed: frozenset[str]) -> list[str]:
+    """Restore and clone copy the data dir into the VM's run dir, regular
+    files only (hypervisor/utils.go:358-367): a needed file that is a
+    symlink or a directory passes the preflight's os.Stat and is then not
+    there. A COW left behind means restore runs on the VM's current disk."""
+    return [
+        f"{name} is not a regular file, and restore copies regular files only"
+        for name, what in c.irregular
+        if what in ("cow", "data")
+        or name in needed
+        or (needed is _CH_NEEDED and name.startswith(MEMORY_PREFIX))
+    ]
 
 
 def incomplete_data_dir(sid: str, rec: RecFacts, state: DirState | None, root: str) -> Finding | None:
-    """A committed record whose data dir exists but fails the restore
-    preflight for its hypervisor: restore fails although the dir is there."""
+    """A committed record whose data dir exists but cannot be restored: its
+    preflight or its copy step fails for its hypervisor. Clone runs the
+    same checks on the copy (cloudhypervisor/clone.go:50-56; firecracker/
+    clone.go:37-40 and snapshot/load), so it fails too."""
     if rec.recorded is not None or state is None or state.contents is None or state.contents.unreadable:
         return None
     problems = preflight_problems(rec.hypervisor, state.contents)
     if not problems:
         return None
-    backend = {FIRECRACKER: "Firecracker", "": "either backend"}.get(rec.hypervisor, "Cloud Hypervisor")
+    backend = _backend_name(rec.hypervisor)
     return Finding(
         fk.INCOMPLETE_DATA_DIR,
         sid,
-        f"snapshot {quoted(rec.name) or sid} cannot be restored: its data dir fails {backend}'s "
-        f"restore preflight ({'; '.join(problems)}): restore the dir from backup or `cocoon snapshot rm` it",
+        f"snapshot {quoted(rec.name) or sid} cannot be restored or cloned: its data dir fails {backend}'s "
+        f"restore checks ({'; '.join(problems)}): restore the dir from backup or `cocoon snapshot rm` it",
         snapshot_id=sid,
         name=rec.name or None,
         path=_join(root, f"{LOCALFILE}/{sid}"),
         fails=(fk.RESTORE, fk.CLONE),
+    )
+
+
+def _backend_name(hypervisor: str) -> str:
+    return {FIRECRACKER: "Firecracker", "": "either backend"}.get(hypervisor, "Cloud Hypervisor")
+
+
+def clone_problems(hypervisor: str, contents: DirContents, base_files: Mapping[str, int]) -> list[str]:
+    """What stops `cocoon vm clone` of a snapshot that restore would take.
+    `base_files`: path -> MISSING / PRESENT / VALID (absent: not known yet)."""
+    ch = _ch_clone_problems(contents, base_files)
+    return _by_backend(hypervisor, ch, _fc_clone_problems(contents, base_files))
+
+
+def _ch_clone_problems(c: DirContents, base_files: Mapping[str, int]) -> list[str]:
+    problems = [
+        f"{name} (cidata) is not a regular file, and clone copies regular files only"
+        for name, what in c.irregular
+        if what == "cidata"
+    ]
+    if "cow" not in c.roles:
+        # updateCOWPath (cloudhypervisor/clone.go:298-309).
+        problems.append(f"{SIDECAR} names no COW disk, and clone needs one to rewrite")
+    return problems + _missing_base(c.ch_base, base_files)
+
+
+def _fc_clone_problems(c: DirContents, base_files: Mapping[str, int]) -> list[str]:
+    problems = []
+    if FC_COW not in c.present or any(name == FC_COW for name, _ in c.irregular):
+        # The copied cow.raw is renamed into place (firecracker/clone.go:51-55).
+        problems.append(f"no regular {FC_COW} for clone to move into the new VM")
+    if "cidata" in c.roles:
+        # rebuildCloneStorage (firecracker/clone.go:184-185).
+        problems.append(f"{SIDECAR} names a cidata disk, which Firecracker cannot clone")
+    return problems + _missing_base(c.fc_base, base_files)
+
+
+def _missing_base(base: tuple[tuple[str, str], ...], base_files: Mapping[str, int]) -> list[str]:
+    # VerifyBaseFiles (hypervisor/utils.go:331-356): os.Stat of each.
+    return [f"{what} {path} is missing" for what, path in base if base_files.get(path) == MISSING]
+
+
+def clone_blocked(
+    sid: str, rec: RecFacts, state: DirState | None, base_files: Mapping[str, int], root: str
+) -> Finding | None:
+    """A committed snapshot restore would take but `cocoon vm clone` would
+    not: a warning, since the VM it belongs to can still go back to it."""
+    if rec.recorded is not None or state is None or state.contents is None or state.contents.unreadable:
+        return None
+    problems = clone_problems(rec.hypervisor, state.contents, base_files)
+    if not problems:
+        return None
+    return Finding(
+        fk.CLONE_BLOCKED,
+        sid,
+        f"snapshot {quoted(rec.name) or sid} cannot be cloned with {_backend_name(rec.hypervisor)} "
+        f"({'; '.join(problems)}); restore does not check these",
+        snapshot_id=sid,
+        name=rec.name or None,
+        path=_join(root, f"{LOCALFILE}/{sid}"),
+        fails=(fk.CLONE,),
+    )
+
+
+def role_sequence_problem(snapshot: tuple[str, ...], vm: tuple[str, ...]) -> str | None:
+    """hypervisor.ValidateRoleSequence (hypervisor/utils.go:298-313): the
+    snapshot's disks must be a prefix of the VM's, by role, and the VM may
+    only add cidata after them."""
+    if len(snapshot) > len(vm):
+        return f"the snapshot has {len(snapshot)} disks, the VM only {len(vm)}"
+    for i, role in enumerate(snapshot):
+        if vm[i] != role:
+            return f"disk[{i}] is {role or '(none)'} in the snapshot but {vm[i] or '(none)'} in the VM"
+    for i in range(len(snapshot), len(vm)):
+        if vm[i] != "cidata":
+            return f"the VM's disk[{i}] ({vm[i] or '(none)'}) is not in the snapshot, and only cidata may be"
+    return None
+
+
+def restore_blocked(
+    sid: str,
+    rec: RecFacts,
+    state: DirState | None,
+    db: str,
+    owner: VMClaim,
+    base_files: Mapping[str, int],
+    root: str,
+) -> Finding | None:
+    """A snapshot its own VM (the one listing it in snapshot_ids, which
+    restore requires: cmd/vm/run.go:167-169) cannot be restored to: the VM
+    has another disk layout, which restore's preflight refuses before it
+    stops the VM (hypervisor/utils.go:298-313 via cloudhypervisor/restore.go:
+    54-63, firecracker/helper.go:18-31); or the VM's own layers or boot
+    files are gone, which the relaunch after the kill needs
+    (cloudhypervisor/restore.go:94-145, firecracker/restore.go:86-127).
+    Clone builds a new VM from the snapshot's own files."""
+    if rec.recorded is not None or state is None or state.contents is None or state.contents.unreadable:
+        return None
+    problems = [p for p in (role_sequence_problem(state.contents.roles, owner.roles),) if p]
+    if owner.state != "creating":
+        gone = [f"{what} {path}" for what, path in owner.base if base_files.get(path) == MISSING]
+        if gone:
+            problems.append(f"the VM's {'; '.join(gone)} {'is' if len(gone) == 1 else 'are'} gone")
+    if not problems:
+        return None
+    return Finding(
+        fk.RESTORE_BLOCKED,
+        sid,
+        f"snapshot {quoted(rec.name) or sid} cannot be restored onto its VM "
+        f"{quoted(owner.name) or owner.vm_id} ({db}): {'; '.join(problems)}; clone does not depend on these",
+        snapshot_id=sid,
+        name=rec.name or None,
+        path=_join(root, f"{LOCALFILE}/{sid}"),
+        fails=(fk.RESTORE,),
+    )
+
+
+def image_unusable(db: str, claim: ImageClaim, base_files: Mapping[str, int]) -> Finding | None:
+    """An image in the DB that `cocoon vm run` cannot create a VM from: a
+    layer blob, kernel or initrd (OCI, images/oci/oci.go:122-143) or the
+    blob or firmware (cloudimg, images/cloudimg/cloudimg.go:110-125) that
+    utils.ValidFile refuses (missing, not regular, empty: utils/file.go:30),
+    or a boot-layer digest Go panics on."""
+    problems = [claim.problem] if claim.problem else []
+    for what, path in claim.files:
+        state = base_files.get(path)
+        if state is not None and state != VALID:
+            problems.append(
+                f"{what} {path} is {'missing' if state == MISSING else 'not a non-empty regular file'}"
+            )
+    if not problems:
+        return None
+    return Finding(
+        fk.IMAGE_UNUSABLE,
+        claim.ref,
+        f"image {quoted(claim.ref)} in {db} cannot be used to create a VM: {'; '.join(problems)}; "
+        "`cocoon vm run` of it fails: pull the image again",
+        fails=(fk.VM_CREATE,),
+    )
+
+
+def vm_snapshot_gone(db: str, claim: VMClaim, snapshot_ids: Collection[str]) -> Finding | None:
+    """A VM record listing snapshots snapshots.json does not have. Normal
+    after `cocoon snapshot rm`, which leaves the VM's snapshot_ids as they
+    are (snapshot/localfile/localfile.go:173-209; only RecordSnapshot
+    writes them, hypervisor/backend.go:424-446): restoring the VM to one
+    fails (cmd/vm/run.go:163-169) and `cocoon snapshot list --vm` skips it."""
+    gone = sorted(sid for sid in claim.snapshot_ids if sid not in snapshot_ids)
+    if not gone:
+        return None
+    label = quoted(claim.name) or claim.vm_id
+    return Finding(
+        fk.VM_SNAPSHOT_GONE,
+        claim.vm_id,
+        f"VM {label} ({db}) lists {len(gone)} snapshot(s) that no longer exist (e.g. {gone[0]}); "
+        "normal after `cocoon snapshot rm`, which does not update the VM: it cannot be restored to them",
+        snapshot_id=gone[0],
+        name=claim.name or None,
+    )
+
+
+def vm_base_missing(
+    db: str, claim: VMClaim, base_files: Mapping[str, int], lost_blobs: Collection[str] = ()
+) -> Finding | None:
+    """A VM whose layer disks, boot files or base image are gone: the
+    hypervisor opens them whenever cocoon launches the VM, i.e. on `cocoon vm
+    start` (cloudhypervisor/start.go:40-56) and on every `cocoon vm restore`,
+    which kills the VM first and relaunches it with the record's disks
+    (cloudhypervisor/restore.go:94-145, firecracker/restore.go:86-127). A
+    running VM keeps the files it has open. An image blob (image_blob_ids)
+    with no usable file: a cloud-image VM's overlay is backed by it. VMs
+    still being created are gc's business (hypervisor/backend.go:380-396)."""
+    if claim.state == "creating":
+        return None
+    lost = [(what, path) for what, path in claim.base if base_files.get(path) == MISSING]
+    lost += [("image blob", hex_) for hex_ in sorted(lost_blobs)]
+    if not lost:
+        return None
+    gone = [f"{what} {path}" for what, path in lost]
+    label = quoted(claim.name) or claim.vm_id
+    return Finding(
+        fk.VM_BASE_MISSING,
+        claim.vm_id,
+        f"VM {label} ({db}, {claim.state or 'no state'}) names {'; '.join(gone)}, which "
+        f"{'is' if len(gone) == 1 else 'are'} gone: `cocoon vm start` and `cocoon vm restore` of it fail "
+        "(restore after stopping it): pull its image again",
+        name=claim.name or None,
+        path=lost[0][1] if lost[0][0] != "image blob" else None,
+        fails=(fk.RESTORE,),
     )
 
 

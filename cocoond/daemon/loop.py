@@ -55,6 +55,7 @@ from cocoond.scan import (
     root_aliases,
     run_walks_with,
     scan,
+    stat_base_files,
     stat_blob,
     stat_boot_dir,
     stat_temp,
@@ -431,6 +432,10 @@ class Daemon:
             index.set_blob(relpath, stat_blob(root, relpath) if blob_relpath_ok(relpath) else None)
         for hex_ in burst.get("boot", ()):
             index.set_boot_dir(hex_, stat_boot_dir(root, hex_))
+        if "blob" in burst or "boot" in burst:
+            # An image's files came or went: the base files snapshots name
+            # (few distinct paths) are looked at again; others, at a rescan.
+            index.set_base_files(stat_base_files(index.base_files))
         for relpath in burst.get("temp", ()):
             index.set_temp(relpath, stat_temp(root, relpath))
         for relpath in burst.get("ref_db", ()):

@@ -403,6 +403,189 @@ def stale_epoch_tmp(root: str) -> Expected:
     return _stale(root, directory, EPOCH_TMP, lambda: epoch_import(root, crash_at="tmp"))
 
 
+# ------------------------------------------------- restore and clone (issue 16)
+def _edit_json(path: str, change: Callable[[dict[str, Any]], None]) -> None:
+    """A hand edit of a data dir's JSON file, saved as editors save (a new
+    file renamed over the old; cocoon.json stays 0600)."""
+    with open(path, "rb") as fh:
+        doc = json.loads(fh.read())
+    change(doc)
+    tmp = path + ".edit"
+    with open(tmp, "w") as fh:
+        json.dump(doc, fh, separators=(",", ":"))
+    os.chmod(tmp, os.stat(path).st_mode & 0o777)
+    os.replace(tmp, path)
+
+
+def _replace_with_symlink(make: Callable[[str], str], name: str) -> Callable[[str], Expected]:
+    """A file of a data dir moved to another disk, a symlink left in its
+    place: the preflight's os.Stat follows it, the copy step skips it
+    (hypervisor/utils.go:365)."""
+
+    def fault(root: str) -> Expected:
+        sid = make(root)
+        d = layout.data_dir(root, sid)
+        target = _elsewhere(root, f"{sid}-{name}")
+        shutil.move(os.path.join(d, name), target)
+        os.symlink(target, os.path.join(d, name))
+        return _expect("incomplete_data_dir", sid, snapshot_id=sid, path=d)
+
+    return fault
+
+
+def memory_as_dir(root: str) -> Expected:
+    """CH's memory file turned into a directory of that name (an unpack
+    gone wrong): the name passes hasMemoryRangeFile, the copy skips it."""
+    sid = _ch_snapshot(root)
+    d = layout.data_dir(root, sid)
+    name = next(n for n in sorted(os.listdir(d)) if n.startswith("memory-range"))
+    os.remove(os.path.join(d, name))
+    os.mkdir(os.path.join(d, name))
+    return _expect("incomplete_data_dir", sid, snapshot_id=sid, path=d)
+
+
+def config_undecodable(root: str) -> Expected:
+    """config.json with `"boot_vcpus": "2"`: chCPUs.BootVCPUs is an int, and
+    parseCHConfig decodes the whole chVMConfig (cloudhypervisor/clone.go:223-233)."""
+    sid = _ch_snapshot(root)
+    d = layout.data_dir(root, sid)
+    _edit_json(os.path.join(d, "config.json"), lambda cfg: cfg["cpus"].__setitem__("boot_vcpus", "2"))
+    return _expect("incomplete_data_dir", sid, snapshot_id=sid, path=d)
+
+
+def fc_sidecar_cpu_string(root: str) -> Expected:
+    """FC's cocoon.json with `"cpu": "2"`: CH's snapshotMeta has no cpu, but
+    Firecracker's own does (firecracker/snapshot.go:28-33)."""
+    sid = _fc_snapshot(root)
+    d = layout.data_dir(root, sid)
+    _edit_json(os.path.join(d, "cocoon.json"), lambda meta: meta.__setitem__("cpu", "2"))
+    return _expect("incomplete_data_dir", sid, snapshot_id=sid, path=d)
+
+
+def _other_root(root: str) -> str:
+    """Another host's root: a path beside ours, only named (never written)."""
+    return os.path.join(os.path.dirname(os.path.abspath(root)), "other-host-root")
+
+
+def _rebase(value: Any, old: str, new: str) -> Any:
+    if isinstance(value, str) and value.startswith(old + "/"):
+        return new + value[len(old) :]
+    if isinstance(value, dict):
+        return {k: _rebase(v, old, new) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rebase(v, old, new) for v in value]
+    return value
+
+
+def imported_fc_other_root(root: str) -> Expected:
+    """A Firecracker snapshot imported from a host whose root differs: its
+    sidecar's absolute paths fail FC's trusted-path check, in restore's
+    preflight and in clone (firecracker/snapshot.go:156-168)."""
+    sid = _fc_snapshot(root)
+    d = layout.data_dir(root, sid)
+    other = _other_root(root)
+    _edit_json(os.path.join(d, "cocoon.json"), lambda meta: meta.update(_rebase(meta, root, other)))
+    return _expect("incomplete_data_dir", sid, snapshot_id=sid, path=d)
+
+
+def ch_no_cow(root: str) -> Expected:
+    """A CH snapshot without a COW disk (sidecar and config.json agree):
+    restore's checks pass, clone's updateCOWPath fails
+    (cloudhypervisor/clone.go:298-309)."""
+    sid = _ch_snapshot(root)
+    d = layout.data_dir(root, sid)
+    cow = ""
+
+    def drop_meta(meta: dict[str, Any]) -> None:
+        nonlocal cow
+        cow = next(sc["path"] for sc in meta["storage_configs"] if sc["role"] == "cow")
+        meta["storage_configs"] = [sc for sc in meta["storage_configs"] if sc["role"] != "cow"]
+
+    _edit_json(os.path.join(d, "cocoon.json"), drop_meta)
+    _edit_json(
+        os.path.join(d, "config.json"),
+        lambda cfg: cfg.__setitem__("disks", [x for x in cfg["disks"] if x["path"] != cow]),
+    )
+    os.remove(os.path.join(d, os.path.basename(cow)))
+    return _expect("clone_blocked", sid, snapshot_id=sid, path=d)
+
+
+def imported_ch_other_root(root: str) -> Expected:
+    """A CH snapshot of a cloud-image VM imported from a host whose root
+    differs: config.json's payload names that host's firmware, which
+    clone's VerifyBaseFiles does not find here (cloudhypervisor/clone.go:59,71)."""
+    sid = _ch_snapshot(root)
+    d = layout.data_dir(root, sid)
+    other = _other_root(root)
+
+    def rebase_payload(cfg: dict[str, Any]) -> None:
+        cfg["payload"] = _rebase(cfg["payload"], root, other)
+
+    _edit_json(os.path.join(d, "config.json"), rebase_payload)
+    return _expect("clone_blocked", sid, snapshot_id=sid, path=d)
+
+
+def fc_kernel_gone(root: str) -> Expected:
+    """An FC snapshot whose sidecar names a kernel (under the root, so
+    trusted) that is not there: clone opens it (EnsureVmlinux) and fails."""
+    sid = _fc_snapshot(root)
+    d = layout.data_dir(root, sid)
+    kernel = layout.kernel_path(root, new_hex())
+    _edit_json(
+        os.path.join(d, "cocoon.json"), lambda meta: meta["boot_config"].__setitem__("kernel_path", kernel)
+    )
+    return _expect("clone_blocked", sid, snapshot_id=sid, path=d)
+
+
+def oci_boot_files_gone(root: str) -> Expected:
+    """An OCI image whose kernel was removed from oci/boot/<hex>/ by hand:
+    `cocoon vm run` of it fails (images/oci/oci.go:136-140)."""
+    info = pull_oci(root, "registry.example/boot-" + new_hex()[:8])
+    os.remove(layout.kernel_path(root, info["layers"][-1]))
+    return _expect("image_unusable", info["ref"])
+
+
+def empty_kernel_layer(root: str) -> Expected:
+    """`"kernel_layer": ""` in one OCI entry: Go decodes it, gc never takes
+    its Hex(); creating a VM from that image panics (oci.go:136)."""
+    ref = pull_oci(root, "registry.example/nokernel-" + new_hex()[:8])["ref"]
+    _set_field(OCI.db(root), "images", ref, "kernel_layer", "", ("images",))
+    return _expect("image_unusable", ref)
+
+
+def vm_kernel_gone(root: str) -> Expected:
+    """A Firecracker VM whose vmlinux (extracted next to the image's
+    vmlinuz at create, firecracker/create.go:86-91) was removed: the image
+    still works, the VM cannot be started or restored."""
+    ref = pull_oci(root, "registry.example/vmk-" + new_hex()[:8])["ref"]
+    vm = create_vm(root, hypervisor=FC, image=ref)
+    rec = load_raw(layout.vm_db(root, FC), ("vms", "names"))["vms"][vm]
+    os.remove(rec["boot_config"]["kernel_path"])
+    return _expect("vm_base_missing", vm)
+
+
+def vm_lists_deleted_snapshot(root: str) -> Expected:
+    """`cocoon snapshot rm` leaves the VM's snapshot_ids as they are."""
+    vm = create_vm(root, hypervisor=CH)
+    sid = _snapshot(root, vm=vm)
+    snapshots.delete(root, sid)
+    return _expect("vm_snapshot_gone", vm, snapshot_id=sid)
+
+
+def vm_disks_edited(root: str) -> Expected:
+    """A CH VM record whose data disk entry was removed by hand after its
+    snapshot: restore's ValidateRoleSequence refuses the snapshot on it
+    (hypervisor/utils.go:298-313); clone does not care."""
+    sid = _ch_snapshot(root)
+    db = layout.vm_db(root, CH)
+    raw = load_raw(db, ("vms", "names"))
+    vm = next(v for v in raw["vms"].values() if sid in (v.get("snapshot_ids") or {}))
+    vm["storage_configs"] = [sc for sc in vm["storage_configs"] if sc["role"] != "data"]
+    with flock(layout.vm_lock(root, CH)):
+        atomic_write_json(db, raw)
+    return _expect("restore_blocked", sid, snapshot_id=sid, path=layout.data_dir(root, sid))
+
+
 _CH_PARTS = {
     "sidecar": "cocoon.json",
     "config": "config.json",
@@ -559,6 +742,59 @@ _add(
 )
 _add("stale-epoch-tmp", "stale_temp", "the registry's snapshots.json.tmp left by a crash", stale_epoch_tmp)
 _add("convert-lock", None, "a raw image's convert lock .tmp-<hex>.qcow2.lock (kept by design)", convert_lock)
+_add(
+    "vm-disks-edited",
+    "restore_blocked",
+    "a VM's data disk removed from its record by hand after its snapshot",
+    vm_disks_edited,
+)
+_add("oci-boot-files-gone", "image_unusable", "an OCI image's vmlinuz removed by hand", oci_boot_files_gone)
+_add("empty-kernel-layer", "image_unusable", '"kernel_layer": "" in one OCI image entry', empty_kernel_layer)
+_add("vm-kernel-gone", "vm_base_missing", "a Firecracker VM's extracted vmlinux removed", vm_kernel_gone)
+_add(
+    "vm-lists-deleted-snapshot",
+    "vm_snapshot_gone",
+    "`snapshot rm` of a VM's snapshot (the VM keeps listing it)",
+    vm_lists_deleted_snapshot,
+)
+_add(
+    "copy-skips-symlink-ch-state",
+    "incomplete_data_dir",
+    "CH state.json moved elsewhere, a symlink left (the copy step skips non-regular files)",
+    _replace_with_symlink(_ch_snapshot, "state.json"),
+)
+_add(
+    "copy-skips-symlink-fc-mem",
+    "incomplete_data_dir",
+    "FC mem moved elsewhere, a symlink left (the copy step skips non-regular files)",
+    _replace_with_symlink(_fc_snapshot, "mem"),
+)
+_add(
+    "copy-skips-dir-memory", "incomplete_data_dir", "CH memory-range* file that is a directory", memory_as_dir
+)
+_add("config-undecodable", "incomplete_data_dir", 'CH config.json with "boot_vcpus": "2"', config_undecodable)
+_add(
+    "fc-sidecar-cpu-string",
+    "incomplete_data_dir",
+    'FC cocoon.json with "cpu": "2" (FC\'s own snapshotMeta)',
+    fc_sidecar_cpu_string,
+)
+_add(
+    "imported-fc-other-root",
+    "incomplete_data_dir",
+    "FC snapshot imported from a host with another root (trusted-path check)",
+    imported_fc_other_root,
+)
+_add("ch-no-cow", "clone_blocked", "CH snapshot whose sidecar and config.json name no COW disk", ch_no_cow)
+_add(
+    "imported-ch-other-root",
+    "clone_blocked",
+    "CH cloud-image snapshot imported from another root: its firmware path is not here",
+    imported_ch_other_root,
+)
+_add(
+    "fc-kernel-gone", "clone_blocked", "FC snapshot whose sidecar names a kernel that is gone", fc_kernel_gone
+)
 
 
 def inject(root: str, fault: str) -> Expected:

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any, NamedTuple
+from collections.abc import Callable, Iterable
+from typing import Any
 
+from cocoond.core.facts import ClaimRefs, CreatingVM, ImageClaim, RefFacts, VMClaim
 from cocoond.errors import DBError
 from cocoond.storage import goschema
 from cocoond.storage.goplain import unmarshal
@@ -26,29 +27,6 @@ OCI_IMAGE_DB = "oci/db/images.json"
 CNI_DB = "cni/db/networks.json"
 #: VM state a record has until its create finished (types/vm.go).
 VM_CREATING = "creating"
-
-
-class CreatingVM(NamedTuple):
-    """A VM record still in `creating`: gc drops it once its updated_at is
-    older than 24 h (hypervisor/gc.go:47, backend.go:31)."""
-
-    name: str
-    #: updated_at as epoch seconds (Go's zero time, or none: -inf).
-    updated: float
-    #: Where gc removes its dirs from: the record's own run_dir and log_dir
-    #: (hypervisor/backend.go:402-406).
-    run_dir: str
-    log_dir: str
-
-
-class RefFacts(NamedTuple):
-    """What a VM or CNI DB gives cocoon's gc beyond the blobs it pins."""
-
-    refs: frozenset[str]
-    #: VM DB: the IDs of its non-nil records (ActiveVMIDs); CNI DB: the
-    #: vm_id of each non-nil network record.
-    ids: frozenset[str] = frozenset()
-    creating: Mapping[str, CreatingVM] = {}
 
 
 RefDecoder = Callable[[bytes, str], "frozenset[str] | RefFacts"]
@@ -76,38 +54,67 @@ def _hex(path: str, where: str, digest: str, consequence: str) -> str:
     return digest[sep + 1 :]
 
 
+def _root_of(path: str) -> str:
+    """The root a DB at <root>/<module>/db/<file>.json belongs to."""
+    return os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(path)))) if path else ""
+
+
 def decode_image_refs(data: bytes, path: str) -> frozenset[str]:
     """Hexes named by cloudimg's `images[*].content_sum` ("sha256:<hex>"):
     what images.ReferencedDigests gives cocoon's gc (images/index.go:42,
-    cloudimg/image.go:52)."""
+    cloudimg/image.go:52). Each image needs its blob and the host's
+    firmware to create a VM (cloudimg/cloudimg.go:110-125)."""
     return image_refs(unmarshal(data, path, goschema.CLOUDIMG_INDEX), path)
 
 
-def image_refs(top: dict[str, Any], path: str) -> frozenset[str]:
+def image_refs(top: dict[str, Any], path: str) -> ClaimRefs:
     """decode_image_refs of an already decoded DB."""
-    return frozenset(
-        _hex(path, f"{_at(ref)}.content_sum", entry.get("content_sum", ""), "in gc and in VM creation")
-        for ref, entry in _entries(top, "images")
-    )
+    root = _root_of(path)
+    firmware = os.path.join(root, "firmware", "CLOUDHV.fd")  # cloudimg/config.go:28-30
+    refs: set[str] = set()
+    claims: list[ImageClaim] = []
+    for ref, entry in _entries(top, "images"):
+        hex_ = _hex(path, f"{_at(ref)}.content_sum", entry.get("content_sum", ""), "in gc and in VM creation")
+        refs.add(hex_)
+        blob = os.path.join(root, "cloudimg", "blobs", f"{hex_}.qcow2")
+        claims.append(ImageClaim(ref, None, (("blob", blob), ("firmware", firmware))))
+    return ClaimRefs(refs, tuple(claims))
 
 
 def decode_oci_refs(data: bytes, path: str) -> frozenset[str]:
     """Hexes named by OCI's `images[*].layers[*].digest`, what cocoon's gc
     keeps (images/oci/image.go:73 DigestHexes). kernel_layer and
-    initrd_layer are checked too: creating a VM from the image takes their
-    Hex() (images/oci/oci.go:136)."""
+    initrd_layer matter only when a VM is created from the image
+    (images/oci/oci.go:136-143): one Go cannot take the Hex() of (no ':')
+    makes that image unusable, not the DB: gc and every other image work."""
     return oci_refs(unmarshal(data, path, goschema.OCI_INDEX), path)
 
 
-def oci_refs(top: dict[str, Any], path: str) -> frozenset[str]:
+def oci_refs(top: dict[str, Any], path: str) -> ClaimRefs:
     """decode_oci_refs of an already decoded DB."""
+    root = _root_of(path)
     refs: set[str] = set()
+    claims: list[ImageClaim] = []
     for ref, entry in _entries(top, "images"):
+        files: list[tuple[str, str]] = []
         for i, layer in enumerate(entry.get("layers") or ()):
-            refs.add(_hex(path, f"{_at(ref)}.layers[{i}].digest", layer.get("digest", ""), "in gc"))
-        for name in ("kernel_layer", "initrd_layer"):
-            _hex(path, f"{_at(ref)}.{name}", entry.get(name, ""), "when a VM is created from this image")
-    return frozenset(refs)
+            hex_ = _hex(path, f"{_at(ref)}.layers[{i}].digest", layer.get("digest", ""), "in gc")
+            refs.add(hex_)
+            files.append((f"layer {i} blob", os.path.join(root, "oci", "blobs", f"{hex_}.erofs")))
+        problem = None
+        for name, file in (("kernel_layer", "vmlinuz"), ("initrd_layer", "initrd.img")):
+            digest = entry.get(name, "")
+            sep = digest.find(":")
+            if sep < 0:
+                problem = problem or (
+                    f"its {name} is {json.dumps(digest, ensure_ascii=False)}, not an algorithm:hex digest, "
+                    "and cocoon panics on it (go-digest Digest.Encoded: no ':' separator)"
+                )
+                continue
+            what = "kernel" if file == "vmlinuz" else "initrd"
+            files.append((what, os.path.join(root, "oci", "boot", digest[sep + 1 :], file)))
+        claims.append(ImageClaim(ref, problem, tuple(files)))
+    return ClaimRefs(refs, tuple(claims))
 
 
 def decode_vm_refs(data: bytes, path: str) -> frozenset[str]:
@@ -117,7 +124,11 @@ def decode_vm_refs(data: bytes, path: str) -> frozenset[str]:
 
 def decode_vm_facts(data: bytes, path: str) -> RefFacts:
     """Hexes named by `vms[*].image_blob_ids` (a Go set), the IDs of the
-    records, and those still `creating` (what hypervisor/gc.go:36-51 reads)."""
+    records, those still `creating` (what hypervisor/gc.go:36-51 reads), and
+    what each VM names: its snapshots, and the files its hypervisor opens
+    when cocoon (re)launches it (`vm start`, `vm restore`): layer disks and
+    boot files (hypervisor/db.go:14-27, types/vm.go:40-68), and its image
+    blobs."""
     return vm_facts(unmarshal(data, path, goschema.VM_INDEX))
 
 
@@ -126,18 +137,39 @@ def vm_facts(top: dict[str, Any]) -> RefFacts:
     refs: set[str] = set()
     ids: set[str] = set()
     creating: dict[str, CreatingVM] = {}
+    claims: list[VMClaim] = []
     for vm_id, vm in _entries(top, "vms"):
         ids.add(vm_id)
-        refs.update(vm.get("image_blob_ids") or ())
+        blob_ids = vm.get("image_blob_ids") or {}
+        refs.update(blob_ids)
+        config = vm.get("config") or {}
         if vm.get("state") == VM_CREATING:
-            config = vm.get("config") or {}
             creating[vm_id] = CreatingVM(
                 config.get("name") or "",
                 _epoch(vm.get("updated_at")),
                 vm.get("run_dir") or "",
                 vm.get("log_dir") or "",
             )
-    return RefFacts(frozenset(refs), frozenset(ids), creating)
+        storage = vm.get("storage_configs") or ()
+        base = [
+            ("base layer", sc.get("path") or "")
+            for sc in storage
+            if sc is not None and sc.get("role") == "layer" and sc.get("path")
+        ]
+        boot = vm.get("boot_config") or {}
+        base += [(what, boot.get(f"{what}_path") or "") for what in ("kernel", "initrd", "firmware")]
+        claims.append(
+            VMClaim(
+                vm_id,
+                config.get("name") or "",
+                vm.get("state") or "",
+                frozenset(vm.get("snapshot_ids") or ()),
+                tuple((what, p) for what, p in base if p),
+                frozenset(blob_ids),
+                tuple((sc or {}).get("role") or "" for sc in storage),
+            )
+        )
+    return RefFacts(frozenset(refs), frozenset(ids), creating, tuple(claims))
 
 
 def decode_cni_refs(data: bytes, path: str) -> RefFacts:

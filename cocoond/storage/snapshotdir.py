@@ -25,8 +25,11 @@ from cocoond.storage.goplain import unmarshal
 from cocoond.storage.goschema import (
     BOOL,
     BOOT_CONFIG,
+    INT,
+    INT64,
     STORAGE_CONFIG,
     STRING,
+    GoField,
     GoType,
     f,
     ptr,
@@ -34,31 +37,137 @@ from cocoond.storage.goschema import (
     struct,
 )
 
-#: snapshotMeta, the sidecar (hypervisor/cloudhypervisor/snapshot.go:22-25; the
-#: Firecracker one, firecracker/snapshot.go:28-33, adds cpu and memory).
+#: snapshotMeta, Cloud Hypervisor's sidecar (hypervisor/cloudhypervisor/snapshot.go:22-25).
 SIDECAR_META = struct(
     "cloudhypervisor.snapshotMeta",
     "hypervisor/cloudhypervisor/snapshot.go:22",
     f("StorageConfigs", "storage_configs", slice_of(ptr(STORAGE_CONFIG))),
     f("BootConfig", "boot_config", ptr(BOOT_CONFIG)),
 )
-#: The part of Cloud Hypervisor's config.json the preflight compares
-#: (hypervisor/cloudhypervisor/api.go:3-17, chDisk at api.go:49-61).
-CH_VM_CONFIG = struct(
-    "cloudhypervisor.chVMConfig",
-    "hypervisor/cloudhypervisor/api.go:3",
+#: Firecracker's own snapshotMeta (hypervisor/firecracker/snapshot.go:28-33):
+#: CH's fields plus cpu (int) and memory (int64), decoded whole
+#: (snapshot.go:152-155), so `"cpu": "2"` fails Firecracker only.
+FC_SIDECAR_META = struct(
+    "firecracker.snapshotMeta",
+    "hypervisor/firecracker/snapshot.go:28",
+    f("StorageConfigs", "storage_configs", slice_of(ptr(STORAGE_CONFIG))),
+    f("BootConfig", "boot_config", ptr(BOOT_CONFIG)),
+    f("CPU", "cpu", INT),
+    f("Memory", "memory", INT64),
+)
+
+
+def _ch_struct(name: str, line: int, *fields: GoField) -> GoType:
+    return struct(f"cloudhypervisor.{name}", f"hypervisor/cloudhypervisor/api.go:{line}", *fields)
+
+
+_CH_RUNTIME_FILE = _ch_struct(
+    "chRuntimeFile", 79, f("Mode", "mode", STRING), f("File", "file", STRING), f("Socket", "socket", STRING)
+)
+#: Cloud Hypervisor's config.json as cocoon decodes it, whole
+#: (chVMConfig, hypervisor/cloudhypervisor/api.go:3-90; parseCHConfig,
+#: clone.go:223-233): one wrong type anywhere fails restore and clone.
+CH_VM_CONFIG = _ch_struct(
+    "chVMConfig",
+    3,
+    f(
+        "Payload",
+        "payload",
+        ptr(
+            _ch_struct(
+                "chPayload",
+                31,
+                f("Firmware", "firmware", STRING),
+                f("Kernel", "kernel", STRING),
+                f("Initramfs", "initramfs", STRING),
+                f("Cmdline", "cmdline", STRING),
+            )
+        ),
+    ),
+    f(
+        "Balloon",
+        "balloon",
+        ptr(
+            _ch_struct(
+                "chBalloon",
+                68,
+                f("ID", "id", STRING),
+                f("Size", "size", INT64),
+                f("DeflateOnOOM", "deflate_on_oom", BOOL),
+                f("FreePageReporting", "free_page_reporting", BOOL),
+            )
+        ),
+    ),
+    f("Serial", "serial", ptr(_CH_RUNTIME_FILE)),
+    f("Console", "console", ptr(_CH_RUNTIME_FILE)),
+    f(
+        "CPUs",
+        "cpus",
+        _ch_struct(
+            "chCPUs",
+            38,
+            f("BootVCPUs", "boot_vcpus", INT),
+            f("MaxVCPUs", "max_vcpus", INT),
+            f("KVMHyperV", "kvm_hyperv", BOOL),
+        ),
+    ),
+    f(
+        "Memory",
+        "memory",
+        _ch_struct("chMemory", 44, f("Size", "size", INT64), f("HugePages", "hugepages", BOOL)),
+    ),
     f(
         "Disks",
         "disks",
         slice_of(
-            struct(
-                "cloudhypervisor.chDisk",
-                "hypervisor/cloudhypervisor/api.go:49",
+            _ch_struct(
+                "chDisk",
+                49,
+                f("ID", "id", STRING),
                 f("Path", "path", STRING),
                 f("ReadOnly", "readonly", BOOL),
+                f("DirectIO", "direct", BOOL),
+                f("Sparse", "sparse", BOOL),
+                f("ImageType", "image_type", STRING),
+                f("BackingFiles", "backing_files", BOOL),
+                f("NumQueues", "num_queues", INT),
+                f("QueueSize", "queue_size", INT),
+                f(
+                    "QueueAffinity",
+                    "queue_affinity",
+                    slice_of(
+                        _ch_struct(
+                            "chQueueAffinity",
+                            63,
+                            f("QueueIndex", "queue_index", INT),
+                            f("HostCPUs", "host_cpus", slice_of(INT)),
+                        )
+                    ),
+                ),
+                f("Serial", "serial", STRING),
             )
         ),
     ),
+    f(
+        "Nets",
+        "net",
+        slice_of(
+            _ch_struct(
+                "chNet",
+                19,
+                f("ID", "id", STRING),
+                f("Tap", "tap", STRING),
+                f("Mac", "mac", STRING),
+                f("NumQueues", "num_queues", INT),
+                f("QueueSize", "queue_size", INT),
+                f("OffloadTSO", "offload_tso", BOOL),
+                f("OffloadUFO", "offload_ufo", BOOL),
+                f("OffloadCsum", "offload_csum", BOOL),
+            )
+        ),
+    ),
+    f("RNG", "rng", _ch_struct("chRNG", 75, f("Src", "src", STRING))),
+    f("Watchdog", "watchdog", BOOL),
 )
 
 K = TypeVar("K")
@@ -78,9 +187,29 @@ class Disk:
     resident: str  # basename inside the data dir; "" for a shared layer
 
 
+#: (what, absolute path) of a base file clone `os.Stat`s (hypervisor/utils.go:331-356).
+BaseFile = tuple[str, str]
+
+
 @dataclass(frozen=True, slots=True)
 class Sidecar:
     disks: tuple[Disk, ...]
+    #: The sidecar's boot_config as (what, path): kernel, initrd, firmware
+    #: (Firecracker's clone boots from these: firecracker/clone.go:65-77).
+    boot: tuple[BaseFile, ...] = ()
+    #: Why Firecracker's own struct rejects the document (None: it takes it).
+    fc_problem: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChConfig:
+    """What Cloud Hypervisor's config.json tells restore and clone."""
+
+    #: Why the preflight rejects it (decode, or disks differ from the sidecar).
+    problem: str | None
+    #: The payload's boot files, as clone rebuilds them (rebuildBootConfig,
+    #: cloudhypervisor/clone.go:235-249): none unless a kernel or firmware is set.
+    boot: tuple[BaseFile, ...] = ()
 
 
 class FormatProblem(ValueError):
@@ -103,7 +232,7 @@ def _decoded(data: bytes, t: GoType) -> dict[str, Any]:
 # the bytes, so the daemon keeps a few hundred KB, not the documents.
 MEMO_ENTRIES = 4096
 _sidecars: dict[bytes, Sidecar | str] = {}
-_configs: dict[tuple[bytes, Sidecar], str | None] = {}
+_configs: dict[tuple[bytes, Sidecar], ChConfig] = {}
 
 
 def _digest(data: bytes) -> bytes:
@@ -133,13 +262,31 @@ def parse_sidecar(data: bytes) -> Sidecar:
 
 
 def _parse_sidecar(data: bytes) -> Sidecar:
-    configs = _decoded(data, SIDECAR_META).get("storage_configs") or []
+    # Firecracker's struct is CH's plus two fields: a document it takes, CH's
+    # takes too, so the common case decodes once.
+    fc_problem = None
+    try:
+        decoded = _decoded(data, FC_SIDECAR_META)
+    except FormatProblem as exc:
+        fc_problem = str(exc)
+        decoded = _decoded(data, SIDECAR_META)
     disks = []
-    for i, sc in enumerate(configs):
+    for i, sc in enumerate(decoded.get("storage_configs") or []):
         if sc is None:
             raise FormatProblem(f"storage config {i}: nil")
         disks.append(_disk(i, sc))
-    return Sidecar(tuple(disks))
+    boot = decoded.get("boot_config") or {}
+    return Sidecar(
+        tuple(disks),
+        _boot_files(boot.get("kernel_path"), boot.get("initrd_path"), boot.get("firmware_path")),
+        fc_problem,
+    )
+
+
+def _boot_files(kernel: str | None, initrd: str | None, firmware: str | None) -> tuple[BaseFile, ...]:
+    """VerifyBaseFiles' order, empty paths skipped (hypervisor/utils.go:343-354)."""
+    named = (("kernel", kernel), ("initrd", initrd), ("firmware", firmware))
+    return tuple((what, path) for what, path in named if path)
 
 
 def _disk(i: int, sc: dict[str, Any]) -> Disk:
@@ -168,19 +315,33 @@ def _disk(i: int, sc: dict[str, Any]) -> Disk:
     return Disk(path, ro, role, f"data-{serial}.raw")
 
 
+def read_config(data: bytes, sidecar: Sidecar) -> ChConfig:
+    """CH's config.json against the sidecar, and the boot files it names."""
+    key = (_digest(data), sidecar)
+    found = _configs.get(key)
+    if found is None:
+        found = _remember(_configs, key, _read_config(data, sidecar))
+    return found
+
+
 def config_mismatch(data: bytes, sidecar: Sidecar) -> str | None:
     """Why CH's config.json does not match the sidecar (None: it does)."""
-    key = (_digest(data), sidecar)
-    if key in _configs:
-        return _configs[key]
-    return _remember(_configs, key, _config_mismatch(data, sidecar))
+    return read_config(data, sidecar).problem
 
 
-def _config_mismatch(data: bytes, sidecar: Sidecar) -> str | None:
+def _read_config(data: bytes, sidecar: Sidecar) -> ChConfig:
     try:
-        disks = _decoded(data, CH_VM_CONFIG).get("disks") or []
+        decoded = _decoded(data, CH_VM_CONFIG)
     except FormatProblem as exc:
-        return str(exc)
+        return ChConfig(str(exc))
+    payload = decoded.get("payload") or {}
+    kernel, firmware = payload.get("kernel") or "", payload.get("firmware") or ""
+    boot = _boot_files(kernel, payload.get("initramfs"), firmware) if kernel or firmware else ()
+    return ChConfig(_disks_mismatch(decoded.get("disks") or [], sidecar), boot)
+
+
+def _disks_mismatch(disks: list[Any], sidecar: Sidecar) -> str | None:
+    """hypervisor/cloudhypervisor/helper.go:62-76."""
     parsed = [((d or {}).get("path") or "", (d or {}).get("readonly") or False) for d in disks]
     if len(parsed) != len(sidecar.disks):
         return f"{len(sidecar.disks)} disks in cocoon.json vs {len(parsed)} here"

@@ -22,6 +22,7 @@ from collections import Counter, OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
+from cocoond.core.facts import CreatingVM, RefFacts
 from cocoond.errors import DBError
 from cocoond.storage import goschema
 from cocoond.storage.dbspans import Bail, Spans, absorb, head_of, walk_spans
@@ -29,7 +30,7 @@ from cocoond.storage.godecode import Decoder
 from cocoond.storage.gojson import text_go
 from cocoond.storage.goplain import unmarshal
 from cocoond.storage.jsonwalk import JSONWalkError, scan_value
-from cocoond.storage.refdbs import CreatingVM, RefFacts, decode_vm_facts, vm_facts
+from cocoond.storage.refdbs import decode_vm_facts, vm_facts
 
 FIRST = "vms"
 #: VM DB files remembered (two per root: Cloud Hypervisor, Firecracker).
