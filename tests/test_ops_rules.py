@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,17 @@ import pytest
 
 from cocoond.cli.check import run_check
 from cocoond.core.findings import Finding
+from cocoond.scan import DEFAULT_RUN_DIR
 from cocoond.storage.paths import Paths
+
+
+@pytest.fixture(autouse=True)
+def _cocoons_default_run_dir(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These trees name VM dirs under cocoon's default run dir, which
+    Firecracker trusts; conftest points COCOON_RUN_DIR elsewhere so no test
+    reads the host's, and nothing here lists it."""
+    monkeypatch.setenv("COCOON_RUN_DIR", DEFAULT_RUN_DIR)
+
 
 SID = "S2JHTLGMXGEDN73U55XTPLPFT7"
 VM = "V4SEH2KVJ72CEUVW75EFR6EDT4"
@@ -650,7 +661,10 @@ def test_a_vm_may_add_only_cidata_after_the_snapshots_disks(tmp_path: Path) -> N
 
 
 def test_a_vm_being_created_is_not_judged(tmp_path: Path) -> None:
-    vm_db(tmp_path, "firecracker", fc_vm(tmp_path, state="creating"))
+    vm = fc_vm(tmp_path, state="creating")
+    # Still being created: updated now, within gc's 24 h grace (hypervisor/gc.go:47).
+    vm["updated_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    vm_db(tmp_path, "firecracker", vm)
     (tmp_path / "oci" / "boot" / LAYER1 / "vmlinux").unlink()
     assert check(tmp_path) == {}
 

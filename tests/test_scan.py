@@ -365,10 +365,12 @@ def test_scan_of_a_sim_tree(sim: ModuleType, root: Path) -> None:
     listing = scan(Paths(str(root)), index=new_index(root))
     assert {n: s.kind for n, s in listing.data_dirs.items()} == {sid: "dir", orphan: "dir"}
     assert set(listing.blobs) == {f"cloudimg/blobs/{pinned}.qcow2", f"cloudimg/blobs/{loose}.qcow2"}
-    assert listing.ref_dbs == {
-        "cloudimg/db/images.json": frozenset({pinned}),
-        "cloudhypervisor/db/vms.json": RefFacts(frozenset({vm_hex}), frozenset({"v"})),
-    }
+    assert set(listing.ref_dbs) == {"cloudimg/db/images.json", "cloudhypervisor/db/vms.json"}
+    assert listing.ref_dbs["cloudimg/db/images.json"] == frozenset({pinned})
+    vms = listing.ref_dbs["cloudhypervisor/db/vms.json"]
+    assert isinstance(vms, RefFacts)
+    assert (vms.refs, vms.ids, vms.creating) == (frozenset({vm_hex}), frozenset({"v"}), {})
+    assert [(c.vm_id, c.blobs) for c in vms.claims] == [("v", frozenset({vm_hex}))]
     db = listing.snapshot_db
     assert isinstance(db, IndexedDB) and set(db.records) == {sid}
     assert listing.temps == {}

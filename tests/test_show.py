@@ -82,6 +82,14 @@ def tree(root: Path) -> Path:
     (root / f"cloudimg/blobs/{CLOUD_HEX}.qcow2").write_bytes(b"q" * 100)
     (root / "oci/blobs").mkdir(parents=True)
     (root / f"oci/blobs/{OCI_HEX}.erofs").write_bytes(b"e" * 100)
+    # What `cocoon vm run` of each image opens besides its blobs: the OCI
+    # kernel and initrd of the layers the entry names (images/oci/oci.go:136-143),
+    # cloudimg's firmware (images/cloudimg/config.go:28-30).
+    (root / f"oci/boot/{OCI_HEX}").mkdir(parents=True)
+    for name in ("vmlinuz", "initrd.img"):
+        (root / f"oci/boot/{OCI_HEX}/{name}").write_bytes(b"k" * 100)
+    (root / "firmware").mkdir()
+    (root / "firmware/CLOUDHV.fd").write_bytes(b"f" * 100)
     write(
         root,
         "cloudhypervisor/db/vms.json",
