@@ -46,7 +46,7 @@ from cocoond.storage.gojson import text_go
 from cocoond.storage.memory import own
 from cocoond.storage.paths import DEFAULT_ROOT_DIR, VM_BACKENDS, Paths, default_root
 from cocoond.storage.refdbs import CNI_DB, IMAGE_DB, OCI_IMAGE_DB, decoder_for, vm_db_relpaths
-from cocoond.storage.snapshotdir import BaseFile, FormatProblem, Sidecar, parse_sidecar, read_config
+from cocoond.storage.snapshotdir import BaseFile, FormatProblem, Sidecar, _digest, parse_sidecar, read_config
 
 #: Blob dirs under the root and the suffix a blob file has in each.
 BLOB_DIRS: tuple[tuple[str, str], ...] = (("cloudimg/blobs", ".qcow2"), ("oci/blobs", ".erofs"))
@@ -227,6 +227,65 @@ def read_contents(path: str, trusted: Trusted | None = None) -> DirContents | No
         return _unreadable(exc.strerror or str(exc))
     except OSError:
         return None
+    key = _memo_key(entries, trusted)
+    if key is None:
+        return _judge_dir(entries, trusted, {})
+    found = _DIRS.get(key[0])
+    if found is None:
+        found = _judge_dir(entries, trusted, key[1])
+        if len(_DIRS) >= MEMO_DIRS:
+            del _DIRS[next(iter(_DIRS))]  # the oldest
+        _DIRS[key[0]] = found
+    return found
+
+
+#: Data dirs judged, by what the judgement reads (see _memo_key): snapshots
+#: of one VM hold the same file names and the same sidecar and config.json,
+#: so at 100k snapshots most dirs are judged by one dict lookup.
+MEMO_DIRS = 4096
+_DirKey = tuple[frozenset[str], frozenset[str], bytes | None, bytes | None, Trusted | None]
+_DIRS: dict[_DirKey, DirContents] = {}
+
+
+def _memo_key(
+    entries: dict[str, os.DirEntry[str]], trusted: Trusted | None
+) -> tuple[_DirKey, dict[str, bytes]] | None:
+    """Everything _judge_dir's verdict depends on, when no entry is a
+    symlink (a symlink's target is looked up anew each time: no key): the
+    entries' names, which of them are regular files, the digests of the
+    sidecar's and config.json's bytes, and the trusted roots. Also returns
+    the bytes read, so a miss does not read them twice. None when a read
+    fails: _judge_dir then reads and reports it as it always did."""
+    regular = []
+    for name, entry in entries.items():
+        if entry.is_symlink():
+            return None
+        if entry.is_file(follow_symlinks=False):
+            regular.append(name)
+    read: dict[str, bytes] = {}
+    digests: list[bytes | None] = []
+    for name in (SIDECAR, CH_CONFIG):
+        if name in entries:
+            try:
+                data = _read_whole(entries[name])
+            except (OSError, FormatProblem):
+                return None
+            read[name] = data
+            digests.append(_digest(data))
+        else:
+            digests.append(None)
+    return (frozenset(regular), frozenset(entries), digests[0], digests[1], trusted), read
+
+
+def _judge_dir(
+    entries: dict[str, os.DirEntry[str]], trusted: Trusted | None, read: dict[str, bytes]
+) -> DirContents:
+    """read_contents' verdict on a listed dir; `read`: files' bytes already
+    read (the others are read here)."""
+
+    def whole(name: str) -> bytes:
+        data = read.get(name)
+        return _read_whole(entries[name]) if data is None else data
 
     def there(name: str) -> bool:
         entry = entries.get(name)
@@ -253,7 +312,7 @@ def read_contents(path: str, trusted: Trusted | None = None) -> DirContents | No
     try:
         if SIDECAR in present:
             try:
-                sidecar = parse_sidecar(_read_whole(entries[SIDECAR]))
+                sidecar = parse_sidecar(whole(SIDECAR))
             except FormatProblem as exc:
                 sidecar_problem = str(exc)
             else:
@@ -266,7 +325,7 @@ def read_contents(path: str, trusted: Trusted | None = None) -> DirContents | No
                 fc_base = _interned(layers + sidecar.boot)
                 if CH_CONFIG in present:
                     try:
-                        config = read_config(_read_whole(entries[CH_CONFIG]), sidecar)
+                        config = read_config(whole(CH_CONFIG), sidecar)
                     except FormatProblem as exc:
                         config_problem = str(exc)
                     else:
