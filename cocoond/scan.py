@@ -258,23 +258,43 @@ def _memo_key(
     fails: _judge_dir then reads and reports it as it always did."""
     regular = []
     for name, entry in entries.items():
-        if entry.is_symlink():
-            return None
         if entry.is_file(follow_symlinks=False):
             regular.append(name)
+        elif entry.is_symlink():
+            return None
     read: dict[str, bytes] = {}
-    digests: list[bytes | None] = []
-    for name in (SIDECAR, CH_CONFIG):
-        if name in entries:
-            try:
-                data = _read_whole(entries[name])
-            except (OSError, FormatProblem):
+    digests: list[bytes | None] = [None, None]
+    for i, name in enumerate((SIDECAR, CH_CONFIG)):
+        found = entries.get(name)
+        if found is not None:
+            data = _read_regular(found.path) if name in regular else None
+            if data is None:
                 return None
             read[name] = data
-            digests.append(_digest(data))
-        else:
-            digests.append(None)
+            digests[i] = _digest(data)
     return (frozenset(regular), frozenset(entries), digests[0], digests[1], trusted), read
+
+
+def _read_regular(path: str) -> bytes | None:
+    """A regular file's bytes, all of them; None when it cannot be read
+    (the caller then takes the road that reports why)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        data = os.read(fd, READ_CHUNK)
+        if len(data) < READ_CHUNK:  # a regular file: a short read is its end
+            return data
+        chunks = [data]
+        while len(chunk := os.read(fd, READ_CHUNK)) == READ_CHUNK:
+            chunks.append(chunk)
+        chunks.append(chunk)
+        return b"".join(chunks)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
 
 
 def _judge_dir(
@@ -413,7 +433,9 @@ def _unreadable(why: str) -> DirContents:
 
 
 #: Bytes per read() of a data dir's JSON file (they are a few KB; no cap).
-READ_CHUNK = 1 << 20
+#: Under malloc's mmap threshold: os.read allocates the whole chunk before
+#: it trims it, and a 1 MiB one per file is an mmap and munmap each.
+READ_CHUNK = 1 << 16
 
 
 def _read_whole(entry: os.DirEntry[str]) -> bytes:
