@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import os
 from collections.abc import Collection, Mapping
+from typing import TypeVar
 
 from cocoond.core import findings as fk
 from cocoond.core.facts import (
@@ -34,6 +35,9 @@ from cocoond.core.findings import Finding, Key
 from cocoond.core.gcmodel import CREATING_GRACE, STALE_TEMP_AGE, Blocker
 from cocoond.errors import DBError
 from cocoond.output import quoted
+
+_K = TypeVar("_K")
+_V = TypeVar("_V")
 
 SNAPSHOT_DB = "snapshot/db/snapshots.json"
 LOCALFILE = "snapshot/localfile"
@@ -239,7 +243,27 @@ def preflight_problems(hypervisor: str, contents: DirContents) -> list[str]:
     `hypervisor`: "firecracker" is Firecracker, anything else non-empty
     Cloud Hypervisor, and no value means the host's default backend, so
     either layout passes (cmd/vm/run.go:93-94)."""
-    return _by_backend(hypervisor, _ch_problems(contents), _fc_problems(contents))
+    key = (hypervisor, id(contents))
+    hit = _PREFLIGHT.get(key)
+    if hit is not None and hit[0] is contents:
+        return list(hit[1])
+    problems = _by_backend(hypervisor, _ch_problems(contents), _fc_problems(contents))
+    _remember(_PREFLIGHT, key, (contents, tuple(problems)))
+    return problems
+
+
+# Snapshots of one VM share one DirContents (scan interns them), so what
+# depends on it alone is worked out once per distinct dir, not per snapshot.
+# Keyed by identity: the entry holds the object, so its id stays its own.
+_MEMO_ENTRIES = 4096
+_PREFLIGHT: dict[tuple[str, int], tuple[DirContents, tuple[str, ...]]] = {}
+_CLONE_OWN: dict[int, tuple[DirContents, tuple[str, ...], tuple[str, ...]]] = {}
+
+
+def _remember(memo: dict[_K, _V], key: _K, value: _V) -> None:
+    if len(memo) >= _MEMO_ENTRIES:
+        del memo[next(iter(memo))]  # the oldest
+    memo[key] = value
 
 
 def _by_backend(hypervisor: str, ch: list[str], fc: list[str]) -> list[str]:
@@ -341,11 +365,16 @@ def _backend_name(hypervisor: str) -> str:
 def clone_problems(hypervisor: str, contents: DirContents, base_files: Mapping[str, int]) -> list[str]:
     """What stops `cocoon vm clone` of a snapshot that restore would take.
     `base_files`: path -> MISSING / PRESENT / VALID (absent: not known yet)."""
-    ch = _ch_clone_problems(contents, base_files)
-    return _by_backend(hypervisor, ch, _fc_clone_problems(contents, base_files))
+    hit = _CLONE_OWN.get(id(contents))
+    if hit is None or hit[0] is not contents:
+        hit = (contents, tuple(_ch_clone_own(contents)), tuple(_fc_clone_own(contents)))
+        _remember(_CLONE_OWN, id(contents), hit)
+    ch = [*hit[1], *_missing_base(contents.ch_base, base_files)]
+    return _by_backend(hypervisor, ch, [*hit[2], *_missing_base(contents.fc_base, base_files)])
 
 
-def _ch_clone_problems(c: DirContents, base_files: Mapping[str, int]) -> list[str]:
+def _ch_clone_own(c: DirContents) -> list[str]:
+    """CH clone's problems that come from the dir alone (the base files apart)."""
     problems = [
         f"{name} (cidata) is not a regular file, and clone copies regular files only"
         for name, what in c.irregular
@@ -354,10 +383,11 @@ def _ch_clone_problems(c: DirContents, base_files: Mapping[str, int]) -> list[st
     if "cow" not in c.roles:
         # updateCOWPath (cloudhypervisor/clone.go:298-309).
         problems.append(f"{SIDECAR} names no COW disk, and clone needs one to rewrite")
-    return problems + _missing_base(c.ch_base, base_files)
+    return problems
 
 
-def _fc_clone_problems(c: DirContents, base_files: Mapping[str, int]) -> list[str]:
+def _fc_clone_own(c: DirContents) -> list[str]:
+    """FC clone's problems that come from the dir alone (the base files apart)."""
     problems = []
     if FC_COW not in c.present or any(name == FC_COW for name, _ in c.irregular):
         # The copied cow.raw is renamed into place (firecracker/clone.go:51-55).
@@ -365,7 +395,7 @@ def _fc_clone_problems(c: DirContents, base_files: Mapping[str, int]) -> list[st
     if "cidata" in c.roles:
         # rebuildCloneStorage (firecracker/clone.go:184-185).
         problems.append(f"{SIDECAR} names a cidata disk, which Firecracker cannot clone")
-    return problems + _missing_base(c.fc_base, base_files)
+    return problems
 
 
 def _missing_base(base: tuple[tuple[str, str], ...], base_files: Mapping[str, int]) -> list[str]:
