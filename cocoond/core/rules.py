@@ -258,6 +258,8 @@ def preflight_problems(hypervisor: str, contents: DirContents) -> list[str]:
 _MEMO_ENTRIES = 4096
 _PREFLIGHT: dict[tuple[str, int], tuple[DirContents, tuple[str, ...]]] = {}
 _CLONE_OWN: dict[int, tuple[DirContents, tuple[str, ...], tuple[str, ...]]] = {}
+#: role_sequence_problem by (snapshot's roles, VM's roles): a host has few layouts.
+_ROLE_PROBLEMS: dict[tuple[tuple[str, ...], tuple[str, ...]], str | None] = {}
 
 
 def _remember(memo: dict[_K, _V], key: _K, value: _V) -> None:
@@ -459,7 +461,13 @@ def restore_blocked(
     Clone builds a new VM from the snapshot's own files."""
     if rec.recorded is not None or state is None or state.contents is None or state.contents.unreadable:
         return None
-    problems = [p for p in (role_sequence_problem(state.contents.roles, owner.roles),) if p]
+    roles = (state.contents.roles, owner.roles)
+    if roles in _ROLE_PROBLEMS:
+        role_problem = _ROLE_PROBLEMS[roles]
+    else:
+        role_problem = role_sequence_problem(*roles)
+        _remember(_ROLE_PROBLEMS, roles, role_problem)
+    problems = [role_problem] if role_problem else []
     if owner.state != "creating":
         gone = [f"{what} {path}" for what, path in owner.base if base_files.get(path) == MISSING]
         if gone:
