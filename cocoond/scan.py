@@ -40,6 +40,7 @@ from cocoond.core.gcmodel import VM_MODULES, VMDirs
 from cocoond.core.reconcile import LOCALFILE, Reconciler, Wants
 from cocoond.errors import CocoondError, DBError
 from cocoond.sizes import disk_usage
+from cocoond.storage import vmdelta
 from cocoond.storage.dbfile import read_db_bytes
 from cocoond.storage.dbspans import DBDelta, absorb, load
 from cocoond.storage.gojson import text_go
@@ -70,6 +71,7 @@ TEMP_PREFIX = ".tmp-"
 SEED_TEMP = "snapshot/db/snapshots.json.tmp"
 #: The DBs besides snapshots.json that cocoon's gc loads (gcmodel.MODULES).
 REF_DBS: tuple[str, ...] = (IMAGE_DB, OCI_IMAGE_DB, *vm_db_relpaths(VM_BACKENDS), CNI_DB)
+_VM_DBS = frozenset(vm_db_relpaths(VM_BACKENDS))
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,14 +146,20 @@ def read_ref_db(
     root: str, relpath: str, max_bytes: int | None = None, *, remember: bool = True
 ) -> frozenset[str] | RefFacts | DBError | None:
     """The blob hexes an image DB pins (a VM or CNI DB: with the IDs gc
-    reads), its error, or None if absent. Decoded whole: the VM DB's
-    O(changed) route (vmdelta) is off until it carries every field of
-    RefFacts (`claims` came after it); `remember` is for that route."""
+    reads), its error, or None if absent. A VM DB rewrite is absorbed from what changed where that is provably
+    the full decode's answer (vmdelta); `remember=False` (a one-shot
+    reader) decodes it whole and keeps nothing."""
     path = os.path.join(root, relpath)
+    vm_db = relpath in _VM_DBS and remember
+    if vm_db and (refs := vmdelta.absorbed(path, max_bytes)) is not None:
+        return refs
     try:
         data = read_db_bytes(path, max_bytes)
         if data is None:
+            vmdelta.forget(path)
             return None
+        if vm_db:
+            return vmdelta.decode(data, path)
         return decoder_for(relpath)(data, path)
     except DBError as exc:
         return exc

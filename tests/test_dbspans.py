@@ -21,6 +21,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from cocoond.core.facts import RefFacts
 from cocoond.core.reconcile import Reconciler
 from cocoond.errors import DBError
 from cocoond.scan import read_snapshot_db
@@ -357,3 +358,260 @@ def test_foreign_indented_rewrite_falls_back(tmp_path: Path) -> None:
     assert (
         absorb(str(path), old.spans, record_decoder(_make), records={"A"}, names={}, copy_keys=False) is None
     )
+
+
+# --------------------------------------------------------------- VM DBs
+VM_IDS = [f"V{i:02d}" for i in range(12)]
+ROLES = ["layer", "cow", "cidata", "data", ""]
+LAYERS = ["/var/lib/cocoon/oci/blobs/aa.erofs", "/var/lib/cocoon/oci/blobs/bb.erofs", "/x/é.qcow2"]
+STAMPS = ["0001-01-01T00:00:00Z", "2026-01-02T03:04:05.123456789Z", "2026-12-01T00:00:00+02:00"]
+
+
+@st.composite
+def vm_records(draw: st.DrawFn, vid: str) -> dict[str, Any]:
+    """A VMRecord as Go marshals it (hypervisor/db.go:14-27, types/vm.go:40-68:
+    the embedded VM's fields first, in struct order, omitempty ones dropped
+    when zero), with what the claims read: state, config.name,
+    storage_configs (paths and roles), snapshot_ids, boot_config,
+    image_blob_ids, and what creating reads: updated_at, run_dir, log_dir."""
+    vm: dict[str, Any] = {"id": draw(st.sampled_from([vid, vid, vid, "OTHER"]))}
+    if draw(st.booleans()):
+        vm["hypervisor"] = "cloud-hypervisor"
+    vm["state"] = draw(st.sampled_from(["creating", "created", "running", "stopped", "error", ""]))
+    config: dict[str, Any] = {"cpu": draw(st.integers(1, 4)), "memory": 1 << 30}
+    config["name"] = draw(st.sampled_from(["", *NAMES]))
+    vm["config"] = config
+    vm["pid"] = draw(st.sampled_from([0, 4242]))
+    storage: list[dict[str, Any] | None] = []
+    for _ in range(draw(st.integers(0, 3))):
+        if draw(st.integers(0, 9)) == 0:
+            storage.append(None)
+            continue
+        path = draw(st.sampled_from(["", *LAYERS]))
+        role = draw(st.sampled_from(ROLES))
+        storage.append({"path": path, "ro": role == "layer", "serial": "", "role": role})
+    if storage:
+        vm["storage_configs"] = storage
+    vm["first_booted"] = draw(st.booleans())
+    snaps = draw(st.lists(st.sampled_from(SIDS[:6]), max_size=3, unique=True))
+    if snaps:
+        vm["snapshot_ids"] = {s: {} for s in sorted(snaps)}
+    vm["created_at"] = STAMPS[1]
+    vm["updated_at"] = draw(st.sampled_from(STAMPS))
+    boot = {
+        f"{what}_path": draw(st.sampled_from(LAYERS))
+        for what in ("kernel", "initrd", "firmware")
+        if draw(st.booleans())
+    }
+    if boot or draw(st.integers(0, 5)) == 0:
+        vm["boot_config"] = boot or None
+    blobs = draw(st.lists(st.sampled_from(HEXES), max_size=2, unique=True))
+    if blobs:
+        vm["image_blob_ids"] = {h: {} for h in sorted(blobs)}
+    if draw(st.booleans()):
+        vm["run_dir"] = f"/run/cocoon/{vid}"
+        vm["log_dir"] = f"/var/log/cocoon/{vid}"
+    return vm
+
+
+@st.composite
+def vm_dbs(draw: st.DrawFn) -> dict[str, Any]:
+    vms: dict[str, Any] = {}
+    for vid in draw(st.lists(st.sampled_from(VM_IDS), max_size=8, unique=True)):
+        vms[vid] = draw(vm_records(vid))
+    names = {f"vm-{vid}": vid for vid in vms if draw(st.booleans())}
+    return {"vms": vms, "names": names}
+
+
+def vm_bytes(doc: dict[str, Any]) -> bytes:
+    out = {
+        "vms": {k: doc["vms"][k] for k in sorted(doc["vms"])},
+        "names": {k: doc["names"][k] for k in sorted(doc["names"])},
+    }
+    return json.dumps(out, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+
+
+@st.composite
+def vm_rewrite(draw: st.DrawFn, old: dict[str, Any]) -> tuple[dict[str, Any], bytes]:
+    """One rewrite of a VM DB as cocoon makes them (a VM added, removed,
+    a snapshot recorded, its blobs, state or disks changed), then, as
+    often, something no Go writer makes."""
+    new = json.loads(json.dumps(old))
+    for _ in range(draw(st.integers(1, 3))):
+        vid = draw(st.sampled_from(VM_IDS))
+        op = draw(st.sampled_from(["snap", "blobs", "remove", "add", "state", "disks", "boot"]))
+        if op == "remove":
+            new["vms"].pop(vid, None)
+            new["names"] = {k: v for k, v in new["names"].items() if v != vid}
+        elif op == "add" or vid not in new["vms"]:
+            new["vms"][vid] = draw(vm_records(vid))
+        elif op == "snap":
+            ids = new["vms"][vid].pop("snapshot_ids", {})
+            ids[draw(st.sampled_from(SIDS[:6]))] = {}
+            rebuilt = {}
+            for k, v in new["vms"][vid].items():
+                if k == "created_at":
+                    rebuilt["snapshot_ids"] = dict(sorted(ids.items()))
+                rebuilt[k] = v
+            new["vms"][vid] = rebuilt
+        elif op == "blobs":
+            new["vms"][vid]["image_blob_ids"] = {h: {} for h in sorted(draw(st.sets(st.sampled_from(HEXES))))}
+        elif op == "state":
+            new["vms"][vid]["state"] = draw(st.sampled_from(["creating", "running", "stopped"]))
+            new["vms"][vid]["updated_at"] = draw(st.sampled_from(STAMPS))
+        else:
+            fresh = draw(vm_records(vid))
+            key = "storage_configs" if op == "disks" else "boot_config"
+            new["vms"][vid].pop(key, None)
+            if key in fresh:
+                new["vms"][vid][key] = fresh[key]
+    data = vm_bytes(new)
+    if draw(st.booleans()) and new["vms"]:
+        vid = draw(st.sampled_from(sorted(new["vms"])))
+        text = data.decode()
+        entry = f'"{vid}":' + json.dumps(new["vms"][vid], separators=(",", ":"), ensure_ascii=False)
+        kind = draw(
+            st.sampled_from(
+                ["dup", "null", "fold", "badtype", "space", "truncate", "indent", "escape", "reorder"]
+            )
+        )
+        if kind == "dup":
+            text = text.replace(entry, f'{entry},"{vid}":{{"id":"{vid}"}}', 1)
+        elif kind == "null":
+            text = text.replace(entry, f'"{vid}":null', 1)
+        elif kind == "fold":
+            folded = entry.replace('"storage_configs"', '"Storage_Configs"').replace('"state"', '"STATE"')
+            text = text.replace(entry, folded, 1)
+        elif kind == "badtype":
+            text = text.replace(entry, f'"{vid}":{{"id":"{vid}","storage_configs":[1]}}', 1)
+        elif kind == "space":
+            i = draw(st.integers(0, len(text)))
+            text = text[:i] + " " + text[i:]
+        elif kind == "truncate":
+            text = text[: draw(st.integers(0, len(text) - 1))]
+        elif kind == "escape":
+            text = text.replace(f'"{vid}":', f'"\\u0056{vid[1:]}":', 1)
+        elif kind == "reorder":
+            # Not Go's order: the full decode lists claims as the file has them.
+            out = {"vms": dict(reversed(list(new["vms"].items()))), "names": new["names"]}
+            text = json.dumps(out, separators=(",", ":"), ensure_ascii=False) + "\n"
+        else:
+            text = json.dumps(new, indent=1)
+        data = text.encode()
+        new = json.loads(json.dumps(old)) if kind in ("truncate", "badtype") else new
+    return new, data
+
+
+@st.composite
+def vm_histories(draw: st.DrawFn) -> tuple[int, list[bytes]]:
+    """A chunk size and a VM DB's successive files (1 to 3 rewrites)."""
+    doc = draw(vm_dbs())
+    files = [vm_bytes(doc)]
+    for _ in range(draw(st.integers(1, 3))):
+        doc, data = draw(vm_rewrite(doc))
+        files.append(data)
+    return draw(st.sampled_from([200, 300, 1000, 1 << 14])), files
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(vm_histories())
+def test_vm_db_absorb_equals_full_decode(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, case: tuple[int, list[bytes]]
+) -> None:
+    """Each rewrite of a VM DB read through the absorbing route gives
+    exactly what the full decode gives on the new bytes: the hexes pinned,
+    the IDs, the creating VMs (in the file's order) and every VM's claim,
+    in the file's order (the index takes a snapshot's first VM as its
+    owner), or the same error."""
+    from cocoond.scan import read_ref_db
+    from cocoond.storage import vmdelta
+    from cocoond.storage.refdbs import decode_vm_facts
+
+    chunk, files = case
+    monkeypatch.setattr(dbspans, "CHUNK_BYTES", chunk)
+    rel = "cloudhypervisor/db/vms.json"
+    path = tmp_path / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    vmdelta.forget(str(path))
+    for step, data in enumerate(files):
+        path.write_bytes(data)
+        absorbed = vmdelta.absorbed(str(path), None)
+        got = read_ref_db(str(tmp_path), rel) if absorbed is None else absorbed
+        if step:
+            event("fast route" if absorbed is not None else "full decode")
+        try:
+            expected: object = decode_vm_facts(data, str(path))
+        except DBError as exc:
+            expected = str(exc)
+        if isinstance(got, DBError):
+            assert str(got) == expected
+            continue
+        assert isinstance(got, RefFacts) and isinstance(expected, RefFacts)
+        assert got.refs == expected.refs
+        assert got.ids == expected.ids
+        assert list(got.creating.items()) == list(expected.creating.items())
+        assert got.claims == expected.claims
+        assert got == expected
+
+
+def test_vm_claims_follow_the_file_after_a_rewrite(tmp_path: Path) -> None:
+    """Built by hand from cocoon's structs: two VMs list the same snapshot
+    (the first in the file owns it), a one-VM rewrite goes the fast route
+    and keeps every claim, in order, with the new VM's disks and state."""
+    from cocoond.scan import read_ref_db
+    from cocoond.storage import vmdelta
+    from cocoond.storage.refdbs import decode_vm_facts
+
+    def vm(vid: str, state: str, layer: str) -> dict[str, Any]:
+        return {
+            "id": vid,
+            "state": state,
+            "config": {"cpu": 2, "memory": 1 << 30, "name": f"n{vid}"},
+            "pid": 0,
+            "storage_configs": [
+                {"path": layer, "ro": True, "serial": "", "role": "layer"},
+                {"path": f"/run/{vid}/cow.raw", "ro": False, "serial": "", "role": "cow"},
+            ],
+            "first_booted": False,
+            "snapshot_ids": {"S00": {}},
+            "created_at": STAMPS[1],
+            "updated_at": STAMPS[1],
+            "boot_config": {"kernel_path": "/k", "initrd_path": "/i"},
+            "image_blob_ids": {HEXES[0]: {}},
+        }
+
+    doc = {"vms": {vid: vm(vid, "running", f"/l/{vid}") for vid in VM_IDS}, "names": {}}
+    rel = "cloudhypervisor/db/vms.json"
+    path = tmp_path / rel
+    path.parent.mkdir(parents=True)
+    path.write_bytes(vm_bytes(doc))
+    first = read_ref_db(str(tmp_path), rel)
+    assert isinstance(first, RefFacts)
+    assert [c.vm_id for c in first.claims] == VM_IDS
+    doc["vms"]["V05"] = vm("V05", "creating", "/l/new")
+    path.write_bytes(vm_bytes(doc))
+    got = vmdelta.absorbed(str(path), None)
+    assert got is not None, "a one-VM rewrite takes the fast route"
+    assert got == decode_vm_facts(vm_bytes(doc), str(path))
+    assert [c.vm_id for c in got.claims] == VM_IDS
+    assert got.claims[5].state == "creating"
+    assert got.claims[5].base[0] == ("base layer", "/l/new")
+    assert got.claims[5].roles == ("layer", "cow")
+    assert list(got.creating) == ["V05"]
+    assert all(c.snapshot_ids == {"S00"} for c in got.claims)
+    assert got.claims[0].vm_id == "V00"  # the snapshot's owner stays the file's first VM
+
+
+def test_creating_vm_time_is_the_same_through_either_decoder() -> None:
+    """By hand: a VM DB with a case-folded key goes through Go's decoder
+    (godecode), which gives time.Time as (datetime, text); the VM being
+    created is as old as its updated_at says, as through the quick route,
+    not 'older than any cutoff'."""
+    from cocoond.storage.refdbs import decode_vm_facts
+
+    vm = '{"id":"V1","%s":"creating","config":{"name":"a"},"updated_at":"2026-01-02T03:04:05+02:00"}'
+    plain = ('{"vms":{"V1":' + vm % "state" + '},"names":{}}').encode()
+    folded = ('{"vms":{"V1":' + vm % "State" + '},"names":{}}').encode()
+    want = 1767315845.0  # 2026-01-02T01:04:05Z
+    assert decode_vm_facts(plain, "p").creating["V1"].updated == want
+    assert decode_vm_facts(folded, "p").creating["V1"].updated == want

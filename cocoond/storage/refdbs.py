@@ -200,7 +200,15 @@ def decode_with_top(relpath: str, data: bytes, path: str) -> tuple[frozenset[str
 
 def _epoch(value: Any) -> float:
     """A decoded time.Time as epoch seconds; Go's zero time (or none) is
-    before any cutoff."""
+    before any cutoff. The quick decode (goplain) gives its text, Go's
+    decoder (godecode: a DB with, say, a case-folded key) (datetime, text):
+    both are the same instant (before, the second read as -inf, so one
+    folded key anywhere made every creating VM look 24 h old)."""
+    if type(value) is tuple:
+        try:
+            return float(value[0].timestamp())
+        except (OverflowError, ValueError, OSError):
+            return float("-inf")
     if not isinstance(value, str) or not value:
         return float("-inf")
     try:
