@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, TextIO
 
+from cocoond.config import Config
 from cocoond.core import findings as fk
 from cocoond.core import rules
 from cocoond.core.facts import Listing
@@ -126,6 +127,22 @@ def run_check(
         consistent=loaded.consistent,
         attempts=loaded.attempts,
         duration=time.monotonic() - started,
+    )
+
+
+def load_for(config: Config, *, contents: bool = True) -> Loaded:
+    """load_index with the config's root, thresholds and dirs: what show
+    and gc-plan read, so each command reads the tree the way check does."""
+    return load_index(
+        Paths(os.path.abspath(config.root_dir)),
+        pending_stale_seconds=config.thresholds.pending_stale_seconds,
+        temp_stale_seconds=config.thresholds.temp_stale_seconds,
+        orphan_quiet_seconds=config.watch.settle_seconds,
+        max_db_bytes=config.limits.max_db_bytes,
+        run_dir=config.run_dir,
+        log_dir=config.log_dir,
+        contents=contents,
+        root_from=config.sources.get("root_dir"),
     )
 
 

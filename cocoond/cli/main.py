@@ -28,7 +28,7 @@ from cocoond.cli.check import (
     EXIT_UNKNOWN,
     CannotCheck,
     CheckResult,
-    load_index,
+    load_for,
     run_check,
     status_line,
     write_human,
@@ -322,17 +322,7 @@ def _gc_plan(args: argparse.Namespace) -> int:
 
 def gc_plan(config: Config) -> gcplan.SizedPlan:
     """One consistent reading of the tree, gc's plan on it, measured."""
-    loaded = load_index(
-        Paths(os.path.abspath(config.root_dir)),
-        pending_stale_seconds=config.thresholds.pending_stale_seconds,
-        temp_stale_seconds=config.thresholds.temp_stale_seconds,
-        orphan_quiet_seconds=config.watch.settle_seconds,
-        max_db_bytes=config.limits.max_db_bytes,
-        run_dir=config.run_dir,
-        log_dir=config.log_dir,
-        contents=False,
-        root_from=config.sources.get("root_dir"),
-    )
+    loaded = load_for(config, contents=False)
     plan = gcmodel.plan(loaded.index.gc_view(time.time()))
     sized = gcplan.measure(loaded.index.root, plan)
     sized.consistent, sized.attempts = loaded.consistent, loaded.attempts

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from cocoond.cli.check import CannotCheck, load_index, refuse_unreadable
+from cocoond.cli.check import CannotCheck, load_for, refuse_unreadable
 from cocoond.config import Config
 from cocoond.core import findings as fk
 from cocoond.core import gcmodel, rules
@@ -46,7 +46,6 @@ from cocoond.scan import (
 from cocoond.sizes import disk_usage
 from cocoond.storage.dbfile import read_db_bytes
 from cocoond.storage.gojson import text_go
-from cocoond.storage.paths import Paths
 from cocoond.storage.refdbs import decode_with_top
 from cocoond.storage.units import human_size
 
@@ -458,16 +457,7 @@ def _snapshot_gc(rec: RecFacts, now: float, blocker: gcmodel.Blocker | None) -> 
 
 def _show_other(config: Config, root: str, ref: str, match: Match, world: _World) -> Shown:
     """An image or VM: one full reconcile (no data dir contents), its findings."""
-    loaded = load_index(
-        Paths(root),
-        pending_stale_seconds=config.thresholds.pending_stale_seconds,
-        temp_stale_seconds=config.thresholds.temp_stale_seconds,
-        orphan_quiet_seconds=config.watch.settle_seconds,
-        max_db_bytes=config.limits.max_db_bytes,
-        run_dir=config.run_dir,
-        log_dir=config.log_dir,
-        contents=False,
-    )
+    loaded = load_for(config, contents=False)
     index = loaded.index
     now = time.time()
     index.evaluate(now)
