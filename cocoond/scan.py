@@ -682,16 +682,20 @@ def list_data_dirs(
     later), and when record-less dirs were last written. A one-shot caller
     (`check`) needs no mtimes and saves a stat per snapshot."""
     out: dict[str, DirState] = {}
-    base = os.path.join(lister.root, LOCALFILE)
     trusted = trusted_for(lister.root)
-    # A one-shot pass (no mtimes kept) judges its dirs with a memo of its own.
+    # A one-shot pass (no mtimes kept) judges its dirs with a memo of its
+    # own, and its entries are equal for snapshots whose dirs look alike
+    # (no mtime in them): one DirState per distinct contents.
     memo = None if track_mtime else new_memo()
+    alike: dict[int, DirState] = {}
     previous = previous or {}
     for entry in lister.entries(LOCALFILE):
-        name = own(entry.name)
+        # Kept names are copied, off the listing's arenas (memory.own), by
+        # a caller that keeps them.
+        name = own(entry.name) if track_mtime else entry.name
+        rec = records.get(name)
         try:
-            kind = _entry_kind(entry)
-            rec = records.get(name)
+            kind = "dir" if entry.is_dir(follow_symlinks=False) else _entry_kind(entry)
             st = (
                 entry.stat(follow_symlinks=False)
                 if kind != "other" and (track_mtime or rec is None)
@@ -702,25 +706,34 @@ def list_data_dirs(
         if kind == "other":
             out[name] = DirState("other")
             continue
-        mtime_ns = st.st_mtime_ns if st is not None else 0
         want_contents = rec is not None and not rec.pending and rec.recorded is None
+        if st is None:  # a one-shot look at a record's dir
+            found = read_contents(entry.path, trusted, memo) if want_contents and contents else None
+            if found is None or kind != "dir":
+                out[name] = DirState(kind, 0, found)
+            else:
+                state = alike.get(id(found))
+                if state is None:
+                    state = alike[id(found)] = DirState(kind, 0, found)  # holds `found`: its id stays its own
+                out[name] = state
+            continue
+        mtime_ns = st.st_mtime_ns
         old = previous.get(name)
         if (
             want_contents
             and old is not None
             and old.contents is not None
             and not old.contents.unreadable  # a chmod moves no mtime: look again
-            and st
             and old.mtime_ns == mtime_ns
         ):
             out[name] = old
             continue
-        path = os.path.join(base, name)
+        path = entry.path
         out[name] = DirState(
             kind,
             mtime_ns,
             read_contents(path, trusted, memo) if want_contents and contents else None,
-            last_write(path, st.st_mtime) if rec is None and st is not None else None,
+            last_write(path, st.st_mtime) if rec is None else None,
         )
     return out
 
