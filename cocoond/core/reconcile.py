@@ -650,7 +650,7 @@ class Reconciler:
         touched |= self._deferred_dirs
         self._deferred_dirs = set()
         self._index_recorded(touched, old_records)
-        for sid in touched:
+        for sid in self._needs_look(touched) if first else touched:
             self._want_dir(sid, old_records.get(sid), first)
             self._eval_dir(sid)
             if sid in self._orphan_due:
@@ -660,6 +660,62 @@ class Reconciler:
         self._rebuild_snap_refs(touched, old_records)
         self._stale_claims.update(self.claims)
         self.name_count = len(self.names)
+
+    #: The per-snapshot findings a first load's fast pass must see closed.
+    _SNAPSHOT_KINDS = frozenset(
+        {
+            fk.MISSING_DATA_DIR,
+            fk.INCOMPLETE_DATA_DIR,
+            fk.CLONE_BLOCKED,
+            fk.RESTORE_BLOCKED,
+            fk.DATA_DIR_MISMATCH,
+            fk.ORPHAN_DATA_DIR,
+        }
+    )
+
+    def _needs_look(self, sids: Iterable[str]) -> list[str]:
+        """A first DB load's `sids` less those for which its four steps
+        (_want_dir, _eval_dir, the orphan note, _eval_record) would do
+        nothing: a pending or healthy (see _healthy) record with its own
+        plain dir, no orphan wait, and no finding open about it. One tight
+        pass instead of four calls each: 0.2 s at 100k snapshots."""
+        if self.frozen:
+            return list(sids)
+        records, dirs, due, unread, owners = (
+            self.records,
+            self.dirs,
+            self._orphan_due,
+            self._unread,
+            self._owner,
+        )
+        clean = self._clean_dirs
+        static = self._static
+        opened = not self._SNAPSHOT_KINDS.isdisjoint(k[0] for k in static)
+        out: list[str] = []
+        for sid in sids:
+            rec = records.get(sid)
+            state = dirs.get(sid)
+            if (
+                rec is None
+                or state is None
+                or rec.recorded is not None
+                or state.kind != "dir"
+                or sid in due
+                or sid in unread
+                or (opened and any((kind, sid) in static for kind in self._SNAPSHOT_KINDS))
+            ):
+                out.append(sid)
+            elif not rec.pending:
+                c = state.contents
+                if c is None:
+                    out.append(sid)  # to be inspected
+                    continue
+                hit = clean.get((rec.hypervisor, id(c)))
+                if hit is not None and hit[0] is c and hit[1] and sid not in owners:
+                    continue
+                if not self._healthy(sid, rec, state):
+                    out.append(sid)
+        return out
 
     def _load_delta(self, delta: DBDelta[RecFacts]) -> None:
         """A rewrite as what it changed: the same index `_load_db` makes
@@ -993,9 +1049,23 @@ class Reconciler:
                     for sid in claim.snapshot_ids:
                         owners.setdefault(sid, (relpath, claim))
         old, self._owner = self._owner, owners
-        for sid in old.keys() | owners.keys():
-            if old.get(sid) != owners.get(sid) and sid in self.records:
-                self._eval_restore(sid)
+        records, dirs, static, memo = self.records, self.dirs, self._static, self._clean_restores
+        skip = not self.frozen
+        restore_blocked = fk.RESTORE_BLOCKED
+        changed = ((sid, owners.get(sid)) for sid in old.keys() | owners.keys()) if old else owners.items()
+        for sid, owner in changed:
+            if sid not in records or (old and old.get(sid) == owner):
+                continue
+            if skip and owner is not None and (restore_blocked, sid) not in static:
+                # A (dir, VM) pair restore_blocked found nothing on (see
+                # _restore_clean): nothing to put, as _eval_restore would.
+                state = dirs.get(sid)
+                c = state.contents if state is not None else None
+                if c is not None:
+                    hit = memo.get((id(c), id(owner[1])))
+                    if hit is not None and hit[2] and hit[0] is c and hit[1] is owner[1]:
+                        continue
+            self._eval_restore(sid)
 
     def _blob_lost(self, hex_: str) -> bool:
         """No usable file for this hex in either blob dir (both listed)."""
@@ -1136,16 +1206,26 @@ class Reconciler:
         """Blob references from snapshots; a hex needs a new look when its
         set of users changed, or when one of its users did (a missing_blob
         names a user)."""
-        refs: dict[str, set[str]] = {}
+        # Records share their blob sets (interned by _facts): grouped by
+        # set first, each hex's users come in one update per set.
+        by_blobs: dict[frozenset[str], list[str]] = {}
         for sid, facts in self.records.items():
-            for hex_ in facts.blobs:
-                refs.setdefault(hex_, set()).add(sid)
+            if facts.blobs:
+                by_blobs.setdefault(facts.blobs, []).append(sid)
+        refs: dict[str, set[str]] = {}
+        for blobs, sids in by_blobs.items():
+            for hex_ in blobs:
+                refs.setdefault(hex_, set()).update(sids)
         new = {h: frozenset(s) for h, s in refs.items()}
         old, self.snap_refs = self.snap_refs, new
         hexes = {h for h in old.keys() | new.keys() if old.get(h) != new.get(h)}
         self._wants.hexes |= {h for h in new.keys() - old.keys() if h not in self.other_refs}
-        for sid in touched:
-            for user in (old_records.get(sid), self.records.get(sid)):
+        # Every hex a record names now is in `hexes` already when none was
+        # referenced before (a first load): only the old records' remain.
+        users = (old_records, self.records) if old else (old_records,)
+        for sid in touched if old_records or old else ():
+            for known in users:
+                user = known.get(sid)
                 if user is not None:
                     hexes.update(user.blobs)
         hexes |= self._deferred_hexes
