@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 
 
 def fsync_dir(directory: str | os.PathLike[str]) -> None:
@@ -25,7 +24,7 @@ def atomic_write(path: str | os.PathLike[str], data: bytes, mode: int = 0o644, *
     the new one, never part of one."""
     target = os.fspath(path)
     directory = os.path.dirname(target) or "."
-    tmp = os.path.join(directory, ".tmp-" + secrets.token_hex(5))
+    tmp = os.path.join(directory, ".tmp-" + os.urandom(5).hex())  # secrets.token_hex(5), without its import
     fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC, 0o600)
     try:
         try:

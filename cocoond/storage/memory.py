@@ -9,9 +9,11 @@ daemon would sit at its parse peak (measured: 180 MB at 100k records vs
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import functools
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import ctypes
 
 
 def own(text: str) -> str:
@@ -31,4 +33,6 @@ def release_free_memory() -> None:
 
 @functools.cache
 def _libc() -> ctypes.CDLL:
+    import ctypes.util  # on first use: `check` never trims, and ctypes costs 6 ms to import
+
     return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
