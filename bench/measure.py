@@ -19,7 +19,10 @@ from typing import Any
 # interpreting them is the reconciler's work). Then what the image and VM
 # rules read: the two image DBs and both VM DBs (read and json.loads'ed), and
 # one os.stat of each file they name by path (layer blobs, kernels, initrds,
-# the firmware): the base files snapshots name are among these.
+# the firmware): the base files snapshots name are among these. Then what
+# the gc model reads (gc-plan and the gc findings): the CNI DB (gc loads it
+# too), both blob dirs with one lstat per blob, oci/boot with a listing of
+# each boot dir (its size), and the DB and image temp dirs' listings.
 FLOOR_SCRIPT = """\
 import json, os, sys
 root = sys.argv[1]
@@ -38,7 +41,7 @@ with os.scandir(os.path.join(root, "snapshot", "localfile")) as it:
                         f.read()
 paths = {os.path.join(root, "firmware", "CLOUDHV.fd")}
 dbs = ("cloudimg/db/images.json", "oci/db/images.json",
-       "cloudhypervisor/db/vms.json", "firecracker/db/vms.json")
+       "cloudhypervisor/db/vms.json", "firecracker/db/vms.json", "cni/db/networks.json")
 for rel in dbs:
     try:
         with open(os.path.join(root, rel), "rb") as f:
@@ -61,6 +64,21 @@ for p in paths:
         os.stat(p)
     except OSError:
         pass
+def listing(rel):
+    try:
+        with os.scandir(os.path.join(root, rel)) as it:
+            return list(it)
+    except OSError:
+        return []
+for rel in ("cloudimg/blobs", "oci/blobs"):
+    for e in listing(rel):
+        e.stat(follow_symlinks=False)
+for e in listing("oci/boot"):
+    for x in listing("oci/boot/" + e.name):
+        x.stat(follow_symlinks=False)
+for rel in ("snapshot/db", "cloudimg/db", "oci/db", "cloudhypervisor/db", "firecracker/db", "cni/db",
+            "cloudimg/temp", "oci/temp"):
+    listing(rel)
 print(len(db["snapshots"]), n, len(paths))
 """
 
