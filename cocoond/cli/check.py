@@ -256,14 +256,17 @@ def refuse_unread_data_dirs(root: str, index: Reconciler) -> None:
     """Data dirs of committed records whose contents could not be read
     (cocoon writes them 0750 and cocoon.json 0600, as root): whether they
     would restore is unknown."""
+    records = index.records
     unread = sorted(
-        sid
-        for sid, rec in index.records.items()
-        if not rec.pending
-        and rec.recorded is None
-        and (state := index.dirs.get(sid)) is not None
-        and state.kind != "other"
-        and (state.contents is None or state.contents.unreadable)
+        [
+            sid
+            for sid, state in index.dirs.items()  # the dir's state first: rarely unread
+            if state.kind != "other"
+            and (state.contents is None or state.contents.unreadable)
+            and (rec := records.get(sid)) is not None
+            and not rec.pending
+            and rec.recorded is None
+        ]
     )
     if unread:
         more = f" (and {len(unread) - 1} more)" if len(unread) > 1 else ""

@@ -1042,21 +1042,25 @@ class Reconciler:
     def _index_owners(self) -> None:
         """Which VM each snapshot belongs to; re-judge the snapshots whose
         VM (or its disks) changed."""
+        vms = [
+            (relpath, claim)
+            for relpath, claims in self.claims.items()
+            for claim in claims
+            if isinstance(claim, VMClaim)
+        ]
         owners: dict[str, tuple[str, VMClaim]] = {}
-        for relpath, claims in self.claims.items():
-            for claim in claims:
-                if isinstance(claim, VMClaim):
-                    for sid in claim.snapshot_ids:
-                        owners.setdefault(sid, (relpath, claim))
+        for entry in reversed(vms):  # the first VM listing a snapshot wins
+            owners.update(dict.fromkeys(entry[1].snapshot_ids, entry))
         old, self._owner = self._owner, owners
         records, dirs, static, memo = self.records, self.dirs, self._static, self._clean_restores
         skip = not self.frozen
         restore_blocked = fk.RESTORE_BLOCKED
+        opened = any(key[0] == restore_blocked for key in static)
         changed = ((sid, owners.get(sid)) for sid in old.keys() | owners.keys()) if old else owners.items()
         for sid, owner in changed:
             if sid not in records or (old and old.get(sid) == owner):
                 continue
-            if skip and owner is not None and (restore_blocked, sid) not in static:
+            if skip and owner is not None and not (opened and (restore_blocked, sid) in static):
                 # A (dir, VM) pair restore_blocked found nothing on (see
                 # _restore_clean): nothing to put, as _eval_restore would.
                 state = dirs.get(sid)

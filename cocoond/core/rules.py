@@ -516,7 +516,7 @@ def vm_snapshot_gone(db: str, claim: VMClaim, snapshot_ids: Collection[str]) -> 
     are (snapshot/localfile/localfile.go:173-209; only RecordSnapshot
     writes them, hypervisor/backend.go:424-446): restoring the VM to one
     fails (cmd/vm/run.go:163-169) and `cocoon snapshot list --vm` skips it."""
-    gone = sorted(sid for sid in claim.snapshot_ids if sid not in snapshot_ids)
+    gone = sorted([sid for sid in claim.snapshot_ids if sid not in snapshot_ids])
     if not gone:
         return None
     label = quoted(claim.name) or claim.vm_id
