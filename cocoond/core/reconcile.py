@@ -1056,20 +1056,29 @@ class Reconciler:
         skip = not self.frozen
         restore_blocked = fk.RESTORE_BLOCKED
         opened = any(key[0] == restore_blocked for key in static)
+        # A first mapping runs VM by VM, and a VM's snapshots mostly share
+        # one DirState (scan's one-shot pass): the verdict of the last
+        # (state, VM) pair is reused without a lookup.
+        last: tuple[DirState | None, tuple[str, VMClaim] | None] = (None, None)
         changed = ((sid, owners.get(sid)) for sid in old.keys() | owners.keys()) if old else owners.items()
         for sid, owner in changed:
-            if sid not in records or (old and old.get(sid) == owner):
+            if old and old.get(sid) == owner:
                 continue
             if skip and owner is not None and not (opened and (restore_blocked, sid) in static):
                 # A (dir, VM) pair restore_blocked found nothing on (see
-                # _restore_clean): nothing to put, as _eval_restore would.
+                # _restore_clean): nothing to put, as _eval_restore would
+                # (nor for a snapshot without a record).
                 state = dirs.get(sid)
+                if state is not None and state is last[0] and owner is last[1]:
+                    continue
                 c = state.contents if state is not None else None
                 if c is not None:
                     hit = memo.get((id(c), id(owner[1])))
                     if hit is not None and hit[2] and hit[0] is c and hit[1] is owner[1]:
+                        last = (state, owner)
                         continue
-            self._eval_restore(sid)
+            if sid in records:
+                self._eval_restore(sid)
 
     def _blob_lost(self, hex_: str) -> bool:
         """No usable file for this hex in either blob dir (both listed)."""
