@@ -177,9 +177,12 @@ class Trusted(NamedTuple):
 _CONTENTS: dict[DirContents, DirContents] = {}
 
 
-def inspect_data_dir(root: str, name: str, *, contents: bool, activity: bool) -> DirState | None:
+def inspect_data_dir(
+    root: str, name: str, *, contents: bool, activity: bool, run_dir: str | None = None
+) -> DirState | None:
     """snapshot/localfile/<name>: what it is, and (when asked) what restore
-    would find in it and when it was last written. None: no such entry."""
+    would find in it and when it was last written. None: no such entry.
+    `run_dir`: cocoon's (the config's `run_dir`; None: cocoon's default)."""
     path = os.path.join(root, LOCALFILE, name)
     try:
         st = os.lstat(path)
@@ -187,10 +190,12 @@ def inspect_data_dir(root: str, name: str, *, contents: bool, activity: bool) ->
         return None
     except OSError:
         return DirState("other")
-    return _dir_state(root, path, st, contents=contents, activity=activity)
+    return _dir_state(root, path, st, contents=contents, activity=activity, run_dir=run_dir)
 
 
-def _dir_state(root: str, path: str, st: os.stat_result, *, contents: bool, activity: bool) -> DirState:
+def _dir_state(
+    root: str, path: str, st: os.stat_result, *, contents: bool, activity: bool, run_dir: str | None
+) -> DirState:
     kind: EntryKind
     if stat.S_ISDIR(st.st_mode):
         kind = "dir"
@@ -201,7 +206,7 @@ def _dir_state(root: str, path: str, st: os.stat_result, *, contents: bool, acti
     return DirState(
         kind,
         st.st_mtime_ns,
-        read_contents(path, trusted_for(root)) if contents else None,
+        read_contents(path, trusted_for(root, run_dir)) if contents else None,
         last_write(path, st.st_mtime) if activity else None,
     )
 
@@ -386,17 +391,20 @@ def _interned(base: tuple[BaseFile, ...]) -> tuple[BaseFile, ...]:
     return _BASES.setdefault(base, base)
 
 
-#: cocoon's run dir when nothing sets it (cmd/root.go:58; env COCOON_RUN_DIR,
-#: config/config.go:25-28). Firecracker trusts storage paths under it.
+#: cocoon's run dir when nothing sets it (cmd/root.go:58). Firecracker
+#: trusts storage paths under it.
 DEFAULT_RUN_DIR = "/var/lib/cocoon/run"
-RUN_DIR_ENV = "COCOON_RUN_DIR"
 
 
 @functools.lru_cache(maxsize=8)
-def trusted_for(root: str) -> Trusted:
-    """The root as given, its other spellings, and cocoon's run dir."""
+def trusted_for(root: str, run_dir: str | None = None) -> Trusted:
+    """The root as given, its other spellings, and cocoon's run dir: the one
+    run dir of the config (`run_dir`, which already took $COCOON_RUN_DIR as
+    cocoon does) that the VM-dir rules use too; None: cocoon's default.
+    Firecracker checks against its conf.RootDir and conf.RunDir
+    (firecracker/helper.go:19, clone.go:37)."""
     here = os.path.abspath(root)
-    return Trusted((here, *root_aliases(here)), os.environ.get(RUN_DIR_ENV) or DEFAULT_RUN_DIR)
+    return Trusted((here, *root_aliases(here)), run_dir or DEFAULT_RUN_DIR)
 
 
 _UNTRUSTED: dict[tuple[Sidecar, Trusted], str | None] = {}
@@ -658,6 +666,7 @@ def list_data_dirs(
     *,
     track_mtime: bool = True,
     contents: bool = True,
+    run_dir: str | None = None,
 ) -> dict[str, DirState]:
     """Every entry of snapshot/localfile/: what restore would find in the
     dirs of committed records (re-read only when the dir's mtime moved since
@@ -666,7 +675,7 @@ def list_data_dirs(
     (`check`) needs no mtimes and saves a stat per snapshot."""
     out: dict[str, DirState] = {}
     base = os.path.join(lister.root, LOCALFILE)
-    trusted = trusted_for(lister.root)
+    trusted = trusted_for(lister.root, run_dir)
     previous = previous or {}
     for entry in lister.entries(LOCALFILE):
         name = own(entry.name)
@@ -778,7 +787,9 @@ def scan(
         if refs is not None:
             ref_dbs[relpath] = refs
     lister = Lister(root)
-    data_dirs = list_data_dirs(lister, records, index.dirs, track_mtime=not one_shot, contents=dir_contents)
+    data_dirs = list_data_dirs(
+        lister, records, index.dirs, track_mtime=not one_shot, contents=dir_contents, run_dir=run_dir
+    )
     return Listing(
         snapshot_db=db,
         keep_db=not include_db,
@@ -862,12 +873,14 @@ def _claim_paths(ref_dbs: Mapping[str, object]) -> set[str]:
     return paths
 
 
-def fulfil(root: str, index: Reconciler, wants: Wants) -> None:
+def fulfil(root: str, index: Reconciler, wants: Wants, run_dir: str | None = None) -> None:
     """Look at what the index asked for after a DB load, and tell it."""
     for name in wants.contents | wants.activity:
         index.set_data_dir(
             name,
-            inspect_data_dir(root, name, contents=name in wants.contents, activity=name in wants.activity),
+            inspect_data_dir(
+                root, name, contents=name in wants.contents, activity=name in wants.activity, run_dir=run_dir
+            ),
         )
     for path in wants.recorded:
         index.set_recorded_dir(path, stat_recorded_dir(path))

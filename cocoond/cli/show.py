@@ -83,12 +83,16 @@ class Shown:
     notes: list[str] = field(default_factory=list)
     #: cocoond could not see something the verdict depends on.
     unknown: str | None = None
+    #: Why cocoon refuses an operation on a healthy record (not a finding:
+    #: nothing is wrong), e.g. restoring a snapshot no VM lists.
+    refusals: dict[str, list[str]] = field(default_factory=dict)
 
     def operations(self) -> dict[str, dict[str, Any]]:
-        """Each operation: works, or the messages of the findings that say it fails."""
+        """Each operation: works, or the messages of the findings that say
+        it fails, and cocoon's own refusals."""
         out: dict[str, dict[str, Any]] = {}
         for op in OPERATIONS_OF[self.match.kind]:
-            reasons = [f.message for f in self.findings if op in f.fails]
+            reasons = [f.message for f in self.findings if op in f.fails] + self.refusals.get(op, [])
             works: bool | None = not reasons
             if self.unknown is not None and not reasons:
                 works = None
@@ -367,7 +371,7 @@ def _show_snapshot(
             if blob is not None:
                 blobs[blob.relpath] = blob
     boot = {h: b for h in rec.blobs if (b := stat_boot_dir(root, h)) is not None}
-    state = inspect_data_dir(root, sid, contents=True, activity=False)
+    state = inspect_data_dir(root, sid, contents=True, activity=False, run_dir=config.run_dir)
     listing = Listing(
         snapshot_db=mini,
         ref_dbs=world.ref_dbs,
@@ -379,7 +383,7 @@ def _show_snapshot(
     )
     index = _index(config, root)
     index.apply_listing(listing)
-    fulfil(root, index, index.take_wants())
+    fulfil(root, index, index.take_wants(), config.run_dir)
     now = time.time()
     index.evaluate(now)
     subjects = {sid, rec.name, *rec.blobs, "gc", rules.DATA_DIRS} - {""}
@@ -407,6 +411,11 @@ def _show_snapshot(
                 shown.referred_by.append(
                     {"vm": vm_id, "backend": backend, "name": (vm.get("config") or {}).get("name")}
                 )
+    if not any("vm" in r for r in shown.referred_by):
+        shown.refusals[fk.RESTORE] = [
+            "no VM lists this snapshot in its snapshot_ids, and `cocoon vm restore` takes only a VM's own "
+            "snapshots (cmd/vm/run.go:167-169): it can be cloned, not restored"
+        ]
     shown.gc = _snapshot_gc(rec, now, index.gc_blocker)
     seed = db.names.get(ref)
     if match.how != "name" and seed is not None and seed in db.records and seed != sid:
