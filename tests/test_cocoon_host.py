@@ -491,7 +491,7 @@ def healthy(tmp_path: Path) -> Host:
     )
     host.snap_fc(SNAP_IMPORTED, "imported", imported)
     host.snapshots[SNAP_IMPORTED]["description"] = "from host b"
-    # A VM cloned from the FC snapshot: rebuildCloneStorage (clone.go:172-192), state created by FinalizeClone.
+    # A VM cloned from the FC snapshot: rebuildCloneStorage (clone.go:172-192).
     host.fc_vm(FC_CLONE, "job-1-clone", "created", [])
     host.creating_vm()
     host.save()

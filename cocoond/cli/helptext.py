@@ -296,7 +296,8 @@ SHOW: Final = (
             (
                 "resolution",
                 "as cocoon: snapshots and VMs by exact ID, then name, then a unique ID prefix of 3+ "
-                "characters (utils/resolve.go); images by ref, OCI's normalized ref, then ID digest or "
+                "characters (utils/resolve.go); images by ref as pulled (OCI refs are not normalized), "
+                "then ID digest or "
                 "a digest prefix of 12+ hex digits (images/index.go). A REF two kinds resolve is ambiguous.",
             ),
         ),
