@@ -256,3 +256,25 @@ def test_show_says_what_check_says_about_each_snapshot(
 def _same(f: dict[str, Any]) -> str:
     """A finding as both say it (age and fails aside: check's JSON has no fails)."""
     return json.dumps({k: v for k, v in f.items() if k not in ("fails", "age_seconds")}, sort_keys=True)
+
+
+def test_a_prefix_shared_with_a_null_record_is_ambiguous_to_cocoon(
+    tree: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """utils.ResolveRef's prefix step walks every key, null records' too
+    (utils/resolve.go:18-26): "NUL" matches NULL001 (null) and NULL002, which
+    cocoon calls ambiguous; "NULL001" by ID is no record (items[ref] != nil,
+    :11), and a prefix that only a null record has resolves to it and then
+    fails as not found (localfile.go:163-166)."""
+    db = json.loads((tree / "snapshot/db/snapshots.json").read_text())
+    db["snapshots"]["NULL001"] = None
+    db["snapshots"]["NZZ0003"] = None
+    db["snapshots"]["NULL002"] = record("NULL002", "n2", data_dir=str(tree / "snapshot/localfile/NULL002"))
+    write(tree, "snapshot/db/snapshots.json", db)
+    rc, err = show(tree, capsys, "NUL")
+    assert rc == 3 and isinstance(err, str) and "ambiguous" in err and "NULL001" in err, err
+    rc, out = show(tree, capsys, "NULL002")
+    assert isinstance(out, dict) and out["id"] == "NULL002"
+    for ref in ("NULL001", "NZZ"):
+        rc, err = show(tree, capsys, ref)
+        assert rc == 3 and isinstance(err, str) and "ambiguous" not in err, (ref, err)

@@ -161,6 +161,8 @@ class _World:
     vms: dict[str, dict[str, dict[str, Any]]]
     vm_names: dict[str, dict[str, str]]
     errors: dict[str, DBError]
+    #: VM IDs whose record is null: cocoon's prefix match walks them too.
+    vm_nulls: dict[str, frozenset[str]] = field(default_factory=dict)
     ref_dbs: dict[str, Any] = field(default_factory=dict)
 
     def blob_users(self) -> dict[str, list[str]]:
@@ -192,6 +194,8 @@ def _read_world(root: str, max_bytes: int | None) -> _World:
         top = tops[relpath]
         world.vms[backend] = _entries(top, "vms")
         world.vm_names[backend] = {} if isinstance(top, DBError) else dict(top.get("names") or {})
+        if not isinstance(top, DBError):
+            world.vm_nulls[backend] = frozenset(k for k, v in (top.get("vms") or {}).items() if v is None)
     return world
 
 
@@ -206,7 +210,9 @@ def resolve(
             if kind == "snapshot":
                 raise ShowError(f"{ref}: cannot resolve: {snapshots} (cocoon cannot either)")
         elif snapshots is not None:
-            found += resolve_ref("snapshot", "snapshot", snapshots.records.keys(), snapshots.names, ref)
+            found += resolve_ref(
+                "snapshot", "snapshot", snapshots.records.keys(), snapshots.names, ref, snapshots.null_ids
+            )
     if kind in (None, "image"):
         for backend, entries in world.images.items():
             ids = {
@@ -216,7 +222,9 @@ def resolve(
             found += lookup_image(backend, ids, ref)
     if kind in (None, "vm"):
         for backend, entries in world.vms.items():
-            found += resolve_ref("vm", backend, entries.keys(), world.vm_names[backend], ref)
+            found += resolve_ref(
+                "vm", backend, entries.keys(), world.vm_names[backend], ref, world.vm_nulls.get(backend, ())
+            )
     if not found:
         # A DB cocoon cannot decode resolves nothing, for cocoon either: say which.
         blind = [str(snapshots)] if isinstance(snapshots, DBError) and kind in (None, "snapshot") else []

@@ -38,17 +38,32 @@ class Match:
 
 
 def resolve_ref(
-    kind: str, backend: str, ids: Collection[str], names: Mapping[str, str], ref: str
+    kind: str,
+    backend: str,
+    ids: Collection[str],
+    names: Mapping[str, str],
+    ref: str,
+    null_ids: Collection[str] = (),
 ) -> list[Match]:
     """utils.ResolveRef over non-nil records `ids`: one Match, none, or (an
-    ambiguous prefix) every candidate."""
+    ambiguous prefix) every candidate. The prefix step walks every key,
+    null records' too (`for id := range items`, utils/resolve.go:19): a
+    prefix that also matches a null record is ambiguous to cocoon, and one
+    that matches only a null record resolves to it and then "not found"
+    (localfile.go:163-166), so it is no match here."""
     if ref in ids:
         return [Match(kind, backend, ref, "id")]
     named = names.get(ref)
     if named is not None and named in ids:
         return [Match(kind, backend, named, "name")]
     if len(ref) >= MIN_ID_PREFIX:
-        return [Match(kind, backend, i, "id prefix") for i in sorted(ids) if i.startswith(ref)]
+        live = [Match(kind, backend, i, "id prefix") for i in sorted(ids) if i.startswith(ref)]
+        null = [
+            Match(kind, backend, i, "id prefix of a null record")
+            for i in sorted(null_ids)
+            if i.startswith(ref)
+        ]
+        return live + null if len(live) + len(null) > 1 else live
     return []
 
 
