@@ -225,7 +225,11 @@ def test_human_output_fits_80_columns(tree: Path, capsys: pytest.CaptureFixture[
     capsys.readouterr()
     assert main(["show", "--root", str(tree), "web"]) == 2
     out = capsys.readouterr().out
-    assert out.startswith("ERROR: snapshot ABCDEF1 (snapshot; web resolved by name)")
+    # the monitoring-plugin first line, check's status words (CONTRACT §4)
+    first = out.splitlines()[0]
+    assert first == (
+        "COCOOND CRITICAL - snapshot ABCDEF1 (snapshot; web resolved by name): restore FAILS, clone FAILS"
+    ), first
     assert "restore: FAILS" in out and "clone: FAILS" in out
     # only a path longer than the line (this test's tmp root) may stick out
     long = [line for line in out.splitlines()[1:] if len(line) > 80 and str(tree) not in line]
@@ -278,3 +282,13 @@ def test_a_prefix_shared_with_a_null_record_is_ambiguous_to_cocoon(
     for ref in ("NULL001", "NZZ"):
         rc, err = show(tree, capsys, ref)
         assert rc == 3 and isinstance(err, str) and "ambiguous" not in err, (ref, err)
+
+
+def test_human_unknown_ref_is_one_status_line_on_stdout(
+    tree: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    capsys.readouterr()
+    assert main(["show", "--root", str(tree), "nothing-like-it"]) == 3
+    out, err = capsys.readouterr()
+    assert out.startswith("COCOOND UNKNOWN - nothing-like-it: no snapshot") and out.count("\n") == 1, out
+    assert err == ""

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from cocoond.cli.check import CannotCheck, load_for, refuse_unreadable
+from cocoond.cli.check import CannotCheck, load_for, refuse_unreadable, status_line
 from cocoond.config import Config
 from cocoond.core import findings as fk
 from cocoond.core import gcmodel, rules
@@ -529,13 +529,18 @@ def write_json(shown: Shown, out: TextIO) -> None:
 
 
 def write_human(shown: Shown, out: TextIO) -> None:
+    """First line in the monitoring-plugin form `check` uses (CONTRACT §4:
+    show's exit codes follow that convention, so its status word does too:
+    CRITICAL for exit 2), then the details, wrapped at 80 columns."""
     m = shown.match
-    status = {EXIT_OK: "OK", EXIT_WARNING: "WARNING", EXIT_ERROR: "ERROR", EXIT_UNKNOWN: "UNKNOWN"}[
-        shown.exit_code
-    ]
-    out.write(
-        f"{status}: {m.kind} {printable(m.id)} ({m.backend}; {printable(shown.ref)} resolved by {m.how})\n"
+    verdicts = ", ".join(
+        f"{op} {({True: 'works', False: 'FAILS', None: 'unknown'})[v['works']]}"
+        for op, v in shown.operations().items()
     )
+    summary = f"{m.kind} {m.id} ({m.backend}; {shown.ref} resolved by {m.how})" + (
+        f": {verdicts}" if verdicts else ""
+    )
+    out.write(status_line(shown.exit_code, summary) + "\n")
     if shown.record is not None:
         out.write("record:\n")
         for key in sorted(shown.record):
