@@ -36,6 +36,7 @@ from cocoond.core.facts import (
     RefFacts,
     TempEntry,
 )
+from cocoond.core.gcmodel import MODULES as GC_MODULES
 from cocoond.core.gcmodel import VM_MODULES, VMDirs
 from cocoond.core.reconcile import LOCALFILE, Reconciler, Wants
 from cocoond.errors import CocoondError, DBError
@@ -806,8 +807,30 @@ def scan(
         temps=list_temps(lister),
         unreadable=lister.unreadable,
         not_dirs=frozenset(lister.not_dirs),
+        lock_problems=lock_problems(root),
         vm_dirs=read_vm_dirs(run_dir, log_dir),
     )
+
+
+def lock_problems(root: str) -> dict[str, str]:
+    """gc modules' lock files gofrs/flock cannot open (O_CREATE|O_RDONLY,
+    through symlinks): a directory there, or a file where the lock's dir
+    should be. gc's TryLock then errs and the run aborts
+    (lock/flock/flock.go:50-58,81-87, gc/orchestrator.go:46-71). Absent is
+    fine: TryLock creates it."""
+    out: dict[str, str] = {}
+    for module in GC_MODULES:
+        path = os.path.join(root, module.lock)
+        try:
+            if stat.S_ISDIR(os.stat(path).st_mode):
+                out[module.lock] = "the lock file is a directory, so gc's TryLock fails"
+        except FileNotFoundError:
+            continue
+        except NotADirectoryError:
+            out[module.lock] = "the lock file's dir is not a directory, so gc's TryLock fails"
+        except OSError:
+            continue  # cocoond may not look; gc, as root, may
+    return out
 
 
 def read_vm_dirs(run_dir: str | None, log_dir: str | None) -> dict[tuple[str, str], VMDirs]:

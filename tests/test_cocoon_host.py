@@ -597,3 +597,221 @@ def test_a_removed_image_leaves_what_gc_deletes(host: Host, capsys: pytest.Captu
     plan = json.loads(capsys.readouterr().out)
     items = {(i["what"], i["subject"]) for m in plan["modules"] for i in m["items"]}
     assert items == {("blob", QCOW2), ("temp", "cloudimg/temp/pull-123.img")}
+
+
+# ------------------------------------------------ gc, vs the simulator and Go
+def inside(tmp_path: Path) -> Host:
+    """The healthy host with cocoon's run and log dirs under the root (where
+    the simulator keeps them), so the simulator's gc can run on it."""
+    host = Host(tmp_path / "root", tmp_path / "root/run", tmp_path / "root/log")
+    host.pull_oci()
+    host.pull_cloudimg()
+    host.snap_ch_cloud(host.ch_cloud_vm([SNAP_CH_CLOUD]))
+    host.snap_ch_oci(*host.ch_oci_vm([SNAP_CH_OCI]))
+    fc_disks, fc_boot = host.fc_vm(FC_VM, "job-1", "running", [SNAP_FC])
+    host.snap_fc(SNAP_FC, "job-1-s1", host.fc_sidecar(fc_disks, fc_boot))
+    host.fc_vm(FC_CLONE, "job-1-clone", "created", [])
+    host.creating_vm()
+    host.save()
+    return host
+
+
+def gc_plan(host: Host, capsys: pytest.CaptureFixture[str]) -> tuple[int, dict[str, Any]]:
+    capsys.readouterr()
+    rc = main(["gc-plan", "--config", config_file(host), "--json"])
+    return rc, json.loads(capsys.readouterr().out)
+
+
+def planned(result: dict[str, Any]) -> set[tuple[str, str]]:
+    return {(i["what"], i["subject"]) for m in result["modules"] for i in m["items"]}
+
+
+def sim_gc(host: Host) -> dict[str, list[str]] | str:
+    from cocoond import sim
+
+    try:
+        return {k: sorted(v) for k, v in sim.gc(str(host.root)).items() if v}
+    except sim.GCAborted as exc:
+        return str(exc)
+
+
+def test_healthy_host_under_the_simulators_gc(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    host = inside(tmp_path)
+    rc, result = gc_plan(host, capsys)
+    assert (rc, result["gc"], planned(result)) == (0, "runs", set()), result
+    assert sim_gc(host) == {}
+
+
+#: A field of the wrong type in each DB gc loads (storage/json/json.go:84
+#: decodes into typed structs): gc aborts on the first in registration order
+#: (cmd/others/handler.go:38-52, gc/orchestrator.go:74-81).
+UNDECODABLE = [
+    ("oci/db/images.json", ("images", "ubuntu:24.04", "size"), "big", "oci"),
+    ("cloudimg/db/images.json", ("images", "my-image", "size"), "8", "cloudimg"),
+    ("cloudhypervisor/db/vms.json", ("vms", CH_OCI, "pid"), "4242", "cloud-hypervisor"),
+    ("firecracker/db/vms.json", ("vms", FC_VM, "first_booted"), "yes", "firecracker"),
+    ("cni/db/networks.json", ("networks", f"{FC_VM}-eth0", "network", "prefix"), "16", "cni"),
+    ("snapshot/db/snapshots.json", ("snapshots", SNAP_FC, "nics"), 1.5, "snapshot"),
+]
+
+
+@pytest.mark.parametrize(("relpath", "path", "value", "module"), UNDECODABLE)
+def test_a_db_go_cannot_decode_stops_gc(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    relpath: str,
+    path: tuple[str, ...],
+    value: Any,
+    module: str,
+) -> None:
+    host = inside(tmp_path)
+    db = json.loads((host.root / relpath).read_text())
+    node = db
+    for step in path[:-1]:
+        node = node[step]
+    node[path[-1]] = value
+    write(host.root / relpath, go_json(db) + "\n")
+    (host.root / "snapshot/localfile/ORPHANDIRXXXXXXXXXXXXXXXXX").mkdir()
+    rc, result = gc_plan(host, capsys)
+    assert (rc, result["gc"], result["blocker"]["module"], result["blocker"]["path"]) == (
+        1,
+        "aborts",
+        module,
+        relpath,
+    ), result
+    said = sim_gc(host)
+    assert isinstance(said, str) and f"snapshot {module}:" in said, said
+
+
+def test_symlinks_gc_sees_and_does_not(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """ScanFileStems keeps every non-dir entry, a symlink too, and gc
+    removes the link (utils/file.go:37-44, images/oci/gc.go:20); ScanSubdirs
+    keeps real dirs only (utils/file.go:48-55): a symlinked boot dir, data
+    dir or VM run dir is never listed, so never deleted."""
+    host = inside(tmp_path)
+    target = write(tmp_path / "elsewhere/blob", b"erofs")
+    gone_hex, boot_hex = "88" * 32, "99" * 32
+    (host.root / "oci/blobs" / f"{gone_hex}.erofs").symlink_to(target)
+    (tmp_path / "elsewhere/bootdir").mkdir()
+    (host.root / "oci/boot" / boot_hex).symlink_to(tmp_path / "elsewhere/bootdir")
+    (tmp_path / "elsewhere/snap").mkdir()
+    (host.root / "snapshot/localfile/LINKEDXXXXXXXXXXXXXXXXXXXX").symlink_to(tmp_path / "elsewhere/snap")
+    (tmp_path / "elsewhere/run").mkdir()
+    (host.run / "cloudhypervisor/LINKEDRUNXXXXXXXXXXXXXXXXX").symlink_to(tmp_path / "elsewhere/run")
+    rc, result = gc_plan(host, capsys)
+    assert planned(result) == {("blob", gone_hex)}, result
+    assert sim_gc(host) == {"blobs": [gone_hex]}
+    assert target.exists() and (host.root / "oci/boot" / boot_hex).is_symlink()
+
+
+def test_grace_periods_at_their_boundary(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`Before(now - 24h)` for pending snapshots and creating VMs
+    (snapshot/localfile/gc.go:52, hypervisor/gc.go:47), `Before(now - 1h)`
+    for temp entries (images/index.go:163): a minute inside stays, a minute
+    past goes."""
+    import datetime
+    import time
+
+    now = time.time()
+
+    def ts(age: float) -> str:
+        return datetime.datetime.fromtimestamp(now - age, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+    host = inside(tmp_path)
+    snaps = json.loads((host.root / "snapshot/db/snapshots.json").read_text())
+    for sid, age in (("PENDINGOLDXXXXXXXXXXXXXXXX", 86400 + 60), ("PENDINGYOUNGXXXXXXXXXXXXXX", 86400 - 60)):
+        snaps["snapshots"][sid] = {
+            "id": sid,
+            "name": "",
+            "created_at": ts(age),
+            "pending": True,
+            "data_dir": str(host.root / "snapshot/localfile" / sid),
+        }
+        (host.root / "snapshot/localfile" / sid).mkdir()
+    write(host.root / "snapshot/db/snapshots.json", go_json(snaps) + "\n")
+    vms = json.loads((host.root / "cloudhypervisor/db/vms.json").read_text())
+    vms["vms"][CREATING]["updated_at"] = ts(86400 - 60)
+    old = dict(
+        vms["vms"][CREATING],
+        id="CREATINGOLDXXXXXXXXXXXXXXX",
+        updated_at=ts(86400 + 60),
+        run_dir=str(host.run / "cloudhypervisor/CREATINGOLDXXXXXXXXXXXXXXX"),
+        log_dir=str(host.log / "cloudhypervisor/CREATINGOLDXXXXXXXXXXXXXXX"),
+    )
+    old["config"] = dict(old["config"], name="new-2")
+    vms["vms"][old["id"]] = old
+    vms["names"]["new-2"] = old["id"]
+    (host.run / "cloudhypervisor" / old["id"]).mkdir()
+    write(host.root / "cloudhypervisor/db/vms.json", go_json(vms) + "\n")
+    # an unreferenced OCI blob makes the oci module collect, and sweep its temp dir
+    write(host.root / "oci/blobs" / f"{'ab' * 32}.erofs", b"erofs")
+    for name, age in (("pull-old", 3600 + 60), ("pull-young", 3600 - 60)):
+        (host.root / "oci/temp" / name).mkdir()
+        os.utime(host.root / "oci/temp" / name, (now - age, now - age))
+    rc, result = gc_plan(host, capsys)
+    assert planned(result) == {
+        ("data_dir", "PENDINGOLDXXXXXXXXXXXXXXXX"),
+        ("pending_record", "PENDINGOLDXXXXXXXXXXXXXXXX"),
+        ("vm_run_dir", "CREATINGOLDXXXXXXXXXXXXXXX"),
+        ("vm_record", "CREATINGOLDXXXXXXXXXXXXXXX"),
+        ("blob", "ab" * 32),
+        ("temp", "oci/temp/pull-old"),
+    }, result
+    assert sim_gc(host) == {
+        "blobs": ["ab" * 32],
+        "data_dirs": ["PENDINGOLDXXXXXXXXXXXXXXXX"],
+        "records": ["PENDINGOLDXXXXXXXXXXXXXXXX"],
+        "temps": ["oci/temp/pull-old"],
+        "vm_dirs": ["run/cloudhypervisor/CREATINGOLDXXXXXXXXXXXXXXX"],
+        "vms": ["CREATINGOLDXXXXXXXXXXXXXXX"],
+    }
+
+
+def test_removed_image_and_vm_leftovers(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`cocoon image rm` leaves the layers and boot dirs no one else names
+    (gc deletes both per hex: images/oci/gc.go:19-22); a VM removed by hand
+    leaves its run and log dirs and its CNI records (hypervisor/gc.go:64-74,
+    network/cni/gc.go:50-64); `db` under the run dir is never an orphan."""
+    host = inside(tmp_path)
+    extra = "cd" * 32
+    write(host.root / "oci/blobs" / f"{extra}.erofs", b"erofs")
+    write(host.root / "oci/boot" / extra / "vmlinuz", b"MZ")
+    (host.run / "firecracker/db").mkdir()
+    vms = json.loads((host.root / "firecracker/db/vms.json").read_text())
+    del vms["vms"][FC_CLONE]
+    del vms["names"]["job-1-clone"]
+    write(host.root / "firecracker/db/vms.json", go_json(vms) + "\n")
+    rc, result = gc_plan(host, capsys)
+    assert planned(result) == {
+        ("blob", extra),
+        ("boot_dir", extra),
+        ("vm_run_dir", FC_CLONE),
+        ("vm_log_dir", FC_CLONE),
+        ("cni_records", FC_CLONE),
+    }, result
+    said = sim_gc(host)
+    assert said == {
+        "blobs": [extra],
+        "boot_dirs": [extra],
+        "networks": [FC_CLONE],
+        "vm_dirs": sorted([f"run/firecracker/{FC_CLONE}", f"log/firecracker/{FC_CLONE}"]),
+    }, said
+
+
+@pytest.mark.parametrize("lock", ["snapshot/db/snapshots.lock", "cni/db/networks.lock", "bridge/gc.lock"])
+def test_a_lock_file_that_is_a_directory_stops_gc(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], lock: str
+) -> None:
+    """gc TryLocks every module's lock file (gofrs/flock opens it O_CREATE|
+    O_RDWR): a directory there is a TryLock error, the module is skipped and
+    the whole run aborts (gc/orchestrator.go:46-71)."""
+    host = inside(tmp_path)
+    path = host.root / lock
+    if path.exists():
+        path.unlink()
+    path.mkdir(parents=True)
+    (host.root / "snapshot/localfile/ORPHANDIRXXXXXXXXXXXXXXXXX").mkdir()
+    rc, result = gc_plan(host, capsys)
+    assert (rc, result["gc"], result["blocker"]["path"]) == (1, "aborts", lock), result
+    said = sim_gc(host)
+    assert isinstance(said, str) and "abort" in said, said

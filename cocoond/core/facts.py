@@ -241,6 +241,9 @@ class Listing:
     unreadable: dict[str, str] = field(default_factory=dict)
     #: Directories of the tree that exist but are not directories.
     not_dirs: frozenset[str] = frozenset()
+    #: gc modules' lock files (relpath) that cannot be opened as a file ->
+    #: why (a directory there): gc's TryLock fails on them.
+    lock_problems: dict[str, str] = field(default_factory=dict)
     #: cocoon's VM run and log dirs (outside the root by default), by
     #: (gc module, "run"|"log"); only those configured.
     vm_dirs: dict[tuple[str, str], VMDirs] = field(default_factory=dict)

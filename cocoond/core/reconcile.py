@@ -183,6 +183,7 @@ class Reconciler:
         self.temps: dict[str, TempEntry] = {}
         self.unreadable: dict[str, str] = {}
         self.not_dirs: frozenset[str] = frozenset()
+        self.lock_problems: dict[str, str] = {}
         self._pending: dict[str, float] = {}
         self._orphan_due: dict[str, float] = {}
         #: Committed snapshots whose data dir cocoond may not read -> why.
@@ -305,6 +306,7 @@ class Reconciler:
             unreadable=self.unreadable,
             vm_dirs=self.vm_dirs,
             not_dirs=self.not_dirs,
+            lock_problems=self.lock_problems,
             snapshot_blobs=self.snap_refs.keys(),
             pending=self._pending,
         )
@@ -374,6 +376,7 @@ class Reconciler:
         kept = {r: e for r, e in self.temps.items() if os.path.dirname(r) in listing.unreadable}
         self.temps = {**listing.temps, **kept}
         self.not_dirs = listing.not_dirs
+        self.lock_problems = listing.lock_problems
         for (module, kind), dirs in listing.vm_dirs.items():
             self.set_vm_dirs(module, kind, dirs)
         if flipped:

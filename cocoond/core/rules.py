@@ -142,7 +142,7 @@ def gc_blocked(gc: Blocker, root: str) -> Finding:
         fk.GC_BLOCKED,
         "gc",
         f"{gc.sentence()}; orphan dirs, unreferenced blobs and stale records stay until "
-        f"{gc.relpath} can be decoded again",
+        f"{gc.relpath} {gc.fix()}",
         path=_join(root, gc.relpath),
     )
 
