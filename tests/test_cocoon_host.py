@@ -698,7 +698,7 @@ def test_symlinks_gc_sees_and_does_not(tmp_path: Path, capsys: pytest.CaptureFix
     (host.root / "snapshot/localfile/LINKEDXXXXXXXXXXXXXXXXXXXX").symlink_to(tmp_path / "elsewhere/snap")
     (tmp_path / "elsewhere/run").mkdir()
     (host.run / "cloudhypervisor/LINKEDRUNXXXXXXXXXXXXXXXXX").symlink_to(tmp_path / "elsewhere/run")
-    rc, result = gc_plan(host, capsys)
+    _rc, result = gc_plan(host, capsys)
     assert planned(result) == {("blob", gone_hex)}, result
     assert sim_gc(host) == {"blobs": [gone_hex]}
     assert target.exists() and (host.root / "oci/boot" / boot_hex).is_symlink()
@@ -748,7 +748,7 @@ def test_grace_periods_at_their_boundary(tmp_path: Path, capsys: pytest.CaptureF
     for name, age in (("pull-old", 3600 + 60), ("pull-young", 3600 - 60)):
         (host.root / "oci/temp" / name).mkdir()
         os.utime(host.root / "oci/temp" / name, (now - age, now - age))
-    rc, result = gc_plan(host, capsys)
+    _rc, result = gc_plan(host, capsys)
     assert planned(result) == {
         ("data_dir", "PENDINGOLDXXXXXXXXXXXXXXXX"),
         ("pending_record", "PENDINGOLDXXXXXXXXXXXXXXXX"),
@@ -781,7 +781,7 @@ def test_removed_image_and_vm_leftovers(tmp_path: Path, capsys: pytest.CaptureFi
     del vms["vms"][FC_CLONE]
     del vms["names"]["job-1-clone"]
     write(host.root / "firecracker/db/vms.json", go_json(vms) + "\n")
-    rc, result = gc_plan(host, capsys)
+    _rc, result = gc_plan(host, capsys)
     assert planned(result) == {
         ("blob", extra),
         ("boot_dir", extra),
