@@ -438,10 +438,19 @@ def _fc_untrusted(sidecar: Sidecar, trusted: Trusted) -> str | None:
 
 
 def _under_any(path: str, dirs: tuple[str, ...]) -> bool:
+    """isUnderDir (firecracker/snapshot.go:172-179): Clean both, then a
+    prefix test against dir + "/" (so a root of "/" contains nothing, as
+    "//" prefixes no cleaned path)."""
+    cleaned = _go_clean(path)
+    return any(d and cleaned.startswith(_go_clean(d) + "/") for d in dirs)
+
+
+def _go_clean(path: str) -> str:
+    """filepath.Clean: normpath, but a leading "//" folds to "/"."""
     cleaned = os.path.normpath(path) if path else "."
     if cleaned.startswith("//"):
-        cleaned = "/" + cleaned.lstrip("/")  # Go's Clean folds a leading "//"
-    return any(cleaned.startswith(os.path.normpath(d).rstrip("/") + "/") for d in dirs)
+        cleaned = "/" + cleaned.lstrip("/")
+    return cleaned
 
 
 def _unreadable(why: str) -> DirContents:

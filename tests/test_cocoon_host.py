@@ -815,3 +815,74 @@ def test_a_lock_file_that_is_a_directory_stops_gc(
     assert (rc, result["gc"], result["blocker"]["path"]) == (1, "aborts", lock), result
     said = sim_gc(host)
     assert isinstance(said, str) and "abort" in said, said
+
+
+# ------------------------------------------- broken variants, one at a time
+def symlink_in_place(path: Path) -> None:
+    away = path.parent.parent / f"away-{path.parent.name}-{path.name}"
+    path.rename(away)
+    path.symlink_to(away)
+
+
+def only(host: Host) -> tuple[str, str, Finding]:
+    found = check(host)
+    assert len(found) == 1, found
+    (kind, subject), f = next(iter(found.items()))
+    return kind, subject, f
+
+
+def test_fc_sidecar_that_is_a_symlink_fails_only_clone(host: Host) -> None:
+    """Restore: the preflight reads the link (firecracker/helper.go:19), the
+    copy skips it (hypervisor/utils.go:365) and restoreAfterExtract never
+    reads it again (firecracker/restore.go:86-136): restore works. Clone
+    loads it from its copy (firecracker/clone.go:37) and fails."""
+    symlink_in_place(host.root / "snapshot/localfile" / SNAP_FC / "cocoon.json")
+    kind, subject, f = only(host)
+    assert (kind, subject, f.fails) == ("clone_blocked", SNAP_FC, ("clone",)), f
+    assert "cocoon.json is not a regular file" in f.message
+
+
+def test_ch_sidecar_that_is_a_symlink_fails_restore_too(host: Host) -> None:
+    """CH's restoreAfterExtract loads the sidecar from the run dir after the
+    copy (cloudhypervisor/restore.go:97)."""
+    symlink_in_place(host.root / "snapshot/localfile" / SNAP_CH_OCI / "cocoon.json")
+    kind, subject, f = only(host)
+    assert (kind, subject, f.fails) == ("incomplete_data_dir", SNAP_CH_OCI, ("restore", "clone")), f
+
+
+@pytest.mark.parametrize(
+    ("sid", "gone", "said"),
+    [
+        (SNAP_FC, f"oci/boot/{L2}/vmlinuz", "kernel"),  # FC clone opens vmlinuz (clone.go:66-71)
+        (SNAP_CH_OCI, f"oci/boot/{L1}/initrd.img", "initrd"),  # VerifyBaseFiles (utils.go:343-354)
+        (SNAP_CH_CLOUD, "firmware/CLOUDHV.fd", "firmware"),
+    ],
+)
+def test_a_base_file_gone_blocks_clone_and_what_else_uses_it(
+    host: Host, sid: str, gone: str, said: str
+) -> None:
+    (host.root / gone).unlink()
+    found = check(host)
+    assert found[("clone_blocked", sid)].fails == ("clone",)
+    assert f"{said} {host.root / gone} is missing" in found[("clone_blocked", sid)].message
+    # and the images and VMs that need the same file say so too
+    assert {k for k, _ in found} <= {"clone_blocked", "image_unusable", "vm_base_missing", "restore_blocked"}
+
+
+def test_a_vm_with_a_data_disk_more_than_its_snapshot_cannot_be_restored_to_it(host: Host) -> None:
+    """ValidateRoleSequence (hypervisor/utils.go:298-313): the VM may add only
+    cidata after the snapshot's disks."""
+    vms = json.loads((host.root / "cloudhypervisor/db/vms.json").read_text())
+    rec = vms["vms"][CH_OCI]
+    rec["storage_configs"].append(
+        disk(
+            str(host.vm_dir("cloudhypervisor", CH_OCI) / "data-logs.raw"),
+            "data",
+            ro=False,
+            serial="logs",
+            fstype="ext4",
+        )
+    )
+    write(host.root / "cloudhypervisor/db/vms.json", go_json(vms) + "\n")
+    kind, subject, f = only(host)
+    assert (kind, subject, f.fails) == ("restore_blocked", SNAP_CH_OCI, ("restore",)), f

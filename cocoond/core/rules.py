@@ -317,10 +317,12 @@ def _fc_problems(c: DirContents) -> list[str]:
 
 MEMORY_PREFIX = "memory-range"
 #: Files restore needs in the run dir after the copy step, per backend (CH:
-#: cleanSnapshotFiles then cloneSnapshotFiles, cloudhypervisor/direct.go:43-51;
-#: FC: firecracker/direct.go:49-56), besides the COW and data disks.
+#: cleanSnapshotFiles then cloneSnapshotFiles, cloudhypervisor/direct.go:43-51,
+#: and restoreAfterExtract reads the sidecar there, restore.go:97; FC:
+#: firecracker/direct.go:49-56, whose restoreAfterExtract never reads the
+#: sidecar again, restore.go:86-136), besides the COW and data disks.
 _CH_NEEDED = frozenset({SIDECAR, CH_CONFIG, CH_STATE})
-_FC_NEEDED = frozenset({SIDECAR, FC_VMSTATE, FC_MEM})
+_FC_NEEDED = frozenset({FC_VMSTATE, FC_MEM})
 
 
 def _copy_problems(c: DirContents, needed: frozenset[str]) -> list[str]:
@@ -391,6 +393,10 @@ def _ch_clone_own(c: DirContents) -> list[str]:
 def _fc_clone_own(c: DirContents) -> list[str]:
     """FC clone's problems that come from the dir alone (the base files apart)."""
     problems = []
+    if any(name == SIDECAR for name, _ in c.irregular):
+        # Clone copies regular files only, then loads the sidecar from its
+        # copy (firecracker/clone.go:37); restore never reads it again.
+        problems.append(f"{SIDECAR} is not a regular file, and clone copies regular files only")
     if FC_COW not in c.present or any(name == FC_COW for name, _ in c.irregular):
         # The copied cow.raw is renamed into place (firecracker/clone.go:51-55).
         problems.append(f"no regular {FC_COW} for clone to move into the new VM")
