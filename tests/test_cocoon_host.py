@@ -886,3 +886,17 @@ def test_a_vm_with_a_data_disk_more_than_its_snapshot_cannot_be_restored_to_it(h
     write(host.root / "cloudhypervisor/db/vms.json", go_json(vms) + "\n")
     kind, subject, f = only(host)
     assert (kind, subject, f.fails) == ("restore_blocked", SNAP_CH_OCI, ("restore",)), f
+
+
+def test_cloud_image_snapshot_taken_after_a_restart_is_healthy(host: Host) -> None:
+    """After the first boot and a restart CH runs without cidata, so the
+    snapshot's config.json and sidecar lack it while the VM record keeps it
+    last (ValidateRoleSequence allows that: hypervisor/utils.go:307-311);
+    Snapshot still copies cidata.img into the dir (cloudhypervisor/snapshot.go:110-118)."""
+    d = host.root / "snapshot/localfile" / SNAP_CH_CLOUD
+    meta = json.loads((d / "cocoon.json").read_text())
+    meta["storage_configs"] = [sc for sc in meta["storage_configs"] if sc["role"] != "cidata"]
+    write(d / "cocoon.json", go_json(meta), 0o600)
+    firmware = meta["boot_config"]["firmware_path"]
+    write(d / "config.json", go_json(ch_config(meta["storage_configs"], {"firmware": firmware})))
+    assert check(host) == {}
