@@ -900,3 +900,37 @@ def test_cloud_image_snapshot_taken_after_a_restart_is_healthy(host: Host) -> No
     firmware = meta["boot_config"]["firmware_path"]
     write(d / "config.json", go_json(ch_config(meta["storage_configs"], {"firmware": firmware})))
     assert check(host) == {}
+
+
+def test_omitempty_fields_absent_and_unnamed_snapshot_are_healthy(host: Host) -> None:
+    """A snapshot saved without --name ("name": "" and no names entry:
+    localfile.go:91-106), no nics/description/image fields (omitempty,
+    types/snapshot.go, types/config.go), its VM without NICs (network_configs
+    omitempty)."""
+    snaps = json.loads((host.root / "snapshot/db/snapshots.json").read_text())
+    rec = snaps["snapshots"][SNAP_CH_OCI]
+    rec["name"] = ""
+    for key in ("nics", "image", "image_digest", "image_type"):
+        rec.pop(key, None)
+    del snaps["names"]["api-1-s1"]
+    write(host.root / "snapshot/db/snapshots.json", go_json(snaps) + "\n")
+    # its VM has no NIC, so the snapshot's nics (omitempty) is absent too
+    vms = json.loads((host.root / "cloudhypervisor/db/vms.json").read_text())
+    vms["vms"][CH_OCI].pop("network_configs")
+    write(host.root / "cloudhypervisor/db/vms.json", go_json(vms) + "\n")
+    cni = json.loads((host.root / "cni/db/networks.json").read_text())
+    cni["networks"] = {k: v for k, v in cni["networks"].items() if v["vm_id"] != CH_OCI}
+    write(host.root / "cni/db/networks.json", go_json(cni) + "\n")
+    assert check(host) == {}
+
+
+def test_restore_refuses_a_nic_count_mismatch(host: Host) -> None:
+    """cmd/vm/run.go:171-174: the snapshot's `nics` must equal the VM's
+    len(network_configs); clone may add NICs (run.go:268-274) and is not affected."""
+    vms = json.loads((host.root / "cloudhypervisor/db/vms.json").read_text())
+    nics = vms["vms"][CH_OCI]["network_configs"]
+    nics.append({**nics[0], "tap": "tapx1", "mac": "02:00:00:00:00:09"})
+    write(host.root / "cloudhypervisor/db/vms.json", go_json(vms) + "\n")
+    kind, subject, f = only(host)
+    assert (kind, subject, f.fails) == ("restore_blocked", SNAP_CH_OCI, ("restore",)), f
+    assert "1 NIC(s), the VM 2" in f.message

@@ -143,6 +143,8 @@ class VMClaim(NamedTuple):
     blobs: frozenset[str] = frozenset()
     #: The roles of its storage_configs, in order (restore's ValidateRoleSequence).
     roles: tuple[str, ...] = ()
+    #: len(network_configs): restore compares it with the snapshot's `nics`.
+    nics: int = 0
 
 
 class ClaimRefs(frozenset[str]):
@@ -204,6 +206,9 @@ class RecFacts(NamedTuple):
     #: data_dir recorded; else the foreign path restore would read.
     recorded: str | None
     hypervisor: str
+    #: `nics` (omitempty: 0): restore refuses a VM with another NIC count
+    #: (cmd/vm/run.go:171-174).
+    nics: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -753,11 +753,12 @@ class Reconciler:
             rec.image_blob_ids,
             rec.created_at,
             hypervisor if isinstance(hypervisor, str) else "",
+            rec.nics,
         )
 
     def _facts_from_json(self, sid: str, fields: RecordFields, _raw: dict[str, Any]) -> RecFacts:
-        rid, name, _, _, ddir, _, _, _, _, pending, blobs, created_at, _, hypervisor = fields
-        return self._facts(sid, rid, name, ddir, pending, blobs, created_at, hypervisor)
+        rid, name, _, _, ddir, _, _, _, nics, pending, blobs, created_at, _, hypervisor = fields
+        return self._facts(sid, rid, name, ddir, pending, blobs, created_at, hypervisor, nics)
 
     def _facts(
         self,
@@ -769,6 +770,7 @@ class Reconciler:
         blob_ids: set[str],
         created_at: datetime,
         hypervisor: str,
+        nics: int = 0,
     ) -> RecFacts:
         """The facts the findings need. Strings kept are copied (`own`) so
         the index does not pin the parse's memory."""
@@ -789,6 +791,7 @@ class Reconciler:
             rid if rid != sid else None,
             recorded,
             _HYPERVISORS.get(hypervisor) or own(hypervisor),
+            nics,
         )
 
     def _eval_dir(self, sid: str) -> None:

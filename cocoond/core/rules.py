@@ -464,6 +464,7 @@ def restore_blocked(
     54-63, firecracker/helper.go:18-31); or the VM's own layers or boot
     files are gone, which the relaunch after the kill needs
     (cloudhypervisor/restore.go:94-145, firecracker/restore.go:86-127).
+    Or the snapshot's NIC count is not the VM's (cmd/vm/run.go:171-174).
     Clone builds a new VM from the snapshot's own files."""
     if rec.recorded is not None or state is None or state.contents is None or state.contents.unreadable:
         return None
@@ -474,6 +475,11 @@ def restore_blocked(
         role_problem = role_sequence_problem(*roles)
         _remember(_ROLE_PROBLEMS, roles, role_problem)
     problems = [role_problem] if role_problem else []
+    if rec.nics != owner.nics:
+        # cmd/vm/run.go:171-174, before any backend code runs.
+        problems.append(
+            f"the snapshot has {rec.nics} NIC(s), the VM {owner.nics}, and restore refuses a mismatch"
+        )
     if owner.state != "creating":
         gone = [f"{what} {path}" for what, path in owner.base if base_files.get(path) == MISSING]
         if gone:
