@@ -531,6 +531,17 @@ def stat_recorded_dir(path: str) -> bool:
     return _is_dir(path)
 
 
+def read_recorded(recorded: Mapping[str, bool], trusted: Trusted) -> dict[str, DirContents]:
+    """What restore and clone would find in the foreign data_dirs that are
+    dirs: they read the recorded one (snapshot/localfile/localfile.go:63-73,
+    227-233), so it is judged as a data dir is. Few: imports and moves."""
+    out: dict[str, DirContents] = {}
+    for path, is_dir in recorded.items():
+        if is_dir and (contents := read_contents(path, trusted)) is not None:
+            out[path] = contents
+    return out
+
+
 # ---------------------------------------------------------------------- blobs
 def blob_relpath_ok(relpath: str) -> bool:
     """Is this a name cocoon's gc takes for a blob (`<stem><suffix>` in a
@@ -797,6 +808,7 @@ def scan(
         if refs is not None:
             ref_dbs[relpath] = refs
     lister = Lister(root)
+    recorded = {rec.recorded: stat_recorded_dir(rec.recorded) for rec in records.values() if rec.recorded}
     data_dirs = list_data_dirs(
         lister, records, index.dirs, track_mtime=not one_shot, contents=dir_contents, run_dir=run_dir
     )
@@ -808,9 +820,8 @@ def scan(
         base_files=stat_base_files(
             _base_paths(data_dirs.values()) | _claim_paths(ref_dbs) | index.base_files.keys()
         ),
-        recorded_dirs={
-            rec.recorded: stat_recorded_dir(rec.recorded) for rec in records.values() if rec.recorded
-        },
+        recorded_dirs=recorded,
+        recorded_contents=read_recorded(recorded, trusted_for(root, run_dir)),
         blobs=list_blobs(lister),
         boot_dirs=list_boot_dirs(lister),
         temps=list_temps(lister),
@@ -915,7 +926,9 @@ def fulfil(root: str, index: Reconciler, wants: Wants, run_dir: str | None = Non
             ),
         )
     for path in wants.recorded:
-        index.set_recorded_dir(path, stat_recorded_dir(path))
+        is_dir = stat_recorded_dir(path)
+        contents = read_contents(path, trusted_for(root, run_dir)) if is_dir else None
+        index.set_recorded_dir(path, is_dir, contents)
     if wants.base:
         index.set_base_files(stat_base_files(wants.base))
     for hex_ in wants.hexes:

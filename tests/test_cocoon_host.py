@@ -934,3 +934,23 @@ def test_restore_refuses_a_nic_count_mismatch(host: Host) -> None:
     kind, subject, f = only(host)
     assert (kind, subject, f.fails) == ("restore_blocked", SNAP_CH_OCI, ("restore",)), f
     assert "1 NIC(s), the VM 2" in f.message
+
+
+def test_a_foreign_data_dir_is_judged_as_restore_reads_it(host: Host, tmp_path: Path) -> None:
+    """Restore and clone read the record's data_dir (localfile.go:63-73,227),
+    gc and `snapshot rm` snapshot/localfile/<ID>: a record pointing at a
+    complete dir elsewhere restores (data_dir_mismatch only), one pointing
+    at an incomplete dir does not, whatever the canonical dir holds."""
+    import shutil
+
+    moved = tmp_path / "moved" / SNAP_CH_OCI
+    shutil.copytree(host.root / "snapshot/localfile" / SNAP_CH_OCI, moved, symlinks=True)
+    snaps = json.loads((host.root / "snapshot/db/snapshots.json").read_text())
+    snaps["snapshots"][SNAP_CH_OCI]["data_dir"] = str(moved)
+    write(host.root / "snapshot/db/snapshots.json", go_json(snaps) + "\n")
+    assert set(check(host)) == {("data_dir_mismatch", SNAP_CH_OCI)}
+    (moved / "state.json").unlink()
+    found = check(host)
+    assert set(found) == {("data_dir_mismatch", SNAP_CH_OCI), ("incomplete_data_dir", SNAP_CH_OCI)}, found
+    assert found[("incomplete_data_dir", SNAP_CH_OCI)].path == str(moved)
+    assert "state.json is missing" in found[("incomplete_data_dir", SNAP_CH_OCI)].message

@@ -37,11 +37,13 @@ from cocoond.scan import (
     REF_DBS,
     fulfil,
     inspect_data_dir,
+    read_recorded,
     read_vm_dirs,
     root_aliases,
     stat_blob,
     stat_boot_dir,
     stat_recorded_dir,
+    trusted_for,
 )
 from cocoond.sizes import disk_usage
 from cocoond.storage.dbfile import read_db_bytes
@@ -380,11 +382,13 @@ def _show_snapshot(
                 blobs[blob.relpath] = blob
     boot = {h: b for h in rec.blobs if (b := stat_boot_dir(root, h)) is not None}
     state = inspect_data_dir(root, sid, contents=True, activity=False, run_dir=config.run_dir)
+    recorded = {rec.recorded: stat_recorded_dir(rec.recorded)} if rec.recorded else {}
     listing = Listing(
         snapshot_db=mini,
         ref_dbs=world.ref_dbs,
         data_dirs={sid: state} if state is not None else {},
-        recorded_dirs={rec.recorded: stat_recorded_dir(rec.recorded)} if rec.recorded else {},
+        recorded_dirs=recorded,
+        recorded_contents=read_recorded(recorded, trusted_for(root, config.run_dir)),
         blobs=blobs,
         boot_dirs=boot,
         vm_dirs=read_vm_dirs(config.run_dir, config.log_dir),

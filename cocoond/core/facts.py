@@ -235,6 +235,8 @@ class Listing:
     data_dirs: dict[str, DirState] = field(default_factory=dict)
     #: Foreign recorded data_dir paths -> is a directory (os.Stat).
     recorded_dirs: dict[str, bool] = field(default_factory=dict)
+    #: What restore would find in those that are dirs (read like a data dir).
+    recorded_contents: dict[str, DirContents] = field(default_factory=dict)
     #: Files data dirs, images and VMs name by absolute path (layers,
     #: kernel, initrd, firmware) -> MISSING, PRESENT or VALID.
     base_files: dict[str, int] = field(default_factory=dict)

@@ -32,6 +32,7 @@ from cocoond.core import gcmodel, rules
 from cocoond.core.facts import (
     MISSING,
     BlobFile,
+    DirContents,
     DirState,
     ImageClaim,
     IndexedDB,
@@ -151,6 +152,9 @@ class Reconciler:
         #: unknown (no "missing" from a directory never read).
         self._listed: set[str] = set()
         self.recorded_dirs: dict[str, bool] = {}
+        #: What restore would find in a record's foreign data_dir (it reads
+        #: the recorded one: snapshot/localfile/localfile.go:227,233).
+        self.recorded_contents: dict[str, DirContents] = {}
         self._recorded_users: dict[str, set[str]] = {}
         #: Files data dirs, images and VMs name by absolute path -> MISSING,
         #: PRESENT or VALID (facts.py).
@@ -347,8 +351,11 @@ class Reconciler:
             for hex_ in list(self.snap_refs) + list(self.other_refs):
                 self._eval_hex(hex_)
         for path in set(self.recorded_dirs) | set(listing.recorded_dirs):
-            if self.recorded_dirs.get(path) != listing.recorded_dirs.get(path):
-                self.set_recorded_dir(path, listing.recorded_dirs.get(path))
+            contents = listing.recorded_contents.get(path)
+            if self.recorded_dirs.get(path) != listing.recorded_dirs.get(path) or (
+                self.recorded_contents.get(path) != contents
+            ):
+                self.set_recorded_dir(path, listing.recorded_dirs.get(path), contents)
         first_db = not self.db_known
         if not listing.keep_db:
             self.set_snapshot_db(listing.snapshot_db)
@@ -507,12 +514,17 @@ class Reconciler:
             self.dirs[name] = state
         self._eval_dir(name)
 
-    def set_recorded_dir(self, path: str, is_dir: bool | None) -> None:
-        """A record's foreign data_dir, stat'ed (None: forget it)."""
+    def set_recorded_dir(self, path: str, is_dir: bool | None, contents: DirContents | None = None) -> None:
+        """A record's foreign data_dir, stat'ed (None: forget it), and what
+        restore would find in it (None: not read)."""
         if is_dir is None:
             self.recorded_dirs.pop(path, None)
         else:
             self.recorded_dirs[path] = is_dir
+        if contents is None or not is_dir:
+            self.recorded_contents.pop(path, None)
+        else:
+            self.recorded_contents[path] = contents
         for sid in self._recorded_users.get(path, ()):
             self._eval_dir(sid)
 
@@ -827,10 +839,11 @@ class Reconciler:
             recorded_is_dir = self.recorded_dirs.get(rec.recorded) if rec.recorded else None
             missing = rules.missing_data_dir(sid, rec, state, recorded_is_dir, self.root)
             if missing is None and known:
-                incomplete = rules.incomplete_data_dir(sid, rec, state, self.root)
+                read = self._read_dir(sid, rec, state)
+                incomplete = rules.incomplete_data_dir(sid, rec, read, self.root)
                 if incomplete is None:
-                    self._want_base(state)
-                    blocked = rules.clone_blocked(sid, rec, state, self.base_files, self.root)
+                    self._want_base(read)
+                    blocked = rules.clone_blocked(sid, rec, read, self.base_files, self.root)
         self._put((fk.MISSING_DATA_DIR, sid), missing)
         self._put((fk.INCOMPLETE_DATA_DIR, sid), incomplete)
         self._put((fk.CLONE_BLOCKED, sid), blocked)
@@ -839,6 +852,14 @@ class Reconciler:
         if rec is not None and not rec.pending and rec.recorded is None and state is not None:
             unread = state.contents.unreadable if state.contents is not None else None
         self._set_unread(sid, unread)
+
+    def _read_dir(self, sid: str, rec: RecFacts, state: DirState | None) -> DirState | None:
+        """The data dir restore and clone read: the canonical one, or the
+        record's foreign data_dir (snapshot/localfile/localfile.go:63-73,227)."""
+        if rec.recorded is None:
+            return state
+        contents = self.recorded_contents.get(rec.recorded) if rec.recorded else None
+        return DirState("dir", 0, contents) if contents is not None else None
 
     def _eval_restore(self, sid: str) -> None:
         """restore_blocked for one snapshot: its disks against its VM's, once
@@ -861,7 +882,8 @@ class Reconciler:
             and (fk.MISSING_DATA_DIR, sid) not in static
             and (fk.INCOMPLETE_DATA_DIR, sid) not in static
         ):
-            finding = rules.restore_blocked(sid, rec, state, owner[0], owner[1], self.base_files, self.root)
+            read = self._read_dir(sid, rec, state)
+            finding = rules.restore_blocked(sid, rec, read, owner[0], owner[1], self.base_files, self.root)
         self._put(key, finding)
 
     def _want_base(self, state: DirState | None) -> None:

@@ -343,8 +343,10 @@ def incomplete_data_dir(sid: str, rec: RecFacts, state: DirState | None, root: s
     """A committed record whose data dir exists but cannot be restored: its
     preflight or its copy step fails for its hypervisor. Clone runs the
     same checks on the copy (cloudhypervisor/clone.go:50-56; firecracker/
-    clone.go:37-40 and snapshot/load), so it fails too."""
-    if rec.recorded is not None or state is None or state.contents is None or state.contents.unreadable:
+    clone.go:37-40 and snapshot/load), so it fails too. `state`: the dir
+    they read, snapshot/localfile/<ID> or the record's foreign data_dir
+    (localfile.go:63-73,227: the caller picks)."""
+    if state is None or state.contents is None or state.contents.unreadable:
         return None
     problems = preflight_problems(rec.hypervisor, state.contents)
     if not problems:
@@ -357,9 +359,15 @@ def incomplete_data_dir(sid: str, rec: RecFacts, state: DirState | None, root: s
         f"restore checks ({'; '.join(problems)}): restore the dir from backup or `cocoon snapshot rm` it",
         snapshot_id=sid,
         name=rec.name or None,
-        path=_join(root, f"{LOCALFILE}/{sid}"),
+        path=_read_path(sid, rec, root),
         fails=(fk.RESTORE, fk.CLONE),
     )
+
+
+def _read_path(sid: str, rec: RecFacts, root: str) -> str:
+    """The data dir restore and clone read: the recorded one when it is
+    foreign (localfile.go:227), else snapshot/localfile/<ID>."""
+    return rec.recorded or _join(root, f"{LOCALFILE}/{sid}")
 
 
 def _backend_name(hypervisor: str) -> str:
@@ -416,7 +424,7 @@ def clone_blocked(
 ) -> Finding | None:
     """A committed snapshot restore would take but `cocoon vm clone` would
     not: a warning, since the VM it belongs to can still go back to it."""
-    if rec.recorded is not None or state is None or state.contents is None or state.contents.unreadable:
+    if state is None or state.contents is None or state.contents.unreadable:
         return None
     problems = clone_problems(rec.hypervisor, state.contents, base_files)
     if not problems:
@@ -428,7 +436,7 @@ def clone_blocked(
         f"({'; '.join(problems)}); restore does not check these",
         snapshot_id=sid,
         name=rec.name or None,
-        path=_join(root, f"{LOCALFILE}/{sid}"),
+        path=_read_path(sid, rec, root),
         fails=(fk.CLONE,),
     )
 
@@ -466,7 +474,7 @@ def restore_blocked(
     (cloudhypervisor/restore.go:94-145, firecracker/restore.go:86-127).
     Or the snapshot's NIC count is not the VM's (cmd/vm/run.go:171-174).
     Clone builds a new VM from the snapshot's own files."""
-    if rec.recorded is not None or state is None or state.contents is None or state.contents.unreadable:
+    if state is None or state.contents is None or state.contents.unreadable:
         return None
     roles = (state.contents.roles, owner.roles)
     if roles in _ROLE_PROBLEMS:
@@ -493,7 +501,7 @@ def restore_blocked(
         f"{quoted(owner.name) or owner.vm_id} ({db}): {'; '.join(problems)}; clone does not depend on these",
         snapshot_id=sid,
         name=rec.name or None,
-        path=_join(root, f"{LOCALFILE}/{sid}"),
+        path=_read_path(sid, rec, root),
         fails=(fk.RESTORE,),
     )
 
