@@ -55,3 +55,29 @@ def test_run_trusts_the_configs_run_dir_only(daemons: Daemons, tmp_path: Path) -
         ("incomplete_data_dir", SNAP_IMPORTED): "error",
     }
     assert daemon.stop()[0] == 0
+
+
+def test_run_judges_a_foreign_data_dir(daemons: Daemons, tmp_path: Path) -> None:
+    """A record moved to a dir elsewhere (restore reads it: localfile.go:227)."""
+    import json
+    import shutil
+
+    from tests.test_cocoon_host import SNAP_CH_OCI, go_json, write
+
+    host = healthy(tmp_path / "host")
+    daemon = daemons.start(
+        host.root, CAMPAIGN, overrides={"run_dir": str(host.run), "log_dir": str(host.log)}
+    )
+    daemon.wait_ready()
+    moved = tmp_path / "moved" / SNAP_CH_OCI
+    shutil.copytree(host.root / "snapshot/localfile" / SNAP_CH_OCI, moved)
+    (moved / "state.json").unlink()
+    snaps = json.loads((host.root / "snapshot/db/snapshots.json").read_text())
+    snaps["snapshots"][SNAP_CH_OCI]["data_dir"] = str(moved)
+    write(host.root / "snapshot/db/snapshots.json", go_json(snaps) + "\n")
+    daemon.wait_for(opened("incomplete_data_dir", SNAP_CH_OCI), what="incomplete_data_dir")
+    assert agree(daemon, host.root, "moved") == {
+        ("data_dir_mismatch", SNAP_CH_OCI): "warning",
+        ("incomplete_data_dir", SNAP_CH_OCI): "error",
+    }
+    assert daemon.stop()[0] == 0
