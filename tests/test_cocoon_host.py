@@ -954,3 +954,18 @@ def test_a_foreign_data_dir_is_judged_as_restore_reads_it(host: Host, tmp_path: 
     assert set(found) == {("data_dir_mismatch", SNAP_CH_OCI), ("incomplete_data_dir", SNAP_CH_OCI)}, found
     assert found[("incomplete_data_dir", SNAP_CH_OCI)].path == str(moved)
     assert "state.json is missing" in found[("incomplete_data_dir", SNAP_CH_OCI)].message
+
+
+def test_every_typed_config_field_set_is_healthy(host: Host) -> None:
+    """types.Config's other fields (types/config.go:7-17) set as `cocoon vm
+    run --network --queue-size --disk-queue-size --no-direct-io` writes them,
+    in the snapshot record and the VM record; a VM's socket_path (types/vm.go)."""
+    extra = {"queue_size": 256, "disk_queue_size": 128, "network": "cocoon-net", "no_direct_io": True}
+    snaps = json.loads((host.root / "snapshot/db/snapshots.json").read_text())
+    snaps["snapshots"][SNAP_CH_CLOUD].update(extra)
+    write(host.root / "snapshot/db/snapshots.json", go_json(snaps) + "\n")
+    vms = json.loads((host.root / "cloudhypervisor/db/vms.json").read_text())
+    vms["vms"][CH_CLOUD]["config"].update(extra)
+    vms["vms"][CH_CLOUD]["socket_path"] = str(host.vm_dir("cloudhypervisor", CH_CLOUD) / "api.sock")
+    write(host.root / "cloudhypervisor/db/vms.json", go_json(vms) + "\n")
+    assert check(host) == {}
