@@ -259,6 +259,18 @@ GC_PLAN: Final = (
         ),
     ),
     Section(
+        "output",
+        (
+            (
+                "first line",
+                "check's monitoring-plugin status line: 'COCOOND OK|WARNING|CRITICAL|UNKNOWN - <kind> <id> "
+                "(<backend>; REF resolved by <rule>): restore works, clone FAILS'; an unknown or ambiguous "
+                "REF is that one line with UNKNOWN (on stderr with --json).",
+            ),
+            ("then", "the record, the data dir, references, each operation's verdict and reasons, findings."),
+        ),
+    ),
+    Section(
         "notes",
         (
             (
@@ -280,7 +292,11 @@ SHOW: Final = (
     Section(
         "exit status",
         (
-            ("0", "nothing above info is open about it: every operation shown works."),
+            (
+                "0",
+                "nothing above info is open about it: every operation shown works, but where cocoon "
+                "refuses it on a healthy record (restoring a snapshot no VM lists: clone only).",
+            ),
             ("1", "warnings about it."),
             ("2", "errors about it (an operation shown FAILS, with the findings' reasons)."),
             (
