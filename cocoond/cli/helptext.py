@@ -259,18 +259,6 @@ GC_PLAN: Final = (
         ),
     ),
     Section(
-        "output",
-        (
-            (
-                "first line",
-                "check's monitoring-plugin status line: 'COCOOND OK|WARNING|CRITICAL|UNKNOWN - <kind> <id> "
-                "(<backend>; REF resolved by <rule>): restore works, clone FAILS'; an unknown or ambiguous "
-                "REF is that one line with UNKNOWN (on stderr with --json).",
-            ),
-            ("then", "the record, the data dir, references, each operation's verdict and reasons, findings."),
-        ),
-    ),
-    Section(
         "notes",
         (
             (
@@ -304,6 +292,18 @@ SHOW: Final = (
                 "could not tell: REF names nothing (one line) or more than one thing (the candidates; "
                 "use --kind or more of the ID), a DB cannot be read, a bad config or a usage error.",
             ),
+        ),
+    ),
+    Section(
+        "output",
+        (
+            (
+                "first line",
+                "check's monitoring-plugin status line: 'COCOOND OK|WARNING|CRITICAL|UNKNOWN - <kind> <id> "
+                "(<backend>; REF resolved by <rule>): restore works, clone FAILS'; an unknown or ambiguous "
+                "REF is that one line with UNKNOWN (on stderr with --json).",
+            ),
+            ("then", "the record, the data dir, references, each operation's verdict and reasons, findings."),
         ),
     ),
     Section(
