@@ -392,20 +392,27 @@ def _interned(base: tuple[BaseFile, ...]) -> tuple[BaseFile, ...]:
     return _BASES.setdefault(base, base)
 
 
-#: cocoon's run dir when nothing sets it (cmd/root.go:58). Firecracker
-#: trusts storage paths under it.
+#: cocoon's run dir when nothing sets it (cmd/root.go:58; viper's
+#: AutomaticEnv reads COCOON_RUN_DIR first). Firecracker trusts storage
+#: paths under it.
 DEFAULT_RUN_DIR = "/var/lib/cocoon/run"
+RUN_DIR_ENV = "COCOON_RUN_DIR"
+
+
+def trusted_for(root: str, run_dir: str | None = None) -> Trusted:
+    """The root as given, its other spellings, and cocoon's run dir: the one
+    run dir of the config (`run_dir`, which took $COCOON_RUN_DIR and the
+    default as cocoon does) that the VM-dir rules use too. `check`, `show`
+    and the daemon always pass it; None is a caller without a config (the
+    Python API), resolved as cocoon resolves it. Firecracker checks against
+    its conf.RootDir and conf.RunDir (firecracker/helper.go:19, clone.go:37)."""
+    return _trusted(root, run_dir or os.environ.get(RUN_DIR_ENV) or DEFAULT_RUN_DIR)
 
 
 @functools.lru_cache(maxsize=8)
-def trusted_for(root: str, run_dir: str | None = None) -> Trusted:
-    """The root as given, its other spellings, and cocoon's run dir: the one
-    run dir of the config (`run_dir`, which already took $COCOON_RUN_DIR as
-    cocoon does) that the VM-dir rules use too; None: cocoon's default.
-    Firecracker checks against its conf.RootDir and conf.RunDir
-    (firecracker/helper.go:19, clone.go:37)."""
+def _trusted(root: str, run_dir: str) -> Trusted:
     here = os.path.abspath(root)
-    return Trusted((here, *root_aliases(here)), run_dir or DEFAULT_RUN_DIR)
+    return Trusted((here, *root_aliases(here)), run_dir)
 
 
 _UNTRUSTED: dict[tuple[Sidecar, Trusted], str | None] = {}

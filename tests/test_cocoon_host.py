@@ -969,3 +969,18 @@ def test_every_typed_config_field_set_is_healthy(host: Host) -> None:
     vms["vms"][CH_CLOUD]["socket_path"] = str(host.vm_dir("cloudhypervisor", CH_CLOUD) / "api.sock")
     write(host.root / "cloudhypervisor/db/vms.json", go_json(vms) + "\n")
     assert check(host) == {}
+
+
+def test_the_python_api_without_a_run_dir_resolves_it_as_cocoon(
+    host: Host, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """run_check without run_dir (no config): $COCOON_RUN_DIR, else
+    /var/lib/cocoon/run, as cocoon's viper resolves it (cmd/root.go:54-58)."""
+
+    def fc_findings() -> set[str]:
+        result = run_check(Paths(str(host.root)), pending_stale_seconds=3600, temp_stale_seconds=3600)
+        return {f.subject for f in result.findings if f.kind == "incomplete_data_dir"}
+
+    assert fc_findings() == {SNAP_FC, SNAP_IMPORTED}  # the fixture's COCOON_RUN_DIR is elsewhere
+    monkeypatch.setenv("COCOON_RUN_DIR", str(host.run))
+    assert fc_findings() == set()
