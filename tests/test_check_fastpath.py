@@ -121,3 +121,22 @@ def test_json_of_the_sidecar_is_what_the_memo_reads(tmp_path: Path) -> None:
     after = read_contents(str(tmp_path / "s"), None, memo)
     assert before is not None and after is not None and before != after
     assert after == read_contents(str(tmp_path / "s"))
+
+
+def test_snapshots_of_one_dir_with_another_nic_count_are_each_judged(sim: ModuleType, root: Path) -> None:
+    """Snapshots of one VM share one data dir verdict, but restore also
+    compares each snapshot's own `nics` with its VM's (cmd/vm/run.go:171-174):
+    whichever of them is judged first, only the one that differs is refused."""
+    sim.populate(str(root), snapshots=60, images=4)
+    db = root / "snapshot" / "db" / "snapshots.json"
+    original = db.read_text()
+    doc = json.loads(original)
+    vms = json.loads((root / "cloudhypervisor" / "db" / "vms.json").read_text())["vms"]
+    vm = next(v for v in vms.values() if len(set(v.get("snapshot_ids") or ()) & doc["snapshots"].keys()) >= 3)
+    sids = sorted(set(vm["snapshot_ids"]) & doc["snapshots"].keys())
+    for odd in sids[:3]:
+        doc = json.loads(original)
+        doc["snapshots"][odd]["nics"] = len(vm.get("network_configs") or ()) + 1
+        db.write_text(json.dumps(doc))
+        blocked = {k[1] for k in fresh(root) if k[0] == "restore_blocked"}
+        assert blocked == {odd}

@@ -152,6 +152,9 @@ class Reconciler:
         #: unknown (no "missing" from a directory never read).
         self._listed: set[str] = set()
         self.recorded_dirs: dict[str, bool] = {}
+        #: What restore would find in a record's foreign data_dir (it reads
+        #: the recorded one: snapshot/localfile/localfile.go:227,233).
+        self.recorded_contents: dict[str, DirContents] = {}
         self._recorded_users: dict[str, set[str]] = {}
         #: Files data dirs, images and VMs name by absolute path -> MISSING,
         #: PRESENT or VALID (facts.py).
@@ -184,6 +187,7 @@ class Reconciler:
         self.temps: dict[str, TempEntry] = {}
         self.unreadable: dict[str, str] = {}
         self.not_dirs: frozenset[str] = frozenset()
+        self.lock_problems: dict[str, str] = {}
         self._pending: dict[str, float] = {}
         self._orphan_due: dict[str, float] = {}
         #: Committed snapshots whose data dir cocoond may not read -> why.
@@ -202,7 +206,7 @@ class Reconciler:
         #: Verdict memos of _dir_clean and _restore_clean (see there);
         #: emptied whenever base_files or the VM claims change.
         self._clean_dirs: dict[tuple[str, int], tuple[DirContents, bool]] = {}
-        self._clean_restores: dict[tuple[int, int], tuple[DirContents, VMClaim, bool]] = {}
+        self._clean_restores: dict[tuple[int, int, int], tuple[DirContents, VMClaim, bool]] = {}
 
     # ------------------------------------------------------------------ reads
     @property
@@ -310,6 +314,7 @@ class Reconciler:
             unreadable=self.unreadable,
             vm_dirs=self.vm_dirs,
             not_dirs=self.not_dirs,
+            lock_problems=self.lock_problems,
             snapshot_blobs=self.snap_refs.keys(),
             pending=self._pending,
         )
@@ -356,8 +361,11 @@ class Reconciler:
             for hex_ in list(self.snap_refs) + list(self.other_refs):
                 self._eval_hex(hex_)
         for path in set(self.recorded_dirs) | set(listing.recorded_dirs):
-            if self.recorded_dirs.get(path) != listing.recorded_dirs.get(path):
-                self.set_recorded_dir(path, listing.recorded_dirs.get(path))
+            contents = listing.recorded_contents.get(path)
+            if self.recorded_dirs.get(path) != listing.recorded_dirs.get(path) or (
+                self.recorded_contents.get(path) != contents
+            ):
+                self.set_recorded_dir(path, listing.recorded_dirs.get(path), contents)
         first_db = not self.db_known
         if not listing.keep_db:
             self.set_snapshot_db(listing.snapshot_db)
@@ -385,6 +393,7 @@ class Reconciler:
         kept = {r: e for r, e in self.temps.items() if os.path.dirname(r) in listing.unreadable}
         self.temps = {**listing.temps, **kept}
         self.not_dirs = listing.not_dirs
+        self.lock_problems = listing.lock_problems
         for (module, kind), dirs in listing.vm_dirs.items():
             self.set_vm_dirs(module, kind, dirs)
         if flipped:
@@ -516,12 +525,17 @@ class Reconciler:
             self.dirs[name] = state
         self._eval_dir(name)
 
-    def set_recorded_dir(self, path: str, is_dir: bool | None) -> None:
-        """A record's foreign data_dir, stat'ed (None: forget it)."""
+    def set_recorded_dir(self, path: str, is_dir: bool | None, contents: DirContents | None = None) -> None:
+        """A record's foreign data_dir, stat'ed (None: forget it), and what
+        restore would find in it (None: not read)."""
         if is_dir is None:
             self.recorded_dirs.pop(path, None)
         else:
             self.recorded_dirs[path] = is_dir
+        if contents is None or not is_dir:
+            self.recorded_contents.pop(path, None)
+        else:
+            self.recorded_contents[path] = contents
         for sid in self._recorded_users.get(path, ()):
             self._eval_dir(sid)
 
@@ -827,11 +841,12 @@ class Reconciler:
             rec.image_blob_ids,
             rec.created_at,
             hypervisor if isinstance(hypervisor, str) else "",
+            rec.nics,
         )
 
     def _facts_from_json(self, sid: str, fields: RecordFields, _raw: dict[str, Any]) -> RecFacts:
-        rid, name, _, _, ddir, _, _, _, _, pending, blobs, created_at, _, hypervisor = fields
-        return self._facts(sid, rid, name, ddir, pending, blobs, created_at, hypervisor)
+        rid, name, _, _, ddir, _, _, _, nics, pending, blobs, created_at, _, hypervisor = fields
+        return self._facts(sid, rid, name, ddir, pending, blobs, created_at, hypervisor, nics)
 
     def _facts(
         self,
@@ -843,6 +858,7 @@ class Reconciler:
         blob_ids: set[str],
         created_at: datetime,
         hypervisor: str,
+        nics: int = 0,
     ) -> RecFacts:
         """The facts the findings need. Strings kept are copied (`own`) so
         the index does not pin the parse's memory."""
@@ -863,6 +879,7 @@ class Reconciler:
             rid if rid != sid else None,
             recorded,
             _HYPERVISORS.get(hypervisor) or own(hypervisor),
+            nics,
         )
 
     def _eval_dir(self, sid: str) -> None:
@@ -900,10 +917,11 @@ class Reconciler:
             recorded_is_dir = self.recorded_dirs.get(rec.recorded) if rec.recorded else None
             missing = rules.missing_data_dir(sid, rec, state, recorded_is_dir, self.root)
             if missing is None and known:
-                incomplete = rules.incomplete_data_dir(sid, rec, state, self.root)
+                read = self._read_dir(sid, rec, state)
+                incomplete = rules.incomplete_data_dir(sid, rec, read, self.root)
                 if incomplete is None:
-                    self._want_base(state)
-                    blocked = rules.clone_blocked(sid, rec, state, self.base_files, self.root)
+                    self._want_base(read)
+                    blocked = rules.clone_blocked(sid, rec, read, self.base_files, self.root)
         self._put((fk.MISSING_DATA_DIR, sid), missing)
         self._put((fk.INCOMPLETE_DATA_DIR, sid), incomplete)
         self._put((fk.CLONE_BLOCKED, sid), blocked)
@@ -912,6 +930,14 @@ class Reconciler:
         if rec is not None and not rec.pending and rec.recorded is None and state is not None:
             unread = state.contents.unreadable if state.contents is not None else None
         self._set_unread(sid, unread)
+
+    def _read_dir(self, sid: str, rec: RecFacts, state: DirState | None) -> DirState | None:
+        """The data dir restore and clone read: the canonical one, or the
+        record's foreign data_dir (snapshot/localfile/localfile.go:63-73,227)."""
+        if rec.recorded is None:
+            return state
+        contents = self.recorded_contents.get(rec.recorded) if rec.recorded else None
+        return DirState("dir", 0, contents) if contents is not None else None
 
     def _eval_restore(self, sid: str) -> None:
         """restore_blocked for one snapshot: its disks against its VM's, once
@@ -936,7 +962,8 @@ class Reconciler:
         ):
             if key not in static and self._restore_clean(sid, rec, state, owner):
                 return
-            finding = rules.restore_blocked(sid, rec, state, owner[0], owner[1], self.base_files, self.root)
+            read = self._read_dir(sid, rec, state)
+            finding = rules.restore_blocked(sid, rec, read, owner[0], owner[1], self.base_files, self.root)
         self._put(key, finding)
 
     # A host has few distinct data dirs (snapshots of one VM share one
@@ -981,12 +1008,13 @@ class Reconciler:
         self, sid: str, rec: RecFacts, state: DirState | None, owner: tuple[str, VMClaim]
     ) -> bool:
         """Would rules.restore_blocked say nothing of this snapshot of a
-        committed record with its own, readable dir, onto this VM?"""
+        committed record with its own, readable dir, onto this VM? Besides
+        the dir and the VM it reads only the snapshot's NIC count: a key."""
         c = state.contents if state is not None else None
         if rec.recorded is not None or c is None or c.unreadable is not None:
-            return False  # the rule itself answers at once
+            return False  # a foreign dir, or none read: the rule itself answers
         vm = owner[1]
-        key = (id(c), id(vm))
+        key = (id(c), id(vm), rec.nics)
         hit = self._clean_restores.get(key)
         if hit is not None and hit[0] is c and hit[1] is vm:
             return hit[2]
@@ -1066,28 +1094,34 @@ class Reconciler:
         opened = any(key[0] == restore_blocked for key in static)
         # A first mapping runs VM by VM, and a VM's snapshots mostly share
         # one DirState (scan's one-shot pass): the verdict of the last
-        # (state, VM) pair is reused without a lookup.
-        last: tuple[DirState | None, tuple[str, VMClaim] | None] = (None, None)
+        # (state, VM, NIC count) is reused without a lookup.
+        last: tuple[DirState | None, tuple[str, VMClaim] | None, int] = (None, None, 0)
         changed = ((sid, owners.get(sid)) for sid in old.keys() | owners.keys()) if old else owners.items()
         for sid, owner in changed:
             if old and old.get(sid) == owner:
                 continue
-            if skip and owner is not None and not (opened and (restore_blocked, sid) in static):
+            rec = records.get(sid)
+            if rec is None:
+                continue
+            if (
+                skip
+                and owner is not None
+                and rec.recorded is None
+                and not (opened and (restore_blocked, sid) in static)
+            ):
                 # A (dir, VM) pair restore_blocked found nothing on (see
-                # _restore_clean): nothing to put, as _eval_restore would
-                # (nor for a snapshot without a record).
+                # _restore_clean): nothing to put, as _eval_restore would.
                 state = dirs.get(sid)
                 if state is None or state.contents is None:
                     continue  # restore_blocked says nothing of a dir not inspected
-                if state is last[0] and owner is last[1]:
+                if state is last[0] and owner is last[1] and rec.nics == last[2]:
                     continue
                 c = state.contents
-                hit = memo.get((id(c), id(owner[1])))
+                hit = memo.get((id(c), id(owner[1]), rec.nics))
                 if hit is not None and hit[2] and hit[0] is c and hit[1] is owner[1]:
-                    last = (state, owner)
+                    last = (state, owner, rec.nics)
                     continue
-            if sid in records:
-                self._eval_restore(sid)
+            self._eval_restore(sid)
 
     def _blob_lost(self, hex_: str) -> bool:
         """No usable file for this hex in either blob dir (both listed)."""
