@@ -45,7 +45,6 @@ from cocoond.scan import (
 )
 from cocoond.sizes import disk_usage
 from cocoond.storage.dbfile import read_db_bytes
-from cocoond.storage.gojson import text_go
 from cocoond.storage.refdbs import decode_with_top
 from cocoond.storage.units import human_size
 
@@ -326,11 +325,9 @@ def _read_snapshots(
         return exc, {}
     if data is None:
         return None, {}
-    text = text_go(data)
-    del data
     decoder = Reconciler(root, pending_stale_seconds=0, temp_stale_seconds=0)
     # Keep the raw records REF may resolve to: by ID, prefix or name.
-    return decoder.decode_db_keeping(text, path, lambda sid, name: sid.startswith(ref) or name == ref)
+    return decoder.decode_db_keeping(data, path, lambda sid, name: sid.startswith(ref) or name == ref)
 
 
 def _index(config: Config, root: str) -> Reconciler:

@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from datetime import datetime
 from functools import cache
 from typing import Annotated, Any
 
@@ -60,7 +61,7 @@ import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
 from cocoond.storage.goschema import INT_MAX, INT_MIN, GoType, Kind, Struct
-from cocoond.storage.gotime import GoTimeError, check_json_time
+from cocoond.storage.gotime import parse_rfc3339
 
 #: Go's int and int64.
 GoInt = Annotated[int, Meta(ge=INT_MIN, le=INT_MAX)]
@@ -171,6 +172,9 @@ def _struct(st: Struct, style: str, lenient: bool) -> type[msgspec.Struct]:
         kw_only=True,
         forbid_unknown_fields=not lenient,
         omit_defaults=style == _GO,
+        # Decoded JSON holds no cycle: not tracked by the cyclic collector
+        # (faster to make, 16 bytes smaller each).
+        gc=False,
     )
 
 
@@ -242,19 +246,20 @@ _Check = Callable[[Any], bool]
 def _checker(t: GoType, lenient: bool) -> _Check | None:
     kind = t.kind
     if kind is Kind.TIME:
-        return _time_ok
+        return time_ok
     if kind in _SCALARS:
         return None
     if kind in (Kind.PTR, Kind.SLICE, Kind.MAP):
         assert t.elem is not None
-        inner = _checker(t.elem, lenient)
-        if inner is None:
+        elem = _checker(t.elem, lenient)
+        if elem is None:
             return None
+        check: _Check = elem
         if kind is Kind.PTR:
-            return lambda v: v is None or inner(v)
+            return lambda v: v is None or check(v)
         if kind is Kind.SLICE:
-            return lambda v: v is None or all(inner(x) for x in v)
-        return lambda v: v is None or all(inner(x) for x in v.values())
+            return lambda v: v is None or all(check(x) for x in v)
+        return lambda v: v is None or all(check(x) for x in v.values())
     assert t.struct is not None
     parts: list[tuple[str, _Check | None, bool]] = []
     for fld in t.struct.fields:
@@ -279,15 +284,28 @@ def _check_struct(value: dict[str, Any], parts: list[tuple[str, _Check | None, b
     return True
 
 
-def _time_ok(text: Any) -> bool:
-    """time.Time.UnmarshalJSON on the canonical token (no escape in it)."""
+def time_ok(text: Any) -> bool:
+    return parse_time(text) is not None
+
+
+def parse_time(text: str) -> datetime | None:
+    """time.Time.UnmarshalJSON on a canonical token (`"` + text + `"`: no
+    escape in it); None where Go fails."""
     if '"' in text or "\\" in text or not text.isprintable():
-        return False  # escaped in the document: Go's parser sees the escape
+        return None  # escaped in the document: Go's parser sees the escape
     try:
-        check_json_time(f'"{text}"')
-    except GoTimeError:
-        return False
-    return True
+        return parse_rfc3339(text)  # what check_json_time does with the token
+    except ValueError:
+        return None
 
 
-__all__ = ["GoInt", "NotCanonical", "canonical", "same_as_input", "struct_type", "unmarshal_fast"]
+__all__ = [
+    "GoInt",
+    "NotCanonical",
+    "canonical",
+    "parse_time",
+    "same_as_input",
+    "struct_type",
+    "time_ok",
+    "unmarshal_fast",
+]

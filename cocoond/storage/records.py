@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import gc
 import json
+import operator
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -28,8 +29,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
+import msgspec
+
 from cocoond.errors import DBError
-from cocoond.storage import goschema
+from cocoond.storage import gofast, goschema
 from cocoond.storage.dbspans import HEAD, MAX_TAIL, MID, Bail, Spans, chunk_entries, names_starts
 from cocoond.storage.godecode import ZERO, Decoder, GoDecodeError
 from cocoond.storage.gojson import dumps_go, loads_exact, text_go
@@ -431,6 +434,7 @@ def decode_records(
     *,
     copy_keys: bool = False,
     spans: bool = False,
+    raw: bool | Callable[[str, str], bool] = True,
 ) -> DecodedDB[R]:
     """Decode and validate snapshots.json as cocoon's json.Unmarshal into
     snapshot.SnapshotIndex does; `make(key, fields, raw)` builds each
@@ -440,8 +444,16 @@ def decode_records(
     DBError naming `path` with Go's error (and where it is).
 
     Records are decoded one at a time (jsonwalk.py): with 100k of them this
-    halves the memory peak of a load and costs no time."""
+    halves the memory peak of a load and costs no time.
+
+    `raw`: whether `make` needs the raw record (a predicate on (key, name):
+    for those records only); where it does not, the fast route hands it an
+    empty dict instead of building one (a tenth of its cost at 100k)."""
     where = os.fspath(path)
+    if isinstance(data, bytes) and not spans:
+        fast = _decode_fast(data, make, copy_keys, raw)
+        if fast is not None:
+            return fast
     text = text_go(data) if isinstance(data, bytes) else data
     start = skip_ws(text, 0)
     if not text.startswith("{", start):
@@ -542,6 +554,77 @@ def decode_records(
         if spans and not extra and tuple(order) == ("snapshots", "names"):
             found = _spans(text, at, keys, ends, len(records) + len(null_ids), names)
         return DecodedDB(records, null_ids, names, extra, tuple(order), found)
+
+
+#: The snapshot DB's msgspec types (gofast): struct fields default to Go's
+#: zero, and are left out when zero only where Go has omitempty, so the
+#: re-encoding of a DB cocoon wrote is its bytes.
+_FAST_INDEX = gofast.struct_type(goschema.SNAPSHOT_INDEX, "go")
+_FAST_DECODER = msgspec.json.Decoder(_FAST_INDEX)
+_AT = {fld.name: i for i, fld in enumerate(_RECORD.fields)}
+_INDEX_AT = {fld.name: i for i, fld in enumerate(_INDEX.fields)}
+#: Which of a record's fields (msgspec.structs.astuple order) make RecordFields.
+_PICK = operator.itemgetter(
+    *(
+        _AT[name]
+        for name in (
+            "id",
+            "name",
+            "description",
+            "image",
+            "data_dir",
+            "cpu",
+            "memory",
+            "storage",
+            "nics",
+            "pending",
+        )
+    ),
+)
+_BLOBS, _CREATED, _HYPERVISOR = _AT["image_blob_ids"], _AT["created_at"], _AT["hypervisor"]
+
+
+def _decode_fast(
+    data: bytes,
+    make: Callable[[str, RecordFields, dict[str, Any]], R],
+    copy_keys: bool,
+    raw: bool | Callable[[str, str], bool],
+) -> DecodedDB[R] | None:
+    """decode_records by gofast's route: msgspec decodes the DB into Structs
+    and the round trip proves Go reads the same (gofast's docstring); None
+    when it cannot (any doubt: the walk below decides, and words errors).
+    At 100k records this is about half of json.loads' CPU."""
+    with no_gc():
+        try:
+            top = gofast.canonical(data, _FAST_INDEX, _FAST_DECODER)
+        except gofast.NotCanonical:
+            return None
+        records: dict[str, R] = {}
+        null_ids: set[str] = set()
+        astuple = msgspec.structs.astuple
+        to_builtins = msgspec.to_builtins
+        hexes = _HEXES
+        snapshots, names = (msgspec.structs.astuple(top)[_INDEX_AT[n]] for n in ("snapshots", "names"))
+        for sid, rec in (snapshots or {}).items():
+            if rec is None:
+                null_ids.add(sid)
+                continue
+            values = astuple(rec)
+            created = values[_CREATED]
+            at = gofast.parse_time(created)
+            if at is None:
+                return None  # Go's error: the walk words it
+            raw_blobs = values[_BLOBS]
+            blobs = {hexes.setdefault(h, h) for h in raw_blobs} if raw_blobs else set()
+            fields = (*_PICK(values), blobs, at, created, values[_HYPERVISOR])
+            key = own(sid) if copy_keys else sid
+            keep = raw if isinstance(raw, bool) else raw(sid, fields[1])
+            records[key] = make(sid, fields, to_builtins(rec) if keep else {})
+        names = names or {}
+        if copy_keys and names:
+            ids = {sid: sid for sid in records}
+            names = {own(name): ids.get(sid) or own(sid) for name, sid in names.items()}
+        return DecodedDB(records, null_ids, names, {}, ("snapshots", "names"))
 
 
 def _spans(
