@@ -11,6 +11,7 @@ indentation, trailing garbage, truncation."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 
@@ -113,7 +114,11 @@ def go_values(draw: st.DrawFn, t: GoType, depth: int = 0) -> Any:
         return members
     assert t.struct is not None
     fields = [f for f in t.struct.fields if depth < 4 or f.type.kind in (Kind.STRING, Kind.INT, Kind.BOOL)]
-    chosen = draw(st.lists(st.sampled_from(fields), max_size=len(fields), unique_by=lambda f: f.name)) if fields else []
+    chosen = (
+        draw(st.lists(st.sampled_from(fields), max_size=len(fields), unique_by=lambda f: f.name))
+        if fields
+        else []
+    )
     chosen.sort(key=lambda f: f.index)
     members = Obj((f.name, draw(go_values(f.type, depth + 1))) for f in chosen)
     edit = draw(st.integers(0, 12))
@@ -122,7 +127,10 @@ def go_values(draw: st.DrawFn, t: GoType, depth: int = 0) -> Any:
         members.append((f.name, draw(go_values(f.type, depth + 1))))
     elif edit == 1 and members:  # a case-folded key
         name = members[0][0]
-        members[0] = (draw(st.sampled_from([name.upper(), name.capitalize(), name.replace("s", "\u017f")])), members[0][1])
+        members[0] = (
+            draw(st.sampled_from([name.upper(), name.capitalize(), name.replace("s", "\u017f")])),
+            members[0][1],
+        )
     elif edit == 2:  # an unknown key
         members.insert(draw(st.integers(0, len(members))), (draw(KEYS) + "_x", draw(ANY_LEAF)))
     elif edit == 3 and len(members) > 1:  # another order
@@ -130,7 +138,20 @@ def go_values(draw: st.DrawFn, t: GoType, depth: int = 0) -> Any:
     return members
 
 
-EDITS = ("none", "none", "none", "indent", "ws", "trail", "garbage", "bom", "truncate", "badbyte", "escape", "nul")
+EDITS = (
+    "none",
+    "none",
+    "none",
+    "indent",
+    "ws",
+    "trail",
+    "garbage",
+    "bom",
+    "truncate",
+    "badbyte",
+    "escape",
+    "nul",
+)
 
 
 @st.composite
@@ -139,10 +160,8 @@ def documents(draw: st.DrawFn, t: GoType) -> bytes:
     data = text.encode("utf-8", "surrogatepass")
     edit = draw(st.sampled_from(EDITS))
     if edit == "indent":
-        try:
+        with contextlib.suppress(ValueError):
             data = json.dumps(json.loads(data), indent=draw(st.sampled_from([1, "\t"]))).encode()
-        except ValueError:
-            pass
     elif edit == "ws":
         data = b" \n\t" + data + b"\r\n "
     elif edit == "trail":
@@ -158,7 +177,11 @@ def documents(draw: st.DrawFn, t: GoType) -> bytes:
         data = data[:at] + draw(st.sampled_from([b"\xff", b"\xc3", b"\xed\xa0\x80"])) + data[at:]
     elif edit in ("escape", "nul") and b'"' in data:
         at = data.index(b'"') + 1
-        data = data[:at] + draw(st.sampled_from([b"\\u0041", b"\\ud800", b"\\u003c", b"\\u0000", b"\\/"])) + data[at:]
+        data = (
+            data[:at]
+            + draw(st.sampled_from([b"\\u0041", b"\\ud800", b"\\u003c", b"\\u0000", b"\\/"]))
+            + data[at:]
+        )
     return data
 
 
@@ -238,7 +261,9 @@ def test_the_fast_route_answers_only_with_go_s_answer(which: str, data: st.DataO
 def _hand(record: dict[str, Any] | None = None, **top: Any) -> bytes:
     rec = {"cpu": 2, "id": "A", "name": "a", "created_at": "2026-01-02T03:04:05Z", **(record or {})}
     order = [f.name for f in goschema.fields_of(goschema.SNAPSHOT_RECORD).fields]
-    rec = dict(sorted(rec.items(), key=lambda kv: order.index(kv[0].lower()) if kv[0].lower() in order else 99))
+    rec = dict(
+        sorted(rec.items(), key=lambda kv: order.index(kv[0].lower()) if kv[0].lower() in order else 99)
+    )
     return json.dumps({"snapshots": {"A": rec}, "names": {"a": "A"}, **top}, separators=(",", ":")).encode()
 
 
@@ -301,8 +326,16 @@ def snapshot_dbs(draw: st.DrawFn) -> bytes:
         )
         drop = draw(st.sets(st.integers(0, len(rec) - 1), max_size=3))
         rec = Obj(m for i, m in enumerate(rec) if i not in drop)
-        recs.append((sid, rec if draw(st.integers(0, 10)) else draw(go_values(goschema.ptr(goschema.SNAPSHOT_RECORD)))))
-    names = Obj((k, sid) for k, sid in zip(draw(st.lists(KEYS, max_size=3, unique=True)), [s for s, _ in recs]))
+        recs.append(
+            (
+                sid,
+                rec if draw(st.integers(0, 10)) else draw(go_values(goschema.ptr(goschema.SNAPSHOT_RECORD))),
+            )
+        )
+    names = Obj(
+        (k, sid)
+        for k, sid in zip(draw(st.lists(KEYS, max_size=3, unique=True)), [s for s, _ in recs], strict=False)
+    )
     top = Obj([("snapshots", recs), ("names", names)])
     if draw(st.integers(0, 8)) == 0:
         top = draw(go_values(goschema.SNAPSHOT_INDEX))
@@ -334,4 +367,5 @@ def test_ints_beyond_int64_are_refused_by_the_generated_types() -> None:
     with pytest.raises(gofast.NotCanonical):
         gofast.canonical(doc, typ)
     assert exact(doc, goschema.CNI_INDEX)[0] == "error"
-    assert isinstance(msgspec.json.decode(doc)["networks"]["a"]["network"]["prefix"], int)  # msgspec alone takes it
+    # msgspec alone takes it (as an int since 0.17, a float before).
+    assert msgspec.json.decode(doc)["networks"]["a"]["network"]["prefix"] > 2**63

@@ -84,7 +84,9 @@ def canonical(data: bytes, typ: Any, decoder: msgspec.json.Decoder[Any] | None =
     (see the module's docstring), or NotCanonical."""
     try:
         value = (decoder or _decoder(typ)).decode(data)
-    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+    except (msgspec.MsgspecError, ValueError, RecursionError):
+        # ValueError: msgspec before 0.19 raises UnicodeDecodeError for
+        # invalid UTF-8 in an unknown key.
         raise NotCanonical from None
     same_as_input(data, _encode(value))
     return value
@@ -195,7 +197,7 @@ def unmarshal_fast(data: bytes, t: GoType, *, lenient: bool = False) -> dict[str
                 return None
             try:
                 value = msgspec.convert(untyped, typ)
-            except msgspec.ValidationError:
+            except (msgspec.MsgspecError, ValueError):
                 return None
         else:
             value = canonical(data, typ)
