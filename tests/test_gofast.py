@@ -161,7 +161,8 @@ def documents(draw: st.DrawFn, t: GoType) -> bytes:
     edit = draw(st.sampled_from(EDITS))
     if edit == "indent":
         with contextlib.suppress(ValueError):
-            data = json.dumps(json.loads(data), indent=draw(st.sampled_from([1, "\t"]))).encode()
+            indent: int | str = draw(st.sampled_from([1, "\t"]))
+            data = json.dumps(json.loads(data), indent=indent).encode()
     elif edit == "ws":
         data = b" \n\t" + data + b"\r\n "
     elif edit == "trail":
