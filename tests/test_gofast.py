@@ -161,7 +161,7 @@ def documents(draw: st.DrawFn, t: GoType) -> bytes:
     edit = draw(st.sampled_from(EDITS))
     if edit == "indent":
         with contextlib.suppress(ValueError):
-            indent: int | str = draw(st.sampled_from([1, "\t"]))
+            indent = draw(st.one_of(st.just(1), st.just("\t")))
             data = json.dumps(json.loads(data), indent=indent).encode()
     elif edit == "ws":
         data = b" \n\t" + data + b"\r\n "
