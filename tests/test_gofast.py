@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 from typing import Any
+from unittest import mock
 
 import msgspec
 import pytest
@@ -21,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cocoond.errors import DBError
-from cocoond.storage import gofast, goplain, goschema, records
+from cocoond.storage import gofast, goplain, goschema, gotime, records
 from cocoond.storage.godecode import ZERO, Decoder, GoDecodeError
 from cocoond.storage.gojson import loads_exact, text_go
 from cocoond.storage.goschema import GoType, Kind
@@ -286,10 +287,16 @@ def _hand(record: dict[str, Any] | None = None, **top: Any) -> bytes:
         (b"\xef\xbb\xbf" + _hand(), False),
         (_hand()[:-1], False),
         (b"null", False),
+        (_hand().replace(b'"A":{', b'"0":null,"A":{'), True),
+        (_hand().replace(b'"A":{', b'"0":null, "A":{'), False),
+        (_hand().replace(b'"A":{', b'"0":null,"A":{').replace(b'}},"names"', b'},"1":null},"names"'), True),
+        (_hand().replace(b'}},"names"', b'},"A":null},"names"'), False),  # a repeated ID
     ],
 )
 def test_snapshot_db_routes(doc: bytes, fast: bool) -> None:
     assert (records._decode_fast(doc, lambda s, f, r: (f, r), False, True) is not None) is fast
+    with mock.patch.object(records, "_CHUNK", 1):
+        assert (records._decode_fast(doc, lambda s, f, r: (f, r), False, True) is not None) is fast
     assert _db(doc) == _db(text_go(doc).encode("utf-8", "surrogatepass"), via_text=True)
 
 
@@ -350,6 +357,8 @@ def snapshot_dbs(draw: st.DrawFn) -> bytes:
 @given(snapshot_dbs())
 def test_snapshot_db_same_answer_either_route(doc: bytes) -> None:
     assert _db(doc) == _db(doc, via_text=True)
+    with mock.patch.object(records, "_CHUNK", 1):  # records proved one chunk at a time
+        assert _db(doc) == _db(doc, via_text=True)
     assert _api(doc) == _api(text_go(doc))
 
 
@@ -370,3 +379,19 @@ def test_ints_beyond_int64_are_refused_by_the_generated_types() -> None:
     assert exact(doc, goschema.CNI_INDEX)[0] == "error"
     # msgspec alone takes it (as an int since 0.17, a float before).
     assert msgspec.json.decode(doc)["networks"]["a"]["network"]["prefix"] > 2**63
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.from_regex(
+        r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{1,2}:[0-9]{2}:[0-9]{2}"
+        r"([.,][0-9]{0,10})?(Z|z|[+-][0-9]{2}:[0-9]{2})",
+        fullmatch=True,
+    )
+)
+def test_parse_time_is_gotime_s_parser(text: str) -> None:
+    try:
+        expected: Any = gotime.parse_rfc3339(text)
+    except ValueError:
+        expected = None
+    assert gofast.parse_time(text) == expected

@@ -66,8 +66,9 @@ from cocoond.storage.gotime import parse_rfc3339
 #: Go's int and int64.
 GoInt = Annotated[int, Meta(ge=INT_MIN, le=INT_MAX)]
 #: JSON's white space (bytes.strip() would also take \v and \f, which Go refuses).
-_WS = b" \t\r\n"
-_encode = msgspec.json.encode
+WS = b" \t\r\n"
+WS_BYTES = (b" ", b"\t", b"\r", b"\n")
+encode = msgspec.json.encode
 #: The two runes Go folds to ASCII letters (goschema.fold_name), UTF-8.
 _FOLDING = (b"\xc5\xbf", b"\xe2\x84\xaa")
 #: A key in a canonical document: `"name":` with no escape in it (a key
@@ -88,7 +89,7 @@ def canonical(data: bytes, typ: Any, decoder: msgspec.json.Decoder[Any] | None =
         # ValueError: msgspec before 0.19 raises UnicodeDecodeError for
         # invalid UTF-8 in an unknown key.
         raise NotCanonical from None
-    same_as_input(data, _encode(value))
+    same_as_input(data, encode(value))
     return value
 
 
@@ -96,9 +97,9 @@ def same_as_input(data: bytes, encoded: bytes) -> None:
     """NotCanonical unless `data` is `encoded` with JSON white space around
     it (a compare, not a copy: startswith is memcmp at an offset)."""
     start = 0
-    if data[:1] in (b" ", b"\t", b"\r", b"\n"):
-        start = len(data) - len(data.lstrip(_WS))
-    if not data.startswith(encoded, start) or data[start + len(encoded) :].strip(_WS):
+    if data[:1] in WS_BYTES:
+        start = len(data) - len(data.lstrip(WS))
+    if not data.startswith(encoded, start) or data[start + len(encoded) :].strip(WS):
         raise NotCanonical
 
 
@@ -293,12 +294,29 @@ def time_ok(text: Any) -> bool:
 def parse_time(text: str) -> datetime | None:
     """time.Time.UnmarshalJSON on a canonical token (`"` + text + `"`: no
     escape in it); None where Go fails."""
+    if _COMMON_TIME.fullmatch(text):
+        # gotime.parse_rfc3339's fast path takes each such text to this
+        # very fromisoformat (its checks all hold); a date that does not
+        # exist (or year 0) raises and takes the whole path.
+        try:
+            return datetime.fromisoformat(text)
+        except ValueError:
+            pass
     if '"' in text or "\\" in text or not text.isprintable():
         return None  # escaped in the document: Go's parser sees the escape
     try:
         return parse_rfc3339(text)  # what check_json_time does with the token
     except ValueError:
         return None
+
+
+#: The shape Go writes a time.Time in (RFC 3339, up to nine fraction digits,
+#: Z or an offset), checked in C: one regex match and fromisoformat instead
+#: of parse_rfc3339's Python checks, a tenth of a 100k-record load.
+_COMMON_TIME = re.compile(
+    r"[0-9]{4}-(?:0[1-9]|1[0-2])-[0-3][0-9]T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]"
+    r"(?:\.[0-9]{1,9})?(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])"
+)
 
 
 __all__ = [
