@@ -381,18 +381,37 @@ def _as_json(value: Any) -> Any:
     return value
 
 
+#: Values a few images' worth of records repeat: kept once (at 100k records,
+#: 1688 -> N bytes per SnapshotRecord). Bounded, as a DB of odd values
+#: must not grow the table without end.
+_SHARED_KEYS = frozenset({"image_digest", "image_type", "hypervisor", "network"})
+_SHARED: dict[Any, Any] = {}
+_MAX_SHARED = 65536
+
+
+def _shared(value: Any) -> Any:
+    if type(value) is not str:
+        return value
+    kept = _SHARED.get(value)
+    if kept is not None:
+        return kept
+    if len(_SHARED) < _MAX_SHARED:
+        _SHARED[value] = value
+    return value
+
+
 def _record(key: str, fields: RecordFields, obj: dict[str, Any]) -> SnapshotRecord:
     sid, name, desc, image, ddir, cpu, memory, storage, nics, pending, blobs, created_at, text, _ = fields
     shape = _ORDERS.get(order := tuple(obj))
     if shape is None:
         shape = _ORDERS[order] = (order, tuple(k for k in order if k not in _KNOWN))
     order, unknown = shape
-    extra = {k: obj[k] for k in unknown} if unknown else {}
+    extra = {k: _shared(obj[k]) if k in _SHARED_KEYS else obj[k] for k in unknown} if unknown else {}
     return SnapshotRecord(
         sid,
         name,
         desc,
-        image,
+        _shared(image),
         blobs,
         cpu,
         memory,
