@@ -18,7 +18,7 @@ import os
 import stat
 import textwrap
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
@@ -192,7 +192,11 @@ def _read_world(root: str, max_bytes: int | None) -> _World:
 
 # ---------------------------------------------------------------- resolving
 def resolve(
-    ref: str, kind: str | None, world: _World, snapshots: IndexedDB | DBError | None, orphan_hint: str = ""
+    ref: str,
+    kind: str | None,
+    world: _World,
+    snapshots: IndexedDB | DBError | None,
+    orphan_hint: str | Callable[[], str] = "",
 ) -> Match:
     """The one record REF names among the kinds allowed, as cocoon resolves it."""
     found: list[Match] = []
@@ -223,7 +227,8 @@ def resolve(
                 blind.append(str(error))
         what = kind or "snapshot, image or VM"
         unsure = f"; cannot look in {'; '.join(blind)}" if blind else ""
-        raise ShowError(f"{ref}: no {what} by that ID, name, ref or prefix{orphan_hint}{unsure}")
+        hint = orphan_hint() if callable(orphan_hint) else orphan_hint
+        raise ShowError(f"{ref}: no {what} by that ID, name, ref or prefix{hint}{unsure}")
     if len(found) > 1:
         listed = ", ".join(f"{m.kind} {m.id} ({m.backend}, by {m.how})" for m in found[:MAX_CANDIDATES])
         more = f" and {len(found) - MAX_CANDIDATES} more" if len(found) > MAX_CANDIDATES else ""
@@ -295,7 +300,8 @@ def show(config: Config, ref: str, kind: str | None = None) -> Shown:
     snapshots, kept = _read_snapshots(root, ref, max_bytes) if kind in (None, "snapshot") else (None, {})
     if isinstance(snapshots, DBError):
         refuse_unreadable(root, {}, [snapshots])
-    match = resolve(ref, kind, world, snapshots, _orphan_hint(root, ref))
+    # The hint lists snapshot/localfile/ (100k names): only for an unknown REF.
+    match = resolve(ref, kind, world, snapshots, lambda: _orphan_hint(root, ref))
     if match.kind == "snapshot":
         assert isinstance(snapshots, IndexedDB)
         return _show_snapshot(config, root, ref, match, snapshots, kept.get(match.id), world)
@@ -354,8 +360,9 @@ def _show_snapshot(
     its blobs, every image and VM DB. Its findings are then check's."""
     sid = match.id
     rec = db.records[sid]
-    around = {sid} | {i for n, i in db.names.items() if n in (rec.name, sid) and i in db.records}
+    # One pass over the DB's names (100k at 100k snapshots); all uses below read `names`.
     names = {n: i for n, i in db.names.items() if i == sid or n in (rec.name, sid)}
+    around = {sid} | {i for n, i in names.items() if n in (rec.name, sid) and i in db.records}
     mini = IndexedDB({i: db.records[i] for i in around}, db.null_ids & {sid}, names)
     blobs: dict[str, BlobFile] = {}
     for hex_ in rec.blobs:
@@ -397,7 +404,7 @@ def _show_snapshot(
         )
     blob_users = world.blob_users()
     shown.refers_to = [_blob_facts(root, h, blob_users.get(h, [])) for h in sorted(rec.blobs)]
-    shown.referred_by = [{"name": n} for n, i in sorted(db.names.items()) if i == sid]
+    shown.referred_by = [{"name": n} for n in sorted(n for n, i in names.items() if i == sid)]
     for backend, entries in world.vms.items():
         for vm_id, vm in sorted(entries.items()):
             if sid in (vm.get("snapshot_ids") or {}):

@@ -48,6 +48,7 @@ from cocoond.errors import DBError
 from cocoond.storage.dbspans import DBDelta, Spans
 from cocoond.storage.memory import own
 from cocoond.storage.records import (
+    NO_RAW,
     RecordFields,
     SnapshotDB,
     SnapshotRecord,
@@ -408,7 +409,7 @@ class Reconciler:
         kept: dict[str, dict[str, Any]] = {}
 
         def make(sid: str, fields: RecordFields, raw: dict[str, Any]) -> RecFacts:
-            if keep(sid, fields[1]):
+            if raw is not NO_RAW and keep(sid, fields[1]):  # NO_RAW: keep said no already
                 kept[sid] = raw
             return self._facts_from_json(sid, fields, raw)
 

@@ -467,8 +467,8 @@ def decode_records(
     halves the memory peak of a load and costs no time.
 
     `raw`: whether `make` needs the raw record (a predicate on (key, name):
-    for those records only); where it does not, the fast route hands it an
-    empty dict instead of building one (a tenth of its cost at 100k)."""
+    for those records only); where it does not, the fast route hands it
+    NO_RAW instead of building one (a tenth of its cost at 100k)."""
     where = os.fspath(path)
     if isinstance(data, bytes) and not spans:
         fast = _decode_fast(data, make, copy_keys, raw)
@@ -614,6 +614,9 @@ _PICK = operator.itemgetter(
     ),
 )
 _BLOBS, _CREATED, _HYPERVISOR = _AT["image_blob_ids"], _AT["created_at"], _AT["hypervisor"]
+#: What `make` gets for a record whose raw form the caller said it does not
+#: need (decode_records' `raw`): one shared empty dict, never to be changed.
+NO_RAW: dict[str, Any] = {}
 #: Records decoded and proved per chunk: the Structs of one chunk are alive
 #: at a time (a whole-DB decode held 100 MB of them at 100k, and its
 #: re-encoding as much again).
@@ -683,7 +686,7 @@ def _decode_fast(
                     fields = (*_PICK(values), blobs, at, created, values[_HYPERVISOR])
                     key = own(sid) if copy_keys else sid
                     keep = raw if isinstance(raw, bool) else raw(sid, fields[1])
-                    records[key] = make(sid, fields, to_builtins(rec) if keep else {})
+                    records[key] = make(sid, fields, to_builtins(rec) if keep else NO_RAW)
                 del decoded, chunk
             pos = _expect(data, pos, b"}")
         pos = _expect(data, pos, b',"names":')
