@@ -395,3 +395,22 @@ def test_parse_time_is_gotime_s_parser(text: str) -> None:
     except ValueError:
         expected = None
     assert gofast.parse_time(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("doc", "fast"),
+    [
+        (b'{"payload":{"kernel":"/k","firmware":null},"extra":{"Kernel":1}}', False),  # folded (conservative)
+        (b'{"payload":{"Kernel":"/k"}}', False),  # Go sets payload.kernel from it
+        (b'{"payload":{"\xe2\x84\xaaernel":"/k"}}', False),  # Kelvin sign: Go folds it to K
+        (b'{"payload":{"kernel":"/k","kernel":"/j"}}', False),
+        (b'{"payload":{"kernel":"/k","firmware":null},"cpus":{"boot_vcpus":2,"topology":null}}', True),
+        (b'{"payload":{"kernel":"/k"},"memory":{"size":1.5}}', False),
+    ],
+)
+def test_lenient_documents(doc: bytes, fast: bool) -> None:
+    got = gofast.unmarshal_fast(doc, CH_VM_CONFIG, lenient=True)
+    assert (got is not None) is fast
+    if got is not None:
+        assert got == exact(doc, CH_VM_CONFIG)
+    assert public(doc, CH_VM_CONFIG, True) == exact(doc, CH_VM_CONFIG)

@@ -71,9 +71,6 @@ WS_BYTES = (b" ", b"\t", b"\r", b"\n")
 encode = msgspec.json.encode
 #: The two runes Go folds to ASCII letters (goschema.fold_name), UTF-8.
 _FOLDING = (b"\xc5\xbf", b"\xe2\x84\xaa")
-#: A key in a canonical document: `"name":` with no escape in it (a key
-#: with an escape holds a quote or backslash, which no field name does).
-_KEY = re.compile(rb'"([^"\\]*)":')
 
 
 class NotCanonical(Exception):
@@ -194,7 +191,7 @@ def unmarshal_fast(data: bytes, t: GoType, *, lenient: bool = False) -> dict[str
             if any(rune in data for rune in _FOLDING):
                 return None
             untyped = canonical(data, Any)
-            if not _keys_exact(data, t):
+            if not _keys_exact(untyped, t):
                 return None
             try:
                 value = msgspec.convert(untyped, typ)
@@ -211,17 +208,29 @@ def unmarshal_fast(data: bytes, t: GoType, *, lenient: bool = False) -> dict[str
     return out
 
 
-def _keys_exact(data: bytes, t: GoType) -> bool:
-    """No key of a canonical document matches a field of `t`'s schema only
-    case-insensitively (all field names are lower-case ASCII)."""
+def _keys_exact(value: Any, t: GoType) -> bool:
+    """No key of a decoded document matches a field of `t`'s schema only
+    case-insensitively (every field name is lower-case ASCII, and the two
+    non-ASCII runes Go folds were refused before). Iterative: a document
+    may nest deeper than Python recurses."""
     names = _names(t)
-    return all(key in names or key.lower() not in names for key in set(_KEY.findall(data)))
+    todo = [value]
+    while todo:
+        item = todo.pop()
+        if type(item) is dict:
+            for key in item:
+                if key not in names and key.lower() in names:
+                    return False
+            todo.extend(item.values())
+        elif type(item) is list:
+            todo.extend(item)
+    return True
 
 
 @cache
-def _names(t: GoType) -> frozenset[bytes]:
+def _names(t: GoType) -> frozenset[str]:
     """Every field name of `t`'s structs (lower-case: see _struct)."""
-    return frozenset(fld.name.encode() for st in _structs(t) for fld in st.fields)
+    return frozenset(fld.name for st in _structs(t) for fld in st.fields)
 
 
 def _structs(t: GoType, seen: set[int] | None = None) -> list[Struct]:
