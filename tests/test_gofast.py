@@ -414,3 +414,18 @@ def test_lenient_documents(doc: bytes, fast: bool) -> None:
     if got is not None:
         assert got == exact(doc, CH_VM_CONFIG)
     assert public(doc, CH_VM_CONFIG, True) == exact(doc, CH_VM_CONFIG)
+
+
+@pytest.mark.parametrize("depth", [100, 5000, 20000])
+def test_deep_nesting_steps_aside_or_agrees(depth: int) -> None:
+    """Go's limit is 10,000 levels; msgspec has its own: either way the
+    answer is the exact decoder's."""
+    doc = b'{"payload":{"kernel":"/k"},"x":' + b"[" * depth + b"]" * depth + b"}"
+    fast = gofast.unmarshal_fast(doc, CH_VM_CONFIG, lenient=True)
+    go = exact(doc, CH_VM_CONFIG)
+    if fast is not None:
+        assert fast == go
+    assert public(doc, CH_VM_CONFIG, True) == go
+    vms = b'{"vms":{},"names":{},"x":' + b"[" * depth + b"]" * depth + b"}"
+    assert gofast.unmarshal_fast(vms, goschema.VM_INDEX) is None  # an unknown key: the exact route
+    assert public(vms, goschema.VM_INDEX, False) == exact(vms, goschema.VM_INDEX)
