@@ -43,6 +43,7 @@ from cocoond.sizes import disk_usage
 from cocoond.storage import vmdelta
 from cocoond.storage.dbfile import read_db_bytes
 from cocoond.storage.dbspans import DBDelta, absorb, load
+from cocoond.storage.gojson import text_go
 from cocoond.storage.memory import own
 from cocoond.storage.paths import DEFAULT_ROOT_DIR, VM_BACKENDS, Paths, default_root
 from cocoond.storage.refdbs import CNI_DB, IMAGE_DB, OCI_IMAGE_DB, decoder_for, vm_db_relpaths
@@ -106,9 +107,16 @@ def read_snapshot_db(
         if whole is not None:
             return _indexed(whole)
     try:
-        # As bytes: the fast route (gofast, msgspec) reads them without a
-        # text copy; only a DB it cannot vouch for is decoded to text.
-        return index.decode_db(read_db_bytes(path, max_bytes), path)
+        data = read_db_bytes(path, max_bytes)
+        if index.absorb_rewrites and data is not None:
+            # The daemon (spans wanted: the walk over text decodes): to text
+            # first and the bytes let go, 45 MB less at 100k at the peak.
+            text = text_go(data)
+            del data
+            return index.decode_db(text, path)
+        # A one-shot reader (`check`): the fast route (gofast, msgspec) reads
+        # the bytes without a text copy.
+        return index.decode_db(data, path)
     except DBError as exc:
         return exc
 
