@@ -426,6 +426,7 @@ class Daemon:
                     name,
                     contents=rec is not None and not rec.pending and rec.recorded is None,
                     activity=rec is None,
+                    run_dir=self.config.run_dir,
                 ),
             )
         for relpath in burst.get("blob", ()):
@@ -666,7 +667,7 @@ class Daemon:
         )
         self._to_inspect.update(dict.fromkeys(sorted(wants.contents)))
         wants.contents = set()
-        fulfil(self.root, self.index, wants)
+        fulfil(self.root, self.index, wants, self.config.run_dir)
 
     def _inspect_some(self) -> None:
         deadline = self.clock() + INSPECT_SLICE
@@ -677,7 +678,12 @@ class Daemon:
             name, _ = todo.popitem()
             rec = index.records.get(name)
             if rec is not None and not rec.pending and rec.recorded is None:
-                index.set_data_dir(name, inspect_data_dir(self.root, name, contents=True, activity=False))
+                index.set_data_dir(
+                    name,
+                    inspect_data_dir(
+                        self.root, name, contents=True, activity=False, run_dir=self.config.run_dir
+                    ),
+                )
                 self._inspected += 1
         if not todo and self._inspected >= COMPACT_AFTER:
             self._compact()
