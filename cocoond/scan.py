@@ -556,7 +556,8 @@ def blob_relpath_ok(relpath: str) -> bool:
     directory, _, name = relpath.rpartition("/")
     for blob_dir, suffix in BLOB_DIRS:
         if directory == blob_dir:
-            return name.endswith(suffix) and len(name) > len(suffix)
+            # `.erofs` itself too: its stem is "" (utils/file.go:39-41).
+            return name.endswith(suffix)
     return False
 
 

@@ -984,3 +984,67 @@ def test_the_python_api_without_a_run_dir_resolves_it_as_cocoon(
     assert fc_findings() == {SNAP_FC, SNAP_IMPORTED}  # the fixture's COCOON_RUN_DIR is elsewhere
     monkeypatch.setenv("COCOON_RUN_DIR", str(host.run))
     assert fc_findings() == set()
+
+
+# ------------------------------- gc and blob names it turns into whole dirs
+def du(path: Path) -> int:
+    """What `du` counts: allocated blocks of the path and all under it."""
+    total = os.lstat(path).st_blocks * 512
+    for dirpath, dirnames, filenames in os.walk(path):
+        for name in [*dirnames, *filenames]:
+            total += os.lstat(os.path.join(dirpath, name)).st_blocks * 512
+    return total
+
+
+@pytest.mark.parametrize(
+    ("name", "destroyed"), [(".erofs", "oci/boot"), ("..erofs", "oci/boot"), ("...erofs", "oci")]
+)
+def test_an_oci_blob_name_that_makes_gc_remove_a_whole_dir(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, destroyed: str
+) -> None:
+    """ScanFileStems (utils/file.go:37-44) takes the stem "", "." or ".."
+    from these names; nothing references it, so gc runs
+    os.RemoveAll(filepath.Join(oci/boot, stem)) (images/oci/gc.go:21,
+    config.go:37-39, images/index.go:172-176): Join cleans it to oci/boot
+    itself, or oci/: the boot files (and DB and blobs) of images in use."""
+    host = inside(tmp_path)
+    write(host.root / "oci/blobs" / name, b"junk")
+    found = check(host)
+    relpath = f"oci/blobs/{name}"
+    assert found[("gc_destroys", relpath)].severity == "error"
+    assert f"all of {destroyed}/" in found[("gc_destroys", relpath)].message
+    assert {k for k in found if k[0] != "unreferenced_blob"} == {("gc_destroys", relpath)}, found
+    rc, result = gc_plan(host, capsys)
+    assert rc == 2 and result["gc"] == "runs", result
+    oci = next(m for m in result["modules"] if m["module"] == "oci")
+    wide = [i for i in oci["items"] if i["what"] == "subtree"]
+    assert [(i["subject"], i["bytes"]) for i in wide] == [(destroyed, du(host.root / destroyed))]
+    # what the subtree takes with it is not counted twice
+    assert all(not i["path"].startswith(wide[0]["path"] + "/") for i in oci["items"])
+    said = sim_gc(host)
+    assert isinstance(said, dict) and said["subtrees"] == [destroyed], said
+    assert not (host.root / destroyed).exists()
+    assert not (host.root / "oci/boot" / L1 / "vmlinuz").exists()  # ubuntu:24.04's kernel
+
+
+def test_odd_blob_names_gc_deletes_only_themselves(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """cloudimg's gc only os.Removes BlobPath(stem) (cloudimg/gc.go:19):
+    `.qcow2` is that file itself. A directory `...erofs` is no stem
+    (ScanFileStems skips dirs). Neither is more than itself."""
+    host = inside(tmp_path)
+    write(host.root / "cloudimg/blobs/.qcow2", b"junk")
+    (host.root / "oci/blobs/...erofs").mkdir()
+    assert not [k for k in check(host) if k[0] == "gc_destroys"]
+    _rc, result = gc_plan(host, capsys)
+    assert planned(result) == {("blob", "")}, result
+    assert sim_gc(host) == {"blobs": [""]}
+    assert (host.root / "oci/blobs/...erofs").is_dir() and (host.root / "oci/boot" / L1).is_dir()
+
+
+def test_gc_destroys_says_gc_deletes_nothing_while_it_aborts(host: Host) -> None:
+    write(host.root / "oci/blobs/...erofs", b"junk")
+    write(host.root / "cni/db/networks.json", "{")
+    found = check(host)
+    assert "currently deletes nothing" in found[("gc_destroys", "oci/blobs/...erofs")].message

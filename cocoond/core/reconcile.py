@@ -606,7 +606,7 @@ class Reconciler:
             if kind == fk.ORPHAN_DATA_DIR:
                 self._promote(subject)
             else:
-                self._eval_hex(subject)
+                self._eval_hex(subject)  # gc_destroys too
         # Timed findings (stale_pending, stale_temp, the VM ones) are rebuilt
         # with the new message at the next `evaluate`.
 
@@ -1139,6 +1139,19 @@ class Reconciler:
             # nothing new is called unreferenced meanwhile.
             unref = rules.unreferenced_blob(hex_, files, self.boot_dirs.get(hex_), self.root, self.gc_blocker)
         self._put(key, unref)
+        self._eval_destroys(hex_, unref is not None)
+
+    def _eval_destroys(self, hex_: str, unreferenced: bool) -> None:
+        """gc_destroys for an OCI blob stem gc turns into oci/boot or oci/
+        (gcmodel.oci_boot_destroys): only such stems ever hold one."""
+        wide = gcmodel.oci_boot_destroys(self.root, hex_)
+        if wide is None:
+            return
+        relpath = f"oci/blobs/{hex_}.erofs"
+        blob = self.blob_files.get(hex_, {}).get(relpath)
+        seen = unreferenced and blob is not None and blob.gc_sees
+        finding = rules.gc_destroys_oci(relpath, wide, self.root, self.gc_blocker) if seen else None
+        self._put((fk.GC_DESTROYS, relpath), finding)
 
     def _eval_timed(self, now: float) -> None:
         """pending/stale_pending and stale_temp: O(pending + temp files)."""

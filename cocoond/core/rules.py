@@ -666,6 +666,30 @@ def unreferenced_blob(
     )
 
 
+def gc_destroys_oci(relpath: str, destroyed: str, root: str, gc: Blocker | None = None) -> Finding:
+    """An unreferenced OCI blob entry whose stem ("", ".", "..": `.erofs`,
+    `..erofs`, `...erofs`) makes gc's `os.RemoveAll(BootDir(stem))`
+    (images/oci/gc.go:17-21, images/oci/config.go:37-39, filepath.Join
+    cleans the path) remove all of oci/boot or all of oci/: boot files and,
+    for oci/, the DB and blobs of images still in use. `destroyed` is that
+    path (gcmodel.oci_boot_destroys)."""
+    rel = os.path.relpath(destroyed, root)
+    lost = (
+        "every OCI image's DB entry, layer blobs and boot files"
+        if rel == "oci"
+        else "every OCI image's kernel and initrd, those of images in use too"
+    )
+    return Finding(
+        fk.GC_DESTROYS,
+        relpath,
+        f"{relpath} is referenced by nothing, so the next `cocoon gc` removes it and then "
+        f"oci/boot/{relpath.rpartition('/')[2][: -len('.erofs')]} (its name without .erofs), which is all "
+        f"of {rel}/ ({lost}); `cocoon vm run` of OCI images and relaunch of OCI VMs then fail. Remove or "
+        "rename this file before gc runs" + gc_note(gc),
+        path=_join(root, relpath),
+    )
+
+
 def name_findings(
     records: Mapping[str, RecFacts], null_ids: Collection[str], names: Mapping[str, str]
 ) -> dict[Key, Finding]:

@@ -48,6 +48,7 @@ class Removed:
     vm_dirs: list[str] = field(default_factory=list)
     vms: list[str] = field(default_factory=list)
     networks: list[str] = field(default_factory=list)  # VM IDs whose CNI records went
+    subtrees: list[str] = field(default_factory=list)  # whole dirs a derived path hit (relpaths)
 
     def as_dict(self) -> dict[str, list[str]]:
         return {k: sorted(v) for k, v in self.__dict__.items()}
@@ -113,9 +114,19 @@ def _image_module(root: str, backend: ImageBackend) -> Module:
                 removed.blobs.append(hex_)
             except FileNotFoundError:
                 pass
-            if backend is OCI and os.path.lexists(layout.oci_boot_dir(root, hex_)):
-                _remove_all(layout.oci_boot_dir(root, hex_))
+            if backend is not OCI:
+                continue
+            # os.RemoveAll(filepath.Join(boot, hex)) (images/oci/gc.go:21):
+            # Join cleans, so a stem "" or "." is oci/boot, ".." is oci/.
+            boot = layout.oci_boot_base(root)
+            path = os.path.normpath(f"{boot}/{hex_}" if hex_ else boot)
+            if not os.path.lexists(path):
+                continue
+            _remove_all(path)
+            if os.path.dirname(path) == boot:
                 removed.boot_dirs.append(hex_)
+            else:
+                removed.subtrees.append(os.path.relpath(path, root))
 
     return Module(backend.type, backend.lock(root), read, resolve, collect)
 
