@@ -797,6 +797,35 @@ _add(
 )
 
 
+def _odd_oci_blob(name: str) -> Callable[[str], Expected]:
+    """A stray file in oci/blobs whose stem ("", ".", "..") turns gc's
+    RemoveAll(oci/boot/<stem>) into oci/boot or oci/ (images/oci/gc.go:21):
+    a copy or a `touch` gone wrong."""
+
+    def make(root: str) -> Expected:
+        path = os.path.join(root, "oci", "blobs", name)
+        ensure_dirs(os.path.dirname(path))
+        with open(path, "wb") as f:
+            f.write(b"stray")
+        return _expect("gc_destroys", _rel(root, path), path=path)
+
+    return make
+
+
+_add(
+    "gc-destroys-oci-boot",
+    "gc_destroys",
+    "a stray oci/blobs/..erofs (gc removes oci/boot)",
+    _odd_oci_blob("..erofs"),
+)
+_add(
+    "gc-destroys-oci",
+    "gc_destroys",
+    "a stray oci/blobs/...erofs (gc removes oci/)",
+    _odd_oci_blob("...erofs"),
+)
+
+
 def inject(root: str, fault: str) -> Expected:
     """Make `fault` in the tree at `root`; returns the finding to expect."""
     try:
