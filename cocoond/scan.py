@@ -343,6 +343,7 @@ def _judge_dir(
     roles: tuple[str, ...] = ()
     ch_base: tuple[BaseFile, ...] = ()
     fc_base: tuple[BaseFile, ...] = ()
+    fc_machine = (0, 0)
     try:
         if SIDECAR in present:
             try:
@@ -351,6 +352,7 @@ def _judge_dir(
                 sidecar_problem = str(exc)
             else:
                 fc_problem = sidecar.fc_problem
+                fc_machine = sidecar.fc_machine
                 untrusted = _untrusted(sidecar, trusted) if trusted is not None else None
                 roles = tuple(d.role for d in sidecar.disks)
                 missing = tuple(d.resident for d in sidecar.disks if d.resident and not there(d.resident))
@@ -380,6 +382,7 @@ def _judge_dir(
         roles=roles,
         ch_base=ch_base,
         fc_base=fc_base,
+        fc_machine=fc_machine,
     )
     return _CONTENTS.setdefault(found, found)
 

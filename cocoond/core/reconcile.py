@@ -195,6 +195,8 @@ class Reconciler:
         self._orphan_heap: list[tuple[float, str]] = []
         self._now = float("-inf")
         self._facts_cache: dict[frozenset[str], frozenset[str]] = {}
+        #: Records share a few (cpu, memory, storage): one tuple each.
+        self._machines: dict[tuple[int, int, int], tuple[int, int, int]] = {}
         self._static: dict[Key, Finding] = {}
         self._timed: dict[Key, Finding] = {}
         self._dirty: set[Key] = set()
@@ -766,11 +768,14 @@ class Reconciler:
             rec.created_at,
             hypervisor if isinstance(hypervisor, str) else "",
             rec.nics,
+            (rec.cpu, rec.memory, rec.storage),
         )
 
     def _facts_from_json(self, sid: str, fields: RecordFields, _raw: dict[str, Any]) -> RecFacts:
-        rid, name, _, _, ddir, _, _, _, nics, pending, blobs, created_at, _, hypervisor = fields
-        return self._facts(sid, rid, name, ddir, pending, blobs, created_at, hypervisor, nics)
+        rid, name, _, _, ddir, cpu, memory, storage, nics, pending, blobs, created_at, _, hypervisor = fields
+        return self._facts(
+            sid, rid, name, ddir, pending, blobs, created_at, hypervisor, nics, (cpu, memory, storage)
+        )
 
     def _facts(
         self,
@@ -783,6 +788,7 @@ class Reconciler:
         created_at: datetime,
         hypervisor: str,
         nics: int = 0,
+        machine: tuple[int, int, int] = (0, 0, 0),
     ) -> RecFacts:
         """The facts the findings need. Strings kept are copied (`own`) so
         the index does not pin the parse's memory."""
@@ -804,6 +810,7 @@ class Reconciler:
             recorded,
             _HYPERVISORS.get(hypervisor) or own(hypervisor),
             nics,
+            self._machines.setdefault(machine, machine),
         )
 
     def _eval_dir(self, sid: str) -> None:
