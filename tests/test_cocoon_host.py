@@ -1048,3 +1048,98 @@ def test_gc_destroys_says_gc_deletes_nothing_while_it_aborts(host: Host) -> None
     write(host.root / "cni/db/networks.json", "{")
     found = check(host)
     assert "currently deletes nothing" in found[("gc_destroys", "oci/blobs/...erofs")].message
+
+
+# ------------------------------------------ clone and restore on record values
+def edit_json(path: Path, change: Any) -> None:
+    doc = json.loads(path.read_text())
+    change(doc)
+    write(path, go_json(doc) + "\n", path.stat().st_mode & 0o777)
+
+
+def set_record(host: Host, sid: str, **values: int) -> None:
+    edit_json(host.root / "snapshot/db/snapshots.json", lambda d: d["snapshots"][sid].update(values))
+
+
+def set_vm(host: Host, backend: str, vm_id: str, **values: int) -> None:
+    edit_json(host.root / backend / "db/vms.json", lambda d: d["vms"][vm_id]["config"].update(values))
+
+
+#: types/vm.go:77-85: the least cpu, memory, storage Validate passes.
+MINIMUMS = [("cpu", 1, "--cpu must be at least 1"), ("memory", 512 << 20, "--memory must be at least 512M")]
+MINIMUMS += [("storage", 10 << 30, "--storage must be at least 10G")]
+
+
+@pytest.mark.parametrize(("field", "least", "error"), MINIMUMS)
+def test_clone_validates_the_records_values_as_a_new_vms(
+    host: Host, field: str, least: int, error: str
+) -> None:
+    """CloneVMConfigFromFlags inherits the record's cpu, memory, storage and
+    validates them (cmd/core/helpers.go:374-398, types/vm.go:77-85): at the
+    minimum clone works, one below it fails; restore keeps the VM's values
+    and is not affected (the VM has more than the snapshot)."""
+    set_record(host, SNAP_CH_OCI, **{field: least})
+    assert check(host) == {}
+    set_record(host, SNAP_CH_OCI, **{field: least - 1})
+    kind, subject, f = only(host)
+    assert (kind, subject, f.fails) == ("clone_blocked", SNAP_CH_OCI, ("clone",)), f
+    assert error in f.message and f"--{field} " in f.message.split(error)[1], f.message
+
+
+def test_clone_of_a_firecracker_record_below_the_minimum_takes_no_cpu_or_memory_flag(host: Host) -> None:
+    """Firecracker refuses any --memory and a --cpu other than the record's
+    (cmd/vm/run.go:531-537): no flag gets past Validate there. The sidecar
+    says the same values (else firecracker/clone.go:42-48 refuses too)."""
+    set_record(host, SNAP_FC, memory=256 << 20)
+    edit_json(
+        host.root / "snapshot/localfile" / SNAP_FC / "cocoon.json", lambda d: d.update(memory=256 << 20)
+    )
+    kind, subject, f = only(host)
+    assert (kind, subject) == ("clone_blocked", SNAP_FC), f
+    assert "Firecracker takes no --memory" in f.message
+
+
+@pytest.mark.parametrize("field", ["cpu", "memory"])
+def test_firecracker_clone_refuses_a_sidecar_that_differs_from_the_record(host: Host, field: str) -> None:
+    """firecracker/clone.go:42-48: `meta.CPU > 0 && vmCfg.CPU != meta.CPU`
+    (memory alike); the clone's values are the record's. Absent (0) in the
+    sidecar is not checked; equal passes (the healthy host)."""
+    sidecar = host.root / "snapshot/localfile" / SNAP_FC / "cocoon.json"
+    edit_json(sidecar, lambda d: d.pop(field))
+    assert check(host) == {}
+    edit_json(sidecar, lambda d: d.update({field: 4 if field == "cpu" else 2 << 30}))
+    kind, subject, f = only(host)
+    assert (kind, subject, f.fails) == ("clone_blocked", SNAP_FC, ("clone",)), f
+    assert f"Firecracker cannot change {'CPU' if field == 'cpu' else 'memory'}" in f.message
+
+
+@pytest.mark.parametrize("field", ["cpu", "memory", "storage"])
+@pytest.mark.parametrize(
+    ("backend", "vm_id", "sid"), [("cloudhypervisor", CH_OCI, SNAP_CH_OCI), ("firecracker", FC_VM, SNAP_FC)]
+)
+def test_restore_refuses_a_vm_below_the_snapshots_values(
+    host: Host, field: str, backend: str, vm_id: str, sid: str
+) -> None:
+    """RestoreVMConfigFromFlags keeps the VM's values and refuses less than
+    the snapshot's (cmd/core/helpers.go:404-420, 592-600): equal passes (the
+    healthy host), one below fails. Firecracker takes no other cpu or
+    memory (firecracker/restore.go:148-153); storage a flag can raise."""
+    snap = json.loads((host.root / "snapshot/db/snapshots.json").read_text())["snapshots"][sid][field]
+    set_vm(host, backend, vm_id, **{field: snap - 1})
+    kind, subject, f = only(host)
+    assert (kind, subject, f.fails) == ("restore_blocked", sid, ("restore",)), f
+    assert f"below snapshot minimum" in f.message
+    fixed_by_flag = backend == "cloudhypervisor" or field == "storage"
+    assert ("Firecracker takes no other" in f.message) is not fixed_by_flag, f.message
+
+
+def test_show_says_clone_fails_on_a_record_below_the_minimum(
+    host: Host, capsys: pytest.CaptureFixture[str]
+) -> None:
+    set_record(host, SNAP_CH_OCI, cpu=0)
+    rc = main(["show", "--config", config_file(host), "--json", SNAP_CH_OCI])
+    shown = json.loads(capsys.readouterr().out)
+    assert rc == 1, shown
+    assert shown["operations"]["clone"]["works"] is False
+    assert shown["operations"]["restore"]["works"] is True
+    assert any("--cpu must be at least 1" in why for why in shown["operations"]["clone"]["reasons"]), shown

@@ -55,6 +55,8 @@ def test_run_reaches_checks_restore_and_clone_verdicts(
             "fc-sidecar-cpu-string",
             "ch-no-cow",
             "imported-ch-other-root",
+            "snapshot-memory-below-minimum",
+            "vm-cpu-below-snapshot",
         )
     ]
     for want in expected:
