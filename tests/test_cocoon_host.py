@@ -1128,7 +1128,7 @@ def test_restore_refuses_a_vm_below_the_snapshots_values(
     set_vm(host, backend, vm_id, **{field: snap - 1})
     kind, subject, f = only(host)
     assert (kind, subject, f.fails) == ("restore_blocked", sid, ("restore",)), f
-    assert f"below snapshot minimum" in f.message
+    assert "below snapshot minimum" in f.message
     fixed_by_flag = backend == "cloudhypervisor" or field == "storage"
     assert ("Firecracker takes no other" in f.message) is not fixed_by_flag, f.message
 
