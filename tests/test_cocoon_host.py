@@ -1143,3 +1143,34 @@ def test_show_says_clone_fails_on_a_record_below_the_minimum(
     assert shown["operations"]["clone"]["works"] is False
     assert shown["operations"]["restore"]["works"] is True
     assert any("--cpu must be at least 1" in why for why in shown["operations"]["clone"]["reasons"]), shown
+
+
+@pytest.mark.parametrize(("sid", "destroyed"), [("", "snapshot/localfile"), ("..", "snapshot")])
+def test_a_stale_pending_id_that_makes_gc_remove_a_whole_dir(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], sid: str, destroyed: str
+) -> None:
+    """gc drops pending records over 24 h old with os.RemoveAll(filepath.
+    Join(localfile, id)) (snapshot/localfile/gc.go:52,75, config.go:32):
+    an ID "" is all of snapshot/localfile, ".." all of snapshot/. Younger
+    than 24 h, gc does not take it: only `pending`."""
+    host = inside(tmp_path)
+    old = "2026-01-01T00:00:00Z"
+    edit_json(
+        host.root / "snapshot/db/snapshots.json",
+        lambda d: d["snapshots"].update(
+            {sid: {"id": sid, "name": "", "pending": True, "created_at": _now_rfc3339()}}
+        ),
+    )
+    assert not [k for k in check(host) if k[0] == "gc_destroys"]
+    edit_json(host.root / "snapshot/db/snapshots.json", lambda d: d["snapshots"][sid].update(created_at=old))
+    found = check(host)
+    f = found[("gc_destroys", sid)]
+    assert f.severity == "error" and f.path == str(host.root / destroyed), f
+    before = du(host.root / destroyed)
+    rc, result = gc_plan(host, capsys)
+    assert rc == 2, result
+    wide = [i for m in result["modules"] for i in m["items"] if i["what"] == "subtree"]
+    assert [(i["subject"], i["bytes"]) for i in wide] == [(destroyed, before)]
+    said = sim_gc(host)
+    assert isinstance(said, dict) and said["subtrees"] == [destroyed], said
+    assert not (host.root / destroyed).exists()

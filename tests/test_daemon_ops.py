@@ -146,7 +146,8 @@ def test_run_reaches_checks_gc_destroys_verdict(
         },
     )
     daemon.wait_ready()
-    want = [sim.inject(str(root), fault) for fault in ("gc-destroys-oci", "gc-destroys-oci-boot")]
+    made = ("gc-destroys-oci", "gc-destroys-oci-boot", "gc-destroys-snapshot")
+    want = [sim.inject(str(root), fault) for fault in made]
     for w in want:
         daemon.wait_for(opened(w["kind"], w["subject"]), timeout=20, what=w["fault"])
     capsys.readouterr()
@@ -162,4 +163,4 @@ def test_run_reaches_checks_gc_destroys_verdict(
         if x.get("kind") == "gc_destroys"
         and not daemon.events("finding.resolved", kind=x["kind"], subject=x["subject"])
     }
-    assert current == {("gc_destroys", "oci/blobs/..erofs")}
+    assert current == {("gc_destroys", "oci/blobs/..erofs"), ("gc_destroys", "..")}

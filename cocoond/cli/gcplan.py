@@ -173,7 +173,7 @@ def write_human(sized: SizedPlan, out: TextIO) -> None:
         )
     lines = [
         f"WARNING: gc removes all of {printable(shown_path(sized.root, item.path))}/ "
-        "(a blob name turns its path into that dir: see the gc_destroys finding)"
+        "(a blob or record name turns its path into that dir: see the gc_destroys finding)"
         for item in plan.subtrees()
     ]
     lines += [f"unknown: {printable(why)}" for why in plan.unknown]

@@ -253,8 +253,9 @@ GC_PLAN: Final = (
             ("1", "`cocoon gc` would abort before deleting anything: the module whose DB stops it is named."),
             (
                 "2",
-                "`cocoon gc` would run and remove a whole dir (oci/boot or oci) that a blob's name "
-                "turns its path into: see the gc_destroys finding.",
+                "`cocoon gc` would run and remove a whole dir (oci/boot, oci, snapshot/localfile, "
+                "snapshot) that a blob's or pending record's name turns its path into: see the "
+                "gc_destroys finding.",
             ),
             (
                 "3",

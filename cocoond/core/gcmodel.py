@@ -266,6 +266,15 @@ def oci_boot_destroys(root: str, hex_: str) -> str | None:
     return destroys(os.path.join(root, "oci/boot"), hex_)
 
 
+def snapshot_destroys(root: str, sid: str) -> str | None:
+    """snapshot/localfile/gc.go:75 removes `os.RemoveAll(SnapshotDataDir(id))`
+    for every stale pending record (config.go:32): an ID "" or "." makes
+    that all of snapshot/localfile, ".." all of snapshot/, and an ID with
+    `/` in it may climb further (the path need not exist: RemoveAll of
+    nothing is a no-op)."""
+    return destroys(os.path.join(root, "snapshot/localfile"), sid)
+
+
 def cannot_read(error: DBError) -> bool:
     """cocoond's own lack of permission says nothing about the DB."""
     return error.errno in (errno.EACCES, errno.EPERM)
@@ -429,7 +438,8 @@ def snapshot_targets(view: GCView) -> list[Item]:
     """snapshot/localfile/gc.go:61-83: real dirs of snapshot/localfile/
     (ScanSubdirs: never a symlink) with no non-null record, and pending
     records past the grace: each loses snapshot/localfile/<ID> (RemoveAll:
-    a link itself, not its target) and a stale record its DB entry."""
+    a link itself, not its target) and a stale record its DB entry; an ID
+    that turns that path into more (snapshot_destroys) loses that subtree."""
     orphans = {
         name for name, state in view.data_dirs.items() if state.kind == "dir" and name not in view.snapshots
     }
@@ -439,13 +449,22 @@ def snapshot_targets(view: GCView) -> list[Item]:
         stale = {sid for sid, rec in view.snapshots.items() if pending_dropped(rec, view.now)}
     items: list[Item] = []
     for sid in sorted(orphans | stale):
-        if sid in orphans or (sid in view.data_dirs):
+        wide = snapshot_destroys(view.root, sid) if sid in stale else None
+        if wide is not None:
+            items.append(Item("snapshot", "subtree", _under(view.root, wide), wide))
+        elif sid in orphans or (sid in view.data_dirs):
             items.append(
                 Item("snapshot", "data_dir", sid, os.path.join(view.root, "snapshot/localfile", sid))
             )
         if sid in stale:
             items.append(Item("snapshot", "pending_record", sid, None))
     return items
+
+
+def _under(root: str, path: str) -> str:
+    """A path as findings name it: under the root relative, else absolute."""
+    rel = os.path.relpath(path, root)
+    return path if rel == ".." or rel.startswith("../") else rel
 
 
 def plan(view: GCView) -> Plan:

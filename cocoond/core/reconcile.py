@@ -1178,6 +1178,13 @@ class Reconciler:
                     sid, self.records[sid], max(0.0, now - created), self.pending_stale_seconds, gc
                 )
                 timed[finding.key] = finding
+                wide = (
+                    gcmodel.snapshot_destroys(self.root, sid)
+                    if created < now - gcmodel.PENDING_GRACE
+                    else None
+                )
+                if wide is not None:
+                    timed[(fk.GC_DESTROYS, sid)] = rules.gc_destroys_snapshot(sid, wide, self.root, gc)
         sweeping = self._sweeping(now) if any(e.gc_removes for e in self.temps.values()) else {}
         for relpath, entry in self.temps.items():
             temp = rules.stale_temp(

@@ -762,6 +762,25 @@ def gc_destroys_oci(relpath: str, destroyed: str, root: str, gc: Blocker | None 
     )
 
 
+def gc_destroys_snapshot(sid: str, destroyed: str, root: str, gc: Blocker | None = None) -> Finding:
+    """A pending record past gc's 24 h whose ID ("", ".", "..", or one with
+    `/`) turns gc's `os.RemoveAll(snapshot/localfile/<ID>)` into more than
+    its own dir (snapshot/localfile/gc.go:52,75, config.go:32; filepath.Join
+    cleans the path). `destroyed` is that path (gcmodel.snapshot_destroys)."""
+    rel = os.path.relpath(destroyed, root)
+    shown = destroyed if rel == ".." or rel.startswith("../") else f"{rel}/"
+    return Finding(
+        fk.GC_DESTROYS,
+        sid,
+        f"pending snapshot record {quoted(sid) or repr(sid)} is over {PENDING_GC_HOURS} h old, so the next "
+        f"`cocoon gc` removes snapshot/localfile/ joined with its ID, which is {shown} (with all in it: "
+        "other snapshots' data, maybe their DB). Remove the record from snapshots.json before gc runs"
+        + gc_note(gc),
+        snapshot_id=sid,
+        path=destroyed,
+    )
+
+
 def name_findings(
     records: Mapping[str, RecFacts], null_ids: Collection[str], names: Mapping[str, str]
 ) -> dict[Key, Finding]:

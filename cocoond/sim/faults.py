@@ -849,6 +849,19 @@ def _odd_oci_blob(name: str) -> Callable[[str], Expected]:
     return make
 
 
+def _pending_named_dotdot(root: str) -> Expected:
+    """A pending record keyed ".." (a tool that wrote snapshots.json by
+    hand), two days old: gc's RemoveAll(localfile/..) is all of snapshot/
+    (snapshot/localfile/gc.go:52,75)."""
+    created = go_time(time.time() - 48 * 3600)
+    record = {"id": "..", "name": "", "pending": True, "created_at": created}
+    _edit_snapshots(root, lambda db: db["snapshots"].update({"..": record}))
+    return _expect("gc_destroys", "..", snapshot_id="..", path=os.path.join(root, "snapshot"))
+
+
+_add(
+    "gc-destroys-snapshot", "gc_destroys", 'a pending record keyed ".." over 24 h old', _pending_named_dotdot
+)
 _add(
     "gc-destroys-oci-boot",
     "gc_destroys",

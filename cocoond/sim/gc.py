@@ -277,11 +277,17 @@ def _snapshot_module(root: str) -> Module:
         return sorted({d for d in snap["dirs"] if d not in snap["ids"]} | set(snap["stale"]))
 
     def collect(ids: list[str], removed: Removed) -> None:
+        base = layout.localfile_dir(root)
         for sid in ids:
-            d = layout.data_dir(root, sid)
+            # os.RemoveAll(filepath.Join(localfile, id)) (gc.go:75): Join
+            # cleans, so a pending record's ID "", "." or ".." is more.
+            d = os.path.normpath(f"{base}/{sid}" if sid else base)
             if os.path.lexists(d):
                 _remove_all(d)
-                removed.data_dirs.append(sid)
+                if os.path.dirname(d) == base:
+                    removed.data_dirs.append(sid)
+                else:
+                    removed.subtrees.append(os.path.relpath(d, root))
         idx = store.read_raw()  # cleanStalePending: WriteRaw, re-checked
         now = gojson.now_ns()
         for sid in ids:
@@ -292,7 +298,12 @@ def _snapshot_module(root: str) -> Module:
                 idx["names"].pop(rec["name"], None)
             del idx["snapshots"][sid]
             removed.records.append(sid)
-        store.write_raw(idx)
+        try:
+            store.write_raw(idx)
+        except FileNotFoundError:
+            # WriteRaw's AtomicWriteJSON into a db dir gc removed itself:
+            # gc reports the error, what it removed stays removed.
+            removed.records.clear()
 
     return Module("snapshot", layout.snapshot_lock(root), read, resolve, collect)
 
