@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 from types import ModuleType
 
+import pytest
+
 from cocoond.cli.check import load_index
 from cocoond.core.findings import Key
 from cocoond.core.reconcile import Reconciler
@@ -123,10 +125,21 @@ def test_json_of_the_sidecar_is_what_the_memo_reads(tmp_path: Path) -> None:
     assert after == read_contents(str(tmp_path / "s"))
 
 
-def test_snapshots_of_one_dir_with_another_nic_count_are_each_judged(sim: ModuleType, root: Path) -> None:
-    """Snapshots of one VM share one data dir verdict, but restore also
-    compares each snapshot's own `nics` with its VM's (cmd/vm/run.go:171-174):
-    whichever of them is judged first, only the one that differs is refused."""
+@pytest.mark.parametrize(
+    ("field", "kind"),
+    [
+        ("nics", "restore_blocked"),  # cmd/vm/run.go:171-174
+        ("cpu", "restore_blocked"),  # the VM's cpu below the snapshot's: cmd/core/helpers.go:592-600
+        ("storage", "clone_blocked"),  # below a new VM's 10G: types/vm.go:77-85
+    ],
+)
+def test_snapshots_of_one_dir_with_other_record_values_are_each_judged(
+    sim: ModuleType, root: Path, field: str, kind: str
+) -> None:
+    """Snapshots of one VM share one data dir verdict, but restore and
+    clone also read each record's own values (its NIC count, cpu, memory,
+    storage): whichever snapshot is judged first, only the one whose value
+    differs is refused."""
     sim.populate(str(root), snapshots=60, images=4)
     db = root / "snapshot" / "db" / "snapshots.json"
     original = db.read_text()
@@ -134,9 +147,13 @@ def test_snapshots_of_one_dir_with_another_nic_count_are_each_judged(sim: Module
     vms = json.loads((root / "cloudhypervisor" / "db" / "vms.json").read_text())["vms"]
     vm = next(v for v in vms.values() if len(set(v.get("snapshot_ids") or ()) & doc["snapshots"].keys()) >= 3)
     sids = sorted(set(vm["snapshot_ids"]) & doc["snapshots"].keys())
+    value = {
+        "nics": len(vm.get("network_configs") or ()) + 1,
+        "cpu": vm["config"]["cpu"] + 1,
+        "storage": 1 << 30,
+    }[field]
     for odd in sids[:3]:
         doc = json.loads(original)
-        doc["snapshots"][odd]["nics"] = len(vm.get("network_configs") or ()) + 1
+        doc["snapshots"][odd][field] = value
         db.write_text(json.dumps(doc))
-        blocked = {k[1] for k in fresh(root) if k[0] == "restore_blocked"}
-        assert blocked == {odd}
+        assert {k for k in fresh(root) if k[1] in sids} == {(kind, odd)}

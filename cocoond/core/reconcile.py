@@ -208,8 +208,10 @@ class Reconciler:
         self._wants = Wants()
         #: Verdict memos of _dir_clean and _restore_clean (see there);
         #: emptied whenever base_files or the VM claims change.
-        self._clean_dirs: dict[tuple[str, int], tuple[DirContents, bool]] = {}
-        self._clean_restores: dict[tuple[int, int, int], tuple[DirContents, VMClaim, bool]] = {}
+        self._clean_dirs: dict[tuple[str, int, tuple[int, int, int]], tuple[DirContents, bool]] = {}
+        self._clean_restores: dict[
+            tuple[int, int, int, tuple[int, int, int]], tuple[DirContents, VMClaim, bool]
+        ] = {}
 
     # ------------------------------------------------------------------ reads
     @property
@@ -735,7 +737,7 @@ class Reconciler:
                 if c is None:
                     wants.add(sid)  # to be inspected (_want_dir), and nothing else to do
                     continue
-                hit = clean.get((rec.hypervisor, id(c)))
+                hit = clean.get((rec.hypervisor, id(c), rec.machine))
                 if hit is not None and hit[0] is c and hit[1] and sid not in owners:
                     continue
                 if not self._healthy(sid, rec, state):
@@ -976,11 +978,14 @@ class Reconciler:
 
     # A host has few distinct data dirs (snapshots of one VM share one
     # DirContents: scan interns them) and few VMs, so whether a committed
-    # snapshot is healthy is worked out once per (hypervisor, DirContents)
-    # and per (DirContents, VM), by the rules themselves on the first such
-    # snapshot: their verdict depends on nothing else of the snapshot (its
-    # ID and name only word a finding). At 100k snapshots that is ~0.5 s
-    # of check. The memos hold their keys' objects, so an id stays theirs.
+    # snapshot is healthy is worked out once per (hypervisor, DirContents,
+    # recorded cpu/memory/storage) and per (DirContents, VM, NIC count,
+    # cpu/memory/storage), by the rules themselves on the first such
+    # snapshot: their verdict reads nothing else of the snapshot (its ID
+    # and name only word a finding; a rule that comes to read another
+    # record field must add it to these keys). At 100k snapshots that is
+    # ~0.5 s of check. The memos hold their keys' objects, so an id stays
+    # theirs.
     _CLEAN_MEMO = 4096
 
     def _healthy(self, sid: str, rec: RecFacts, state: DirState) -> bool:
@@ -996,7 +1001,7 @@ class Reconciler:
         base file named already stat'ed (_want_base would add none)."""
         c = state.contents
         assert c is not None
-        key = (rec.hypervisor, id(c))
+        key = (rec.hypervisor, id(c), rec.machine)
         hit = self._clean_dirs.get(key)
         if hit is not None and hit[0] is c:
             return hit[1]
@@ -1017,12 +1022,13 @@ class Reconciler:
     ) -> bool:
         """Would rules.restore_blocked say nothing of this snapshot of a
         committed record with its own, readable dir, onto this VM? Besides
-        the dir and the VM it reads only the snapshot's NIC count: a key."""
+        the dir and the VM it reads the snapshot's NIC count and recorded
+        cpu/memory/storage: in the key."""
         c = state.contents if state is not None else None
         if rec.recorded is not None or c is None or c.unreadable is not None:
             return False  # a foreign dir, or none read: the rule itself answers
         vm = owner[1]
-        key = (id(c), id(vm), rec.nics)
+        key = (id(c), id(vm), rec.nics, rec.machine)
         hit = self._clean_restores.get(key)
         if hit is not None and hit[0] is c and hit[1] is vm:
             return hit[2]
@@ -1102,8 +1108,8 @@ class Reconciler:
         opened = any(key[0] == restore_blocked for key in static)
         # A first mapping runs VM by VM, and a VM's snapshots mostly share
         # one DirState (scan's one-shot pass): the verdict of the last
-        # (state, VM, NIC count) is reused without a lookup.
-        last: tuple[DirState | None, tuple[str, VMClaim] | None, int] = (None, None, 0)
+        # (state, VM, NIC count, cpu/memory/storage) is reused without a lookup.
+        last: tuple[DirState | None, tuple[str, VMClaim] | None, RecFacts | None] = (None, None, None)
         changed = ((sid, owners.get(sid)) for sid in old.keys() | owners.keys()) if old else owners.items()
         for sid, owner in changed:
             if old and old.get(sid) == owner:
@@ -1122,12 +1128,17 @@ class Reconciler:
                 state = dirs.get(sid)
                 if state is None or state.contents is None:
                     continue  # restore_blocked says nothing of a dir not inspected
-                if state is last[0] and owner is last[1] and rec.nics == last[2]:
+                if (
+                    state is last[0]
+                    and owner is last[1]
+                    and last[2] is not None
+                    and (rec.nics, rec.machine) == (last[2].nics, last[2].machine)
+                ):
                     continue
                 c = state.contents
-                hit = memo.get((id(c), id(owner[1]), rec.nics))
+                hit = memo.get((id(c), id(owner[1]), rec.nics, rec.machine))
                 if hit is not None and hit[2] and hit[0] is c and hit[1] is owner[1]:
-                    last = (state, owner, rec.nics)
+                    last = (state, owner, rec)
                     continue
             self._eval_restore(sid)
 
