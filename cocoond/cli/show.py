@@ -47,7 +47,7 @@ from cocoond.scan import (
 )
 from cocoond.sizes import disk_usage
 from cocoond.storage.dbfile import read_db_bytes
-from cocoond.storage.records import LazyDB, decode_lazily
+from cocoond.storage.records import LazyDB, decode_lazily, no_gc
 from cocoond.storage.refdbs import decode_with_top
 from cocoond.storage.units import human_size
 
@@ -306,6 +306,14 @@ def _blob_facts(root: str, hex_: str, users: list[str]) -> dict[str, Any]:
 
 # ------------------------------------------------------------------- show
 def show(config: Config, ref: str, kind: str | None = None) -> Shown:
+    """What `cocoond show REF` prints, as data. The cyclic collector is
+    paused throughout: the decoded DBs hold no cycle, and its passes over
+    them were a tenth of show's CPU at 100k snapshots."""
+    with no_gc():
+        return _show(config, ref, kind)
+
+
+def _show(config: Config, ref: str, kind: str | None) -> Shown:
     root = os.path.abspath(config.root_dir)
     if not os.path.isdir(root):
         raise CannotCheck(f"{root}: no such directory (is COCOON_ROOT_DIR or --root right?)")
