@@ -345,3 +345,28 @@ def test_a_time_go_cannot_parse_in_another_record_makes_show_refuse(
     path.write_bytes(_go_bytes(db))
     rc, err = show(tree, capsys, "ABCDEF1", "--kind", "snapshot")
     assert rc == 3 and isinstance(err, str) and "snapshots.json" in err and "QQQ0001" in err, err
+
+
+@pytest.mark.parametrize("go_bytes", [False, True])
+def test_a_root_given_by_another_spelling_reads_as_check_reads_it(
+    tree: Path, capsys: pytest.CaptureFixture[str], go_bytes: bool
+) -> None:
+    """Records name the root by its real path, cocoond is given a symlink to
+    it: the records' data_dir is the canonical one (scan.root_aliases), for
+    show as for check (show said recorded elsewhere, a finding check has not)."""
+    path = tree / "snapshot/db/snapshots.json"
+    if go_bytes:
+        path.write_bytes(_go_bytes(json.loads(path.read_bytes())))
+    link = tree.parent / "link"
+    link.symlink_to(tree)
+    capsys.readouterr()
+    main(["check", "--root", str(link), "--json"])
+    checked = json.loads(capsys.readouterr().out)["findings"]
+    rc, out = show(link, capsys, "web")
+    assert isinstance(out, dict)
+    assert "recorded_data_dir" not in out["disk"]
+    subjects = {"ABCDEF1", "web", CLOUD_HEX, "gc"}
+    assert sorted(_same(f) for f in out["findings"]) == sorted(
+        _same(f) for f in checked if f["subject"] in subjects
+    )
+    assert [f["kind"] for f in out["findings"]] == ["missing_data_dir"]
