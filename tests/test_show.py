@@ -363,6 +363,7 @@ def test_a_root_given_by_another_spelling_reads_as_check_reads_it(
     main(["check", "--root", str(link), "--json"])
     checked = json.loads(capsys.readouterr().out)["findings"]
     rc, out = show(link, capsys, "web")
+    assert rc == 2  # missing_data_dir, as check
     assert isinstance(out, dict)
     assert "recorded_data_dir" not in out["disk"]
     subjects = {"ABCDEF1", "web", CLOUD_HEX, "gc"}
