@@ -329,7 +329,8 @@ def test_go_s_bytes_and_a_hand_edit_show_the_same(
     path.write_bytes(data)
     assert show(tree, capsys, ref) == want
     if ref == "web":
-        found = [f for f in want[1]["findings"] if f["kind"] == "missing_blob"]  # type: ignore[index]
+        assert isinstance(want[1], dict)
+        found = [f for f in want[1]["findings"] if f["kind"] == "missing_blob"]
         assert len(found) == 1 and "3 snapshot" in found[0]["message"], found
 
 
