@@ -348,6 +348,7 @@ def _judge_dir(
     roles: tuple[str, ...] = ()
     ch_base: tuple[BaseFile, ...] = ()
     fc_base: tuple[BaseFile, ...] = ()
+    fc_machine = (0, 0)
     try:
         if SIDECAR in present:
             try:
@@ -356,6 +357,7 @@ def _judge_dir(
                 sidecar_problem = str(exc)
             else:
                 fc_problem = sidecar.fc_problem
+                fc_machine = sidecar.fc_machine
                 untrusted = _untrusted(sidecar, trusted) if trusted is not None else None
                 roles = tuple(d.role for d in sidecar.disks)
                 missing = tuple(d.resident for d in sidecar.disks if d.resident and not there(d.resident))
@@ -385,6 +387,7 @@ def _judge_dir(
         roles=roles,
         ch_base=ch_base,
         fc_base=fc_base,
+        fc_machine=fc_machine,
     )
     return interned(_CONTENTS, found)
 
@@ -561,7 +564,8 @@ def blob_relpath_ok(relpath: str) -> bool:
     directory, _, name = relpath.rpartition("/")
     for blob_dir, suffix in BLOB_DIRS:
         if directory == blob_dir:
-            return name.endswith(suffix) and len(name) > len(suffix)
+            # `.erofs` itself too: its stem is "" (utils/file.go:39-41).
+            return name.endswith(suffix)
     return False
 
 

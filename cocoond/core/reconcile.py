@@ -196,6 +196,8 @@ class Reconciler:
         self._orphan_heap: list[tuple[float, str]] = []
         self._now = float("-inf")
         self._facts_cache: dict[frozenset[str], frozenset[str]] = {}
+        #: Records share a few (cpu, memory, storage): one tuple each.
+        self._machines: dict[tuple[int, int, int], tuple[int, int, int]] = {}
         self._static: dict[Key, Finding] = {}
         self._timed: dict[Key, Finding] = {}
         self._dirty: set[Key] = set()
@@ -607,7 +609,7 @@ class Reconciler:
             if kind == fk.ORPHAN_DATA_DIR:
                 self._promote(subject)
             else:
-                self._eval_hex(subject)
+                self._eval_hex(subject)  # gc_destroys too
         # Timed findings (stale_pending, stale_temp, the VM ones) are rebuilt
         # with the new message at the next `evaluate`.
 
@@ -767,6 +769,7 @@ class Reconciler:
             rec.created_at,
             hypervisor if isinstance(hypervisor, str) else "",
             rec.nics,
+            (rec.cpu, rec.memory, rec.storage),
         )
 
     def record_facts(self, sid: str, fields: RecordFields) -> RecFacts:
@@ -775,8 +778,10 @@ class Reconciler:
         return self._facts_from_json(sid, fields, NO_RAW)
 
     def _facts_from_json(self, sid: str, fields: RecordFields, _raw: dict[str, Any]) -> RecFacts:
-        rid, name, _, _, ddir, _, _, _, nics, pending, blobs, created_at, _, hypervisor = fields
-        return self._facts(sid, rid, name, ddir, pending, blobs, created_at, hypervisor, nics)
+        rid, name, _, _, ddir, cpu, memory, storage, nics, pending, blobs, created_at, _, hypervisor = fields
+        return self._facts(
+            sid, rid, name, ddir, pending, blobs, created_at, hypervisor, nics, (cpu, memory, storage)
+        )
 
     def _facts(
         self,
@@ -789,6 +794,7 @@ class Reconciler:
         created_at: datetime,
         hypervisor: str,
         nics: int = 0,
+        machine: tuple[int, int, int] = (0, 0, 0),
     ) -> RecFacts:
         """The facts the findings need. Strings kept are copied (`own`) so
         the index does not pin the parse's memory."""
@@ -815,6 +821,7 @@ class Reconciler:
             recorded,
             _HYPERVISORS.get(hypervisor) or own(hypervisor),
             nics,
+            self._machines.setdefault(machine, machine),
         )
 
     def _eval_dir(self, sid: str) -> None:
@@ -1150,6 +1157,19 @@ class Reconciler:
             # nothing new is called unreferenced meanwhile.
             unref = rules.unreferenced_blob(hex_, files, self.boot_dirs.get(hex_), self.root, self.gc_blocker)
         self._put(key, unref)
+        self._eval_destroys(hex_, unref is not None)
+
+    def _eval_destroys(self, hex_: str, unreferenced: bool) -> None:
+        """gc_destroys for an OCI blob stem gc turns into oci/boot or oci/
+        (gcmodel.oci_boot_destroys): only such stems ever hold one."""
+        wide = gcmodel.oci_boot_destroys(self.root, hex_)
+        if wide is None:
+            return
+        relpath = f"oci/blobs/{hex_}.erofs"
+        blob = self.blob_files.get(hex_, {}).get(relpath)
+        seen = unreferenced and blob is not None and blob.gc_sees
+        finding = rules.gc_destroys_oci(relpath, wide, self.root, self.gc_blocker) if seen else None
+        self._put((fk.GC_DESTROYS, relpath), finding)
 
     def _eval_timed(self, now: float) -> None:
         """pending/stale_pending and stale_temp: O(pending + temp files)."""
@@ -1169,6 +1189,13 @@ class Reconciler:
                     sid, self.records[sid], max(0.0, now - created), self.pending_stale_seconds, gc
                 )
                 timed[finding.key] = finding
+                wide = (
+                    gcmodel.snapshot_destroys(self.root, sid)
+                    if created < now - gcmodel.PENDING_GRACE
+                    else None
+                )
+                if wide is not None:
+                    timed[(fk.GC_DESTROYS, sid)] = rules.gc_destroys_snapshot(sid, wide, self.root, gc)
         sweeping = self._sweeping(now) if any(e.gc_removes for e in self.temps.values()) else {}
         for relpath, entry in self.temps.items():
             temp = rules.stale_temp(
