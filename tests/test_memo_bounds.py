@@ -49,7 +49,7 @@ def test_interned_is_bounded_and_shares() -> None:
     assert memory.interned(memo, again) is not again  # the one kept is shared
 
 
-@pytest.mark.parametrize("route", ["fast", "walk", "absorb-like"])
+@pytest.mark.parametrize("route", ["fast", "walk", "walk-with-spans"])
 def test_record_hexes_stay_bounded(route: str) -> None:
     records._HEXES.clear()
     for round_ in range(40):
