@@ -45,7 +45,7 @@ from cocoond.storage import vmdelta
 from cocoond.storage.dbfile import read_db_bytes
 from cocoond.storage.dbspans import DBDelta, absorb, load
 from cocoond.storage.gojson import text_go
-from cocoond.storage.memory import own
+from cocoond.storage.memory import interned, own
 from cocoond.storage.paths import DEFAULT_ROOT_DIR, VM_BACKENDS, Paths, default_root
 from cocoond.storage.refdbs import CNI_DB, IMAGE_DB, OCI_IMAGE_DB, decoder_for, vm_db_relpaths
 from cocoond.storage.snapshotdir import BaseFile, FormatProblem, Sidecar, _digest, parse_sidecar, read_config
@@ -179,6 +179,7 @@ class Trusted(NamedTuple):
 
 
 # ------------------------------------------------------------------ data dirs
+# Interning tables (memory.interned: bounded, the daemon lives for months).
 _CONTENTS: dict[DirContents, DirContents] = {}
 
 
@@ -405,7 +406,7 @@ def _judge_dir(
         fc_base=fc_base,
         fc_machine=fc_machine,
     )
-    return _CONTENTS.setdefault(found, found)
+    return interned(_CONTENTS, found)
 
 
 _BASES: dict[tuple[BaseFile, ...], tuple[BaseFile, ...]] = {}
@@ -413,7 +414,7 @@ _BASES: dict[tuple[BaseFile, ...], tuple[BaseFile, ...]] = {}
 
 def _interned(base: tuple[BaseFile, ...]) -> tuple[BaseFile, ...]:
     """Snapshots of one image name the same base files: one tuple for all."""
-    return _BASES.setdefault(base, base)
+    return interned(_BASES, base)
 
 
 #: cocoon's run dir when nothing sets it (cmd/root.go:58; viper's
@@ -486,7 +487,7 @@ def _go_clean(path: str) -> str:
 
 def _unreadable(why: str) -> DirContents:
     found = DirContents(frozenset(), unreadable=why)
-    return _CONTENTS.setdefault(found, found)
+    return interned(_CONTENTS, found)
 
 
 #: Bytes per read() of a data dir's JSON file (they are a few KB; no cap).

@@ -47,7 +47,7 @@ from cocoond.core.gcmodel import Blocker, GCView, VMDirs
 from cocoond.core.rules import LOCALFILE, SNAPSHOT_DB
 from cocoond.errors import DBError
 from cocoond.storage.dbspans import DBDelta, Spans
-from cocoond.storage.memory import own
+from cocoond.storage.memory import bound, own
 from cocoond.storage.records import (
     NO_RAW,
     RecordFields,
@@ -850,6 +850,11 @@ class Reconciler:
             (rec.cpu, rec.memory, rec.storage),
         )
 
+    def record_facts(self, sid: str, fields: RecordFields) -> RecFacts:
+        """One record's facts, as decode_db makes them: for `show`, which
+        makes only those of the few records it reads."""
+        return self._facts_from_json(sid, fields, NO_RAW)
+
     def _facts_from_json(self, sid: str, fields: RecordFields, _raw: dict[str, Any]) -> RecFacts:
         rid, name, _, _, ddir, cpu, memory, storage, nics, pending, blobs, created_at, _, hypervisor = fields
         return self._facts(
@@ -872,7 +877,12 @@ class Reconciler:
         """The facts the findings need. Strings kept are copied (`own`) so
         the index does not pin the parse's memory."""
         blobs = frozenset(blob_ids)
-        blobs = self._facts_cache.setdefault(blobs, blobs)
+        kept = self._facts_cache.get(blobs)
+        if kept is None:
+            bound(self._facts_cache)  # lives as long as the daemon: bounded
+            self._facts_cache[blobs] = blobs
+        else:
+            blobs = kept
         recorded: str | None = None
         if ddir != self._localfile_prefix + sid:
             norm = os.path.normpath(ddir) if ddir else ""
