@@ -37,8 +37,10 @@ Why this is exactly the full decode's result:
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import os
+import re
 import stat
 from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass
@@ -63,6 +65,10 @@ _BLOCK = 1 << 20
 _WINDOW = 64 * 1024
 #: Past this share of the file re-decoded, the full decode is as cheap.
 _MAX_CHANGED = 0.25
+#: JSON's white space (Go's isSpace), as text and as bytes.
+_SPACE = re.compile(r"[ \t\n\r]*")
+_SPACE_BYTES = b" \t\n\r"
+_SPACE_CHARS = frozenset(" \t\n\r")
 
 R = TypeVar("R")
 
@@ -97,10 +103,33 @@ class DBDelta(Generic[R]):
     added: dict[str, R | None]
     names_removed: list[str]
     names_added: dict[str, str]
-    spans: Spans
+    #: None: a whole load of a file not in Go's layout (white space between
+    #: tokens): the next rewrite is loaded whole again.
+    spans: Spans | None
     #: Bytes read and bytes decoded anew (for the bench and the log).
     size: int
     decoded_bytes: int
+
+
+#: Bytes decoded to text per call by `text_sliced`.
+TEXT_SLICE = 8 << 20
+
+
+def text_pieces(data: bytes) -> list[str]:
+    """gojson.text_go(data) as pieces to join, decoded TEXT_SLICE bytes per
+    call: one call over a 654 MB DB keeps the GIL for its whole duration
+    (the loop's thread could neither ping nor see a SIGTERM). The
+    incremental decoder carries a sequence cut by a slice over to the next,
+    so each invalid byte is still one U+FFFD, as Go reads it. The caller
+    lets go of `data` before it joins the pieces (a copy, no decode), so
+    that no more than two copies of the DB are alive at once."""
+    if len(data) <= TEXT_SLICE:
+        return [text_go(data)]
+    dec = codecs.getincrementaldecoder("utf-8")("cocoond-go-utf8")
+    with memoryview(data) as view:
+        pieces = [dec.decode(view[i : i + TEXT_SLICE]) for i in range(0, len(data), TEXT_SLICE)]
+    pieces.append(dec.decode(b"", final=True))
+    return pieces
 
 
 def head_of(first: str) -> str:
@@ -292,6 +321,10 @@ class _Object:
         #: Largest share of the file re-decoded before the full decode is
         #: cheaper (1.0: no limit, for a whole load).
         self.limit = _MAX_CHANGED
+        #: White space allowed between tokens (a whole load of a foreign
+        #: writer's layout), and whether any was met (then no chunks).
+        self.spaced = False
+        self.saw_space = False
         self.decoded = 0
         self.dec = Decoder()
         self._first: dict[str, int] | None = None
@@ -335,6 +368,13 @@ class _Object:
         walked = False
         while True:
             text, t = cur.text, cur.t
+            if self.spaced and text[t : t + 1] in _SPACE_CHARS:
+                self.saw_space = True
+                t = cur.t = _SPACE.match(text, t).end()  # type: ignore[union-attr]
+                if t >= len(text):
+                    if cur.more():
+                        continue
+                    raise Bail
             if at_open and not walked and text.startswith("}", t):
                 self._gone(i, len(old))
                 return cur.byte(t) + 1, len(old), True
@@ -359,6 +399,9 @@ class _Object:
                 raise Bail from None
             except GoDecodeError:
                 raise Bail from None
+            if self.spaced and text[end : end + 1] in _SPACE_CHARS:
+                self.saw_space = True
+                end = _SPACE.match(text, end).end()  # type: ignore[union-attr]
             if end >= len(text):
                 if cur.more():
                     continue
@@ -397,6 +440,8 @@ class _Object:
         if not entries:
             return
         self.decoded += end - entries[0][1]
+        if self.saw_space:
+            return  # no spans are kept for this layout
         first = 0
         for k in range(len(entries)):
             nxt = entries[k + 1][1] if k + 1 < len(entries) else end
@@ -482,20 +527,18 @@ def _absorb(
     whole: bool = False,
 ) -> DBDelta[Any]:
     store: Callable[[str], str] = own if copy_keys else _same_key
-    head = head_of(first).encode()
-    if f.get(0, len(head)) != head:
-        raise Bail
     snaps = _Object(f, spans.snapshots, decode_record, store)
     named = _Object(f, spans.names, _decode_name, store)
     if whole:
-        snaps.limit = named.limit = 1.0
+        return _whole(f, snaps, named, first)
+    head = head_of(first).encode()
+    if f.get(0, len(head)) != head:
+        raise Bail
     pos = snaps.run(len(head))
     if f.get(pos - 1, len(MID)) != MID.encode():
         raise Bail
     pos = named.run(pos - 1 + len(MID))
     tail = f.get(pos, f.size - pos)
-    if whole and tail is not None and len(tail) <= MAX_TAIL and tail.strip(b" \t\r\n") == b"}":
-        spans = Spans([], [], tail)
     if tail != spans.tail:
         raise Bail
     added = _unique(snaps.added, records, snaps.removed)
@@ -509,6 +552,55 @@ def _absorb(
         f.size,
         snaps.decoded + named.decoded,
     )
+
+
+def _whole(f: _File, snaps: _Object, named: _Object, first: str) -> DBDelta[Any]:
+    """A whole file as `{"<first>":{...},"names":{...}}` with JSON white
+    space allowed between any two tokens (a foreign writer's indented file
+    is decoded a window at a time too, never as one text: at 1M records that
+    text is 654 MB beside the bytes, and decoding it is one C call that
+    keeps the GIL for a second). The members must be those two, in that
+    order, spelled so (anything else, as any error, is the full decode's
+    to judge: Bail). Spans only when the file is in Go's layout."""
+    snaps.limit = named.limit = 1.0
+    snaps.spaced = named.spaced = True
+    pos = _token(f, 0, b"{")
+    pos = _token(f, pos, b'"' + first.encode() + b'"')
+    pos = _token(f, pos, b":")
+    snaps_at = pos = _token(f, pos, b"{")
+    pos = snaps.run(pos)
+    snaps_end = pos
+    pos = _token(f, pos, b",")
+    pos = _token(f, pos, b'"names"')
+    pos = _token(f, pos, b":")
+    names_at = pos = _token(f, pos, b"{")
+    pos = named.run(pos)
+    tail = f.get(pos, f.size - pos) if f.size - pos <= MAX_TAIL else None
+    if _space(f, _token(f, pos, b"}")) != f.size:
+        raise Bail
+    go_layout = (
+        snaps_at == len(head_of(first))
+        and names_at == snaps_end - 1 + len(MID)
+        and not (snaps.saw_space or named.saw_space)
+        and tail is not None
+    )
+    spans = Spans(snaps.out, named.out, tail) if go_layout and tail is not None else None
+    return DBDelta([], snaps.added, [], named.added, spans, f.size, snaps.decoded + named.decoded)
+
+
+def _space(f: _File, pos: int) -> int:
+    """The position after the white space at `pos`."""
+    while (b := f.get(pos, 1)) is not None and b in _SPACE_BYTES:
+        pos += 1
+    return pos
+
+
+def _token(f: _File, pos: int, token: bytes) -> int:
+    """After `token`, which must come next (white space before it allowed)."""
+    pos = _space(f, pos)
+    if f.get(pos, len(token)) != token:
+        raise Bail
+    return pos + len(token)
 
 
 def _same_key(key: str) -> str:

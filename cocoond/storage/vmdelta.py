@@ -133,7 +133,7 @@ def absorbed(path: str, max_bytes: int | None) -> RefFacts | None:
         max_bytes=max_bytes,
         first=FIRST,
     )
-    if delta is None:
+    if delta is None or delta.spans is None:
         return None
     for key in delta.removed:
         _drop(state, key)
