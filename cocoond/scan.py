@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import os
 import stat
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import partial
 from typing import NamedTuple
@@ -651,6 +651,43 @@ class Lister:
             pass  # that entry went away meanwhile: the listing stands
         return found
 
+    def each(self, relpath: str) -> Iterator[os.DirEntry[str]]:
+        """`entries(relpath)` one at a time: snapshot/localfile/ at 1M
+        snapshots is a list of 1M DirEntry objects otherwise (about 400 MB
+        at once beside the index, and, freed among the index's objects, a
+        heap the daemon cannot hand back). A dir that fails part way is
+        unreadable, as if its listing had failed at once."""
+        try:
+            it = os.scandir(os.path.join(self.root, relpath))
+        except FileNotFoundError:
+            return
+        except NotADirectoryError:
+            self.not_dirs.add(relpath)
+            return
+        except OSError as exc:
+            self.unreadable[relpath] = exc.strerror or str(exc)
+            return
+        with it:
+            first = True
+            while True:
+                try:
+                    entry = next(it, None)
+                except OSError as exc:
+                    self.unreadable[relpath] = exc.strerror or str(exc)
+                    return
+                if entry is None:
+                    return
+                if first:
+                    first = False
+                    try:  # readable but not searchable: see entries()
+                        os.lstat(entry.path)
+                    except PermissionError as exc:
+                        self.unreadable[relpath] = exc.strerror or str(exc)
+                        return
+                    except OSError:
+                        pass
+                yield entry
+
 
 def list_data_dirs(
     lister: Lister,
@@ -669,7 +706,7 @@ def list_data_dirs(
     base = os.path.join(lister.root, LOCALFILE)
     trusted = trusted_for(lister.root)
     previous = previous or {}
-    for entry in lister.entries(LOCALFILE):
+    for entry in lister.each(LOCALFILE):
         name = own(entry.name)
         try:
             kind = _entry_kind(entry)
@@ -704,7 +741,7 @@ def list_data_dirs(
             read_contents(path, trusted) if want_contents and contents else None,
             last_write(path, st.st_mtime) if rec is None and st is not None else None,
         )
-    return out
+    return {} if LOCALFILE in lister.unreadable else out
 
 
 def _entry_kind(entry: os.DirEntry[str]) -> EntryKind:

@@ -100,6 +100,16 @@ class Wants:
         return bool(self.contents or self.activity or self.recorded or self.hexes or self.base)
 
 
+def _fresh(state: DirState) -> DirState:
+    """A copy of `state` in new memory (see Reconciler.compact)."""
+    return DirState(
+        state.kind,
+        state.mtime_ns + 0,  # a new int: the old one sits in the old arenas
+        state.contents,
+        None if state.last_write is None else state.last_write + 0.0,
+    )
+
+
 class Reconciler:
     """The index. `set_*` methods update it; `evaluate(now)` returns the keys
     whose finding appeared, disappeared or changed since the last call;
@@ -268,16 +278,19 @@ class Reconciler:
         time among a scan's short-lived objects, each pins a mostly empty
         memory arena; copied together once those are freed they pack
         densely, and the shell can hand the emptied arenas back to the OS
-        (40 MB at 100k snapshots). Same facts, so nothing is re-evaluated."""
-        self.dirs = {
-            own(name): DirState(
-                state.kind,
-                state.mtime_ns + 0,  # a new int: the old one sits in the old arenas
-                state.contents,
-                None if state.last_write is None else state.last_write + 0.0,
-            )
-            for name, state in self.dirs.items()
-        }
+        (40 MB at 100k snapshots). Same facts, so nothing is re-evaluated.
+        A dir's name is its record's key where it has one (the same string,
+        not a copy: 85 bytes a snapshot); the orphans' names are copied."""
+        dirs, records = self.dirs, self.records
+        compact: dict[str, DirState] = {}
+        for sid in records:
+            if (state := dirs.get(sid)) is not None:
+                compact[sid] = _fresh(state)
+        if len(compact) != len(dirs):
+            for name, state in dirs.items():
+                if name not in compact:
+                    compact[own(name)] = _fresh(state)
+        self.dirs = compact
 
     def take_wants(self) -> Wants:
         """What the last DB loads left unknown (see `Wants`); handed over once."""
@@ -911,8 +924,9 @@ class Reconciler:
         for relpath, claims in self.claims.items():
             for claim in claims:
                 if isinstance(claim, VMClaim):
+                    owner = (relpath, claim)  # one per VM, not per snapshot: 72 B each at 1M
                     for sid in claim.snapshot_ids:
-                        owners.setdefault(sid, (relpath, claim))
+                        owners.setdefault(sid, owner)
         old, self._owner = self._owner, owners
         for sid in old.keys() | owners.keys():
             if old.get(sid) != owners.get(sid) and sid in self.records:
