@@ -3,11 +3,13 @@ beats between slices, and a stop makes the caller give up waiting."""
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 
 import pytest
 
+from cocoond.daemon import offload
 from cocoond.daemon.offload import THREAD_NAME, Abandoned, Offloader
 
 
@@ -59,3 +61,23 @@ def test_caller_beats_while_the_step_runs_and_gives_up_on_stop() -> None:
 def test_a_step_inside_a_step_runs_in_place() -> None:
     off = Offloader(beat=lambda: None, stopping=lambda: False)
     assert off.run(lambda: off.run(lambda: threading.current_thread().name)) == THREAD_NAME
+
+
+def test_no_collection_during_a_step_and_a_big_one_frozen_after() -> None:
+    """A full collection is one C call over every container (about a
+    second at 1M snapshots, the GIL held: no ping, no SIGTERM seen). A step
+    runs with the collector off, and what a big step built (an index) is
+    kept out of later collections; a small step's objects are not."""
+    off = Offloader(beat=lambda: None, stopping=lambda: False)
+    gc.unfreeze()
+    try:
+        assert gc.isenabled()
+        kept: list[tuple[int, list[int]]] = []
+        assert off.run(lambda: gc.isenabled()) is False
+        assert gc.isenabled()
+        assert gc.get_freeze_count() == 0  # small: left to the collector
+        off.run(lambda: kept.extend((i, []) for i in range(2 * offload.FREEZE_AFTER)))
+        assert gc.isenabled()
+        assert gc.get_freeze_count() >= 4 * offload.FREEZE_AFTER  # the tuples and lists
+    finally:
+        gc.unfreeze()

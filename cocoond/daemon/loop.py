@@ -657,16 +657,28 @@ class Daemon:
         new DB makes many orphans at once for one reason (dirs that appear,
         an import or an overflow rescan, stay single). Data dir contents (a few small
         reads per snapshot) go to a queue that `_inspect_some` works off a
-        slice at a time, so 100k of them never stall events or READY."""
-        wants = self.index.take_wants()
+        slice at a time, so 100k of them never stall events or READY.
+        Taking the wants judges what a load changed (which VM owns which
+        snapshot: seconds at 1M): off the loop's thread, as the load is."""
+        index, root = self.index, self.root
+
+        def step() -> tuple[set[str], dict[str, None]]:
+            wants = index.take_wants()
+            inspect = dict.fromkeys(sorted(wants.contents))
+            wants.contents = set()
+            fulfil(root, index, wants)
+            return wants.orphaned, inspect
+
+        orphaned, inspect = self._offload.run(step)
         self._orphan_bursts.expect(
-            [(fk.ORPHAN_DATA_DIR, sid) for sid in wants.orphaned],
+            [(fk.ORPHAN_DATA_DIR, sid) for sid in orphaned],
             self.lifecycle.tracks,
             self._burst_threshold,
         )
-        self._to_inspect.update(dict.fromkeys(sorted(wants.contents)))
-        wants.contents = set()
-        fulfil(self.root, self.index, wants)
+        if self._to_inspect:
+            self._to_inspect.update(inspect)
+        else:
+            self._to_inspect = inspect
 
     def _inspect_some(self) -> None:
         deadline = self.clock() + INSPECT_SLICE
@@ -684,8 +696,9 @@ class Daemon:
         self._feed_lifecycle()
 
     def _compact(self) -> None:
-        """After a full scan, or once many data dirs were read: see Reconciler.compact."""
-        self.index.compact()
+        """After a full scan, or once many data dirs were read: see
+        Reconciler.compact (a copy of every dir's facts: off the loop)."""
+        self._offload.run(self.index.compact)
         release_free_memory()
         self._inspected = 0
 

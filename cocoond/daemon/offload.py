@@ -34,6 +34,9 @@ T = TypeVar("T")
 
 #: How often the waiting thread looks at the watchdog and the stop flag.
 SLICE = 0.1
+#: Containers a step leaves (allocated less freed) past which they are
+#: frozen out of later collections; a small step's are left to the collector.
+FREEZE_AFTER = 50_000
 
 
 class Abandoned(Exception):
@@ -81,13 +84,15 @@ def _no_collection() -> Iterator[None]:
     which neither the waiting thread nor the loop can ping or see a SIGTERM.
     The index holds no reference cycles, so nothing frozen here is garbage
     the collector would have found; the objects are still freed by their
-    reference counts when a reload replaces them."""
+    reference counts when a reload replaces them. A small step (a burst's
+    wants) leaves its few objects to the collector."""
     collecting = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
-        gc.freeze()
+        if gc.get_count()[0] > FREEZE_AFTER:
+            gc.freeze()
         if collecting:
             gc.enable()
 
