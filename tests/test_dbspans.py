@@ -525,7 +525,7 @@ def vm_rewrite(draw: st.DrawFn, old: dict[str, Any]) -> tuple[dict[str, Any], by
         entry = f'"{vid}":' + json.dumps(new["vms"][vid], separators=(",", ":"), ensure_ascii=False)
         kind = draw(
             st.sampled_from(
-                ["dup", "null", "fold", "badtype", "space", "truncate", "indent", "escape", "reorder"]
+                ["dup", "null", "fold", "badtype", "space", "truncate", "indent", "escape", "reorder", "flip"]
             )
         )
         if kind == "dup":
@@ -542,6 +542,11 @@ def vm_rewrite(draw: st.DrawFn, old: dict[str, Any]) -> tuple[dict[str, Any], by
             text = text[:i] + " " + text[i:]
         elif kind == "truncate":
             text = text[: draw(st.integers(0, len(text) - 1))]
+        elif kind == "flip":
+            # One byte changed, the length kept: the kept chunks' bytes
+            # (compared whole, or by digest) must tell it wherever it is.
+            i = draw(st.integers(0, len(text) - 1))
+            text = text[:i] + draw(st.sampled_from('"{}0aZ,:')) + text[i + 1 :]
         elif kind == "escape":
             text = text.replace(f'"{vid}":', f'"\\u0056{vid[1:]}":', 1)
         elif kind == "reorder":
@@ -556,20 +561,21 @@ def vm_rewrite(draw: st.DrawFn, old: dict[str, Any]) -> tuple[dict[str, Any], by
 
 
 @st.composite
-def vm_histories(draw: st.DrawFn) -> tuple[int, list[bytes]]:
-    """A chunk size and a VM DB's successive files (1 to 3 rewrites)."""
+def vm_histories(draw: st.DrawFn) -> tuple[int, list[bytes], int]:
+    """A chunk size, a VM DB's successive files (1 to 3 rewrites) and
+    vmdelta.KEEP_BYTES (0: chunks told by digest, else by their bytes)."""
     doc = draw(vm_dbs())
     files = [vm_bytes(doc)]
     for _ in range(draw(st.integers(1, 3))):
         doc, data = draw(vm_rewrite(doc))
         files.append(data)
-    return draw(st.sampled_from([200, 300, 1000, 1 << 14])), files
+    return draw(st.sampled_from([200, 300, 1000, 1 << 14])), files, draw(st.sampled_from([0, 1 << 24]))
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(vm_histories())
 def test_vm_db_absorb_equals_full_decode(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, case: tuple[int, list[bytes]]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, case: tuple[int, list[bytes], int]
 ) -> None:
     """Each rewrite of a VM DB read through the absorbing route gives
     exactly what the full decode gives on the new bytes: the hexes pinned,
@@ -580,8 +586,10 @@ def test_vm_db_absorb_equals_full_decode(
     from cocoond.storage import vmdelta
     from cocoond.storage.refdbs import decode_vm_facts
 
-    chunk, files = case
+    chunk, files, keep = case
+    monkeypatch.setattr(vmdelta, "KEEP_BYTES", keep)
     monkeypatch.setattr(dbspans, "CHUNK_BYTES", chunk)
+    monkeypatch.setattr(vmdelta, "CHUNK_BYTES", chunk)
     rel = "cloudhypervisor/db/vms.json"
     path = tmp_path / rel
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -791,7 +791,7 @@ class Reconciler:
                 recorded = ""
             elif os.path.dirname(norm) not in self._localfile_dirs or os.path.basename(norm) != sid:
                 recorded = own(ddir)
-        return RecFacts(
+        facts = RecFacts(
             own(name),
             pending,
             created_at.timestamp() if pending else 0.0,
@@ -800,6 +800,11 @@ class Reconciler:
             recorded,
             _HYPERVISORS.get(hypervisor) or own(hypervisor),
         )
+        # A whole reload decodes every record again while the old index is
+        # still held: a record equal to the one held is the held one, not
+        # a second copy (about 200 bytes a record at the reload's peak).
+        held = self.records.get(sid)
+        return held if held == facts else facts
 
     def _eval_dir(self, sid: str) -> None:
         """orphan_data_dir, missing_data_dir, incomplete_data_dir for one ID: O(1)."""
