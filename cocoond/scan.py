@@ -127,7 +127,11 @@ def _indexed(whole: DBDelta[RecFacts]) -> IndexedDB:
     del added
     whole.added = {}
     ids = {sid: sid for sid in records}
-    names = {name: ids.get(sid) or own(sid) for name, sid in whole.names_added.items()}
+    names: dict[str, str] = {}
+    for name, sid in whole.names_added.items():
+        # A name that is its record's name is that record's string too.
+        rec = records.get(sid)
+        names[rec.name if rec is not None and rec.name == name else name] = ids.get(sid) or own(sid)
     return IndexedDB(records, nulls, names, whole.spans)
 
 

@@ -641,11 +641,12 @@ class Reconciler:
         if first:
             touched: set[str] = set(self.records) | set(self.dirs) | set(self.null_ids)
         else:
-            touched = {
-                sid
-                for sid in old_records.keys() | self.records.keys()
-                if old_records.get(sid) != self.records.get(sid)
-            }
+            # Without a union of both key sets (1M strings at 1M records):
+            # a record held over (`_facts` hands back the held one) is the
+            # same object, the common case of a whole reload.
+            new = self.records
+            touched = {sid for sid, f in new.items() if (o := old_records.get(sid)) is not f and o != f}
+            touched.update(sid for sid in old_records if sid not in new)
             touched |= old_nulls ^ self.null_ids
         touched |= self._deferred_dirs
         self._deferred_dirs = set()
@@ -657,7 +658,10 @@ class Reconciler:
                 self._wants.orphaned.add(sid)
             self._eval_record(sid)
         self._eval_names()
-        self._rebuild_snap_refs(touched, old_records)
+        if first:
+            self._rebuild_snap_refs(touched, old_records)
+        else:  # the same map from the touched records only (no 1M-entry rebuild)
+            self._update_snap_refs(touched, old_records)
         self._stale_claims.update(self.claims)
         self.name_count = len(self.names)
 

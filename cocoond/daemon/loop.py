@@ -35,7 +35,7 @@ from cocoond.daemon.logsetup import configure
 from cocoond.daemon.metrics import MetricsFile, Readings
 from cocoond.daemon.missingbursts import SUMMARY_KEY as MISSING_SUMMARY
 from cocoond.daemon.missingbursts import MissingBursts
-from cocoond.daemon.offload import Abandoned, Offloader
+from cocoond.daemon.offload import Abandoned, Offloader, freeze_heap
 from cocoond.daemon.rootwatch import ROOT_POLL, RootWatch, same_root
 from cocoond.daemon.sdnotify import Notifier
 from cocoond.daemon.sizer import Sizer
@@ -208,6 +208,7 @@ class Daemon:
             )
             self.log.info("daemon.stopping", signal=self._stop_signal)
             self.notifier.stopping()
+            freeze_heap()  # the interpreter's last collection: nothing to walk
             return 0
         finally:
             run_walks_with(None)
@@ -693,6 +694,7 @@ class Daemon:
                 self._inspected += 1
         if not todo and self._inspected >= COMPACT_AFTER:
             self._compact()
+        freeze_heap()  # what the slice read: see offload.freeze_heap
         self._feed_lifecycle()
 
     def _compact(self) -> None:
