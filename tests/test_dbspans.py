@@ -308,10 +308,24 @@ def test_index_after_rewrite_equals_fresh_load(
     got = read_snapshot_db(paths, warm)
     warm.set_snapshot_db(got)
     warm.evaluate(1e9)
-    fresh = index(absorb=False)  # the whole text decoded: the judge
-    fresh.set_snapshot_db(read_snapshot_db(paths, fresh))
+    judge(warm, fresh_index(index(absorb=False), db), delta=isinstance(got, DBDelta))
+    # Then back to the old file: a whole reload (after an error: the
+    # db_unreadable path) or a rewrite, against the index as it is now.
+    db.write_bytes(old_bytes)
+    warm.set_snapshot_db(read_snapshot_db(paths, warm))
+    warm.evaluate(1e9)
+    judge(warm, fresh_index(index(absorb=False), db), delta=False)
+
+
+def fresh_index(fresh: Reconciler, db: Path) -> Reconciler:
+    """The judge: the whole file decoded by the full decoder, from scratch."""
+    fresh.set_snapshot_db(fresh.decode_db(db.read_bytes(), str(db)))
     fresh.evaluate(1e9)
-    if isinstance(got, DBDelta):
+    return fresh
+
+
+def judge(warm: Reconciler, fresh: Reconciler, *, delta: bool) -> None:
+    if delta:
         assert fresh.db_error is None
     assert warm.db_error is None or fresh.db_error is not None
     if fresh.db_error is None:

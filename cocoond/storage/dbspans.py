@@ -71,6 +71,7 @@ _MAX_CHANGED = 0.25
 _SPACE = re.compile(r"[ \t\n\r]*")
 _SPACE_BYTES = b" \t\n\r"
 _SPACE_CHARS = frozenset(" \t\n\r")
+_SPACE_RUN = re.compile(rb"[ \t\n\r]*")
 
 R = TypeVar("R")
 
@@ -135,6 +136,13 @@ def text_pieces(data: bytes) -> list[str]:
         pieces = [dec.decode(view[i : i + TEXT_SLICE]) for i in range(0, len(data), TEXT_SLICE)]
     pieces.append(dec.decode(b"", final=True))
     return pieces
+
+
+def cut_short(data: bytes) -> bool:
+    """Is `data` an object that does not end (the document's first token
+    '{', its last not '}')? Then it is not JSON, whatever is in between."""
+    first = _SPACE_RUN.match(data).end()  # type: ignore[union-attr]
+    return data[first : first + 1] == b"{" and not data[-MAX_TAIL:].rstrip(_SPACE_BYTES).endswith(b"}")
 
 
 def head_of(first: str) -> str:
