@@ -100,6 +100,14 @@ class Wants:
         return bool(self.contents or self.activity or self.recorded or self.hexes or self.base)
 
 
+def _bare(error: DBError) -> DBError:
+    """The error without what raised it: its traceback's frames hold the
+    decode's locals (the DB's whole text, the records decoded so far: 380 MB
+    at 1M snapshots) for as long as the index keeps the error."""
+    error.__traceback__ = error.__context__ = error.__cause__ = None
+    return error
+
+
 def _fresh(state: DirState) -> DirState:
     """A copy of `state` in new memory (see Reconciler.compact)."""
     return DirState(
@@ -439,7 +447,7 @@ class Reconciler:
         finding instead of a flood of missing and orphan ones."""
         key: Key = (fk.DB_UNREADABLE, SNAPSHOT_DB)
         if isinstance(db, DBError):
-            self.db_error = db
+            self.db_error = db = _bare(db)
             self._put(key, rules.db_unreadable(SNAPSHOT_DB, db))
             self._set_blob_trust()
             self._eval_gc()
@@ -471,7 +479,7 @@ class Reconciler:
         read, and stops every blob from being called unreferenced."""
         key: Key = (fk.DB_UNREADABLE, relpath)
         if isinstance(refs, DBError):
-            self.ref_errors[relpath] = refs
+            self.ref_errors[relpath] = refs = _bare(refs)
             self._put(key, rules.db_unreadable(relpath, refs))
             self._set_blob_trust()
             self._eval_gc()
