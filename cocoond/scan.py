@@ -9,6 +9,7 @@ them all for a full pass.
 from __future__ import annotations
 
 import functools
+import itertools
 import os
 import stat
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -42,7 +43,7 @@ from cocoond.errors import CocoondError, DBError
 from cocoond.sizes import disk_usage
 from cocoond.storage import vmdelta
 from cocoond.storage.dbfile import read_db_bytes
-from cocoond.storage.dbspans import DBDelta, absorb, cut_short, load, text_pieces
+from cocoond.storage.dbspans import Chunk, DBDelta, absorb, cut_short, load, text_pieces
 from cocoond.storage.memory import own
 from cocoond.storage.paths import DEFAULT_ROOT_DIR, VM_BACKENDS, Paths, default_root
 from cocoond.storage.records import decode_records
@@ -145,7 +146,22 @@ def _indexed(whole: DBDelta[RecFacts]) -> IndexedDB:
         # A name that is its record's name is that record's string too.
         rec = records.get(sid)
         names[rec.name if rec is not None and rec.name == name else name] = ids.get(sid) or own(sid)
-    return IndexedDB(records, nulls, names, whole.spans)
+    spans = whole.spans
+    if spans is not None:
+        spans.names = _shared_keys(spans.names, names)
+    return IndexedDB(records, nulls, names, spans)
+
+
+def _shared_keys(chunks: list[Chunk], names: dict[str, str]) -> list[Chunk]:
+    """The `names` chunks with the names map's own key strings (the
+    records' names: see _indexed) instead of copies: 60 bytes a snapshot.
+    The chunks list the map's keys in its order, as the map does."""
+    keys = iter(names)
+    shared = []
+    for chunk in chunks:
+        same = tuple(itertools.islice(keys, len(chunk.keys)))
+        shared.append(chunk._replace(keys=same) if same == chunk.keys else chunk)
+    return shared
 
 
 class _Keys:

@@ -192,6 +192,7 @@ def decode(data: bytes, path: str) -> RefFacts:
             got = _facts(state)
             if got == whole and list(got.creating) == list(whole.creating):
                 _remember(path, state)
+                return got  # the same facts, sharing the state's (one copy, not two)
     return whole
 
 
