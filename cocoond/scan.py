@@ -37,6 +37,7 @@ from cocoond.core.facts import (
     RefFacts,
     TempEntry,
 )
+from cocoond.core.gcmodel import MODULES as GC_MODULES
 from cocoond.core.gcmodel import VM_MODULES, VMDirs
 from cocoond.core.reconcile import LOCALFILE, Reconciler, Wants
 from cocoond.errors import CocoondError, DBError
@@ -211,9 +212,12 @@ class Trusted(NamedTuple):
 _CONTENTS: dict[DirContents, DirContents] = {}
 
 
-def inspect_data_dir(root: str, name: str, *, contents: bool, activity: bool) -> DirState | None:
+def inspect_data_dir(
+    root: str, name: str, *, contents: bool, activity: bool, run_dir: str | None = None
+) -> DirState | None:
     """snapshot/localfile/<name>: what it is, and (when asked) what restore
-    would find in it and when it was last written. None: no such entry."""
+    would find in it and when it was last written. None: no such entry.
+    `run_dir`: cocoon's (the config's `run_dir`; None: cocoon's default)."""
     path = os.path.join(root, LOCALFILE, name)
     try:
         st = os.lstat(path)
@@ -221,10 +225,12 @@ def inspect_data_dir(root: str, name: str, *, contents: bool, activity: bool) ->
         return None
     except OSError:
         return DirState("other")
-    return _dir_state(root, path, st, contents=contents, activity=activity)
+    return _dir_state(root, path, st, contents=contents, activity=activity, run_dir=run_dir)
 
 
-def _dir_state(root: str, path: str, st: os.stat_result, *, contents: bool, activity: bool) -> DirState:
+def _dir_state(
+    root: str, path: str, st: os.stat_result, *, contents: bool, activity: bool, run_dir: str | None
+) -> DirState:
     kind: EntryKind
     if stat.S_ISDIR(st.st_mode):
         kind = "dir"
@@ -235,7 +241,7 @@ def _dir_state(root: str, path: str, st: os.stat_result, *, contents: bool, acti
     return DirState(
         kind,
         st.st_mtime_ns,
-        read_contents(path, trusted_for(root)) if contents else None,
+        read_contents(path, trusted_for(root, run_dir)) if contents else None,
         last_write(path, st.st_mtime) if activity else None,
     )
 
@@ -420,17 +426,27 @@ def _interned(base: tuple[BaseFile, ...]) -> tuple[BaseFile, ...]:
     return _BASES.setdefault(base, base)
 
 
-#: cocoon's run dir when nothing sets it (cmd/root.go:58; env COCOON_RUN_DIR,
-#: config/config.go:25-28). Firecracker trusts storage paths under it.
+#: cocoon's run dir when nothing sets it (cmd/root.go:58; viper's
+#: AutomaticEnv reads COCOON_RUN_DIR first). Firecracker trusts storage
+#: paths under it.
 DEFAULT_RUN_DIR = "/var/lib/cocoon/run"
 RUN_DIR_ENV = "COCOON_RUN_DIR"
 
 
+def trusted_for(root: str, run_dir: str | None = None) -> Trusted:
+    """The root as given, its other spellings, and cocoon's run dir: the one
+    run dir of the config (`run_dir`, which took $COCOON_RUN_DIR and the
+    default as cocoon does) that the VM-dir rules use too. `check`, `show`
+    and the daemon always pass it; None is a caller without a config (the
+    Python API), resolved as cocoon resolves it. Firecracker checks against
+    its conf.RootDir and conf.RunDir (firecracker/helper.go:19, clone.go:37)."""
+    return _trusted(root, run_dir or os.environ.get(RUN_DIR_ENV) or DEFAULT_RUN_DIR)
+
+
 @functools.lru_cache(maxsize=8)
-def trusted_for(root: str) -> Trusted:
-    """The root as given, its other spellings, and cocoon's run dir."""
+def _trusted(root: str, run_dir: str) -> Trusted:
     here = os.path.abspath(root)
-    return Trusted((here, *root_aliases(here)), os.environ.get(RUN_DIR_ENV) or DEFAULT_RUN_DIR)
+    return Trusted((here, *root_aliases(here)), run_dir)
 
 
 _UNTRUSTED: dict[tuple[Sidecar, Trusted], str | None] = {}
@@ -463,10 +479,19 @@ def _fc_untrusted(sidecar: Sidecar, trusted: Trusted) -> str | None:
 
 
 def _under_any(path: str, dirs: tuple[str, ...]) -> bool:
+    """isUnderDir (firecracker/snapshot.go:172-179): Clean both, then a
+    prefix test against dir + "/" (so a root of "/" contains nothing, as
+    "//" prefixes no cleaned path)."""
+    cleaned = _go_clean(path)
+    return any(d and cleaned.startswith(_go_clean(d) + "/") for d in dirs)
+
+
+def _go_clean(path: str) -> str:
+    """filepath.Clean: normpath, but a leading "//" folds to "/"."""
     cleaned = os.path.normpath(path) if path else "."
     if cleaned.startswith("//"):
-        cleaned = "/" + cleaned.lstrip("/")  # Go's Clean folds a leading "//"
-    return any(cleaned.startswith(os.path.normpath(d).rstrip("/") + "/") for d in dirs)
+        cleaned = "/" + cleaned.lstrip("/")
+    return cleaned
 
 
 def _unreadable(why: str) -> DirContents:
@@ -545,6 +570,17 @@ def _last_write(path: str, own_mtime: float) -> float:
 def stat_recorded_dir(path: str) -> bool:
     """A record's foreign data_dir: restore reads it (os.Stat: links followed)."""
     return _is_dir(path)
+
+
+def read_recorded(recorded: Mapping[str, bool], trusted: Trusted) -> dict[str, DirContents]:
+    """What restore and clone would find in the foreign data_dirs that are
+    dirs: they read the recorded one (snapshot/localfile/localfile.go:63-73,
+    227-233), so it is judged as a data dir is. Few: imports and moves."""
+    out: dict[str, DirContents] = {}
+    for path, is_dir in recorded.items():
+        if is_dir and (contents := read_contents(path, trusted)) is not None:
+            out[path] = contents
+    return out
 
 
 # ---------------------------------------------------------------------- blobs
@@ -729,6 +765,7 @@ def list_data_dirs(
     *,
     track_mtime: bool = True,
     contents: bool = True,
+    run_dir: str | None = None,
 ) -> dict[str, DirState]:
     """Every entry of snapshot/localfile/: what restore would find in the
     dirs of committed records (re-read only when the dir's mtime moved since
@@ -737,7 +774,7 @@ def list_data_dirs(
     (`check`) needs no mtimes and saves a stat per snapshot."""
     out: dict[str, DirState] = {}
     base = os.path.join(lister.root, LOCALFILE)
-    trusted = trusted_for(lister.root)
+    trusted = trusted_for(lister.root, run_dir)
     previous = previous or {}
     for entry in lister.each(LOCALFILE):
         name = own(entry.name)
@@ -849,7 +886,10 @@ def scan(
         if refs is not None:
             ref_dbs[relpath] = refs
     lister = Lister(root)
-    data_dirs = list_data_dirs(lister, records, index.dirs, track_mtime=not one_shot, contents=dir_contents)
+    recorded = {rec.recorded: stat_recorded_dir(rec.recorded) for rec in records.values() if rec.recorded}
+    data_dirs = list_data_dirs(
+        lister, records, index.dirs, track_mtime=not one_shot, contents=dir_contents, run_dir=run_dir
+    )
     return Listing(
         snapshot_db=db,
         keep_db=not include_db,
@@ -858,16 +898,37 @@ def scan(
         base_files=stat_base_files(
             _base_paths(data_dirs.values()) | _claim_paths(ref_dbs) | index.base_files.keys()
         ),
-        recorded_dirs={
-            rec.recorded: stat_recorded_dir(rec.recorded) for rec in records.values() if rec.recorded
-        },
+        recorded_dirs=recorded,
+        recorded_contents=read_recorded(recorded, trusted_for(root, run_dir)),
         blobs=list_blobs(lister),
         boot_dirs=list_boot_dirs(lister),
         temps=list_temps(lister),
         unreadable=lister.unreadable,
         not_dirs=frozenset(lister.not_dirs),
+        lock_problems=lock_problems(root),
         vm_dirs=read_vm_dirs(run_dir, log_dir),
     )
+
+
+def lock_problems(root: str) -> dict[str, str]:
+    """gc modules' lock files gofrs/flock cannot open (O_CREATE|O_RDONLY,
+    through symlinks): a directory there, or a file where the lock's dir
+    should be. gc's TryLock then errs and the run aborts
+    (lock/flock/flock.go:50-58,81-87, gc/orchestrator.go:46-71). Absent is
+    fine: TryLock creates it."""
+    out: dict[str, str] = {}
+    for module in GC_MODULES:
+        path = os.path.join(root, module.lock)
+        try:
+            if stat.S_ISDIR(os.stat(path).st_mode):
+                out[module.lock] = "the lock file is a directory, so gc's TryLock fails"
+        except FileNotFoundError:
+            continue
+        except NotADirectoryError:
+            out[module.lock] = "the lock file's dir is not a directory, so gc's TryLock fails"
+        except OSError:
+            continue  # cocoond may not look; gc, as root, may
+    return out
 
 
 def read_vm_dirs(run_dir: str | None, log_dir: str | None) -> dict[tuple[str, str], VMDirs]:
@@ -933,15 +994,19 @@ def _claim_paths(ref_dbs: Mapping[str, object]) -> set[str]:
     return paths
 
 
-def fulfil(root: str, index: Reconciler, wants: Wants) -> None:
+def fulfil(root: str, index: Reconciler, wants: Wants, run_dir: str | None = None) -> None:
     """Look at what the index asked for after a DB load, and tell it."""
     for name in wants.contents | wants.activity:
         index.set_data_dir(
             name,
-            inspect_data_dir(root, name, contents=name in wants.contents, activity=name in wants.activity),
+            inspect_data_dir(
+                root, name, contents=name in wants.contents, activity=name in wants.activity, run_dir=run_dir
+            ),
         )
     for path in wants.recorded:
-        index.set_recorded_dir(path, stat_recorded_dir(path))
+        is_dir = stat_recorded_dir(path)
+        contents = read_contents(path, trusted_for(root, run_dir)) if is_dir else None
+        index.set_recorded_dir(path, is_dir, contents)
     if wants.base:
         index.set_base_files(stat_base_files(wants.base))
     for hex_ in wants.hexes:

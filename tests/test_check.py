@@ -300,7 +300,8 @@ def test_wrong_data_dir_is_data_dir_mismatch(
 ) -> None:
     sid = sim.create(str(root))
     foreign = root.parent / "data02" / "snapshot" / "localfile" / sid
-    foreign.mkdir(parents=True)
+    # a complete copy: restore reads the recorded dir, and it would work
+    shutil.copytree(root / "snapshot" / "localfile" / sid, foreign, symlinks=True)
     edit_db(root, SNAPSHOT_DB, lambda db: db["snapshots"][sid].__setitem__("data_dir", str(foreign)))
     rc, result = check(root, capsys)
     f = assert_only(result, rc, "data_dir_mismatch", sid)
@@ -308,7 +309,7 @@ def test_wrong_data_dir_is_data_dir_mismatch(
     assert f["path"] == str(foreign) and f["snapshot_id"] == sid
     # Restore reads the recorded path: gone there is an error, whatever the
     # canonical dir holds (snapshot/localfile/localfile.go:227,233).
-    foreign.rmdir()
+    shutil.rmtree(foreign)
     rc, result = check(root, capsys)
     assert rc == 2
     assert the(result, "missing_data_dir", sid)["path"] == str(foreign)

@@ -131,7 +131,7 @@ def show(root: Path, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[in
         ("https://img.example/u.qcow2", "image", "https://img.example/u.qcow2", "ref"),
         (CLOUD_HEX, "image", "https://img.example/u.qcow2", "digest"),
         ("sha256:" + CLOUD_HEX[:12], "image", "https://img.example/u.qcow2", "digest prefix"),
-        ("busybox", "image", "index.docker.io/library/busybox:latest", "normalized ref"),
+        ("index.docker.io/library/busybox:latest", "image", "index.docker.io/library/busybox:latest", "ref"),
         (MANIFEST, "image", "index.docker.io/library/busybox:latest", "digest"),
         ("VMAAAA1", "vm", "VMAAAA1", "id"),
         ("vm-web", "vm", "VMAAAA1", "name"),
@@ -175,6 +175,14 @@ def test_unknown_ref_is_one_line_exit_3(tree: Path, capsys: pytest.CaptureFixtur
     assert rc == 3 and isinstance(err, str) and "nothing-like-it" in err
 
 
+def test_a_short_oci_name_is_not_the_canonical_key(tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """name.ParseReference("busybox").String() is "busybox" (go-containerregistry
+    v0.21.0 pkg/name/tag.go:63-65): cocoon's LookupRefs does not find an
+    entry keyed index.docker.io/library/busybox:latest by it."""
+    rc, err = show(tree, capsys, "busybox")
+    assert rc == 3 and isinstance(err, str) and "busybox" in err
+
+
 def test_an_undecodable_snapshot_db_is_said_not_taken_for_no_such_snapshot(
     tree: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -203,7 +211,7 @@ def test_a_snapshot_that_cannot_be_restored_or_cloned(tree: Path, capsys: pytest
 
 
 def test_image_and_vm(tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    rc, out = show(tree, capsys, "busybox")
+    rc, out = show(tree, capsys, "index.docker.io/library/busybox:latest")
     assert isinstance(out, dict) and rc == 0
     assert out["operations"] == {"vm_create": {"works": True, "reasons": []}}
     assert [r["blob"] for r in out["refers_to"]] == [OCI_HEX]
@@ -217,7 +225,11 @@ def test_human_output_fits_80_columns(tree: Path, capsys: pytest.CaptureFixture[
     capsys.readouterr()
     assert main(["show", "--root", str(tree), "web"]) == 2
     out = capsys.readouterr().out
-    assert out.startswith("ERROR: snapshot ABCDEF1 (snapshot; web resolved by name)")
+    # the monitoring-plugin first line, check's status words (CONTRACT §4)
+    first = out.splitlines()[0]
+    assert first == (
+        "COCOOND CRITICAL - snapshot ABCDEF1 (snapshot; web resolved by name): restore FAILS, clone FAILS"
+    ), first
     assert "restore: FAILS" in out and "clone: FAILS" in out
     # only a path longer than the line (this test's tmp root) may stick out
     long = [line for line in out.splitlines()[1:] if len(line) > 80 and str(tree) not in line]
@@ -248,3 +260,35 @@ def test_show_says_what_check_says_about_each_snapshot(
 def _same(f: dict[str, Any]) -> str:
     """A finding as both say it (age and fails aside: check's JSON has no fails)."""
     return json.dumps({k: v for k, v in f.items() if k not in ("fails", "age_seconds")}, sort_keys=True)
+
+
+def test_a_prefix_shared_with_a_null_record_is_ambiguous_to_cocoon(
+    tree: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """utils.ResolveRef's prefix step walks every key, null records' too
+    (utils/resolve.go:18-26): "NUL" matches NULL001 (null) and NULL002, which
+    cocoon calls ambiguous; "NULL001" by ID is no record (items[ref] != nil,
+    :11), and a prefix that only a null record has resolves to it and then
+    fails as not found (localfile.go:163-166)."""
+    db = json.loads((tree / "snapshot/db/snapshots.json").read_text())
+    db["snapshots"]["NULL001"] = None
+    db["snapshots"]["NZZ0003"] = None
+    db["snapshots"]["NULL002"] = record("NULL002", "n2", data_dir=str(tree / "snapshot/localfile/NULL002"))
+    write(tree, "snapshot/db/snapshots.json", db)
+    rc, err = show(tree, capsys, "NUL")
+    assert rc == 3 and isinstance(err, str) and "ambiguous" in err and "NULL001" in err, err
+    rc, out = show(tree, capsys, "NULL002")
+    assert isinstance(out, dict) and out["id"] == "NULL002"
+    for ref in ("NULL001", "NZZ"):
+        rc, err = show(tree, capsys, ref)
+        assert rc == 3 and isinstance(err, str) and "ambiguous" not in err, (ref, err)
+
+
+def test_human_unknown_ref_is_one_status_line_on_stdout(
+    tree: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    capsys.readouterr()
+    assert main(["show", "--root", str(tree), "nothing-like-it"]) == 3
+    out, err = capsys.readouterr()
+    assert out.startswith("COCOOND UNKNOWN - nothing-like-it: no snapshot") and out.count("\n") == 1, out
+    assert err == ""

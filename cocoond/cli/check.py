@@ -198,7 +198,7 @@ def load_index(
         wants = index.take_wants()
         if not contents:
             wants.contents = set()
-        fulfil(root, index, wants)
+        fulfil(root, index, wants, run_dir)
         if contents:
             refuse_unread_data_dirs(root, index)
         consistent = db_identities(root) == before

@@ -157,7 +157,7 @@ def write_human(sized: SizedPlan, out: TextIO) -> None:
     root = printable(sized.root)
     if plan.blocker is not None:
         out.write(f"GC ABORTS: {root}: {printable(plan.blocker.sentence())}\n")
-        out.write("gc deletes nothing until that DB decodes again (fix or restore it).\n")
+        out.write(f"gc deletes nothing until {printable(plan.blocker.relpath)} {plan.blocker.fix()}.\n")
     else:
         status = "GC UNKNOWN" if plan.unknown else "GC RUNS"
         size = (">=" if sized.partial else "") + human_size(sized.total)

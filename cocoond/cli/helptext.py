@@ -280,7 +280,11 @@ SHOW: Final = (
     Section(
         "exit status",
         (
-            ("0", "nothing above info is open about it: every operation shown works."),
+            (
+                "0",
+                "nothing above info is open about it: every operation shown works, but where cocoon "
+                "refuses it on a healthy record (restoring a snapshot no VM lists: clone only).",
+            ),
             ("1", "warnings about it."),
             ("2", "errors about it (an operation shown FAILS, with the findings' reasons)."),
             (
@@ -291,12 +295,25 @@ SHOW: Final = (
         ),
     ),
     Section(
+        "output",
+        (
+            (
+                "first line",
+                "check's monitoring-plugin status line: 'COCOOND OK|WARNING|CRITICAL|UNKNOWN - <kind> <id> "
+                "(<backend>; REF resolved by <rule>): restore works, clone FAILS'; an unknown or ambiguous "
+                "REF is that one line with UNKNOWN (on stderr with --json).",
+            ),
+            ("then", "the record, the data dir, references, each operation's verdict and reasons, findings."),
+        ),
+    ),
+    Section(
         "notes",
         (
             (
                 "resolution",
                 "as cocoon: snapshots and VMs by exact ID, then name, then a unique ID prefix of 3+ "
-                "characters (utils/resolve.go); images by ref, OCI's normalized ref, then ID digest or "
+                "characters (utils/resolve.go); images by ref as pulled (OCI refs are not normalized), "
+                "then ID digest or "
                 "a digest prefix of 12+ hex digits (images/index.go). A REF two kinds resolve is ambiguous.",
             ),
         ),

@@ -297,7 +297,12 @@ def _show(args: argparse.Namespace) -> int:
         config = _choice(args).load()
         shown = show_cmd.show(config, args.ref, args.kind)
     except (ConfigError, CannotCheck, OSError) as exc:
-        print(f"cocoond show: {escape_controls(str(exc))}", file=sys.stderr)
+        # One line, where `check` puts it: the plugin-form status line on
+        # stdout for a person or an agent, stderr beside --json's object.
+        if args.json:
+            print(f"cocoond show: {escape_controls(str(exc))}", file=sys.stderr)
+        else:
+            print(status_line(EXIT_UNKNOWN, str(exc)), flush=True)
         return EXIT_UNKNOWN
     if args.json:
         show_cmd.write_json(shown, sys.stdout)

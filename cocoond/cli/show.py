@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from cocoond.cli.check import CannotCheck, load_for, refuse_unreadable
+from cocoond.cli.check import CannotCheck, load_for, refuse_unreadable, status_line
 from cocoond.config import Config
 from cocoond.core import findings as fk
 from cocoond.core import gcmodel, rules
@@ -37,11 +37,13 @@ from cocoond.scan import (
     REF_DBS,
     fulfil,
     inspect_data_dir,
+    read_recorded,
     read_vm_dirs,
     root_aliases,
     stat_blob,
     stat_boot_dir,
     stat_recorded_dir,
+    trusted_for,
 )
 from cocoond.sizes import disk_usage
 from cocoond.storage.dbfile import read_db_bytes
@@ -83,12 +85,16 @@ class Shown:
     notes: list[str] = field(default_factory=list)
     #: cocoond could not see something the verdict depends on.
     unknown: str | None = None
+    #: Why cocoon refuses an operation on a healthy record (not a finding:
+    #: nothing is wrong), e.g. restoring a snapshot no VM lists.
+    refusals: dict[str, list[str]] = field(default_factory=dict)
 
     def operations(self) -> dict[str, dict[str, Any]]:
-        """Each operation: works, or the messages of the findings that say it fails."""
+        """Each operation: works, or the messages of the findings that say
+        it fails, and cocoon's own refusals."""
         out: dict[str, dict[str, Any]] = {}
         for op in OPERATIONS_OF[self.match.kind]:
-            reasons = [f.message for f in self.findings if op in f.fails]
+            reasons = [f.message for f in self.findings if op in f.fails] + self.refusals.get(op, [])
             works: bool | None = not reasons
             if self.unknown is not None and not reasons:
                 works = None
@@ -157,6 +163,8 @@ class _World:
     vms: dict[str, dict[str, dict[str, Any]]]
     vm_names: dict[str, dict[str, str]]
     errors: dict[str, DBError]
+    #: VM IDs whose record is null: cocoon's prefix match walks them too.
+    vm_nulls: dict[str, frozenset[str]] = field(default_factory=dict)
     ref_dbs: dict[str, Any] = field(default_factory=dict)
 
     def blob_users(self) -> dict[str, list[str]]:
@@ -188,6 +196,8 @@ def _read_world(root: str, max_bytes: int | None) -> _World:
         top = tops[relpath]
         world.vms[backend] = _entries(top, "vms")
         world.vm_names[backend] = {} if isinstance(top, DBError) else dict(top.get("names") or {})
+        if not isinstance(top, DBError):
+            world.vm_nulls[backend] = frozenset(k for k, v in (top.get("vms") or {}).items() if v is None)
     return world
 
 
@@ -202,7 +212,9 @@ def resolve(
             if kind == "snapshot":
                 raise ShowError(f"{ref}: cannot resolve: {snapshots} (cocoon cannot either)")
         elif snapshots is not None:
-            found += resolve_ref("snapshot", "snapshot", snapshots.records.keys(), snapshots.names, ref)
+            found += resolve_ref(
+                "snapshot", "snapshot", snapshots.records.keys(), snapshots.names, ref, snapshots.null_ids
+            )
     if kind in (None, "image"):
         for backend, entries in world.images.items():
             ids = {
@@ -212,7 +224,9 @@ def resolve(
             found += lookup_image(backend, ids, ref)
     if kind in (None, "vm"):
         for backend, entries in world.vms.items():
-            found += resolve_ref("vm", backend, entries.keys(), world.vm_names[backend], ref)
+            found += resolve_ref(
+                "vm", backend, entries.keys(), world.vm_names[backend], ref, world.vm_nulls.get(backend, ())
+            )
     if not found:
         # A DB cocoon cannot decode resolves nothing, for cocoon either: say which.
         blind = [str(snapshots)] if isinstance(snapshots, DBError) and kind in (None, "snapshot") else []
@@ -367,19 +381,21 @@ def _show_snapshot(
             if blob is not None:
                 blobs[blob.relpath] = blob
     boot = {h: b for h in rec.blobs if (b := stat_boot_dir(root, h)) is not None}
-    state = inspect_data_dir(root, sid, contents=True, activity=False)
+    state = inspect_data_dir(root, sid, contents=True, activity=False, run_dir=config.run_dir)
+    recorded = {rec.recorded: stat_recorded_dir(rec.recorded)} if rec.recorded else {}
     listing = Listing(
         snapshot_db=mini,
         ref_dbs=world.ref_dbs,
         data_dirs={sid: state} if state is not None else {},
-        recorded_dirs={rec.recorded: stat_recorded_dir(rec.recorded)} if rec.recorded else {},
+        recorded_dirs=recorded,
+        recorded_contents=read_recorded(recorded, trusted_for(root, config.run_dir)),
         blobs=blobs,
         boot_dirs=boot,
         vm_dirs=read_vm_dirs(config.run_dir, config.log_dir),
     )
     index = _index(config, root)
     index.apply_listing(listing)
-    fulfil(root, index, index.take_wants())
+    fulfil(root, index, index.take_wants(), config.run_dir)
     now = time.time()
     index.evaluate(now)
     subjects = {sid, rec.name, *rec.blobs, "gc", rules.DATA_DIRS} - {""}
@@ -407,6 +423,11 @@ def _show_snapshot(
                 shown.referred_by.append(
                     {"vm": vm_id, "backend": backend, "name": (vm.get("config") or {}).get("name")}
                 )
+    if not any("vm" in r for r in shown.referred_by):
+        shown.refusals[fk.RESTORE] = [
+            "no VM lists this snapshot in its snapshot_ids, and `cocoon vm restore` takes only a VM's own "
+            "snapshots (cmd/vm/run.go:167-169): it can be cloned, not restored"
+        ]
     shown.gc = _snapshot_gc(rec, now, index.gc_blocker)
     seed = db.names.get(ref)
     if match.how != "name" and seed is not None and seed in db.records and seed != sid:
@@ -512,13 +533,18 @@ def write_json(shown: Shown, out: TextIO) -> None:
 
 
 def write_human(shown: Shown, out: TextIO) -> None:
+    """First line in the monitoring-plugin form `check` uses (CONTRACT §4:
+    show's exit codes follow that convention, so its status word does too:
+    CRITICAL for exit 2), then the details, wrapped at 80 columns."""
     m = shown.match
-    status = {EXIT_OK: "OK", EXIT_WARNING: "WARNING", EXIT_ERROR: "ERROR", EXIT_UNKNOWN: "UNKNOWN"}[
-        shown.exit_code
-    ]
-    out.write(
-        f"{status}: {m.kind} {printable(m.id)} ({m.backend}; {printable(shown.ref)} resolved by {m.how})\n"
+    verdicts = ", ".join(
+        f"{op} {({True: 'works', False: 'FAILS', None: 'unknown'})[v['works']]}"
+        for op, v in shown.operations().items()
     )
+    summary = f"{m.kind} {m.id} ({m.backend}; {shown.ref} resolved by {m.how})" + (
+        f": {verdicts}" if verdicts else ""
+    )
+    out.write(status_line(shown.exit_code, summary) + "\n")
     if shown.record is not None:
         out.write("record:\n")
         for key in sorted(shown.record):

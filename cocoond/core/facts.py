@@ -143,6 +143,8 @@ class VMClaim(NamedTuple):
     blobs: frozenset[str] = frozenset()
     #: The roles of its storage_configs, in order (restore's ValidateRoleSequence).
     roles: tuple[str, ...] = ()
+    #: len(network_configs): restore compares it with the snapshot's `nics`.
+    nics: int = 0
 
 
 class ClaimRefs(frozenset[str]):
@@ -204,6 +206,9 @@ class RecFacts(NamedTuple):
     #: data_dir recorded; else the foreign path restore would read.
     recorded: str | None
     hypervisor: str
+    #: `nics` (omitempty: 0): restore refuses a VM with another NIC count
+    #: (cmd/vm/run.go:171-174).
+    nics: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,6 +235,8 @@ class Listing:
     data_dirs: dict[str, DirState] = field(default_factory=dict)
     #: Foreign recorded data_dir paths -> is a directory (os.Stat).
     recorded_dirs: dict[str, bool] = field(default_factory=dict)
+    #: What restore would find in those that are dirs (read like a data dir).
+    recorded_contents: dict[str, DirContents] = field(default_factory=dict)
     #: Files data dirs, images and VMs name by absolute path (layers,
     #: kernel, initrd, firmware) -> MISSING, PRESENT or VALID.
     base_files: dict[str, int] = field(default_factory=dict)
@@ -241,6 +248,9 @@ class Listing:
     unreadable: dict[str, str] = field(default_factory=dict)
     #: Directories of the tree that exist but are not directories.
     not_dirs: frozenset[str] = frozenset()
+    #: gc modules' lock files (relpath) that cannot be opened as a file ->
+    #: why (a directory there): gc's TryLock fails on them.
+    lock_problems: dict[str, str] = field(default_factory=dict)
     #: cocoon's VM run and log dirs (outside the root by default), by
     #: (gc module, "run"|"log"); only those configured.
     vm_dirs: dict[tuple[str, str], VMDirs] = field(default_factory=dict)

@@ -141,9 +141,17 @@ class Blocker:
     relpath: str
     reason: str
 
+    def stage(self) -> str:
+        """Where gc stops: taking the module's lock, or loading it."""
+        return "locking" if self.relpath.endswith(".lock") else "loading"
+
+    def fix(self) -> str:
+        """What must change for gc to run again."""
+        return "can be decoded again" if self.relpath.endswith(".json") else "is fixed"
+
     def sentence(self) -> str:
         return (
-            f"`cocoon gc` currently deletes nothing: it aborts loading module {self.module} "
+            f"`cocoon gc` currently deletes nothing: it aborts {self.stage()} module {self.module} "
             f"({self.relpath}: {self.reason})"
         )
 
@@ -222,6 +230,8 @@ class GCView:
     vm_dirs: Mapping[tuple[str, str], VMDirs] = field(default_factory=dict)
     #: Directories under the root that exist as something else.
     not_dirs: frozenset[str] = frozenset()
+    #: Lock files gc's TryLock cannot open, relpath -> why.
+    lock_problems: Mapping[str, str] = field(default_factory=dict)
     #: Shortcuts an index may give (None: derived from `snapshots`): the
     #: blobs snapshot records name, and the pending records' created times.
     snapshot_blobs: Collection[str] | None = None
@@ -242,6 +252,11 @@ def blocker(view: GCView) -> tuple[Blocker | None, list[str]]:
         for relpath in sorted(view.not_dirs):
             if relpath.split("/", 1)[0] == MODULE_DIR[name]:
                 return Blocker(name, relpath, NOT_A_DIR), unknown
+    for module in MODULES:
+        # Every TryLock comes before any load; one that errs skips its
+        # module and the run aborts (gc/orchestrator.go:46-71).
+        if module.lock in view.lock_problems:
+            return Blocker(module.name, module.lock, view.lock_problems[module.lock]), unknown
     for module in MODULES:
         if module.db is not None:
             error = view.db_errors.get(module.db)

@@ -32,6 +32,7 @@ from cocoond.core import gcmodel, rules
 from cocoond.core.facts import (
     MISSING,
     BlobFile,
+    DirContents,
     DirState,
     ImageClaim,
     IndexedDB,
@@ -169,6 +170,9 @@ class Reconciler:
         #: unknown (no "missing" from a directory never read).
         self._listed: set[str] = set()
         self.recorded_dirs: dict[str, bool] = {}
+        #: What restore would find in a record's foreign data_dir (it reads
+        #: the recorded one: snapshot/localfile/localfile.go:227,233).
+        self.recorded_contents: dict[str, DirContents] = {}
         self._recorded_users: dict[str, set[str]] = {}
         #: Files data dirs, images and VMs name by absolute path -> MISSING,
         #: PRESENT or VALID (facts.py).
@@ -201,6 +205,7 @@ class Reconciler:
         self.temps: dict[str, TempEntry] = {}
         self.unreadable: dict[str, str] = {}
         self.not_dirs: frozenset[str] = frozenset()
+        self.lock_problems: dict[str, str] = {}
         self._pending: dict[str, float] = {}
         self._orphan_due: dict[str, float] = {}
         #: Committed snapshots whose data dir cocoond may not read -> why.
@@ -326,6 +331,7 @@ class Reconciler:
             unreadable=self.unreadable,
             vm_dirs=self.vm_dirs,
             not_dirs=self.not_dirs,
+            lock_problems=self.lock_problems,
             snapshot_blobs=self.snap_refs.keys(),
             pending=self._pending,
         )
@@ -366,8 +372,11 @@ class Reconciler:
             for hex_ in list(self.snap_refs) + list(self.other_refs):
                 self._eval_hex(hex_)
         for path in set(self.recorded_dirs) | set(listing.recorded_dirs):
-            if self.recorded_dirs.get(path) != listing.recorded_dirs.get(path):
-                self.set_recorded_dir(path, listing.recorded_dirs.get(path))
+            contents = listing.recorded_contents.get(path)
+            if self.recorded_dirs.get(path) != listing.recorded_dirs.get(path) or (
+                self.recorded_contents.get(path) != contents
+            ):
+                self.set_recorded_dir(path, listing.recorded_dirs.get(path), contents)
         first_db = not self.db_known
         if not listing.keep_db:
             self.set_snapshot_db(listing.snapshot_db)
@@ -395,6 +404,7 @@ class Reconciler:
         kept = {r: e for r, e in self.temps.items() if os.path.dirname(r) in listing.unreadable}
         self.temps = {**listing.temps, **kept}
         self.not_dirs = listing.not_dirs
+        self.lock_problems = listing.lock_problems
         for (module, kind), dirs in listing.vm_dirs.items():
             self.set_vm_dirs(module, kind, dirs)
         if flipped:
@@ -525,12 +535,17 @@ class Reconciler:
             self.dirs[name] = state
         self._eval_dir(name)
 
-    def set_recorded_dir(self, path: str, is_dir: bool | None) -> None:
-        """A record's foreign data_dir, stat'ed (None: forget it)."""
+    def set_recorded_dir(self, path: str, is_dir: bool | None, contents: DirContents | None = None) -> None:
+        """A record's foreign data_dir, stat'ed (None: forget it), and what
+        restore would find in it (None: not read)."""
         if is_dir is None:
             self.recorded_dirs.pop(path, None)
         else:
             self.recorded_dirs[path] = is_dir
+        if contents is None or not is_dir:
+            self.recorded_contents.pop(path, None)
+        else:
+            self.recorded_contents[path] = contents
         for sid in self._recorded_users.get(path, ()):
             self._eval_dir(sid)
 
@@ -775,11 +790,12 @@ class Reconciler:
             rec.image_blob_ids,
             rec.created_at,
             hypervisor if isinstance(hypervisor, str) else "",
+            rec.nics,
         )
 
     def _facts_from_json(self, sid: str, fields: RecordFields, _raw: dict[str, Any]) -> RecFacts:
-        rid, name, _, _, ddir, _, _, _, _, pending, blobs, created_at, _, hypervisor = fields
-        return self._facts(sid, rid, name, ddir, pending, blobs, created_at, hypervisor)
+        rid, name, _, _, ddir, _, _, _, nics, pending, blobs, created_at, _, hypervisor = fields
+        return self._facts(sid, rid, name, ddir, pending, blobs, created_at, hypervisor, nics)
 
     def _facts(
         self,
@@ -791,6 +807,7 @@ class Reconciler:
         blob_ids: set[str],
         created_at: datetime,
         hypervisor: str,
+        nics: int = 0,
     ) -> RecFacts:
         """The facts the findings need. Strings kept are copied (`own`) so
         the index does not pin the parse's memory."""
@@ -811,6 +828,7 @@ class Reconciler:
             rid if rid != sid else None,
             recorded,
             _HYPERVISORS.get(hypervisor) or own(hypervisor),
+            nics,
         )
         # A whole reload decodes every record again while the old index is
         # still held: a record equal to the one held is the held one, not
@@ -851,10 +869,11 @@ class Reconciler:
             recorded_is_dir = self.recorded_dirs.get(rec.recorded) if rec.recorded else None
             missing = rules.missing_data_dir(sid, rec, state, recorded_is_dir, self.root)
             if missing is None and known:
-                incomplete = rules.incomplete_data_dir(sid, rec, state, self.root)
+                read = self._read_dir(sid, rec, state)
+                incomplete = rules.incomplete_data_dir(sid, rec, read, self.root)
                 if incomplete is None:
-                    self._want_base(state)
-                    blocked = rules.clone_blocked(sid, rec, state, self.base_files, self.root)
+                    self._want_base(read)
+                    blocked = rules.clone_blocked(sid, rec, read, self.base_files, self.root)
         self._put((fk.MISSING_DATA_DIR, sid), missing)
         self._put((fk.INCOMPLETE_DATA_DIR, sid), incomplete)
         self._put((fk.CLONE_BLOCKED, sid), blocked)
@@ -863,6 +882,14 @@ class Reconciler:
         if rec is not None and not rec.pending and rec.recorded is None and state is not None:
             unread = state.contents.unreadable if state.contents is not None else None
         self._set_unread(sid, unread)
+
+    def _read_dir(self, sid: str, rec: RecFacts, state: DirState | None) -> DirState | None:
+        """The data dir restore and clone read: the canonical one, or the
+        record's foreign data_dir (snapshot/localfile/localfile.go:63-73,227)."""
+        if rec.recorded is None:
+            return state
+        contents = self.recorded_contents.get(rec.recorded) if rec.recorded else None
+        return DirState("dir", 0, contents) if contents is not None else None
 
     def _eval_restore(self, sid: str) -> None:
         """restore_blocked for one snapshot: its disks against its VM's, once
@@ -885,7 +912,8 @@ class Reconciler:
             and (fk.MISSING_DATA_DIR, sid) not in static
             and (fk.INCOMPLETE_DATA_DIR, sid) not in static
         ):
-            finding = rules.restore_blocked(sid, rec, state, owner[0], owner[1], self.base_files, self.root)
+            read = self._read_dir(sid, rec, state)
+            finding = rules.restore_blocked(sid, rec, read, owner[0], owner[1], self.base_files, self.root)
         self._put(key, finding)
 
     def _want_base(self, state: DirState | None) -> None:

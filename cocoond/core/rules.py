@@ -142,7 +142,7 @@ def gc_blocked(gc: Blocker, root: str) -> Finding:
         fk.GC_BLOCKED,
         "gc",
         f"{gc.sentence()}; orphan dirs, unreferenced blobs and stale records stay until "
-        f"{gc.relpath} can be decoded again",
+        f"{gc.relpath} {gc.fix()}",
         path=_join(root, gc.relpath),
     )
 
@@ -317,10 +317,12 @@ def _fc_problems(c: DirContents) -> list[str]:
 
 MEMORY_PREFIX = "memory-range"
 #: Files restore needs in the run dir after the copy step, per backend (CH:
-#: cleanSnapshotFiles then cloneSnapshotFiles, cloudhypervisor/direct.go:43-51;
-#: FC: firecracker/direct.go:49-56), besides the COW and data disks.
+#: cleanSnapshotFiles then cloneSnapshotFiles, cloudhypervisor/direct.go:43-51,
+#: and restoreAfterExtract reads the sidecar there, restore.go:97; FC:
+#: firecracker/direct.go:49-56, whose restoreAfterExtract never reads the
+#: sidecar again, restore.go:86-136), besides the COW and data disks.
 _CH_NEEDED = frozenset({SIDECAR, CH_CONFIG, CH_STATE})
-_FC_NEEDED = frozenset({SIDECAR, FC_VMSTATE, FC_MEM})
+_FC_NEEDED = frozenset({FC_VMSTATE, FC_MEM})
 
 
 def _copy_problems(c: DirContents, needed: frozenset[str]) -> list[str]:
@@ -341,8 +343,10 @@ def incomplete_data_dir(sid: str, rec: RecFacts, state: DirState | None, root: s
     """A committed record whose data dir exists but cannot be restored: its
     preflight or its copy step fails for its hypervisor. Clone runs the
     same checks on the copy (cloudhypervisor/clone.go:50-56; firecracker/
-    clone.go:37-40 and snapshot/load), so it fails too."""
-    if rec.recorded is not None or state is None or state.contents is None or state.contents.unreadable:
+    clone.go:37-40 and snapshot/load), so it fails too. `state`: the dir
+    they read, snapshot/localfile/<ID> or the record's foreign data_dir
+    (localfile.go:63-73,227: the caller picks)."""
+    if state is None or state.contents is None or state.contents.unreadable:
         return None
     problems = preflight_problems(rec.hypervisor, state.contents)
     if not problems:
@@ -355,9 +359,15 @@ def incomplete_data_dir(sid: str, rec: RecFacts, state: DirState | None, root: s
         f"restore checks ({'; '.join(problems)}): restore the dir from backup or `cocoon snapshot rm` it",
         snapshot_id=sid,
         name=rec.name or None,
-        path=_join(root, f"{LOCALFILE}/{sid}"),
+        path=_read_path(sid, rec, root),
         fails=(fk.RESTORE, fk.CLONE),
     )
+
+
+def _read_path(sid: str, rec: RecFacts, root: str) -> str:
+    """The data dir restore and clone read: the recorded one when it is
+    foreign (localfile.go:227), else snapshot/localfile/<ID>."""
+    return rec.recorded or _join(root, f"{LOCALFILE}/{sid}")
 
 
 def _backend_name(hypervisor: str) -> str:
@@ -391,6 +401,10 @@ def _ch_clone_own(c: DirContents) -> list[str]:
 def _fc_clone_own(c: DirContents) -> list[str]:
     """FC clone's problems that come from the dir alone (the base files apart)."""
     problems = []
+    if any(name == SIDECAR for name, _ in c.irregular):
+        # Clone copies regular files only, then loads the sidecar from its
+        # copy (firecracker/clone.go:37); restore never reads it again.
+        problems.append(f"{SIDECAR} is not a regular file, and clone copies regular files only")
     if FC_COW not in c.present or any(name == FC_COW for name, _ in c.irregular):
         # The copied cow.raw is renamed into place (firecracker/clone.go:51-55).
         problems.append(f"no regular {FC_COW} for clone to move into the new VM")
@@ -410,7 +424,7 @@ def clone_blocked(
 ) -> Finding | None:
     """A committed snapshot restore would take but `cocoon vm clone` would
     not: a warning, since the VM it belongs to can still go back to it."""
-    if rec.recorded is not None or state is None or state.contents is None or state.contents.unreadable:
+    if state is None or state.contents is None or state.contents.unreadable:
         return None
     problems = clone_problems(rec.hypervisor, state.contents, base_files)
     if not problems:
@@ -422,7 +436,7 @@ def clone_blocked(
         f"({'; '.join(problems)}); restore does not check these",
         snapshot_id=sid,
         name=rec.name or None,
-        path=_join(root, f"{LOCALFILE}/{sid}"),
+        path=_read_path(sid, rec, root),
         fails=(fk.CLONE,),
     )
 
@@ -458,8 +472,9 @@ def restore_blocked(
     54-63, firecracker/helper.go:18-31); or the VM's own layers or boot
     files are gone, which the relaunch after the kill needs
     (cloudhypervisor/restore.go:94-145, firecracker/restore.go:86-127).
+    Or the snapshot's NIC count is not the VM's (cmd/vm/run.go:171-174).
     Clone builds a new VM from the snapshot's own files."""
-    if rec.recorded is not None or state is None or state.contents is None or state.contents.unreadable:
+    if state is None or state.contents is None or state.contents.unreadable:
         return None
     roles = (state.contents.roles, owner.roles)
     if roles in _ROLE_PROBLEMS:
@@ -468,6 +483,11 @@ def restore_blocked(
         role_problem = role_sequence_problem(*roles)
         _remember(_ROLE_PROBLEMS, roles, role_problem)
     problems = [role_problem] if role_problem else []
+    if rec.nics != owner.nics:
+        # cmd/vm/run.go:171-174, before any backend code runs.
+        problems.append(
+            f"the snapshot has {rec.nics} NIC(s), the VM {owner.nics}, and restore refuses a mismatch"
+        )
     if owner.state != "creating":
         gone = [f"{what} {path}" for what, path in owner.base if base_files.get(path) == MISSING]
         if gone:
@@ -481,7 +501,7 @@ def restore_blocked(
         f"{quoted(owner.name) or owner.vm_id} ({db}): {'; '.join(problems)}; clone does not depend on these",
         snapshot_id=sid,
         name=rec.name or None,
-        path=_join(root, f"{LOCALFILE}/{sid}"),
+        path=_read_path(sid, rec, root),
         fails=(fk.RESTORE,),
     )
 

@@ -427,6 +427,7 @@ class Daemon:
                     name,
                     contents=rec is not None and not rec.pending and rec.recorded is None,
                     activity=rec is None,
+                    run_dir=self.config.run_dir,
                 ),
             )
         for relpath in burst.get("blob", ()):
@@ -661,13 +662,13 @@ class Daemon:
         slice at a time, so 100k of them never stall events or READY.
         Taking the wants judges what a load changed (which VM owns which
         snapshot: seconds at 1M): off the loop's thread, as the load is."""
-        index, root = self.index, self.root
+        index, root, run_dir = self.index, self.root, self.config.run_dir
 
         def step() -> tuple[set[str], dict[str, None]]:
             wants = index.take_wants()
             inspect = dict.fromkeys(sorted(wants.contents))
             wants.contents = set()
-            fulfil(root, index, wants)
+            fulfil(root, index, wants, run_dir)
             return wants.orphaned, inspect
 
         orphaned, inspect = self._offload.run(step)
@@ -690,7 +691,12 @@ class Daemon:
             name, _ = todo.popitem()
             rec = index.records.get(name)
             if rec is not None and not rec.pending and rec.recorded is None:
-                index.set_data_dir(name, inspect_data_dir(self.root, name, contents=True, activity=False))
+                index.set_data_dir(
+                    name,
+                    inspect_data_dir(
+                        self.root, name, contents=True, activity=False, run_dir=self.config.run_dir
+                    ),
+                )
                 self._inspected += 1
         if not todo and self._inspected >= COMPACT_AFTER:
             self._compact()

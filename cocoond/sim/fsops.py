@@ -89,7 +89,15 @@ def flock(path: str, blocking: bool = True) -> Iterator[bool]:
     """Hold cocoon's lock on `path` (yields True), or with blocking=False
     yield False at once when another process holds it (gc's TryLock)."""
     while True:
-        fd = os.open(path, os.O_CREAT | os.O_RDONLY, 0o600)
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_RDONLY, 0o600)
+        except OSError:
+            if blocking:
+                raise
+            # gc's TryLock errs (a directory there): the module is skipped
+            # like a busy one (gc/orchestrator.go:47-51).
+            yield False
+            return
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

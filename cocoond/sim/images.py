@@ -61,15 +61,11 @@ def _remove(path: str) -> None:
 
 # ------------------------------------------------------------------ lookups
 def normalize_oci_ref(ref: str) -> str:
-    """name.ParseReference(ref).String() for the usual forms: Docker Hub
-    images get index.docker.io/ (and library/), a missing tag is :latest."""
-    first, slash, _rest = ref.partition("/")
-    if not slash or not ("." in first or ":" in first or first == "localhost"):
-        repo = ref if slash else "library/" + ref
-        ref = "index.docker.io/" + repo
-    last = ref.rsplit("/", 1)[-1]
-    if "@" not in ref and ":" not in last:
-        ref += ":latest"
+    """name.ParseReference(ref).String() (go-containerregistry v0.21.0,
+    pkg/name/tag.go:63-65, digest.go:63-65): the reference as given, not a
+    canonical form, so `ubuntu:24.04` is stored and looked up as typed
+    (images/oci/fetch.go:21-25). Validation aside (pull of an invalid
+    reference fails before anything is written), it changes nothing."""
     return ref
 
 

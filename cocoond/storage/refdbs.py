@@ -167,6 +167,7 @@ def vm_facts(top: dict[str, Any]) -> RefFacts:
                 tuple((what, p) for what, p in base if p),
                 frozenset(blob_ids),
                 tuple((sc or {}).get("role") or "" for sc in storage),
+                len(vm.get("network_configs") or ()),
             )
         )
     return RefFacts(frozenset(refs), frozenset(ids), creating, tuple(claims))
