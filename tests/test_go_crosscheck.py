@@ -30,6 +30,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cocoond.errors import DBError
+from cocoond.storage import gofast, records
 from cocoond.storage import goschema as g
 from cocoond.storage.godecode import Decoder, GoDecodeError
 from cocoond.storage.gojson import loads_exact, text_go
@@ -93,6 +94,12 @@ def cocoond_verdicts(doc: bytes, db: str = "snapshots") -> dict[str, str | None]
         out["goplain"] = None
     except DBError as exc:
         out["goplain"] = str(exc)
+    # The msgspec route answers only for documents it proves Go accepts.
+    if db == "snapshots":
+        if records._decode_fast(doc, lambda sid, fields, raw: None, False, False) is not None:
+            out["gofast"] = None
+    elif gofast.unmarshal_fast(doc, t) is not None:
+        out["gofast"] = None
     if db != "snapshots":
         return out
     try:

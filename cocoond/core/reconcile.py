@@ -49,6 +49,7 @@ from cocoond.errors import DBError
 from cocoond.storage.dbspans import DBDelta, Spans
 from cocoond.storage.memory import own
 from cocoond.storage.records import (
+    NO_RAW,
     RecordFields,
     SnapshotDB,
     SnapshotRecord,
@@ -420,7 +421,7 @@ class Reconciler:
             return None
         try:
             decoded = decode_records(
-                data, path, self._facts_from_json, copy_keys=True, spans=self.absorb_rewrites
+                data, path, self._facts_from_json, copy_keys=True, spans=self.absorb_rewrites, raw=False
             )
         except DBError as exc:
             return exc
@@ -431,7 +432,7 @@ class Reconciler:
         return sid in self.records or sid in self.null_ids
 
     def decode_db_keeping(
-        self, data: str, path: str, keep: Callable[[str, str], bool]
+        self, data: bytes | str, path: str, keep: Callable[[str, str], bool]
     ) -> tuple[IndexedDB | DBError, dict[str, dict[str, Any]]]:
         """`decode_db`, also handing back the raw record (as the file has
         it) of each ID for which `keep(id, name)` holds: `show` prints the
@@ -439,12 +440,12 @@ class Reconciler:
         kept: dict[str, dict[str, Any]] = {}
 
         def make(sid: str, fields: RecordFields, raw: dict[str, Any]) -> RecFacts:
-            if keep(sid, fields[1]):
+            if raw is not NO_RAW and keep(sid, fields[1]):  # NO_RAW: keep said no already
                 kept[sid] = raw
             return self._facts_from_json(sid, fields, raw)
 
         try:
-            decoded = decode_records(data, path, make, copy_keys=False)
+            decoded = decode_records(data, path, make, copy_keys=False, raw=keep)
         except DBError as exc:
             return exc, kept
         return IndexedDB(decoded.records, frozenset(decoded.null_ids), decoded.names), kept

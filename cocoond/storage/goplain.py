@@ -1,5 +1,6 @@
-"""The quick route to json.Unmarshal's result for documents written the way
-Go writes them: plain json.loads, then one pass that checks every value
+"""The quick routes to json.Unmarshal's result for documents written the way
+Go writes them: first gofast (msgspec, for documents that prove they are
+canonical), then plain json.loads, then one pass that checks every value
 against the Go type. Anything the pass cannot vouch for sends the document
 to the exact decoder (godecode), which also gives Go's error text.
 
@@ -23,6 +24,7 @@ from typing import Any
 
 from cocoond.errors import DBError
 from cocoond.storage.godecode import Decoder, GoDecodeError
+from cocoond.storage.gofast import unmarshal_fast
 from cocoond.storage.gojson import loads_exact, text_go
 from cocoond.storage.goschema import INT_MAX, INT_MIN, GoType, Kind, fold_name
 from cocoond.storage.gotime import GoTimeError, check_json_time
@@ -43,11 +45,16 @@ def _constant(name: str) -> Any:
     raise _NotPlain
 
 
-def unmarshal(data: bytes, path: str, t: GoType) -> dict[str, Any]:
+def unmarshal(data: bytes, path: str, t: GoType, *, lenient: bool = False) -> dict[str, Any]:
     """`data` as cocoon's json.Unmarshal into `t` leaves it (for a struct, a
-    dict of its set fields): by the quick route when it can vouch for the
-    document, else by the exact decoder; DBError naming `path` with Go's
-    error when Go would fail."""
+    dict of its set fields): by the quickest route that can vouch for the
+    document (gofast, then json.loads and a type pass), else by the exact
+    decoder; DBError naming `path` with Go's error when Go would fail.
+    `lenient`: the document usually holds fields `t` does not name (see
+    gofast.unmarshal_fast)."""
+    fast = unmarshal_fast(data, t, lenient=lenient)
+    if fast is not None:
+        return fast
     text = text_go(data)
     plain = unmarshal_plain(text, t)
     if isinstance(plain, dict):

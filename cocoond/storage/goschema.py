@@ -47,6 +47,10 @@ class GoField:
     tag: str
     type: GoType
     embedded: bool = False
+    #: `json:",omitempty"`: Go's json.Marshal leaves the field out when it
+    #: holds its zero value. Recorded for the snapshot record's structs,
+    #: where the fast decoder (gofast) needs to know what Go writes.
+    omitempty: bool = False
 
 
 @dataclass(frozen=True, eq=False)
@@ -60,6 +64,7 @@ class Field:
     index: tuple[int, ...]
     via: tuple[str, ...]
     tagged: bool
+    omitempty: bool = False
 
 
 @dataclass(frozen=True, eq=False)
@@ -134,7 +139,7 @@ def _type_fields(st: Struct) -> tuple[Field, ...]:
                 if gf.embedded and not gf.tag and inner is not None and inner.struct is not None:
                     below.append((inner.struct, (*index, i), (*via, gf.go_name)))
                     continue
-                f = Field(gf.tag or gf.go_name, gf.type, (*index, i), via, bool(gf.tag))
+                f = Field(gf.tag or gf.go_name, gf.type, (*index, i), via, bool(gf.tag), gf.omitempty)
                 found.append(f)
                 if counts[id(s)] > 1:  # reached twice at this depth: annihilates
                     found.append(f)
@@ -172,8 +177,8 @@ def struct(name: str, source: str, *go_fields: GoField) -> GoType:
     return GoType(Kind.STRUCT, name, struct=Struct(name, source, go_fields))
 
 
-def f(go_name: str, tag: str, t: GoType) -> GoField:
-    return GoField(go_name, tag, t)
+def f(go_name: str, tag: str, t: GoType, *, omitempty: bool = False) -> GoField:
+    return GoField(go_name, tag, t, omitempty=omitempty)
 
 
 def embed(go_name: str, t: GoType) -> GoField:
@@ -198,28 +203,28 @@ INT_MIN, INT_MAX = -(2**63), 2**63 - 1
 CONFIG = struct(
     "types.Config",
     "types/config.go:6",
-    f("CPU", "cpu", INT),
-    f("Memory", "memory", INT64),
-    f("Storage", "storage", INT64),
-    f("QueueSize", "queue_size", INT),
-    f("DiskQueueSize", "disk_queue_size", INT),
-    f("Image", "image", STRING),
-    f("ImageDigest", "image_digest", STRING),
-    f("ImageType", "image_type", STRING),
-    f("Network", "network", STRING),
-    f("NoDirectIO", "no_direct_io", BOOL),
-    f("Windows", "windows", BOOL),
+    f("CPU", "cpu", INT, omitempty=True),
+    f("Memory", "memory", INT64, omitempty=True),
+    f("Storage", "storage", INT64, omitempty=True),
+    f("QueueSize", "queue_size", INT, omitempty=True),
+    f("DiskQueueSize", "disk_queue_size", INT, omitempty=True),
+    f("Image", "image", STRING, omitempty=True),
+    f("ImageDigest", "image_digest", STRING, omitempty=True),
+    f("ImageType", "image_type", STRING, omitempty=True),
+    f("Network", "network", STRING, omitempty=True),
+    f("NoDirectIO", "no_direct_io", BOOL, omitempty=True),
+    f("Windows", "windows", BOOL, omitempty=True),
 )
 SNAPSHOT_CONFIG = struct(
     "types.SnapshotConfig",
     "types/snapshot.go:7",
     embed("Config", CONFIG),
-    f("ID", "id", STRING),
+    f("ID", "id", STRING, omitempty=True),
     f("Name", "name", STRING),
-    f("Description", "description", STRING),
-    f("ImageBlobIDs", "image_blob_ids", SET),
-    f("Hypervisor", "hypervisor", STRING),
-    f("NICs", "nics", INT),
+    f("Description", "description", STRING, omitempty=True),
+    f("ImageBlobIDs", "image_blob_ids", SET, omitempty=True),
+    f("Hypervisor", "hypervisor", STRING, omitempty=True),
+    f("NICs", "nics", INT, omitempty=True),
 )
 SNAPSHOT = struct(
     "types.Snapshot",
@@ -231,8 +236,8 @@ SNAPSHOT_RECORD = struct(
     "snapshot.SnapshotRecord",
     "snapshot/db.go:13",
     embed("Snapshot", SNAPSHOT),
-    f("Pending", "pending", BOOL),
-    f("DataDir", "data_dir", STRING),
+    f("Pending", "pending", BOOL, omitempty=True),
+    f("DataDir", "data_dir", STRING, omitempty=True),
 )
 SNAPSHOT_INDEX = struct(
     "snapshot.SnapshotIndex",

@@ -219,9 +219,10 @@ class FormatProblem(ValueError):
 
 def _decoded(data: bytes, t: GoType) -> dict[str, Any]:
     """The document as Go's json.Unmarshal into `t` leaves it (goplain), or
-    FormatProblem with Go's error."""
+    FormatProblem with Go's error. Cloud Hypervisor's config.json carries
+    many fields cocoon's struct does not name: decoded leniently (gofast)."""
     try:
-        return unmarshal(data, "", t)
+        return unmarshal(data, "", t, lenient=t is CH_VM_CONFIG)
     except DBError as exc:
         raise FormatProblem(exc.reason) from None
 
