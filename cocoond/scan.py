@@ -45,7 +45,7 @@ from cocoond.sizes import disk_usage
 from cocoond.storage import vmdelta
 from cocoond.storage.dbfile import read_db_bytes
 from cocoond.storage.dbspans import Chunk, DBDelta, absorb, cut_short, load, text_pieces
-from cocoond.storage.memory import own
+from cocoond.storage.memory import interned, own
 from cocoond.storage.paths import DEFAULT_ROOT_DIR, VM_BACKENDS, Paths, default_root
 from cocoond.storage.records import decode_records
 from cocoond.storage.refdbs import CNI_DB, IMAGE_DB, OCI_IMAGE_DB, decoder_for, vm_db_relpaths
@@ -214,6 +214,7 @@ class Trusted(NamedTuple):
 
 
 # ------------------------------------------------------------------ data dirs
+# Interning tables (memory.interned: bounded, the daemon lives for months).
 _CONTENTS: dict[DirContents, DirContents] = {}
 
 
@@ -382,6 +383,7 @@ def _judge_dir(
     roles: tuple[str, ...] = ()
     ch_base: tuple[BaseFile, ...] = ()
     fc_base: tuple[BaseFile, ...] = ()
+    fc_machine = (0, 0)
     try:
         if SIDECAR in present:
             try:
@@ -390,6 +392,7 @@ def _judge_dir(
                 sidecar_problem = str(exc)
             else:
                 fc_problem = sidecar.fc_problem
+                fc_machine = sidecar.fc_machine
                 untrusted = _untrusted(sidecar, trusted) if trusted is not None else None
                 roles = tuple(d.role for d in sidecar.disks)
                 missing = tuple(d.resident for d in sidecar.disks if d.resident and not there(d.resident))
@@ -419,8 +422,9 @@ def _judge_dir(
         roles=roles,
         ch_base=ch_base,
         fc_base=fc_base,
+        fc_machine=fc_machine,
     )
-    return _CONTENTS.setdefault(found, found)
+    return interned(_CONTENTS, found)
 
 
 _BASES: dict[tuple[BaseFile, ...], tuple[BaseFile, ...]] = {}
@@ -428,7 +432,7 @@ _BASES: dict[tuple[BaseFile, ...], tuple[BaseFile, ...]] = {}
 
 def _interned(base: tuple[BaseFile, ...]) -> tuple[BaseFile, ...]:
     """Snapshots of one image name the same base files: one tuple for all."""
-    return _BASES.setdefault(base, base)
+    return interned(_BASES, base)
 
 
 #: cocoon's run dir when nothing sets it (cmd/root.go:58; viper's
@@ -501,7 +505,7 @@ def _go_clean(path: str) -> str:
 
 def _unreadable(why: str) -> DirContents:
     found = DirContents(frozenset(), unreadable=why)
-    return _CONTENTS.setdefault(found, found)
+    return interned(_CONTENTS, found)
 
 
 #: Bytes per read() of a data dir's JSON file (they are a few KB; no cap).
@@ -595,7 +599,8 @@ def blob_relpath_ok(relpath: str) -> bool:
     directory, _, name = relpath.rpartition("/")
     for blob_dir, suffix in BLOB_DIRS:
         if directory == blob_dir:
-            return name.endswith(suffix) and len(name) > len(suffix)
+            # `.erofs` itself too: its stem is "" (utils/file.go:39-41).
+            return name.endswith(suffix)
     return False
 
 

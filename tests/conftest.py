@@ -42,6 +42,7 @@ CONTRACT_SEVERITY = {
     "image_unusable": "error",
     "vm_snapshot_gone": "info",
     "vm_base_missing": "error",
+    "gc_destroys": "error",
 }
 #: The simulator's classic faults, each of which leaves exactly one finding
 #: (tests/test_sim_faults.py runs all of `cocoond.sim.FAULTS`).

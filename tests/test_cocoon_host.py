@@ -984,3 +984,193 @@ def test_the_python_api_without_a_run_dir_resolves_it_as_cocoon(
     assert fc_findings() == {SNAP_FC, SNAP_IMPORTED}  # the fixture's COCOON_RUN_DIR is elsewhere
     monkeypatch.setenv("COCOON_RUN_DIR", str(host.run))
     assert fc_findings() == set()
+
+
+# ------------------------------- gc and blob names it turns into whole dirs
+def du(path: Path) -> int:
+    """What `du` counts: allocated blocks of the path and all under it."""
+    total = os.lstat(path).st_blocks * 512
+    for dirpath, dirnames, filenames in os.walk(path):
+        for name in [*dirnames, *filenames]:
+            total += os.lstat(os.path.join(dirpath, name)).st_blocks * 512
+    return total
+
+
+@pytest.mark.parametrize(
+    ("name", "destroyed"), [(".erofs", "oci/boot"), ("..erofs", "oci/boot"), ("...erofs", "oci")]
+)
+def test_an_oci_blob_name_that_makes_gc_remove_a_whole_dir(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, destroyed: str
+) -> None:
+    """ScanFileStems (utils/file.go:37-44) takes the stem "", "." or ".."
+    from these names; nothing references it, so gc runs
+    os.RemoveAll(filepath.Join(oci/boot, stem)) (images/oci/gc.go:21,
+    config.go:37-39, images/index.go:172-176): Join cleans it to oci/boot
+    itself, or oci/: the boot files (and DB and blobs) of images in use."""
+    host = inside(tmp_path)
+    write(host.root / "oci/blobs" / name, b"junk")
+    found = check(host)
+    relpath = f"oci/blobs/{name}"
+    assert found[("gc_destroys", relpath)].severity == "error"
+    assert f"all of {destroyed}/" in found[("gc_destroys", relpath)].message
+    assert {k for k in found if k[0] != "unreferenced_blob"} == {("gc_destroys", relpath)}, found
+    rc, result = gc_plan(host, capsys)
+    assert rc == 2 and result["gc"] == "runs", result
+    oci = next(m for m in result["modules"] if m["module"] == "oci")
+    wide = [i for i in oci["items"] if i["what"] == "subtree"]
+    assert [(i["subject"], i["bytes"]) for i in wide] == [(destroyed, du(host.root / destroyed))]
+    # what the subtree takes with it is not counted twice
+    assert all(not i["path"].startswith(wide[0]["path"] + "/") for i in oci["items"])
+    said = sim_gc(host)
+    assert isinstance(said, dict) and said["subtrees"] == [destroyed], said
+    assert not (host.root / destroyed).exists()
+    assert not (host.root / "oci/boot" / L1 / "vmlinuz").exists()  # ubuntu:24.04's kernel
+
+
+def test_odd_blob_names_gc_deletes_only_themselves(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """cloudimg's gc only os.Removes BlobPath(stem) (cloudimg/gc.go:19):
+    `.qcow2` is that file itself. A directory `...erofs` is no stem
+    (ScanFileStems skips dirs). Neither is more than itself."""
+    host = inside(tmp_path)
+    write(host.root / "cloudimg/blobs/.qcow2", b"junk")
+    (host.root / "oci/blobs/...erofs").mkdir()
+    assert not [k for k in check(host) if k[0] == "gc_destroys"]
+    _rc, result = gc_plan(host, capsys)
+    assert planned(result) == {("blob", "")}, result
+    assert sim_gc(host) == {"blobs": [""]}
+    assert (host.root / "oci/blobs/...erofs").is_dir() and (host.root / "oci/boot" / L1).is_dir()
+
+
+def test_gc_destroys_says_gc_deletes_nothing_while_it_aborts(host: Host) -> None:
+    write(host.root / "oci/blobs/...erofs", b"junk")
+    write(host.root / "cni/db/networks.json", "{")
+    found = check(host)
+    assert "currently deletes nothing" in found[("gc_destroys", "oci/blobs/...erofs")].message
+
+
+# ------------------------------------------ clone and restore on record values
+def edit_json(path: Path, change: Any) -> None:
+    doc = json.loads(path.read_text())
+    change(doc)
+    write(path, go_json(doc) + "\n", path.stat().st_mode & 0o777)
+
+
+def set_record(host: Host, sid: str, **values: int) -> None:
+    edit_json(host.root / "snapshot/db/snapshots.json", lambda d: d["snapshots"][sid].update(values))
+
+
+def set_vm(host: Host, backend: str, vm_id: str, **values: int) -> None:
+    edit_json(host.root / backend / "db/vms.json", lambda d: d["vms"][vm_id]["config"].update(values))
+
+
+#: types/vm.go:77-85: the least cpu, memory, storage Validate passes.
+MINIMUMS = [("cpu", 1, "--cpu must be at least 1"), ("memory", 512 << 20, "--memory must be at least 512M")]
+MINIMUMS += [("storage", 10 << 30, "--storage must be at least 10G")]
+
+
+@pytest.mark.parametrize(("field", "least", "error"), MINIMUMS)
+def test_clone_validates_the_records_values_as_a_new_vms(
+    host: Host, field: str, least: int, error: str
+) -> None:
+    """CloneVMConfigFromFlags inherits the record's cpu, memory, storage and
+    validates them (cmd/core/helpers.go:374-398, types/vm.go:77-85): at the
+    minimum clone works, one below it fails; restore keeps the VM's values
+    and is not affected (the VM has more than the snapshot)."""
+    set_record(host, SNAP_CH_OCI, **{field: least})
+    assert check(host) == {}
+    set_record(host, SNAP_CH_OCI, **{field: least - 1})
+    kind, subject, f = only(host)
+    assert (kind, subject, f.fails) == ("clone_blocked", SNAP_CH_OCI, ("clone",)), f
+    assert error in f.message and f"--{field} " in f.message.split(error)[1], f.message
+
+
+def test_clone_of_a_firecracker_record_below_the_minimum_takes_no_cpu_or_memory_flag(host: Host) -> None:
+    """Firecracker refuses any --memory and a --cpu other than the record's
+    (cmd/vm/run.go:531-537): no flag gets past Validate there. The sidecar
+    says the same values (else firecracker/clone.go:42-48 refuses too)."""
+    set_record(host, SNAP_FC, memory=256 << 20)
+    edit_json(
+        host.root / "snapshot/localfile" / SNAP_FC / "cocoon.json", lambda d: d.update(memory=256 << 20)
+    )
+    kind, subject, f = only(host)
+    assert (kind, subject) == ("clone_blocked", SNAP_FC), f
+    assert "Firecracker takes no --memory" in f.message
+
+
+@pytest.mark.parametrize("field", ["cpu", "memory"])
+def test_firecracker_clone_refuses_a_sidecar_that_differs_from_the_record(host: Host, field: str) -> None:
+    """firecracker/clone.go:42-48: `meta.CPU > 0 && vmCfg.CPU != meta.CPU`
+    (memory alike); the clone's values are the record's. Absent (0) in the
+    sidecar is not checked; equal passes (the healthy host)."""
+    sidecar = host.root / "snapshot/localfile" / SNAP_FC / "cocoon.json"
+    edit_json(sidecar, lambda d: d.pop(field))
+    assert check(host) == {}
+    edit_json(sidecar, lambda d: d.update({field: 4 if field == "cpu" else 2 << 30}))
+    kind, subject, f = only(host)
+    assert (kind, subject, f.fails) == ("clone_blocked", SNAP_FC, ("clone",)), f
+    assert f"Firecracker cannot change {'CPU' if field == 'cpu' else 'memory'}" in f.message
+
+
+@pytest.mark.parametrize("field", ["cpu", "memory", "storage"])
+@pytest.mark.parametrize(
+    ("backend", "vm_id", "sid"), [("cloudhypervisor", CH_OCI, SNAP_CH_OCI), ("firecracker", FC_VM, SNAP_FC)]
+)
+def test_restore_refuses_a_vm_below_the_snapshots_values(
+    host: Host, field: str, backend: str, vm_id: str, sid: str
+) -> None:
+    """RestoreVMConfigFromFlags keeps the VM's values and refuses less than
+    the snapshot's (cmd/core/helpers.go:404-420, 592-600): equal passes (the
+    healthy host), one below fails. Firecracker takes no other cpu or
+    memory (firecracker/restore.go:148-153); storage a flag can raise."""
+    snap = json.loads((host.root / "snapshot/db/snapshots.json").read_text())["snapshots"][sid][field]
+    set_vm(host, backend, vm_id, **{field: snap - 1})
+    kind, subject, f = only(host)
+    assert (kind, subject, f.fails) == ("restore_blocked", sid, ("restore",)), f
+    assert "below snapshot minimum" in f.message
+    fixed_by_flag = backend == "cloudhypervisor" or field == "storage"
+    assert ("Firecracker takes no other" in f.message) is not fixed_by_flag, f.message
+
+
+def test_show_says_clone_fails_on_a_record_below_the_minimum(
+    host: Host, capsys: pytest.CaptureFixture[str]
+) -> None:
+    set_record(host, SNAP_CH_OCI, cpu=0)
+    rc = main(["show", "--config", config_file(host), "--json", SNAP_CH_OCI])
+    shown = json.loads(capsys.readouterr().out)
+    assert rc == 1, shown
+    assert shown["operations"]["clone"]["works"] is False
+    assert shown["operations"]["restore"]["works"] is True
+    assert any("--cpu must be at least 1" in why for why in shown["operations"]["clone"]["reasons"]), shown
+
+
+@pytest.mark.parametrize(("sid", "destroyed"), [("", "snapshot/localfile"), ("..", "snapshot")])
+def test_a_stale_pending_id_that_makes_gc_remove_a_whole_dir(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], sid: str, destroyed: str
+) -> None:
+    """gc drops pending records over 24 h old with os.RemoveAll(filepath.
+    Join(localfile, id)) (snapshot/localfile/gc.go:52,75, config.go:32):
+    an ID "" is all of snapshot/localfile, ".." all of snapshot/. Younger
+    than 24 h, gc does not take it: only `pending`."""
+    host = inside(tmp_path)
+    old = "2026-01-01T00:00:00Z"
+    edit_json(
+        host.root / "snapshot/db/snapshots.json",
+        lambda d: d["snapshots"].update(
+            {sid: {"id": sid, "name": "", "pending": True, "created_at": _now_rfc3339()}}
+        ),
+    )
+    assert not [k for k in check(host) if k[0] == "gc_destroys"]
+    edit_json(host.root / "snapshot/db/snapshots.json", lambda d: d["snapshots"][sid].update(created_at=old))
+    found = check(host)
+    f = found[("gc_destroys", sid)]
+    assert f.severity == "error" and f.path == str(host.root / destroyed), f
+    before = du(host.root / destroyed)
+    rc, result = gc_plan(host, capsys)
+    assert rc == 2, result
+    wide = [i for m in result["modules"] for i in m["items"] if i["what"] == "subtree"]
+    assert [(i["subject"], i["bytes"]) for i in wide] == [(destroyed, before)]
+    said = sim_gc(host)
+    assert isinstance(said, dict) and said["subtrees"] == [destroyed], said
+    assert not (host.root / destroyed).exists()

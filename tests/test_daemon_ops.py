@@ -55,6 +55,8 @@ def test_run_reaches_checks_restore_and_clone_verdicts(
             "fc-sidecar-cpu-string",
             "ch-no-cow",
             "imported-ch-other-root",
+            "snapshot-memory-below-minimum",
+            "vm-cpu-below-snapshot",
         )
     ]
     for want in expected:
@@ -127,3 +129,38 @@ def test_run_reaches_checks_image_and_vm_verdicts(
         and not daemon.events("finding.resolved", kind=x["kind"], subject=x["subject"])
     }
     assert opened_now == by_check
+
+
+def test_run_reaches_checks_gc_destroys_verdict(
+    daemons: Daemons, sim: ModuleType, root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A stray oci/blobs/...erofs arrives as a blob event: gc_destroys opens
+    as `check` has it, and resolves once the file is renamed to a plain name
+    (then only an unreferenced blob, which gc deletes alone)."""
+    sim.init(str(root))
+    daemon = daemons.start(
+        root,
+        overrides={
+            "watch": {"settle_seconds": 0.3, "debounce_seconds": 0.05},
+            "alerts": {"heartbeat_seconds": 0.5},
+        },
+    )
+    daemon.wait_ready()
+    made = ("gc-destroys-oci", "gc-destroys-oci-boot", "gc-destroys-snapshot")
+    want = [sim.inject(str(root), fault) for fault in made]
+    for w in want:
+        daemon.wait_for(opened(w["kind"], w["subject"]), timeout=20, what=w["fault"])
+    capsys.readouterr()
+    main(["check", "--no-config", "--root", str(root), "--json"])
+    out = json.loads(capsys.readouterr().out)
+    by_check = {(f["kind"], f["subject"]) for f in out["findings"] if f["kind"] == "gc_destroys"}
+    assert by_check == {(w["kind"], w["subject"]) for w in want}
+    os.rename(root / "oci/blobs/...erofs", root / "oci/blobs/stray.erofs")
+    daemon.wait_for(resolved("gc_destroys", "oci/blobs/...erofs"), timeout=20, what="renamed away")
+    current = {
+        (x["kind"], x["subject"])
+        for x in daemon.events("finding.opened")
+        if x.get("kind") == "gc_destroys"
+        and not daemon.events("finding.resolved", kind=x["kind"], subject=x["subject"])
+    }
+    assert current == {("gc_destroys", "oci/blobs/..erofs"), ("gc_destroys", "..")}

@@ -58,6 +58,7 @@ SIM_KEY = {
     "vm_log_dir": "vm_dirs",
     "vm_record": "vms",
     "cni_records": "networks",
+    "subtree": "subtrees",
 }
 
 
@@ -411,3 +412,30 @@ def test_hand_built_cni_db_of_the_wrong_type_blocks_gc(
     found = {(f["kind"], f["subject"]): f for f in json.loads(capsys.readouterr().out)["findings"]}
     assert ("db_unreadable", "cni/db/networks.json") in found
     assert "module cni" in found[("gc_blocked", "gc")]["message"]
+
+
+@pytest.mark.parametrize(
+    ("fault", "gone"), [("gc-destroys-oci-boot", "oci/boot"), ("gc-destroys-oci", "oci")]
+)
+def test_a_blob_name_that_makes_gc_remove_a_whole_dir(
+    root: Path, sim: ModuleType, capsys: pytest.CaptureFixture[str], fault: str, gone: str
+) -> None:
+    """The plan lists the whole dir gc's RemoveAll(oci/boot/<stem>) hits
+    (images/oci/gc.go:21), with du's bytes, and nothing in it a second
+    time; the simulated gc removes that dir; gc-plan exits 2."""
+    sim.create(str(root))
+    sim.inject(str(root), fault)
+    before = du(str(root / gone))
+    rc, result = plan(root, capsys)
+    assert (rc, result["gc"]) == (2, "runs"), result
+    wide = [i for m in result["modules"] for i in m["items"] if i["what"] == "subtree"]
+    assert [(i["subject"], i["bytes"]) for i in wide] == [(gone, before)]
+    inside = [
+        i
+        for m in result["modules"]
+        for i in m["items"]
+        if i.get("path", "").startswith(wide[0]["path"] + "/")
+    ]
+    assert inside == []
+    removed = sim.gc(str(root))
+    assert removed["subtrees"] == [gone] and not (root / gone).exists()

@@ -44,8 +44,11 @@ def index(root: str = ROOT, **kw: object) -> Reconciler:
 def rec(
     sid: str, name: str = "", blobs: tuple[str, ...] = (), hypervisor: str = "", **kw: object
 ) -> SnapshotRecord:
-    """A record as cocoon writes it: data_dir is its canonical dir unless given."""
+    """A record as cocoon writes it: data_dir is its canonical dir unless
+    given, cpu, memory and storage its VM's (which VMConfig.Validate passed)."""
     kw.setdefault("data_dir", f"{ROOT}/snapshot/localfile/{sid}")
+    for key, value in (("cpu", 2), ("memory", 1 << 30), ("storage", 10 << 30)):
+        kw.setdefault(key, value)
     extra = {"hypervisor": hypervisor} if hypervisor else {}
     return SnapshotRecord(id=sid, name=name, image_blob_ids=set(blobs), extra=extra, **kw)  # type: ignore[arg-type]
 

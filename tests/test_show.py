@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from cocoond.cli.main import main
+from cocoond.storage import goschema, records
 
 T0 = "2026-01-01T00:00:00Z"
 CLOUD_HEX = "c" * 64
@@ -292,3 +293,82 @@ def test_human_unknown_ref_is_one_status_line_on_stdout(
     out, err = capsys.readouterr()
     assert out.startswith("COCOOND UNKNOWN - nothing-like-it: no snapshot") and out.count("\n") == 1, out
     assert err == ""
+
+
+# -------------------------------------------- the DB as Go writes it (lazy)
+def _go_bytes(db: dict[str, Any]) -> bytes:
+    """snapshots.json as Go's json.Marshal writes it (struct fields in
+    order, map keys sorted, no white space): the bytes `show` reads on its
+    fast route, decoding only the records it shows."""
+    order = [f.name for f in goschema.fields_of(goschema.SNAPSHOT_RECORD).fields]
+
+    def rec(r: dict[str, Any]) -> dict[str, Any]:
+        return {k: r[k] for k in sorted(r, key=order.index)}
+
+    top = {
+        "snapshots": {sid: rec(db["snapshots"][sid]) for sid in sorted(db["snapshots"])},
+        "names": dict(sorted(db["names"].items())),
+    }
+    return json.dumps(top, separators=(",", ":"), sort_keys=False).encode()
+
+
+@pytest.mark.parametrize("ref", ["ABCDEF1", "web", "ABCX", "QQQ", "db", "ABC", "nosuch", "vm-web"])
+def test_go_s_bytes_and_a_hand_edit_show_the_same(
+    tree: Path, capsys: pytest.CaptureFixture[str], ref: str
+) -> None:
+    """The same DB written by Go (show's lazy route) and by hand (the exact
+    walk) shows the same, the cloud blob gone too (missing_blob counts every
+    snapshot using it: all three)."""
+    (tree / f"cloudimg/blobs/{CLOUD_HEX}.qcow2").unlink()
+    path = tree / "snapshot/db/snapshots.json"
+    by_hand = path.read_bytes()
+    data = _go_bytes(json.loads(by_hand))
+    assert records.decode_lazily(data, "db") is not None
+    assert records.decode_lazily(by_hand, "db") is None
+    want = show(tree, capsys, ref)
+    path.write_bytes(data)
+    assert show(tree, capsys, ref) == want
+    if ref == "web":
+        assert isinstance(want[1], dict)
+        found = [f for f in want[1]["findings"] if f["kind"] == "missing_blob"]
+        assert len(found) == 1 and "3 snapshot" in found[0]["message"], found
+
+
+def test_a_time_go_cannot_parse_in_another_record_makes_show_refuse(
+    tree: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Go decodes the whole DB or nothing: a day that does not exist in a
+    record far from REF makes every cocoon command fail, so show says it
+    cannot look rather than answer for the one record."""
+    path = tree / "snapshot/db/snapshots.json"
+    db = json.loads(path.read_bytes())
+    db["snapshots"]["QQQ0001"]["created_at"] = "2021-02-30T00:00:00Z"
+    path.write_bytes(_go_bytes(db))
+    rc, err = show(tree, capsys, "ABCDEF1", "--kind", "snapshot")
+    assert rc == 3 and isinstance(err, str) and "snapshots.json" in err and "QQQ0001" in err, err
+
+
+@pytest.mark.parametrize("go_bytes", [False, True])
+def test_a_root_given_by_another_spelling_reads_as_check_reads_it(
+    tree: Path, capsys: pytest.CaptureFixture[str], go_bytes: bool
+) -> None:
+    """Records name the root by its real path, cocoond is given a symlink to
+    it: the records' data_dir is the canonical one (scan.root_aliases), for
+    show as for check (show said recorded elsewhere, a finding check has not)."""
+    path = tree / "snapshot/db/snapshots.json"
+    if go_bytes:
+        path.write_bytes(_go_bytes(json.loads(path.read_bytes())))
+    link = tree.parent / "link"
+    link.symlink_to(tree)
+    capsys.readouterr()
+    main(["check", "--root", str(link), "--json"])
+    checked = json.loads(capsys.readouterr().out)["findings"]
+    rc, out = show(link, capsys, "web")
+    assert rc == 2  # missing_data_dir, as check
+    assert isinstance(out, dict)
+    assert "recorded_data_dir" not in out["disk"]
+    subjects = {"ABCDEF1", "web", CLOUD_HEX, "gc"}
+    assert sorted(_same(f) for f in out["findings"]) == sorted(
+        _same(f) for f in checked if f["subject"] in subjects
+    )
+    assert [f["kind"] for f in out["findings"]] == ["missing_data_dir"]

@@ -27,6 +27,8 @@ SIDE_FINDINGS = {
     # the VM the snapshot came from still has its COW: restore onto it fails too.
     "ch-no-cow": {"restore_blocked"},
     "dangling-symlinked-blob": {"image_unusable"},
+    # the record is a stale pending one too (gc drops it: that is the harm).
+    "gc-destroys-snapshot": {"stale_pending"},
 }
 
 

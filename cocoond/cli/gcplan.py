@@ -21,9 +21,11 @@ from cocoond.sizes import SIZE_MAX_SECONDS, disk_usage
 from cocoond.storage.units import human_size
 
 #: gc-plan's exit codes, in check's convention: 0 gc runs (whatever it
-#: removes), 1 gc would abort (a warning, as the gc_blocked finding), 3
-#: cocoond cannot tell (a DB or dir it may not read).
-EXIT_RUNS, EXIT_ABORTS, EXIT_UNKNOWN = 0, 1, 3
+#: removes), 1 gc would abort (a warning, as the gc_blocked finding), 2 gc
+#: runs and removes a whole dir a name turns its path into (an error, as
+#: the gc_destroys finding), 3 cocoond cannot tell (a DB or dir it may not
+#: read).
+EXIT_RUNS, EXIT_ABORTS, EXIT_DESTROYS, EXIT_UNKNOWN = 0, 1, 2, 3
 #: All of gc-plan's size walks share this budget (a cut walk is a lower bound).
 MEASURE_BUDGET_SECONDS = 6 * SIZE_MAX_SECONDS
 
@@ -49,11 +51,15 @@ class SizedPlan:
     def exit_code(self) -> int:
         if self.plan.blocker is not None:
             return EXIT_ABORTS
-        return EXIT_UNKNOWN if self.plan.unknown else EXIT_RUNS
+        if self.plan.unknown:
+            return EXIT_UNKNOWN
+        return EXIT_DESTROYS if self.plan.subtrees() else EXIT_RUNS
 
     @property
     def verdict(self) -> str:
-        return {EXIT_RUNS: "runs", EXIT_ABORTS: "aborts", EXIT_UNKNOWN: "unknown"}[self.exit_code]
+        return {EXIT_RUNS: "runs", EXIT_ABORTS: "aborts", EXIT_DESTROYS: "runs", EXIT_UNKNOWN: "unknown"}[
+            self.exit_code
+        ]
 
     def module_bytes(self) -> dict[str, int]:
         """Total bytes per gc module, every module present (0 included)."""
@@ -165,7 +171,12 @@ def write_human(sized: SizedPlan, out: TextIO) -> None:
         out.write(
             f"{status}: {root}: `cocoon gc` would remove {count} item{'' if count == 1 else 's'}, {size}\n"
         )
-    lines = [f"unknown: {printable(why)}" for why in plan.unknown]
+    lines = [
+        f"WARNING: gc removes all of {printable(shown_path(sized.root, item.path))}/ "
+        "(a blob or record name turns its path into that dir: see the gc_destroys finding)"
+        for item in plan.subtrees()
+    ]
+    lines += [f"unknown: {printable(why)}" for why in plan.unknown]
     lines += [f"note: {gcmodel.LOCK_CAVEAT}", *(f"note: {printable(note)}" for note in plan.notes)]
     if not sized.consistent:
         lines.append(f"note: cocoon changed its DBs during each of {sized.attempts} passes")

@@ -252,6 +252,12 @@ GC_PLAN: Final = (
             ("0", "`cocoon gc` would run: the plan lists what it removes (maybe nothing)."),
             ("1", "`cocoon gc` would abort before deleting anything: the module whose DB stops it is named."),
             (
+                "2",
+                "`cocoon gc` would run and remove a whole dir (oci/boot, oci, snapshot/localfile, "
+                "snapshot) that a blob's or pending record's name turns its path into: see the "
+                "gc_destroys finding.",
+            ),
+            (
                 "3",
                 "could not tell: a bad config, a root that is missing or cannot be read, a DB or dir "
                 "cocoond may not read, or a usage error.",

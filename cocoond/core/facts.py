@@ -77,6 +77,9 @@ class DirContents:
     #: them from config.json's payload, FC from the sidecar's boot_config.
     ch_base: tuple[tuple[str, str], ...] = ()
     fc_base: tuple[tuple[str, str], ...] = ()
+    #: Firecracker's sidecar (cpu, memory) (omitempty: 0): clone refuses a
+    #: record whose values differ from them (firecracker/clone.go:42-48).
+    fc_machine: tuple[int, int] = (0, 0)
 
 
 class DirState(NamedTuple):
@@ -145,6 +148,9 @@ class VMClaim(NamedTuple):
     roles: tuple[str, ...] = ()
     #: len(network_configs): restore compares it with the snapshot's `nics`.
     nics: int = 0
+    #: config's (cpu, memory, storage): restore keeps them, and refuses less
+    #: than the snapshot's (cmd/core/helpers.go:404-420, 592-600).
+    machine: tuple[int, int, int] = (0, 0, 0)
 
 
 class ClaimRefs(frozenset[str]):
@@ -209,6 +215,9 @@ class RecFacts(NamedTuple):
     #: `nics` (omitempty: 0): restore refuses a VM with another NIC count
     #: (cmd/vm/run.go:171-174).
     nics: int = 0
+    #: (cpu, memory, storage) as recorded (omitempty: 0): clone validates
+    #: them as a new VM's, restore refuses a VM with less (cmd/core/helpers.go).
+    machine: tuple[int, int, int] = (0, 0, 0)
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,6 +35,7 @@ RESTORE_BLOCKED: Final = "restore_blocked"
 IMAGE_UNUSABLE: Final = "image_unusable"
 VM_SNAPSHOT_GONE: Final = "vm_snapshot_gone"
 VM_BASE_MISSING: Final = "vm_base_missing"
+GC_DESTROYS: Final = "gc_destroys"
 
 SEVERITY_OF: Final[dict[str, Severity]] = {
     DB_UNREADABLE: "error",
@@ -59,6 +60,7 @@ SEVERITY_OF: Final[dict[str, Severity]] = {
     IMAGE_UNUSABLE: "error",
     VM_SNAPSHOT_GONE: "info",
     VM_BASE_MISSING: "error",
+    GC_DESTROYS: "error",
 }
 KINDS: Final[tuple[str, ...]] = tuple(SEVERITY_OF)
 

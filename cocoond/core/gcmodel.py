@@ -129,6 +129,7 @@ What = Literal[
     "cni_records",
     "data_dir",
     "pending_record",
+    "subtree",
 ]
 
 
@@ -183,6 +184,10 @@ class Plan:
     #: that are absent, what is outside cocoond's view).
     notes: list[str] = field(default_factory=list)
 
+    def subtrees(self) -> list[Item]:
+        """Whole dirs gc removes because a name turns a path into them."""
+        return [i for i in self.items if i.what == "subtree"]
+
     def modules(self) -> dict[str, list[Item]]:
         """Items per module, every module present, in gc's order."""
         out: dict[str, list[Item]] = {m.name: [] for m in MODULES}
@@ -236,6 +241,38 @@ class GCView:
     #: blobs snapshot records name, and the pending records' created times.
     snapshot_blobs: Collection[str] | None = None
     pending: Mapping[str, float] | None = None
+
+
+def go_join(base: str, name: str) -> str:
+    """filepath.Join(base, name): joined, then Cleaned (`..` climbs, `.`
+    and an empty name vanish; an absolute name does not reset the path)."""
+    return os.path.normpath(f"{base}/{name}" if name else base)
+
+
+def destroys(base: str, name: str) -> str | None:
+    """The path `os.RemoveAll(filepath.Join(base, name))` removes when it is
+    not the entry `name` of `base` (a name "", "." or ".." makes it `base`
+    itself or its parent): what gc deletes far beyond one entry. None for a
+    plain name."""
+    path, top = go_join(base, name), os.path.normpath(base)
+    return path if path == top or not path.startswith(top.rstrip("/") + "/") else None
+
+
+def oci_boot_destroys(root: str, hex_: str) -> str | None:
+    """images/oci/gc.go:21 removes `os.RemoveAll(BootDir(hex))` for every
+    unreferenced blob stem (images/oci/config.go:37-39): a stem "" or "."
+    (`oci/blobs/.erofs`, `..erofs`) makes that all of oci/boot, ".."
+    (`...erofs`) all of oci/."""
+    return destroys(os.path.join(root, "oci/boot"), hex_)
+
+
+def snapshot_destroys(root: str, sid: str) -> str | None:
+    """snapshot/localfile/gc.go:75 removes `os.RemoveAll(SnapshotDataDir(id))`
+    for every stale pending record (config.go:32): an ID "" or "." makes
+    that all of snapshot/localfile, ".." all of snapshot/, and an ID with
+    `/` in it may climb further (the path need not exist: RemoveAll of
+    nothing is a no-op)."""
+    return destroys(os.path.join(root, "snapshot/localfile"), sid)
 
 
 def cannot_read(error: DBError) -> bool:
@@ -316,7 +353,9 @@ def image_targets(module: str, view: GCView, used: set[str]) -> list[Item]:
     """images/gchelper.go:44-74: blob stems (ScanFileStems: any non-dir
     entry, a symlink too) and, for OCI, boot dirs (ScanSubdirs), that neither
     the module's own DB nor any VM or snapshot references. Each hex loses
-    its blob file and its boot dir; the temp dir is swept in the same run."""
+    its blob file and its boot dir; the temp dir is swept in the same run.
+    A stem that makes the boot dir's path oci/boot or oci/ itself
+    (oci_boot_destroys) removes that whole subtree."""
     blob_dir, suffix, temp_dir, _dir_only = IMAGE_MODULES[module]
     refs = view.image_refs.get(f"{module}/db/images.json", frozenset()) | used
     stems = {b.hex for b in view.blobs if b.gc_sees and b.relpath.startswith(blob_dir + "/")}
@@ -326,6 +365,9 @@ def image_targets(module: str, view: GCView, used: set[str]) -> list[Item]:
         if hex_ in stems:
             rel = f"{blob_dir}/{hex_}{suffix}"
             items.append(Item(module, "blob", hex_, os.path.join(view.root, rel)))
+            wide = oci_boot_destroys(view.root, hex_) if module == "oci" else None
+            if wide is not None:
+                items.append(Item(module, "subtree", os.path.relpath(wide, view.root), wide))
         if hex_ in boots:
             items.append(Item(module, "boot_dir", hex_, os.path.join(view.root, "oci/boot", hex_)))
     if items:
@@ -396,7 +438,8 @@ def snapshot_targets(view: GCView) -> list[Item]:
     """snapshot/localfile/gc.go:61-83: real dirs of snapshot/localfile/
     (ScanSubdirs: never a symlink) with no non-null record, and pending
     records past the grace: each loses snapshot/localfile/<ID> (RemoveAll:
-    a link itself, not its target) and a stale record its DB entry."""
+    a link itself, not its target) and a stale record its DB entry; an ID
+    that turns that path into more (snapshot_destroys) loses that subtree."""
     orphans = {
         name for name, state in view.data_dirs.items() if state.kind == "dir" and name not in view.snapshots
     }
@@ -406,13 +449,22 @@ def snapshot_targets(view: GCView) -> list[Item]:
         stale = {sid for sid, rec in view.snapshots.items() if pending_dropped(rec, view.now)}
     items: list[Item] = []
     for sid in sorted(orphans | stale):
-        if sid in orphans or (sid in view.data_dirs):
+        wide = snapshot_destroys(view.root, sid) if sid in stale else None
+        if wide is not None:
+            items.append(Item("snapshot", "subtree", _under(view.root, wide), wide))
+        elif sid in orphans or (sid in view.data_dirs):
             items.append(
                 Item("snapshot", "data_dir", sid, os.path.join(view.root, "snapshot/localfile", sid))
             )
         if sid in stale:
             items.append(Item("snapshot", "pending_record", sid, None))
     return items
+
+
+def _under(root: str, path: str) -> str:
+    """A path as findings name it: under the root relative, else absolute."""
+    rel = os.path.relpath(path, root)
+    return path if rel == ".." or rel.startswith("../") else rel
 
 
 def plan(view: GCView) -> Plan:
@@ -439,4 +491,25 @@ def plan(view: GCView) -> Plan:
             result.items += cni_targets(view, active)
         elif module.name == "snapshot":
             result.items += snapshot_targets(view)
+    result.items = _outermost(result.items)
     return result
+
+
+def _outermost(items: list[Item]) -> list[Item]:
+    """Drop what a `subtree` item removes with it (and its repeats): gc
+    deletes it either way, and its bytes are counted once, in the subtree's."""
+    wide = sorted({i.path for i in items if i.what == "subtree" and i.path})
+    if not wide:
+        return items
+    out: list[Item] = []
+    kept: set[str] = set()
+    for item in items:
+        path = item.path
+        if path is not None and any(path != w and path.startswith(w.rstrip("/") + "/") for w in wide):
+            continue
+        if item.what == "subtree" and path in kept:
+            continue
+        if item.what == "subtree" and path is not None:
+            kept.add(path)
+        out.append(item)
+    return out

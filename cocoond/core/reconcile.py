@@ -47,7 +47,7 @@ from cocoond.core.gcmodel import Blocker, GCView, VMDirs
 from cocoond.core.rules import LOCALFILE, SNAPSHOT_DB
 from cocoond.errors import DBError
 from cocoond.storage.dbspans import DBDelta, Spans
-from cocoond.storage.memory import own
+from cocoond.storage.memory import bound, own
 from cocoond.storage.records import (
     NO_RAW,
     RecordFields,
@@ -214,6 +214,8 @@ class Reconciler:
         self._orphan_heap: list[tuple[float, str]] = []
         self._now = float("-inf")
         self._facts_cache: dict[frozenset[str], frozenset[str]] = {}
+        #: Records share a few (cpu, memory, storage): one tuple each.
+        self._machines: dict[tuple[int, int, int], tuple[int, int, int]] = {}
         self._static: dict[Key, Finding] = {}
         self._timed: dict[Key, Finding] = {}
         self._dirty: set[Key] = set()
@@ -628,7 +630,7 @@ class Reconciler:
             if kind == fk.ORPHAN_DATA_DIR:
                 self._promote(subject)
             else:
-                self._eval_hex(subject)
+                self._eval_hex(subject)  # gc_destroys too
         # Timed findings (stale_pending, stale_temp, the VM ones) are rebuilt
         # with the new message at the next `evaluate`.
 
@@ -792,11 +794,19 @@ class Reconciler:
             rec.created_at,
             hypervisor if isinstance(hypervisor, str) else "",
             rec.nics,
+            (rec.cpu, rec.memory, rec.storage),
         )
 
+    def record_facts(self, sid: str, fields: RecordFields) -> RecFacts:
+        """One record's facts, as decode_db makes them: for `show`, which
+        makes only those of the few records it reads."""
+        return self._facts_from_json(sid, fields, NO_RAW)
+
     def _facts_from_json(self, sid: str, fields: RecordFields, _raw: dict[str, Any]) -> RecFacts:
-        rid, name, _, _, ddir, _, _, _, nics, pending, blobs, created_at, _, hypervisor = fields
-        return self._facts(sid, rid, name, ddir, pending, blobs, created_at, hypervisor, nics)
+        rid, name, _, _, ddir, cpu, memory, storage, nics, pending, blobs, created_at, _, hypervisor = fields
+        return self._facts(
+            sid, rid, name, ddir, pending, blobs, created_at, hypervisor, nics, (cpu, memory, storage)
+        )
 
     def _facts(
         self,
@@ -809,11 +819,17 @@ class Reconciler:
         created_at: datetime,
         hypervisor: str,
         nics: int = 0,
+        machine: tuple[int, int, int] = (0, 0, 0),
     ) -> RecFacts:
         """The facts the findings need. Strings kept are copied (`own`) so
         the index does not pin the parse's memory."""
         blobs = frozenset(blob_ids)
-        blobs = self._facts_cache.setdefault(blobs, blobs)
+        kept = self._facts_cache.get(blobs)
+        if kept is None:
+            bound(self._facts_cache)  # lives as long as the daemon: bounded
+            self._facts_cache[blobs] = blobs
+        else:
+            blobs = kept
         recorded: str | None = None
         if ddir != self._localfile_prefix + sid:
             norm = os.path.normpath(ddir) if ddir else ""
@@ -830,6 +846,7 @@ class Reconciler:
             recorded,
             _HYPERVISORS.get(hypervisor) or own(hypervisor),
             nics,
+            self._machines.setdefault(machine, machine),
         )
         # A whole reload decodes every record again while the old index is
         # still held: a record equal to the one held is the held one, not
@@ -1171,6 +1188,19 @@ class Reconciler:
             # nothing new is called unreferenced meanwhile.
             unref = rules.unreferenced_blob(hex_, files, self.boot_dirs.get(hex_), self.root, self.gc_blocker)
         self._put(key, unref)
+        self._eval_destroys(hex_, unref is not None)
+
+    def _eval_destroys(self, hex_: str, unreferenced: bool) -> None:
+        """gc_destroys for an OCI blob stem gc turns into oci/boot or oci/
+        (gcmodel.oci_boot_destroys): only such stems ever hold one."""
+        wide = gcmodel.oci_boot_destroys(self.root, hex_)
+        if wide is None:
+            return
+        relpath = f"oci/blobs/{hex_}.erofs"
+        blob = self.blob_files.get(hex_, {}).get(relpath)
+        seen = unreferenced and blob is not None and blob.gc_sees
+        finding = rules.gc_destroys_oci(relpath, wide, self.root, self.gc_blocker) if seen else None
+        self._put((fk.GC_DESTROYS, relpath), finding)
 
     def _eval_timed(self, now: float) -> None:
         """pending/stale_pending and stale_temp: O(pending + temp files)."""
@@ -1190,6 +1220,13 @@ class Reconciler:
                     sid, self.records[sid], max(0.0, now - created), self.pending_stale_seconds, gc
                 )
                 timed[finding.key] = finding
+                wide = (
+                    gcmodel.snapshot_destroys(self.root, sid)
+                    if created < now - gcmodel.PENDING_GRACE
+                    else None
+                )
+                if wide is not None:
+                    timed[(fk.GC_DESTROYS, sid)] = rules.gc_destroys_snapshot(sid, wide, self.root, gc)
         sweeping = self._sweeping(now) if any(e.gc_removes for e in self.temps.values()) else {}
         for relpath, entry in self.temps.items():
             temp = rules.stale_temp(

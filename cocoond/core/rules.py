@@ -414,6 +414,74 @@ def _fc_clone_own(c: DirContents) -> list[str]:
     return problems
 
 
+#: types/vm.go:77-85 (VMConfig.Validate): a new VM's least cpu, memory, storage.
+MIN_CPU, MIN_MEMORY, MIN_STORAGE = 1, 512 << 20, 10 << 30
+
+
+def clone_minimum_problems(rec: RecFacts) -> list[str]:
+    """Clone takes the record's cpu, memory and storage (its flags default
+    to "inherit": cmd/vm/commands.go:179-181, cmd/core/helpers.go:374) and
+    validates them as a new VM's (helpers.go:398, types/vm.go:77-85).
+    A larger --cpu/--memory/--storage gets past it, but Firecracker refuses
+    any --memory and a --cpu other than the record's (cmd/vm/run.go:531-537)."""
+    cpu, memory, storage = rec.machine
+    fc = rec.hypervisor == FIRECRACKER
+    problems = []
+    if cpu < MIN_CPU:
+        problems.append(
+            f"its cpu is {cpu} and clone fails `--cpu must be at least 1`"
+            + (" (Firecracker takes no other --cpu)" if fc else " unless --cpu 1 or more is given")
+        )
+    if memory < MIN_MEMORY:
+        problems.append(
+            f"its memory is {memory} bytes and clone fails `--memory must be at least 512M`"
+            + (" (Firecracker takes no --memory)" if fc else " unless --memory 512M or more is given")
+        )
+    if storage < MIN_STORAGE:
+        problems.append(
+            f"its storage is {storage} bytes and clone fails `--storage must be at least 10G` "
+            "unless --storage 10G or more is given"
+        )
+    return problems
+
+
+def fc_machine_problems(rec: RecFacts, c: DirContents) -> list[str]:
+    """Firecracker cannot change cpu or memory after snapshot/load: clone
+    refuses a sidecar value (when above 0) other than the clone's, which is
+    the record's (firecracker/clone.go:42-48; no flag changes it:
+    cmd/vm/run.go:531-537)."""
+    (cpu, memory), (rec_cpu, rec_memory, _) = c.fc_machine, rec.machine
+    problems = []
+    if cpu > 0 and cpu != rec_cpu:
+        problems.append(f"{SIDECAR} has cpu {cpu}, the record {rec_cpu}, and Firecracker cannot change CPU")
+    if memory > 0 and memory != rec_memory:
+        problems.append(
+            f"{SIDECAR} has memory {memory}, the record {rec_memory}, and Firecracker cannot change memory"
+        )
+    return problems
+
+
+def restore_minimum_problems(rec: RecFacts, owner: VMClaim, firecracker: bool) -> list[str]:
+    """Restore keeps the VM's cpu, memory and storage and refuses less than
+    the snapshot's (RestoreVMConfigFromFlags, cmd/core/helpers.go:404-420,
+    592-600: "--cpu 1 below snapshot minimum 2"). A larger flag gets past
+    it, but Firecracker refuses a cpu or memory other than the VM's
+    (firecracker/restore.go:148-153)."""
+    problems = []
+    for what, vm, snap in zip(("cpu", "memory", "storage"), owner.machine, rec.machine, strict=True):
+        if vm < snap:
+            way = (
+                " (Firecracker takes no other)"
+                if firecracker and what != "storage"
+                else f" unless --{what} of at least the snapshot's is given"
+            )
+            problems.append(
+                f"the VM's {what} ({vm}) is below the snapshot's ({snap}): "
+                f"`--{what} ... below snapshot minimum`{way}"
+            )
+    return problems
+
+
 def _missing_base(base: tuple[tuple[str, str], ...], base_files: Mapping[str, int]) -> list[str]:
     # VerifyBaseFiles (hypervisor/utils.go:331-356): os.Stat of each.
     return [f"{what} {path} is missing" for what, path in base if base_files.get(path) == MISSING]
@@ -423,10 +491,13 @@ def clone_blocked(
     sid: str, rec: RecFacts, state: DirState | None, base_files: Mapping[str, int], root: str
 ) -> Finding | None:
     """A committed snapshot restore would take but `cocoon vm clone` would
-    not: a warning, since the VM it belongs to can still go back to it."""
-    if state is None or state.contents is None or state.contents.unreadable:
-        return None
-    problems = clone_problems(rec.hypervisor, state.contents, base_files)
+    not: a warning, since the VM it belongs to can still go back to it.
+    The record's own values are judged whatever cocoond can read of the dir."""
+    problems = clone_minimum_problems(rec)
+    if state is not None and state.contents is not None and not state.contents.unreadable:
+        problems += clone_problems(rec.hypervisor, state.contents, base_files)
+        if rec.hypervisor == FIRECRACKER:
+            problems += fc_machine_problems(rec, state.contents)
     if not problems:
         return None
     return Finding(
@@ -488,6 +559,7 @@ def restore_blocked(
         problems.append(
             f"the snapshot has {rec.nics} NIC(s), the VM {owner.nics}, and restore refuses a mismatch"
         )
+    problems += restore_minimum_problems(rec, owner, db.startswith("firecracker/"))
     if owner.state != "creating":
         gone = [f"{what} {path}" for what, path in owner.base if base_files.get(path) == MISSING]
         if gone:
@@ -663,6 +735,49 @@ def unreferenced_blob(
         "the next `cocoon gc` deletes it" + gc_note(gc),
         path=path,
         bytes=total,
+    )
+
+
+def gc_destroys_oci(relpath: str, destroyed: str, root: str, gc: Blocker | None = None) -> Finding:
+    """An unreferenced OCI blob entry whose stem ("", ".", "..": `.erofs`,
+    `..erofs`, `...erofs`) makes gc's `os.RemoveAll(BootDir(stem))`
+    (images/oci/gc.go:17-21, images/oci/config.go:37-39, filepath.Join
+    cleans the path) remove all of oci/boot or all of oci/: boot files and,
+    for oci/, the DB and blobs of images still in use. `destroyed` is that
+    path (gcmodel.oci_boot_destroys)."""
+    rel = os.path.relpath(destroyed, root)
+    lost = (
+        "every OCI image's DB entry, layer blobs and boot files"
+        if rel == "oci"
+        else "every OCI image's kernel and initrd, those of images in use too"
+    )
+    return Finding(
+        fk.GC_DESTROYS,
+        relpath,
+        f"{relpath} is referenced by nothing, so the next `cocoon gc` removes it and then "
+        f"oci/boot/{relpath.rpartition('/')[2][: -len('.erofs')]} (its name without .erofs), which is all "
+        f"of {rel}/ ({lost}); `cocoon vm run` of OCI images and relaunch of OCI VMs then fail. Remove or "
+        "rename this file before gc runs" + gc_note(gc),
+        path=_join(root, relpath),
+    )
+
+
+def gc_destroys_snapshot(sid: str, destroyed: str, root: str, gc: Blocker | None = None) -> Finding:
+    """A pending record past gc's 24 h whose ID ("", ".", "..", or one with
+    `/`) turns gc's `os.RemoveAll(snapshot/localfile/<ID>)` into more than
+    its own dir (snapshot/localfile/gc.go:52,75, config.go:32; filepath.Join
+    cleans the path). `destroyed` is that path (gcmodel.snapshot_destroys)."""
+    rel = os.path.relpath(destroyed, root)
+    shown = destroyed if rel == ".." or rel.startswith("../") else f"{rel}/"
+    return Finding(
+        fk.GC_DESTROYS,
+        sid,
+        f"pending snapshot record {quoted(sid) or repr(sid)} is over {PENDING_GC_HOURS} h old, so the next "
+        f"`cocoon gc` removes snapshot/localfile/ joined with its ID, which is {shown} (with all in it: "
+        "other snapshots' data, maybe their DB). Remove the record from snapshots.json before gc runs"
+        + gc_note(gc),
+        snapshot_id=sid,
+        path=destroyed,
     )
 
 

@@ -586,6 +586,29 @@ def vm_disks_edited(root: str) -> Expected:
     return _expect("restore_blocked", sid, snapshot_id=sid, path=layout.data_dir(root, sid))
 
 
+def snapshot_memory_below_minimum(root: str) -> Expected:
+    """A CH snapshot record whose memory was edited to 256 MiB by hand:
+    clone inherits it and VMConfig.Validate refuses it (cmd/core/helpers.go:
+    374-398, types/vm.go:80-82); restore keeps the VM's own memory."""
+    sid = _ch_snapshot(root)
+    _edit_snapshots(root, lambda db: db["snapshots"][sid].update(memory=256 << 20))
+    return _expect("clone_blocked", sid, snapshot_id=sid, path=layout.data_dir(root, sid))
+
+
+def vm_cpu_below_snapshot(root: str) -> Expected:
+    """A CH VM record whose cpu was lowered by hand after its snapshot:
+    restore keeps the VM's cpu and refuses less than the snapshot's
+    (cmd/core/helpers.go:592-594)."""
+    sid = _ch_snapshot(root)
+    db = layout.vm_db(root, CH)
+    raw = load_raw(db, ("vms", "names"))
+    vm = next(v for v in raw["vms"].values() if sid in (v.get("snapshot_ids") or {}))
+    vm["config"]["cpu"] -= 1
+    with flock(layout.vm_lock(root, CH)):
+        atomic_write_json(db, raw)
+    return _expect("restore_blocked", sid, snapshot_id=sid, path=layout.data_dir(root, sid))
+
+
 _CH_PARTS = {
     "sidecar": "cocoon.json",
     "config": "config.json",
@@ -794,6 +817,62 @@ _add(
 )
 _add(
     "fc-kernel-gone", "clone_blocked", "FC snapshot whose sidecar names a kernel that is gone", fc_kernel_gone
+)
+
+
+_add(
+    "snapshot-memory-below-minimum",
+    "clone_blocked",
+    "a snapshot record's memory edited to 256 MiB (clone validates it as a new VM's)",
+    snapshot_memory_below_minimum,
+)
+_add(
+    "vm-cpu-below-snapshot",
+    "restore_blocked",
+    "a VM's cpu lowered by hand below its snapshot's (restore refuses less)",
+    vm_cpu_below_snapshot,
+)
+
+
+def _odd_oci_blob(name: str) -> Callable[[str], Expected]:
+    """A stray file in oci/blobs whose stem ("", ".", "..") turns gc's
+    RemoveAll(oci/boot/<stem>) into oci/boot or oci/ (images/oci/gc.go:21):
+    a copy or a `touch` gone wrong."""
+
+    def make(root: str) -> Expected:
+        path = os.path.join(root, "oci", "blobs", name)
+        ensure_dirs(os.path.dirname(path))
+        with open(path, "wb") as f:
+            f.write(b"stray")
+        return _expect("gc_destroys", _rel(root, path), path=path)
+
+    return make
+
+
+def _pending_named_dotdot(root: str) -> Expected:
+    """A pending record keyed ".." (a tool that wrote snapshots.json by
+    hand), two days old: gc's RemoveAll(localfile/..) is all of snapshot/
+    (snapshot/localfile/gc.go:52,75)."""
+    created = go_time(time.time() - 48 * 3600)
+    record = {"id": "..", "name": "", "pending": True, "created_at": created}
+    _edit_snapshots(root, lambda db: db["snapshots"].update({"..": record}))
+    return _expect("gc_destroys", "..", snapshot_id="..", path=os.path.join(root, "snapshot"))
+
+
+_add(
+    "gc-destroys-snapshot", "gc_destroys", 'a pending record keyed ".." over 24 h old', _pending_named_dotdot
+)
+_add(
+    "gc-destroys-oci-boot",
+    "gc_destroys",
+    "a stray oci/blobs/..erofs (gc removes oci/boot)",
+    _odd_oci_blob("..erofs"),
+)
+_add(
+    "gc-destroys-oci",
+    "gc_destroys",
+    "a stray oci/blobs/...erofs (gc removes oci/)",
+    _odd_oci_blob("...erofs"),
 )
 
 

@@ -48,6 +48,7 @@ class Removed:
     vm_dirs: list[str] = field(default_factory=list)
     vms: list[str] = field(default_factory=list)
     networks: list[str] = field(default_factory=list)  # VM IDs whose CNI records went
+    subtrees: list[str] = field(default_factory=list)  # whole dirs a derived path hit (relpaths)
 
     def as_dict(self) -> dict[str, list[str]]:
         return {k: sorted(v) for k, v in self.__dict__.items()}
@@ -113,9 +114,19 @@ def _image_module(root: str, backend: ImageBackend) -> Module:
                 removed.blobs.append(hex_)
             except FileNotFoundError:
                 pass
-            if backend is OCI and os.path.lexists(layout.oci_boot_dir(root, hex_)):
-                _remove_all(layout.oci_boot_dir(root, hex_))
+            if backend is not OCI:
+                continue
+            # os.RemoveAll(filepath.Join(boot, hex)) (images/oci/gc.go:21):
+            # Join cleans, so a stem "" or "." is oci/boot, ".." is oci/.
+            boot = layout.oci_boot_base(root)
+            path = os.path.normpath(f"{boot}/{hex_}" if hex_ else boot)
+            if not os.path.lexists(path):
+                continue
+            _remove_all(path)
+            if os.path.dirname(path) == boot:
                 removed.boot_dirs.append(hex_)
+            else:
+                removed.subtrees.append(os.path.relpath(path, root))
 
     return Module(backend.type, backend.lock(root), read, resolve, collect)
 
@@ -266,11 +277,17 @@ def _snapshot_module(root: str) -> Module:
         return sorted({d for d in snap["dirs"] if d not in snap["ids"]} | set(snap["stale"]))
 
     def collect(ids: list[str], removed: Removed) -> None:
+        base = layout.localfile_dir(root)
         for sid in ids:
-            d = layout.data_dir(root, sid)
+            # os.RemoveAll(filepath.Join(localfile, id)) (gc.go:75): Join
+            # cleans, so a pending record's ID "", "." or ".." is more.
+            d = os.path.normpath(f"{base}/{sid}" if sid else base)
             if os.path.lexists(d):
                 _remove_all(d)
-                removed.data_dirs.append(sid)
+                if os.path.dirname(d) == base:
+                    removed.data_dirs.append(sid)
+                else:
+                    removed.subtrees.append(os.path.relpath(d, root))
         idx = store.read_raw()  # cleanStalePending: WriteRaw, re-checked
         now = gojson.now_ns()
         for sid in ids:
@@ -281,7 +298,12 @@ def _snapshot_module(root: str) -> Module:
                 idx["names"].pop(rec["name"], None)
             del idx["snapshots"][sid]
             removed.records.append(sid)
-        store.write_raw(idx)
+        try:
+            store.write_raw(idx)
+        except FileNotFoundError:
+            # WriteRaw's AtomicWriteJSON into a db dir gc removed itself:
+            # gc reports the error, what it removed stays removed.
+            removed.records.clear()
 
     return Module("snapshot", layout.snapshot_lock(root), read, resolve, collect)
 

@@ -24,6 +24,7 @@ import itertools
 import json
 import operator
 import os
+import typing
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -40,7 +41,7 @@ from cocoond.storage.gojson import dumps_go, loads_exact, text_go
 from cocoond.storage.goschema import INT_MAX, INT_MIN
 from cocoond.storage.gotime import GO_ZERO_TIME, format_rfc3339, parse_rfc3339, zero_time
 from cocoond.storage.jsonwalk import JSONWalkError, scan_exact, scan_value, skip_ws, walk_object
-from cocoond.storage.memory import own
+from cocoond.storage.memory import bound, own
 
 # The seed's struct fields, in cocoon's order (its record type embeds the VM
 # config first). New records are written in this order.
@@ -62,6 +63,7 @@ _KNOWN = frozenset(_FIELD_ORDER)
 
 # Key orders repeat across 100k records: one shared tuple per distinct order
 # (a pointer per record) and, with it, which of its keys are unknown.
+# Bounded (memory.bound) like _HEXES: the daemon sees DBs come and go.
 _ORDERS: dict[tuple[str, ...], tuple[tuple[str, ...], tuple[str, ...]]] = {}
 # Key orders repeat: one compiled fast-path check per order (_compile_check;
 # None: that order always takes the slow path). A DB of odd records must not
@@ -70,7 +72,10 @@ _CHECKS: dict[tuple[str, ...], _Check | None] = {}
 _MAX_CHECKS = 4096
 R = TypeVar("R")
 _Check = Callable[[str, int, int, dict[str, Any]], "RecordFields | None"]
-# Blob hexes repeat too (a few images, many snapshots).
+# Blob hexes repeat too (a few images, many snapshots): one string each.
+# Filled with setdefault in the hot loops and bounded between batches (at
+# each load, each chunk of the fast route, each absorbed record): at most
+# MEMO_CAP plus one batch's hexes, however many blobs came and went.
 _HEXES: dict[str, str] = {}
 
 
@@ -404,6 +409,7 @@ def _record(key: str, fields: RecordFields, obj: dict[str, Any]) -> SnapshotReco
     sid, name, desc, image, ddir, cpu, memory, storage, nics, pending, blobs, created_at, text, _ = fields
     shape = _ORDERS.get(order := tuple(obj))
     if shape is None:
+        bound(_ORDERS)
         shape = _ORDERS[order] = (order, tuple(k for k in order if k not in _KNOWN))
     order, unknown = shape
     extra = {k: _shared(obj[k]) if k in _SHARED_KEYS else obj[k] for k in unknown} if unknown else {}
@@ -473,6 +479,7 @@ def decode_records(
     for those records only); where it does not, the fast route hands it
     NO_RAW instead of building one (a tenth of its cost at 100k)."""
     where = os.fspath(path)
+    bound(_HEXES)
     if isinstance(data, bytes) and not spans:
         fast = _decode_fast(data, make, copy_keys, raw)
         if fast is not None:
@@ -636,73 +643,176 @@ def _decode_fast(
     round trip proves Go reads the same (gofast's docstring); None when it
     cannot (any doubt: the walk decides, and words errors).
 
-    The proof, piecewise: the document must be exactly
+    The proof, piecewise (_prove): the document must be exactly
     `{"snapshots":` S `,"names":` N `}` (white space around it), S `null` or
     `{` + the re-encoding of each chunk of records, joined by `,` + `}`, N
     the re-encoding of the names: the bytes gofast.canonical would compare,
     compared a chunk at a time. At 100k records this costs about 0.4x the
     CPU of json.loads, and its memory peak is the records made, not a
     decoded tree and its re-encoding beside the bytes."""
+    records: dict[str, R] = {}
+    null_ids: set[str] = set()
+    astuple = msgspec.structs.astuple
+    to_builtins = msgspec.to_builtins
+    hexes = _HEXES
+
+    def take(decoded: dict[str, Any]) -> bool:
+        bound(hexes)
+        for sid, rec in decoded.items():
+            if rec is None:
+                null_ids.add(sid)
+                continue
+            values = astuple(rec)
+            created = values[_CREATED]
+            at = gofast.parse_time(created)
+            if at is None:
+                return False  # Go's error: the walk words it
+            raw_blobs = values[_BLOBS]
+            blobs = {hexes.setdefault(h, h) for h in raw_blobs} if raw_blobs else set()
+            fields = (*_PICK(values), blobs, at, created, values[_HYPERVISOR])
+            key = own(sid) if copy_keys else sid
+            keep = raw if isinstance(raw, bool) else raw(sid, fields[1])
+            records[key] = make(sid, fields, to_builtins(rec) if keep else NO_RAW)
+        return True
+
     with no_gc():
-        try:
-            top = _TOP_DECODER.decode(data)
-        except (msgspec.MsgspecError, ValueError, RecursionError):
+        top = _prove(data, take)
+        if top is None:
             return None
-        pos = len(data) - len(data.lstrip(gofast.WS)) if data[:1] in gofast.WS_BYTES else 0
-        pos = _expect(data, pos, b'{"snapshots":')
-        records: dict[str, R] = {}
-        null_ids: set[str] = set()
-        astuple = msgspec.structs.astuple
-        to_builtins = msgspec.to_builtins
-        encode = gofast.encode
-        decode_record = _RECORD_DECODER.decode
-        hexes = _HEXES
-        snapshots = top.snapshots
-        if snapshots is None:
-            pos = _expect(data, pos, b"null")
-        else:
-            pos = _expect(data, pos, b"{")
-            entries = iter(snapshots.items())
-            comma = b""
-            while chunk := list(itertools.islice(entries, _CHUNK)):
-                try:
-                    decoded = {sid: decode_record(doc) for sid, doc in chunk}
-                except (msgspec.MsgspecError, ValueError, RecursionError):
-                    return None
-                pos = _expect(data, pos, comma)
-                comma = b","
-                body = memoryview(encode(decoded))[1:-1]
-                if pos < 0 or not data.startswith(body, pos):
-                    return None
-                pos += len(body)
-                for sid, rec in decoded.items():
-                    if rec is None:
-                        null_ids.add(sid)
-                        continue
-                    values = astuple(rec)
-                    created = values[_CREATED]
-                    at = gofast.parse_time(created)
-                    if at is None:
-                        return None  # Go's error: the walk words it
-                    raw_blobs = values[_BLOBS]
-                    blobs = {hexes.setdefault(h, h) for h in raw_blobs} if raw_blobs else set()
-                    fields = (*_PICK(values), blobs, at, created, values[_HYPERVISOR])
-                    key = own(sid) if copy_keys else sid
-                    keep = raw if isinstance(raw, bool) else raw(sid, fields[1])
-                    records[key] = make(sid, fields, to_builtins(rec) if keep else NO_RAW)
-                del decoded, chunk
-            pos = _expect(data, pos, b"}")
-        pos = _expect(data, pos, b',"names":')
-        names = top.names
-        pos = _expect(data, pos, encode(names))
-        pos = _expect(data, pos, b"}")
-        if pos < 0 or data[pos:].strip(gofast.WS):
-            return None
-        names = names or {}
+        names = top.names or {}
         if copy_keys and names:
             ids = {sid: sid for sid in records}
             names = {own(name): ids.get(sid) or own(sid) for name, sid in names.items()}
         return DecodedDB(records, null_ids, names, {}, ("snapshots", "names"))
+
+
+def _prove(data: bytes, take: Callable[[dict[str, Any]], bool]) -> _FastTop | None:
+    """The DB's top level when the round trip proves Go reads `data` as
+    msgspec does (see _decode_fast), each chunk of decoded records (ID ->
+    Struct, or None for a null record) handed to `take` on the way (False:
+    Go would fail, or the caller cannot vouch: None); else None."""
+    try:
+        top = _TOP_DECODER.decode(data)
+    except (msgspec.MsgspecError, ValueError, RecursionError):
+        return None
+    pos = len(data) - len(data.lstrip(gofast.WS)) if data[:1] in gofast.WS_BYTES else 0
+    pos = _expect(data, pos, b'{"snapshots":')
+    encode = gofast.encode
+    decode_record = _RECORD_DECODER.decode
+    snapshots = top.snapshots
+    if snapshots is None:
+        pos = _expect(data, pos, b"null")
+    else:
+        pos = _expect(data, pos, b"{")
+        entries = iter(snapshots.items())
+        comma = b""
+        while chunk := list(itertools.islice(entries, _CHUNK)):
+            try:
+                decoded = {sid: decode_record(doc) for sid, doc in chunk}
+            except (msgspec.MsgspecError, ValueError, RecursionError):
+                return None
+            pos = _expect(data, pos, comma)
+            comma = b","
+            body = memoryview(encode(decoded))[1:-1]
+            if pos < 0 or not data.startswith(body, pos):
+                return None
+            pos += len(body)
+            if not take(decoded):
+                return None
+            del decoded, chunk
+        pos = _expect(data, pos, b"}")
+    pos = _expect(data, pos, b',"names":')
+    pos = _expect(data, pos, encode(top.names))
+    pos = _expect(data, pos, b"}")
+    if pos < 0 or data[pos:].strip(gofast.WS):
+        return None
+    return top
+
+
+#: A decoded record's created_at (gofast names Struct fields f0, f1, ...).
+_CREATED_AT = operator.attrgetter(f"f{_CREATED}")
+assert msgspec.structs.fields(typing.get_args(_FAST_RECORD)[0])[_CREATED].encode_name == "created_at"
+
+
+@dataclass(slots=True)
+class LazyDB:
+    """snapshots.json proved to read in Go as msgspec reads it (every record
+    decoded, type-checked and its created_at parsed, as Go does), each
+    record kept undecoded (a msgspec.Raw: a view of the bytes) and decoded
+    again when asked for. For a reader of one record out of 100k (`show`):
+    building every record's facts was a third of its CPU."""
+
+    #: Every key of `snapshots`, null records included.
+    raws: dict[str, msgspec.Raw]
+    null_ids: set[str]
+    names: dict[str, str]
+
+    def ids(self) -> Iterator[str]:
+        """The IDs of the records (null ones aside), in the file's order."""
+        nulls = self.null_ids
+        return (sid for sid in self.raws if sid not in nulls) if nulls else iter(self.raws)
+
+    def has(self, sid: str) -> bool:
+        return sid in self.raws and sid not in self.null_ids
+
+    def fields(self, sid: str) -> RecordFields:
+        """What decode_records hands `make` for this record (KeyError: no
+        such record, or a null one)."""
+        if sid in self.null_ids:
+            raise KeyError(sid)
+        values = msgspec.structs.astuple(_RECORD_DECODER.decode(self.raws[sid]))
+        created = values[_CREATED]
+        at = gofast.parse_time(created)
+        assert at is not None, "proved when the DB was read"
+        raw_blobs = values[_BLOBS]
+        blobs = {_HEXES.setdefault(h, h) for h in raw_blobs} if raw_blobs else set()
+        return (*_PICK(values), blobs, at, created, values[_HYPERVISOR])
+
+    def raw(self, sid: str) -> dict[str, Any]:
+        """The record as decode_records' `raw` gives it."""
+        out: dict[str, Any] = msgspec.to_builtins(_RECORD_DECODER.decode(self.raws[sid]))
+        return out
+
+    def blobs(self) -> Iterator[tuple[str, frozenset[str]]]:
+        """(ID, its image_blob_ids) of every record with any: what gc keeps
+        for it. Read with a decoder of that one field (the rest skipped
+        unread: the DB was proved as a whole already)."""
+        nulls = self.null_ids
+        decode = _BLOBS_DECODER.decode
+        for sid, doc in self.raws.items():
+            rec = decode(doc) if sid not in nulls else None
+            if rec is not None and rec.image_blob_ids:
+                yield sid, frozenset(rec.image_blob_ids)
+
+
+class _BlobsOnly(msgspec.Struct, gc=False):
+    image_blob_ids: dict[str, Any] | None = None
+
+
+_BLOBS_DECODER = msgspec.json.Decoder(_BlobsOnly | None)
+
+
+def decode_lazily(data: bytes, path: str | os.PathLike[str]) -> LazyDB | None:
+    """snapshots.json as a LazyDB when gofast's route can vouch for it (the
+    same proof as decode_records'); None: decode it with decode_records,
+    which also words Go's errors."""
+    null_ids: set[str] = set()
+    created_at = _CREATED_AT
+    parse_time = gofast.parse_time
+
+    def take(decoded: dict[str, Any]) -> bool:
+        for sid, rec in decoded.items():
+            if rec is None:
+                null_ids.add(sid)
+            elif parse_time(created_at(rec)) is None:
+                return False  # Go's error: the walk words it
+        return True
+
+    with no_gc():
+        top = _prove(data, take)
+    if top is None:
+        return None
+    return LazyDB(top.snapshots or {}, null_ids, top.names or {})
 
 
 def _expect(data: bytes, pos: int, text: bytes) -> int:
@@ -753,6 +863,7 @@ def record_decoder(
     ends. Any error raises dbspans.Bail: the full decode words errors."""
 
     def decode(text: str, sid: str, _start: int, idx: int, dec: Decoder) -> tuple[R | None, int]:
+        bound(_HEXES)
         obj, end = scan_value(text, idx, 2)
         if end >= len(text):
             raise JSONWalkError("past the window")
@@ -834,4 +945,4 @@ def no_gc() -> Iterator[None]:
             gc.enable()
 
 
-__all__ = ["GO_ZERO_TIME", "SnapshotDB", "SnapshotRecord", "decode_snapshot_db"]
+__all__ = ["GO_ZERO_TIME", "LazyDB", "SnapshotDB", "SnapshotRecord", "decode_lazily", "decode_snapshot_db"]

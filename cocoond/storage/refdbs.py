@@ -168,9 +168,20 @@ def vm_facts(top: dict[str, Any]) -> RefFacts:
                 frozenset(blob_ids),
                 tuple((sc or {}).get("role") or "" for sc in storage),
                 len(vm.get("network_configs") or ()),
+                _machine((config.get("cpu") or 0, config.get("memory") or 0, config.get("storage") or 0)),
             )
         )
     return RefFacts(frozenset(refs), frozenset(ids), creating, tuple(claims))
+
+
+#: VMs share a few (cpu, memory, storage): one tuple each.
+_MACHINES: dict[tuple[int, int, int], tuple[int, int, int]] = {}
+
+
+def _machine(values: tuple[int, int, int]) -> tuple[int, int, int]:
+    if len(_MACHINES) > 4096:
+        _MACHINES.clear()
+    return _MACHINES.setdefault(values, values)
 
 
 def decode_cni_refs(data: bytes, path: str) -> RefFacts:

@@ -199,6 +199,8 @@ class Sidecar:
     boot: tuple[BaseFile, ...] = ()
     #: Why Firecracker's own struct rejects the document (None: it takes it).
     fc_problem: str | None = None
+    #: Firecracker's (cpu, memory) as its struct decodes them (0: absent).
+    fc_machine: tuple[int, int] = (0, 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,6 +283,7 @@ def _parse_sidecar(data: bytes) -> Sidecar:
         tuple(disks),
         _boot_files(boot.get("kernel_path"), boot.get("initrd_path"), boot.get("firmware_path")),
         fc_problem,
+        (decoded.get("cpu") or 0, decoded.get("memory") or 0) if fc_problem is None else (0, 0),
     )
 
 
