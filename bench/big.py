@@ -9,7 +9,7 @@ does with WATCHDOG_USEC set, and records every WATCHDOG=1 datagram's
 arrival. Phases: start to READY=1; READY until the first inspection of
 every data dir is done (the daemon's CPU goes quiet); a one-record rewrite;
 a full reload (the same DB with one space where Go writes none: nothing to
-absorb); SIGTERM in the middle of another full reload. For each: the
+absorb, decoded a window at a time all the same); SIGTERM in the middle of another full reload. For each: the
 longest gap between pings, the daemon's CPU (user+sys, /proc) and wall
 time. Peak RSS is VmHWM over the whole run. The DB's original bytes are
 put back at the end. Nothing fails on a number."""
@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         m.wait(lambda: m.nth("finding.opened", opened), 3600, "db_unreadable")
         rewrite(original, "whole reload, Go's layout (after db_unreadable)")
         foreign = b"{ " + original[1:]
-        rewrite(foreign, "whole reload, foreign layout (text decode)")
+        rewrite(foreign, "whole reload, foreign layout (white space)")
         # SIGTERM once the worker has spent a second (or a tenth, when small) on the next full reload.
         before = worker_cpu(proc.pid)
         tmp = db_path.with_name(".tmp-big")

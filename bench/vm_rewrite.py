@@ -9,6 +9,10 @@ Each rewrite adds a snapshot to one VM; the fast route's result is checked
 against the full decode every time (a wrong answer is not a speed-up).
 
     python -m bench.vm_rewrite [--vms 4000] [--rewrites 20]
+    python -m bench.vm_rewrite --sizes 1000,10000,100000 [--markdown]
+
+`--sizes`: snapshot counts, one VM per 25 snapshots (the bench trees'
+ratio: 4,000 VMs at 100k), one table row each.
 """
 
 from __future__ import annotations
@@ -19,9 +23,10 @@ import os
 import statistics
 import tempfile
 from functools import partial
-from typing import Any
+from typing import Any, NamedTuple
 
 from bench.daemon import cpu_of
+from bench.report import Table, fmt_s, mark
 from cocoond.scan import read_ref_db
 from cocoond.storage import vmdelta
 from cocoond.storage.refdbs import decode_vm_facts
@@ -82,12 +87,61 @@ def _absorb_into(out: list[Any], path: str) -> None:
     out.append(vmdelta.absorbed(path, None))
 
 
+#: Snapshots per VM in the bench trees (bench/trees.py: 4,000 VMs at 100k).
+SNAPSHOTS_PER_VM = 25
+
+
+class Result(NamedTuple):
+    vms: int
+    size: int
+    first: float
+    absorb: float
+    whole: float
+    loads: float
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--vms", type=int, default=4000)
+    ap.add_argument("--sizes", help="snapshot counts (one VM per 25 snapshots), comma-separated")
     ap.add_argument("--rewrites", type=int, default=20)
+    ap.add_argument("--markdown", action="store_true")
     args = ap.parse_args(argv)
-    vms = {rec["id"]: rec for rec in map(vm_record, range(args.vms))}
+    if not args.sizes:
+        r = measure(args.vms, args.rewrites)
+        print(f"vms.json: {r.vms} VMs, {r.size / 1e6:.2f} MB; medians of {args.rewrites} one-VM rewrites")
+        print(f"  first load (full decode, remembered): {r.first * 1e3:8.2f} ms CPU")
+        print(f"  one-VM rewrite absorbed (vmdelta):     {r.absorb * 1e3:8.2f} ms CPU")
+        print(f"  full decode of the same file:          {r.whole * 1e3:8.2f} ms CPU")
+        print(f"  one json.loads of the same file:       {r.loads * 1e3:8.2f} ms CPU")
+        print(f"  absorb / json.loads = {r.absorb / r.loads:.3f}x (target <= 0.1x)")
+        return 0
+    t = Table(
+        "one-VM rewrite of `vms.json`: CPU absorbed (vmdelta) vs one `json.loads` of the file, "
+        f"medians of {args.rewrites}",
+        ["snapshots", "VMs", "vms.json", "absorbed", "full decode", "json.loads", "absorbed/loads", "ok"],
+    )
+    for n in (int(x) for x in args.sizes.split(",")):
+        r = measure(max(1, n // SNAPSHOTS_PER_VM), args.rewrites)
+        ratio = r.absorb / r.loads
+        t.add(
+            f"{n:,}",
+            f"{r.vms:,}",
+            f"{r.size / 2**20:.2f} MiB",
+            fmt_s(r.absorb),
+            fmt_s(r.whole),
+            fmt_s(r.loads),
+            f"{ratio:.3f}x",
+            mark(ratio <= 0.1) if n >= 100_000 else "",
+        )
+    t.note("target at 100,000 snapshots: ≤ 0.1x; each absorbed result is checked against the full decode")
+    print(t.render(args.markdown))
+    return 0
+
+
+def measure(n_vms: int, rewrites: int) -> Result:
+    """Medians over `rewrites` one-VM rewrites of a `vms.json` of `n_vms` VMs."""
+    vms = {rec["id"]: rec for rec in map(vm_record, range(n_vms))}
     with tempfile.TemporaryDirectory() as root:
         path = os.path.join(root, REL)
         os.makedirs(os.path.dirname(path))
@@ -98,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         absorb_s: list[float] = []
         loads_s: list[float] = []
         whole_s: list[float] = []
-        for n in range(args.rewrites):
+        for n in range(rewrites):
             vid = keys[(n * 7919) % len(keys)]
             vms[vid]["snapshot_ids"] = dict(sorted({**vms[vid]["snapshot_ids"], f"new-{n}": {}}.items()))
             data = go_bytes(vms)
@@ -110,13 +164,7 @@ def main(argv: list[str] | None = None) -> int:
             loads_s.append(cpu_of(partial(json.loads, data)))
             whole_s.append(cpu_of(lambda: read_ref_db(root, REL, remember=False)))
     absorb, loads, whole = (statistics.median(x) for x in (absorb_s, loads_s, whole_s))
-    print(f"vms.json: {args.vms} VMs, {len(data) / 1e6:.2f} MB; medians of {args.rewrites} one-VM rewrites")
-    print(f"  first load (full decode, remembered): {full * 1e3:8.2f} ms CPU")
-    print(f"  one-VM rewrite absorbed (vmdelta):     {absorb * 1e3:8.2f} ms CPU")
-    print(f"  full decode of the same file:          {whole * 1e3:8.2f} ms CPU")
-    print(f"  one json.loads of the same file:       {loads * 1e3:8.2f} ms CPU")
-    print(f"  absorb / json.loads = {absorb / loads:.3f}x (target <= 0.1x)")
-    return 0
+    return Result(n_vms, len(data), full, absorb, whole, loads)
 
 
 if __name__ == "__main__":

@@ -103,8 +103,9 @@ class LimitsConfig:
     damage (or a file that is not a DB), and reading it would take the
     host's memory with it. Cocoon's own DB is about 0.65 GB at 1M snapshots.
     The default, 768 MiB (about 1.15M snapshots), is what the unit's
-    MemoryMax=3G holds: the daemon's peak is about 3.3x the DB's size (2.1
-    GB at 1M snapshots, bench/big.py), 4.5x for a foreign writer's layout."""
+    MemoryMax=3G holds with room: the daemon's peak is about 2.3x the DB's
+    size (1.44 GiB at 1M snapshots, a whole reload, bench/big.py; ~1.7 GiB
+    at this cap), a foreign writer's layout included."""
 
     max_db_bytes: int = 768 << 20
 

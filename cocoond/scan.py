@@ -9,9 +9,10 @@ them all for a full pass.
 from __future__ import annotations
 
 import functools
+import itertools
 import os
 import stat
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import partial
 from typing import NamedTuple
@@ -43,10 +44,10 @@ from cocoond.errors import CocoondError, DBError
 from cocoond.sizes import disk_usage
 from cocoond.storage import vmdelta
 from cocoond.storage.dbfile import read_db_bytes
-from cocoond.storage.dbspans import DBDelta, absorb, load
-from cocoond.storage.gojson import text_go
+from cocoond.storage.dbspans import Chunk, DBDelta, absorb, cut_short, load, text_pieces
 from cocoond.storage.memory import interned, own
 from cocoond.storage.paths import DEFAULT_ROOT_DIR, VM_BACKENDS, Paths, default_root
+from cocoond.storage.records import decode_records
 from cocoond.storage.refdbs import CNI_DB, IMAGE_DB, OCI_IMAGE_DB, decoder_for, vm_db_relpaths
 from cocoond.storage.snapshotdir import BaseFile, FormatProblem, Sidecar, _digest, parse_sidecar, read_config
 
@@ -111,15 +112,30 @@ def read_snapshot_db(
         data = read_db_bytes(path, max_bytes)
         if index.absorb_rewrites and data is not None:
             # The daemon (spans wanted: the walk over text decodes): to text
-            # first and the bytes let go, 45 MB less at 100k at the peak.
-            text = text_go(data)
+            # first and the bytes let go, 45 MB less at 100k at the peak; a
+            # slice at a time (see text_pieces).
+            cut = cut_short(data)
+            pieces = text_pieces(data)
             del data
+            text = "".join(pieces)
+            del pieces
+            if cut:
+                # Not JSON: only the error's wording is wanted, and the same
+                # walk gives it without building the records it passes.
+                try:
+                    decode_records(text, path, _nothing)
+                except DBError as exc:
+                    return exc
             return index.decode_db(text, path)
         # A one-shot reader (`check`): the fast route (gofast, msgspec) reads
         # the bytes without a text copy.
         return index.decode_db(data, path)
     except DBError as exc:
         return exc
+
+
+def _nothing(_sid: str, _fields: object, _raw: object) -> None:
+    return None
 
 
 def _indexed(whole: DBDelta[RecFacts]) -> IndexedDB:
@@ -131,8 +147,27 @@ def _indexed(whole: DBDelta[RecFacts]) -> IndexedDB:
     del added
     whole.added = {}
     ids = {sid: sid for sid in records}
-    names = {name: ids.get(sid) or own(sid) for name, sid in whole.names_added.items()}
-    return IndexedDB(records, nulls, names, whole.spans)
+    names: dict[str, str] = {}
+    for name, sid in whole.names_added.items():
+        # A name that is its record's name is that record's string too.
+        rec = records.get(sid)
+        names[rec.name if rec is not None and rec.name == name else name] = ids.get(sid) or own(sid)
+    spans = whole.spans
+    if spans is not None:
+        spans.names = _shared_keys(spans.names, names)
+    return IndexedDB(records, nulls, names, spans)
+
+
+def _shared_keys(chunks: list[Chunk], names: dict[str, str]) -> list[Chunk]:
+    """The `names` chunks with the names map's own key strings (the
+    records' names: see _indexed) instead of copies: 60 bytes a snapshot.
+    The chunks list the map's keys in its order, as the map does."""
+    keys = iter(names)
+    shared = []
+    for chunk in chunks:
+        same = tuple(itertools.islice(keys, len(chunk.keys)))
+        shared.append(chunk._replace(keys=same) if same == chunk.keys else chunk)
+    return shared
 
 
 class _Keys:
@@ -712,6 +747,43 @@ class Lister:
             pass  # that entry went away meanwhile: the listing stands
         return found
 
+    def each(self, relpath: str) -> Iterator[os.DirEntry[str]]:
+        """`entries(relpath)` one at a time: snapshot/localfile/ at 1M
+        snapshots is a list of 1M DirEntry objects otherwise (about 400 MB
+        at once beside the index, and, freed among the index's objects, a
+        heap the daemon cannot hand back). A dir that fails part way is
+        unreadable, as if its listing had failed at once."""
+        try:
+            it = os.scandir(os.path.join(self.root, relpath))
+        except FileNotFoundError:
+            return
+        except NotADirectoryError:
+            self.not_dirs.add(relpath)
+            return
+        except OSError as exc:
+            self.unreadable[relpath] = exc.strerror or str(exc)
+            return
+        with it:
+            first = True
+            while True:
+                try:
+                    entry = next(it, None)
+                except OSError as exc:
+                    self.unreadable[relpath] = exc.strerror or str(exc)
+                    return
+                if entry is None:
+                    return
+                if first:
+                    first = False
+                    try:  # readable but not searchable: see entries()
+                        os.lstat(entry.path)
+                    except PermissionError as exc:
+                        self.unreadable[relpath] = exc.strerror or str(exc)
+                        return
+                    except OSError:
+                        pass
+                yield entry
+
 
 def list_data_dirs(
     lister: Lister,
@@ -735,7 +807,7 @@ def list_data_dirs(
     memo = None if track_mtime else new_memo()
     alike: dict[int, DirState] = {}
     previous = previous or {}
-    for entry in lister.entries(LOCALFILE):
+    for entry in lister.each(LOCALFILE):
         # Kept names are copied, off the listing's arenas (memory.own), by
         # a caller that keeps them.
         name = own(entry.name) if track_mtime else entry.name
@@ -781,7 +853,7 @@ def list_data_dirs(
             read_contents(path, trusted, memo) if want_contents and contents else None,
             last_write(path, st.st_mtime) if rec is None else None,
         )
-    return out
+    return {} if LOCALFILE in lister.unreadable else out
 
 
 def _entry_kind(entry: os.DirEntry[str]) -> EntryKind:

@@ -27,6 +27,7 @@ from cocoond.errors import DBError
 from cocoond.scan import read_snapshot_db
 from cocoond.storage import dbspans
 from cocoond.storage.dbspans import DBDelta, absorb, load
+from cocoond.storage.gojson import text_go
 from cocoond.storage.paths import Paths
 from cocoond.storage.records import RecordFields, decode_records, record_decoder
 
@@ -148,15 +149,19 @@ def hostile(draw: st.DrawFn, data: bytes, doc: dict[str, Any]) -> bytes:
     )
     text = data.decode()
     if kind == "space":
-        i = draw(st.integers(0, len(text)))
-        return (text[:i] + draw(st.sampled_from([" ", "\n", "\t"])) + text[i:]).encode()
+        for _ in range(draw(st.integers(1, 4))):
+            i = draw(st.integers(0, len(text)))
+            text = text[:i] + draw(st.sampled_from([" ", "\n", "\t", "\r\n  ", "\u00a0", "\f"])) + text[i:]
+        return text.encode()
     if kind == "truncate":
         return data[: draw(st.integers(0, len(data) - 1))]
     if kind == "flip":
         i = draw(st.integers(0, len(data) - 1))
         return data[:i] + bytes([draw(st.sampled_from(b'{}[],:"0\\ax\xff\xc3'))]) + data[i + 1 :]
     if kind == "indent":
-        return json.dumps(doc, indent=1, ensure_ascii=False).encode()
+        indent: int | str = draw(st.sampled_from([1, 2, "\t", "\r\n"]))  # type: ignore[assignment]
+        spaced = json.dumps(doc, indent=indent, ensure_ascii=False, separators=(" , ", " : "))
+        return ("\n " + spaced + " \n\t").encode() if draw(st.booleans()) else spaced.encode()
     if kind == "top_extra":
         return text.replace('{"snapshots"', '{"Extra":1,"snapshots"', 1).encode()
     if kind == "names_twice":
@@ -251,6 +256,7 @@ def test_absorb_equals_full_decode(tmp_path: Path, case: tuple[bytes, bytes, dic
     # is absorbed against them, exactly too.
     path.write_bytes(old_bytes)
     keys = recs.keys() | nulls
+    assert delta.spans is not None  # a rewrite absorbed is in Go's layout
     back = absorb(str(path), delta.spans, record_decoder(_make), records=keys, names=names, copy_keys=False)
     if back is not None:
         assert applied(recs, nulls, names, back) == (old.records, old.null_ids, old.names)
@@ -302,10 +308,24 @@ def test_index_after_rewrite_equals_fresh_load(
     got = read_snapshot_db(paths, warm)
     warm.set_snapshot_db(got)
     warm.evaluate(1e9)
-    fresh = index(absorb=False)  # the whole text decoded: the judge
-    fresh.set_snapshot_db(read_snapshot_db(paths, fresh))
+    judge(warm, fresh_index(index(absorb=False), db), delta=isinstance(got, DBDelta))
+    # Then back to the old file: a whole reload (after an error: the
+    # db_unreadable path) or a rewrite, against the index as it is now.
+    db.write_bytes(old_bytes)
+    warm.set_snapshot_db(read_snapshot_db(paths, warm))
+    warm.evaluate(1e9)
+    judge(warm, fresh_index(index(absorb=False), db), delta=False)
+
+
+def fresh_index(fresh: Reconciler, db: Path) -> Reconciler:
+    """The judge: the whole file decoded by the full decoder, from scratch."""
+    fresh.set_snapshot_db(fresh.decode_db(db.read_bytes(), str(db)))
     fresh.evaluate(1e9)
-    if isinstance(got, DBDelta):
+    return fresh
+
+
+def judge(warm: Reconciler, fresh: Reconciler, *, delta: bool) -> None:
+    if delta:
         assert fresh.db_error is None
     assert warm.db_error is None or fresh.db_error is not None
     if fresh.db_error is None:
@@ -358,6 +378,53 @@ def test_foreign_indented_rewrite_falls_back(tmp_path: Path) -> None:
     assert (
         absorb(str(path), old.spans, record_decoder(_make), records={"A"}, names={}, copy_keys=False) is None
     )
+
+
+def test_foreign_layout_whole_load_is_windowed_and_exact(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A foreign writer's indented file (white space between every token)
+    is read whole a window at a time, never as one text, and gives the full
+    decode's records; it keeps no spans (the next rewrite is loaded whole).
+    Windows smaller than a record make every entry straddle one."""
+    monkeypatch.setattr(dbspans, "_WINDOW", 64)
+    snaps = {
+        f"S{i:02d}": {
+            "id": f"S{i:02d}",
+            "name": f"n{i}",
+            "description": "été ☃ " * i,
+            "created_at": "2026-11-01T00:00:00Z",
+        }
+        for i in range(12)
+    }
+    doc = {"snapshots": snaps, "names": {f"n{i}": f"S{i:02d}" for i in range(12)}}
+    path = tmp_path / "snapshots.json"
+    for text in (
+        json.dumps(doc, indent=2, ensure_ascii=False),
+        "\r\n\t" + json.dumps(doc, indent="\t", ensure_ascii=False, separators=(" ,\n", " :  ")) + "\n\n",
+        "{ " + go_bytes(doc).decode()[1:],  # what bench.big writes for a foreign reload
+        json.dumps({"snapshots": {}, "names": {}}, indent=3),
+    ):
+        path.write_text(text)
+        whole = load(str(path), record_decoder(_make), copy_keys=False)
+        assert whole is not None, text[:80]
+        assert whole.spans is None
+        expected = full(path)
+        assert applied({}, set(), {}, whole) == (expected.records, expected.null_ids, expected.names)
+    # What Go refuses (or the full decode must word) is never accepted.
+    for text in (
+        json.dumps(doc, indent=2)[:-1],  # truncated
+        json.dumps({"names": doc["names"], "snapshots": snaps}, indent=2),  # another member order
+        json.dumps({"Snapshots": snaps, "names": {}}, indent=2),  # a case-folded member
+        json.dumps(doc, indent=2) + " x",  # trailing data
+        "\ufeff" + json.dumps(doc, indent=2),  # a BOM
+        json.dumps(doc, indent=2).replace("\n", "\u00a0"),  # not JSON's white space
+    ):
+        path.write_text(text)
+        assert load(str(path), record_decoder(_make), copy_keys=False) is None, text[:80]
+    path.write_bytes(go_bytes(doc))
+    whole = load(str(path), record_decoder(_make), copy_keys=False)
+    assert whole is not None and whole.spans is not None  # Go's layout: spans for the next rewrite
 
 
 # --------------------------------------------------------------- VM DBs
@@ -472,7 +539,7 @@ def vm_rewrite(draw: st.DrawFn, old: dict[str, Any]) -> tuple[dict[str, Any], by
         entry = f'"{vid}":' + json.dumps(new["vms"][vid], separators=(",", ":"), ensure_ascii=False)
         kind = draw(
             st.sampled_from(
-                ["dup", "null", "fold", "badtype", "space", "truncate", "indent", "escape", "reorder"]
+                ["dup", "null", "fold", "badtype", "space", "truncate", "indent", "escape", "reorder", "flip"]
             )
         )
         if kind == "dup":
@@ -489,6 +556,11 @@ def vm_rewrite(draw: st.DrawFn, old: dict[str, Any]) -> tuple[dict[str, Any], by
             text = text[:i] + " " + text[i:]
         elif kind == "truncate":
             text = text[: draw(st.integers(0, len(text) - 1))]
+        elif kind == "flip":
+            # One byte changed, the length kept: the kept chunks' bytes
+            # (compared whole, or by digest) must tell it wherever it is.
+            i = draw(st.integers(0, len(text) - 1))
+            text = text[:i] + draw(st.sampled_from('"{}0aZ,:')) + text[i + 1 :]
         elif kind == "escape":
             text = text.replace(f'"{vid}":', f'"\\u0056{vid[1:]}":', 1)
         elif kind == "reorder":
@@ -503,20 +575,21 @@ def vm_rewrite(draw: st.DrawFn, old: dict[str, Any]) -> tuple[dict[str, Any], by
 
 
 @st.composite
-def vm_histories(draw: st.DrawFn) -> tuple[int, list[bytes]]:
-    """A chunk size and a VM DB's successive files (1 to 3 rewrites)."""
+def vm_histories(draw: st.DrawFn) -> tuple[int, list[bytes], int]:
+    """A chunk size, a VM DB's successive files (1 to 3 rewrites) and
+    vmdelta.KEEP_BYTES (0: chunks told by digest, else by their bytes)."""
     doc = draw(vm_dbs())
     files = [vm_bytes(doc)]
     for _ in range(draw(st.integers(1, 3))):
         doc, data = draw(vm_rewrite(doc))
         files.append(data)
-    return draw(st.sampled_from([200, 300, 1000, 1 << 14])), files
+    return draw(st.sampled_from([200, 300, 1000, 1 << 14])), files, draw(st.sampled_from([0, 1 << 24]))
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(vm_histories())
 def test_vm_db_absorb_equals_full_decode(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, case: tuple[int, list[bytes]]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, case: tuple[int, list[bytes], int]
 ) -> None:
     """Each rewrite of a VM DB read through the absorbing route gives
     exactly what the full decode gives on the new bytes: the hexes pinned,
@@ -527,8 +600,10 @@ def test_vm_db_absorb_equals_full_decode(
     from cocoond.storage import vmdelta
     from cocoond.storage.refdbs import decode_vm_facts
 
-    chunk, files = case
+    chunk, files, keep = case
+    monkeypatch.setattr(vmdelta, "KEEP_BYTES", keep)
     monkeypatch.setattr(dbspans, "CHUNK_BYTES", chunk)
+    monkeypatch.setattr(vmdelta, "CHUNK_BYTES", chunk)
     rel = "cloudhypervisor/db/vms.json"
     path = tmp_path / rel
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -615,3 +690,16 @@ def test_creating_vm_time_is_the_same_through_either_decoder() -> None:
     want = 1767315845.0  # 2026-01-02T01:04:05Z
     assert decode_vm_facts(plain, "p").creating["V1"].updated == want
     assert decode_vm_facts(folded, "p").creating["V1"].updated == want
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    st.binary(max_size=64).map(lambda b: b + "é☃𝄞".encode() + b"\xff\xc3\xe2\x98\xf0\x9d\x84" + b),
+    st.integers(1, 9),
+)
+def test_text_pieces_decode_as_one_call(monkeypatch: pytest.MonkeyPatch, data: bytes, size: int) -> None:
+    """A whole DB decoded to text a slice at a time (so the GIL is handed
+    over between slices) is the one-call decode, invalid and cut
+    sequences included (each bad byte one U+FFFD, as Go reads it)."""
+    monkeypatch.setattr(dbspans, "TEXT_SLICE", size)
+    assert "".join(dbspans.text_pieces(data)) == text_go(data)

@@ -3,6 +3,7 @@ beats between slices, and a stop makes the caller give up waiting."""
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 
@@ -59,3 +60,23 @@ def test_caller_beats_while_the_step_runs_and_gives_up_on_stop() -> None:
 def test_a_step_inside_a_step_runs_in_place() -> None:
     off = Offloader(beat=lambda: None, stopping=lambda: False)
     assert off.run(lambda: off.run(lambda: threading.current_thread().name)) == THREAD_NAME
+
+
+def test_no_collection_during_a_step_and_its_objects_frozen_after() -> None:
+    """A full collection is one C call over every container (about a
+    second at 1M snapshots, the GIL held: no ping, no SIGTERM seen). A step
+    runs with the collector off, and what it left alive (an index) is kept
+    out of later collections."""
+    off = Offloader(beat=lambda: None, stopping=lambda: False)
+    gc.unfreeze()
+    try:
+        assert gc.isenabled()
+        kept: list[tuple[int, list[int]]] = []
+        assert off.run(lambda: gc.isenabled()) is False
+        assert gc.isenabled()
+        off.run(lambda: kept.extend((i, []) for i in range(100_000)))
+        assert gc.isenabled()
+        assert gc.get_freeze_count() >= 200_000  # the tuples and lists
+        assert gc.get_count()[0] < 1000  # nothing of it left for the next collection
+    finally:
+        gc.unfreeze()

@@ -102,6 +102,24 @@ class Wants:
         return bool(self.contents or self.activity or self.recorded or self.hexes or self.base)
 
 
+def _bare(error: DBError) -> DBError:
+    """The error without what raised it: its traceback's frames hold the
+    decode's locals (the DB's whole text, the records decoded so far: 380 MB
+    at 1M snapshots) for as long as the index keeps the error."""
+    error.__traceback__ = error.__context__ = error.__cause__ = None
+    return error
+
+
+def _fresh(state: DirState) -> DirState:
+    """A copy of `state` in new memory (see Reconciler.compact)."""
+    return DirState(
+        state.kind,
+        state.mtime_ns + 0,  # a new int: the old one sits in the old arenas
+        state.contents,
+        None if state.last_write is None else state.last_write + 0.0,
+    )
+
+
 class Reconciler:
     """The index. `set_*` methods update it; `evaluate(now)` returns the keys
     whose finding appeared, disappeared or changed since the last call;
@@ -282,16 +300,19 @@ class Reconciler:
         time among a scan's short-lived objects, each pins a mostly empty
         memory arena; copied together once those are freed they pack
         densely, and the shell can hand the emptied arenas back to the OS
-        (40 MB at 100k snapshots). Same facts, so nothing is re-evaluated."""
-        self.dirs = {
-            own(name): DirState(
-                state.kind,
-                state.mtime_ns + 0,  # a new int: the old one sits in the old arenas
-                state.contents,
-                None if state.last_write is None else state.last_write + 0.0,
-            )
-            for name, state in self.dirs.items()
-        }
+        (40 MB at 100k snapshots). Same facts, so nothing is re-evaluated.
+        A dir's name is its record's key where it has one (the same string,
+        not a copy: 85 bytes a snapshot); the orphans' names are copied."""
+        dirs, records = self.dirs, self.records
+        compact: dict[str, DirState] = {}
+        for sid in records:
+            if (state := dirs.get(sid)) is not None:
+                compact[sid] = _fresh(state)
+        if len(compact) != len(dirs):
+            for name, state in dirs.items():
+                if name not in compact:
+                    compact[own(name)] = _fresh(state)
+        self.dirs = compact
 
     def take_wants(self) -> Wants:
         """What the last DB loads left unknown (see `Wants`); handed over once."""
@@ -451,7 +472,7 @@ class Reconciler:
         finding instead of a flood of missing and orphan ones."""
         key: Key = (fk.DB_UNREADABLE, SNAPSHOT_DB)
         if isinstance(db, DBError):
-            self.db_error = db
+            self.db_error = db = _bare(db)
             self._put(key, rules.db_unreadable(SNAPSHOT_DB, db))
             self._set_blob_trust()
             self._eval_gc()
@@ -483,7 +504,7 @@ class Reconciler:
         read, and stops every blob from being called unreferenced."""
         key: Key = (fk.DB_UNREADABLE, relpath)
         if isinstance(refs, DBError):
-            self.ref_errors[relpath] = refs
+            self.ref_errors[relpath] = refs = _bare(refs)
             self._put(key, rules.db_unreadable(relpath, refs))
             self._set_blob_trust()
             self._eval_gc()
@@ -665,11 +686,12 @@ class Reconciler:
         if first:
             touched: set[str] = set(self.records) | set(self.dirs) | set(self.null_ids)
         else:
-            touched = {
-                sid
-                for sid in old_records.keys() | self.records.keys()
-                if old_records.get(sid) != self.records.get(sid)
-            }
+            # Without a union of both key sets (1M strings at 1M records):
+            # a record held over (`_facts` hands back the held one) is the
+            # same object, the common case of a whole reload.
+            new = self.records
+            touched = {sid for sid, f in new.items() if (o := old_records.get(sid)) is not f and o != f}
+            touched.update(sid for sid in old_records if sid not in new)
             touched |= old_nulls ^ self.null_ids
         touched |= self._deferred_dirs
         self._deferred_dirs = set()
@@ -681,7 +703,10 @@ class Reconciler:
                 self._wants.orphaned.add(sid)
             self._eval_record(sid)
         self._eval_names()
-        self._rebuild_snap_refs(touched, old_records)
+        if first:
+            self._rebuild_snap_refs(touched, old_records)
+        else:  # the same map from the touched records only (no 1M-entry rebuild)
+            self._update_snap_refs(touched, old_records)
         self._stale_claims.update(self.claims)
         self.name_count = len(self.names)
 
@@ -890,7 +915,7 @@ class Reconciler:
                 recorded = ""
             elif os.path.dirname(norm) not in self._localfile_dirs or os.path.basename(norm) != sid:
                 recorded = own(ddir)
-        return RecFacts(
+        facts = RecFacts(
             own(name),
             pending,
             created_at.timestamp() if pending else 0.0,
@@ -901,6 +926,11 @@ class Reconciler:
             nics,
             self._machines.setdefault(machine, machine),
         )
+        # A whole reload decodes every record again while the old index is
+        # still held: a record equal to the one held is the held one, not
+        # a second copy (about 200 bytes a record at the reload's peak).
+        held = self.records.get(sid)
+        return held if held == facts else facts
 
     def _eval_dir(self, sid: str) -> None:
         """orphan_data_dir, missing_data_dir, incomplete_data_dir for one ID: O(1)."""
@@ -1109,7 +1139,9 @@ class Reconciler:
             if isinstance(claim, VMClaim)
         ]
         owners: dict[str, tuple[str, VMClaim]] = {}
-        for entry in reversed(vms):  # the first VM listing a snapshot wins
+        # One (relpath, claim) tuple per VM, shared by its snapshots (72 B
+        # each at 1M); reversed: the first VM listing a snapshot wins.
+        for entry in reversed(vms):
             owners.update(dict.fromkeys(entry[1].snapshot_ids, entry))
         old, self._owner = self._owner, owners
         records, dirs, static, memo = self.records, self.dirs, self._static, self._clean_restores

@@ -35,7 +35,7 @@ from cocoond.daemon.logsetup import configure
 from cocoond.daemon.metrics import MetricsFile, Readings
 from cocoond.daemon.missingbursts import SUMMARY_KEY as MISSING_SUMMARY
 from cocoond.daemon.missingbursts import MissingBursts
-from cocoond.daemon.offload import Abandoned, Offloader
+from cocoond.daemon.offload import Abandoned, Offloader, freeze_heap
 from cocoond.daemon.rootwatch import ROOT_POLL, RootWatch, same_root
 from cocoond.daemon.sdnotify import Notifier
 from cocoond.daemon.sizer import Sizer
@@ -208,6 +208,7 @@ class Daemon:
             )
             self.log.info("daemon.stopping", signal=self._stop_signal)
             self.notifier.stopping()
+            freeze_heap()  # the interpreter's last collection: nothing to walk
             return 0
         finally:
             run_walks_with(None)
@@ -658,16 +659,28 @@ class Daemon:
         new DB makes many orphans at once for one reason (dirs that appear,
         an import or an overflow rescan, stay single). Data dir contents (a few small
         reads per snapshot) go to a queue that `_inspect_some` works off a
-        slice at a time, so 100k of them never stall events or READY."""
-        wants = self.index.take_wants()
+        slice at a time, so 100k of them never stall events or READY.
+        Taking the wants judges what a load changed (which VM owns which
+        snapshot: seconds at 1M): off the loop's thread, as the load is."""
+        index, root, run_dir = self.index, self.root, self.config.run_dir
+
+        def step() -> tuple[set[str], dict[str, None]]:
+            wants = index.take_wants()
+            inspect = dict.fromkeys(sorted(wants.contents))
+            wants.contents = set()
+            fulfil(root, index, wants, run_dir)
+            return wants.orphaned, inspect
+
+        orphaned, inspect = self._offload.run(step)
         self._orphan_bursts.expect(
-            [(fk.ORPHAN_DATA_DIR, sid) for sid in wants.orphaned],
+            [(fk.ORPHAN_DATA_DIR, sid) for sid in orphaned],
             self.lifecycle.tracks,
             self._burst_threshold,
         )
-        self._to_inspect.update(dict.fromkeys(sorted(wants.contents)))
-        wants.contents = set()
-        fulfil(self.root, self.index, wants, self.config.run_dir)
+        if self._to_inspect:
+            self._to_inspect.update(inspect)
+        else:
+            self._to_inspect = inspect
 
     def _inspect_some(self) -> None:
         deadline = self.clock() + INSPECT_SLICE
@@ -687,11 +700,13 @@ class Daemon:
                 self._inspected += 1
         if not todo and self._inspected >= COMPACT_AFTER:
             self._compact()
+        freeze_heap()  # what the slice read: see offload.freeze_heap
         self._feed_lifecycle()
 
     def _compact(self) -> None:
-        """After a full scan, or once many data dirs were read: see Reconciler.compact."""
-        self.index.compact()
+        """After a full scan, or once many data dirs were read: see
+        Reconciler.compact (a copy of every dir's facts: off the loop)."""
+        self._offload.run(self.index.compact)
         release_free_memory()
         self._inspected = 0
 
