@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
                     "READY -> data dirs inspected: longest ping gap",
                     fmt_s(g),
                     f"{fmt_s(done - ready)} wall",
-                    mark(g <= 1.1 * half),
+                    mark(g <= half),
                 )
             )
         steady = proc_status_kib(proc.pid, "VmRSS")
@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"{what}: absorbed / longest ping gap",
                     f"{fmt_s(line.arrival - w)} / {fmt_s(g)}",
                     f"CPU {fmt_s(cpu)}; RSS {fmt_mib(rss0)} -> peak {fmt_mib(hwm)}",
-                    mark(g <= 1.1 * half),
+                    mark(g <= half),
                 )
             )
 

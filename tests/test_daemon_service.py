@@ -45,7 +45,7 @@ def test_ready_after_index_loaded_then_watchdog_then_stopping(
     assert (loaded["names"], loaded["blobs"]) == (1, 0), loaded
     assert isinstance(loaded["duration_ms"], int | float), loaded
 
-    # WATCHDOG_USEC=400000: a keep-alive at least every 0.2 s (half the timeout).
+    # WATCHDOG_USEC=400000: a keep-alive every 0.1 s (a quarter of the timeout), at least every 0.2 s.
     def keepalive_after_ready(d: Datagram) -> bool:
         return d.fields.get("WATCHDOG") == "1" and d.arrived >= ready.arrived
 

@@ -111,11 +111,11 @@ def test_socket_is_close_on_exec_and_reopened_after_close(manager: Manager) -> N
     n.close()
 
 
-def test_watchdog_interval_is_half_the_timeout() -> None:
+def test_watchdog_interval_is_a_quarter_of_the_timeout() -> None:
     n = Notifier({"WATCHDOG_USEC": "2000000"})
-    assert n.watchdog_interval() == 1.0
+    assert n.watchdog_interval() == 0.5
     n = Notifier({"WATCHDOG_USEC": "2000000", "WATCHDOG_PID": str(os.getpid())})
-    assert n.watchdog_interval() == 1.0
+    assert n.watchdog_interval() == 0.5
 
 
 @pytest.mark.parametrize(
@@ -154,7 +154,7 @@ def test_default_environ_is_os_environ(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("WATCHDOG_PID", raising=False)
     n = Notifier()
     assert not n.enabled
-    assert n.watchdog_interval() == 2.0
+    assert n.watchdog_interval() == 1.0
 
 
 def test_env_is_left_alone(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

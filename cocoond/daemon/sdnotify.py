@@ -56,8 +56,10 @@ def _parse_address(value: str) -> tuple[bytes | None, str | None]:
 
 
 def _parse_watchdog(environ: Mapping[str, str]) -> float | None:
-    """Half the watchdog timeout, as systemd's sd_watchdog_enabled(3) advises,
-    so one late ping does not get the service killed. None when there is no
+    """A quarter of the watchdog timeout. sd_watchdog_enabled(3) asks for a
+    ping at least every half; pinging at exactly half leaves no room for jitter
+    (at 1M snapshots the gaps measured 15.05 s against WatchdogSec=30), so a
+    quarter keeps every gap under half even when a ping is late by a quarter. None when there is no
     watchdog for this process: a WATCHDOG_PID naming another process means the
     variables were inherited from a parent that systemd is actually watching."""
     usec_text = environ.get("WATCHDOG_USEC", "")
@@ -69,7 +71,7 @@ def _parse_watchdog(environ: Mapping[str, str]) -> float | None:
     pid_text = environ.get("WATCHDOG_PID")
     if pid_text is not None and (not pid_text.isdigit() or int(pid_text) != os.getpid()):
         return None
-    return usec / 2_000_000
+    return usec / 4_000_000
 
 
 class Notifier:
