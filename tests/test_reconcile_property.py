@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from cocoond.core import rules
@@ -447,8 +447,25 @@ def assert_same(
         assert incremental.blob_count == oracle.blob_count
 
 
+COMMITTED = RecSpec("", frozenset(), False, AGES[0], None, "ours", "")  # cpu/memory/storage 0
+
+
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(start=st.lists(OPS, max_size=12), ops=st.lists(OPS, min_size=1, max_size=25))
+# A committed record (cpu 0: below a new VM's minimum) whose dir was never
+# read: no clone_blocked on either path until the dir is read.
+@example(start=[], ops=[("dir", "AAA", DirState("dir", 1, None, None)), ("rec_put", "AAA", COMMITTED)])
+# A blob held back while vms.json was unreadable, then snapshots.json froze,
+# then vms.json reads again: the frozen view (a full pass then) opens it.
+@example(
+    start=[],
+    ops=[
+        ("ref", "cloudhypervisor/db/vms.json", "error"),
+        ("boot", "h1", 100),
+        ("db_error",),
+        ("ref", "cloudhypervisor/db/vms.json", None),
+    ],
+)
 def test_incremental_equals_full_pass(start: list[Any], ops: list[Any]) -> None:
     model = Model()
     for op in start:
@@ -515,3 +532,45 @@ def test_full_pass_is_idempotent(listing: Listing) -> None:
     index.apply_listing(listing)
     assert index.evaluate(NOW) == set()
     assert findings_of(index) == before
+
+
+def test_clone_blocked_waits_for_the_dir_to_be_read() -> None:
+    """Record values (cpu 0) alone open no clone_blocked: "restore would take
+    it" is unknown until the dir is read, as for restore_blocked and
+    incomplete_data_dir. Both paths agree, and it opens once the dir is read."""
+    model = Model()
+    index = new_index()
+    index.apply_listing(model.listing())
+    for op in [("dir", "AAA", DirState("dir", 1, None, None)), ("rec_put", "AAA", COMMITTED)]:
+        model.apply(op, index)
+    index.evaluate(NOW)
+    assert ("clone_blocked", "AAA") not in findings_of(index)
+    assert ("clone_blocked", "AAA") not in findings_of(full_pass(model.listing()))
+    model.apply(("dir", "AAA", DirState("dir", 1, CONTENTS[0], None)), index)
+    index.evaluate(NOW)
+    blocked = findings_of(index)[("clone_blocked", "AAA")]
+    assert "its cpu is 0 and clone fails `--cpu must be at least 1`" in blocked.message
+    assert findings_of(full_pass(model.listing())) == findings_of(index)
+
+
+def test_held_unreferenced_blob_opens_when_the_vm_db_reads_again() -> None:
+    """Issue 18 keeps a blob that appears while vms.json is unreadable from
+    being called unreferenced; snapshots.json then goes bad (frozen). Once
+    vms.json reads again the index equals a full pass of the disk as it was
+    when snapshots.json froze: the blob is unreferenced there."""
+    model = Model()
+    index = new_index()
+    index.apply_listing(model.listing())
+    model.remember_good()
+    vms = "cloudhypervisor/db/vms.json"
+    for op in [("ref", vms, "error"), ("boot", "h1", 100), ("db_error",)]:
+        model.apply(op, index)
+        index.evaluate(NOW)
+        assert ("unreferenced_blob", "h1") not in findings_of(index)
+    model.apply(("ref", vms, None), index)
+    index.evaluate(NOW)
+    assert ("unreferenced_blob", "h1") in findings_of(index)
+    assert findings_of(index) == oracle(model)
+    model.apply(("rec_put", "AAA", COMMITTED), index)  # snapshots.json readable again
+    index.evaluate(NOW)
+    assert findings_of(index) == findings_of(full_pass(model.listing()))

@@ -149,10 +149,11 @@ class Reconciler:
         self._localfile_prefix = os.path.join(self.root, LOCALFILE) + "/"
         self.db_known = False  # a good snapshot DB has been seen (or there is none)
         self.db_error: DBError | None = None
-        #: The shell cannot see snapshots.json change (its dir's inotify
-        #: watch failed): judged like an unreadable DB, nothing that depends
-        #: on it opens or resolves until the watch works and it is re-read.
-        self.db_unwatched = False
+        self._db_unwatched = False  # see db_unwatched
+        #: Unreferenced blobs (and their gc_destroys) that only an unreadable
+        #: image/VM DB kept closed when snapshots.json froze: opened once
+        #: every such DB reads again while it is still frozen (_on_freeze).
+        self._held_unref: dict[Key, Finding] = {}
         self.records: dict[str, RecFacts] = {}
         self.null_ids: frozenset[str] = frozenset()
         # `names` is kept (its strings shared with the records' keys where
@@ -243,6 +244,19 @@ class Reconciler:
     @property
     def blob_count(self) -> int:
         return sum(len(files) for files in self.blob_files.values())
+
+    @property
+    def db_unwatched(self) -> bool:
+        """The shell cannot see snapshots.json change (its dir's inotify
+        watch failed): judged like an unreadable DB, nothing that depends
+        on it opens or resolves until the watch works and it is re-read."""
+        return self._db_unwatched
+
+    @db_unwatched.setter
+    def db_unwatched(self, unwatched: bool) -> None:
+        was_frozen = self.frozen
+        self._db_unwatched = unwatched
+        self._on_freeze(was_frozen)
 
     @property
     def frozen(self) -> bool:
@@ -472,7 +486,9 @@ class Reconciler:
         finding instead of a flood of missing and orphan ones."""
         key: Key = (fk.DB_UNREADABLE, SNAPSHOT_DB)
         if isinstance(db, DBError):
+            was_frozen = self.frozen
             self.db_error = db = _bare(db)
+            self._on_freeze(was_frozen)
             self._put(key, rules.db_unreadable(SNAPSHOT_DB, db))
             self._set_blob_trust()
             self._eval_gc()
@@ -1355,11 +1371,45 @@ class Reconciler:
         is unreadable, no blob is called unreferenced."""
         # The CNI DB pins no blob: gc aborts on it (gc_blocked), but what is
         # unreferenced stays known.
-        trusted = self.db_known and self.db_error is None and not (self.ref_errors.keys() - {CNI_DB})
+        refs_readable = not (self.ref_errors.keys() - {CNI_DB})
+        trusted = self.db_known and self.db_error is None and refs_readable
+        if self._held_unref and (refs_readable or not self.frozen):
+            held, self._held_unref = self._held_unref, {}
+            if self.frozen:
+                for key, finding in held.items():
+                    self._put(key, finding)
         if trusted != self._blobs_trusted:
             self._blobs_trusted = trusted
             for hex_ in set(self.blob_files) | set(self.boot_dirs):
                 self._eval_hex(hex_)
+
+    def _on_freeze(self, was_frozen: bool) -> None:
+        """snapshots.json just froze (unreadable, or unwatched): what depends
+        on it stays as a full pass of the disk then, with the last good DBs,
+        would say. An unreferenced blob only an unreadable image/VM DB kept
+        closed (issue 18: none new meanwhile) is such a finding: held, and
+        opened once those DBs read again (_set_blob_trust)."""
+        if was_frozen or not self.frozen:
+            return
+        self._held_unref = {}
+        if not (self.ref_errors.keys() - {CNI_DB}):
+            return  # every unreferenced blob is open already
+        for hex_ in set(self.blob_files) | set(self.boot_dirs):
+            key: Key = (fk.UNREFERENCED_BLOB, hex_)
+            if key in self._static or self.snap_refs.get(hex_) or self.other_refs.get(hex_, 0):
+                continue
+            files = self.blob_files.get(hex_, {})
+            unref = rules.unreferenced_blob(hex_, files, self.boot_dirs.get(hex_), self.root, self.gc_blocker)
+            if unref is None:
+                continue
+            self._held_unref[key] = unref
+            wide = gcmodel.oci_boot_destroys(self.root, hex_)
+            relpath = f"oci/blobs/{hex_}.erofs"
+            blob = files.get(relpath)
+            if wide is not None and blob is not None and blob.gc_sees:
+                self._held_unref[(fk.GC_DESTROYS, relpath)] = rules.gc_destroys_oci(
+                    relpath, wide, self.root, self.gc_blocker
+                )
 
     def _eval_hex(self, hex_: str) -> None:
         """missing_blob and unreferenced_blob for one hex: O(1)."""

@@ -492,12 +492,15 @@ def clone_blocked(
 ) -> Finding | None:
     """A committed snapshot restore would take but `cocoon vm clone` would
     not: a warning, since the VM it belongs to can still go back to it.
-    The record's own values are judged whatever cocoond can read of the dir."""
-    problems = clone_minimum_problems(rec)
-    if state is not None and state.contents is not None and not state.contents.unreadable:
-        problems += clone_problems(rec.hypervisor, state.contents, base_files)
-        if rec.hypervisor == FIRECRACKER:
-            problems += fc_machine_problems(rec, state.contents)
+    Nothing until the dir has been read: "restore would take it" is only
+    known then, as for incomplete_data_dir and restore_blocked (which judge
+    the record's own values, NIC count and cpu/memory/storage, only then
+    too); an unread dir has its own finding (dir_unreadable)."""
+    if state is None or state.contents is None or state.contents.unreadable:
+        return None
+    problems = clone_minimum_problems(rec) + clone_problems(rec.hypervisor, state.contents, base_files)
+    if rec.hypervisor == FIRECRACKER:
+        problems += fc_machine_problems(rec, state.contents)
     if not problems:
         return None
     return Finding(
