@@ -114,10 +114,18 @@ def test_entries_carry_priority_and_fields_and_the_stdout_line(
     plain.wait_count(opened("dangling_name"), 1)
     plain.wait_count(lambda line: line.get("event") == "finding.opened", count)
     assert plain.stop()[0] == 0
-    from_stdout = Counter(masked(line.raw) for line in plain.lines)
-    from_journal = Counter(masked(entry.message) for entry in listener.entries)
+    # Compared: the lines both runs must log the same way. Others depend on
+    # timing (a rescan, a second index.loaded on a loaded machine) and may
+    # come in one run and not the other.
+    same = {"daemon.started", "finding.opened", "daemon.stopping"}
+
+    def comparable(raw: str) -> bool:
+        return json.loads(raw).get("event") in same
+
+    from_stdout = Counter(masked(line.raw) for line in plain.lines if comparable(line.raw))
+    from_journal = Counter(masked(e.message) for e in listener.entries if comparable(e.message))
     assert from_journal == from_stdout
-    assert sum(from_stdout.values()) >= count + 3  # started, loaded, opened..., stopping
+    assert sum(from_stdout.values()) >= count + 2  # started, opened..., stopping
 
 
 def test_unreachable_journal_falls_back_to_stdout_and_says_so_once(
