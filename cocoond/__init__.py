@@ -6,7 +6,7 @@ from cocoond.storage.paths import DEFAULT_ROOT_DIR, Paths, snapshot_exists
 from cocoond.storage.records import SnapshotDB, SnapshotRecord
 from cocoond.storage.units import human_size
 
-__version__ = "0.4.0"
+__version__ = "0.5.0"
 
 __all__ = [
     "DEFAULT_ROOT_DIR",

@@ -100,7 +100,7 @@ def test_help_exits_zero_on_stdout(argv: list[str], capsys: pytest.CaptureFixtur
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--version"]) == 0
     assert capsys.readouterr().out == f"cocoond {__version__}\n"
-    assert __version__ == "0.4.0"
+    assert __version__ == "0.5.0"
 
 
 @pytest.mark.parametrize(
