@@ -196,16 +196,7 @@ class Daemon:
             except Abandoned:
                 self._stop_signal = self._stop_requested  # a step was left running: say goodbye now
             self._open_unsized(self.sizer.drain())
-            self.state.flush(
-                self.log,
-                self.lifecycle,
-                self.root,
-                self.clock(),
-                self.wall(),
-                skip=self.sizer.holds,
-                force=True,
-                stamp=self.stamps.get,
-            )
+            self._flush_state(force=True)
             self.log.info("daemon.stopping", signal=self._stop_signal)
             self.notifier.stopping()
             freeze_heap()  # the interpreter's last collection: nothing to walk
@@ -834,15 +825,7 @@ class Daemon:
             self._update_status()
         if any(not isinstance(event, Reminder) for event in events):
             self._open_set_changed()
-        self.state.flush(
-            self.log,
-            self.lifecycle,
-            self.root,
-            self.clock(),
-            self.wall(),
-            skip=self.sizer.holds,
-            stamp=self.stamps.get,
-        )
+        self._flush_state()
 
     def _stamp(self, event: Reminder) -> str:
         return self.stamps.get(event.finding.key) or rfc3339(self.wall() - event.open_seconds)
@@ -858,6 +841,20 @@ class Daemon:
             self._emit(finding.severity, "finding.opened", finding.to_dict())
         if findings:
             self._open_set_changed()
+
+    def _flush_state(self, *, force: bool = False) -> None:
+        """The state file as of now (skipping what the sizer still holds);
+        `force` at stop, else only when due."""
+        self.state.flush(
+            self.log,
+            self.lifecycle,
+            self.root,
+            self.clock(),
+            self.wall(),
+            skip=self.sizer.holds,
+            force=force,
+            stamp=self.stamps.get,
+        )
 
     def _open_set_changed(self) -> None:
         self.state.changed()

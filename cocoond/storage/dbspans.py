@@ -552,6 +552,22 @@ def absorb(
     `old`: the bytes `spans` describes, if the caller kept them (a small
     file): chunks are then compared by bytes, the new file is read whole
     and comes back in the delta's `data`."""
+
+    def read(f: _File) -> DBDelta[Any]:
+        delta = _absorb(f, spans, decode_record, records, names, copy_keys, first, chunk_bytes=chunk_bytes)
+        if old is not None:
+            delta.data = f.buf
+        return delta
+
+    return _read_regular(path, max_bytes, old, read)
+
+
+def _read_regular(
+    path: str, max_bytes: int | None, old: bytes | None, read: Callable[[_File], DBDelta[Any]]
+) -> DBDelta[Any] | None:
+    """`read` of the file at `path`, or None where only the full decode may
+    say what it is: the file missing, not regular, over `max_bytes`, or
+    `read` bailing out (the same rules for a rewrite and a whole load)."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
@@ -560,11 +576,7 @@ def absorb(
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode) or (max_bytes is not None and st.st_size > max_bytes):
             return None
-        f = _File(fd, st.st_size, old)
-        delta = _absorb(f, spans, decode_record, records, names, copy_keys, first, chunk_bytes=chunk_bytes)
-        if old is not None:
-            delta.data = f.buf
-        return delta
+        return read(_File(fd, st.st_size, old))
     except (Bail, OSError):
         return None
     finally:
@@ -584,20 +596,13 @@ def load(
     text (at 1M records that text is 665 MB beside the bytes); the entries
     come in `added`. None where only the full decode may judge (the same
     rules as `absorb`)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError:
-        return None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or (max_bytes is not None and st.st_size > max_bytes):
-            return None
-        empty = Spans([], [], b"")
-        return _absorb(_File(fd, st.st_size), empty, decode_record, (), (), copy_keys, first, whole=True)
-    except (Bail, OSError):
-        return None
-    finally:
-        os.close(fd)
+    empty = Spans([], [], b"")
+    return _read_regular(
+        path,
+        max_bytes,
+        None,
+        lambda f: _absorb(f, empty, decode_record, (), (), copy_keys, first, whole=True),
+    )
 
 
 def _absorb(

@@ -16,6 +16,7 @@ from cocoond.errors import DBError
 from cocoond.storage import goschema
 from cocoond.storage.goplain import unmarshal
 from cocoond.storage.gotime import GoTimeError, parse_rfc3339
+from cocoond.storage.memory import interned
 
 #: Where the image indexes live under the root; VM DBs are `<backend>/db/vms.json`.
 IMAGE_DB = "cloudimg/db/images.json"
@@ -179,9 +180,7 @@ _MACHINES: dict[tuple[int, int, int], tuple[int, int, int]] = {}
 
 
 def _machine(values: tuple[int, int, int]) -> tuple[int, int, int]:
-    if len(_MACHINES) > 4096:
-        _MACHINES.clear()
-    return _MACHINES.setdefault(values, values)
+    return interned(_MACHINES, values, 4096)
 
 
 def decode_cni_refs(data: bytes, path: str) -> RefFacts:

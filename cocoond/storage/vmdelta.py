@@ -42,6 +42,7 @@ from cocoond.storage.godecode import Decoder
 from cocoond.storage.gojson import text_go
 from cocoond.storage.goplain import unmarshal
 from cocoond.storage.jsonwalk import JSONWalkError, scan_value
+from cocoond.storage.memory import interned
 from cocoond.storage.refdbs import decode_vm_facts, vm_facts
 
 FIRST = "vms"
@@ -86,9 +87,7 @@ _SETS: dict[frozenset[str], frozenset[str]] = {}
 
 
 def _shared(hexes: frozenset[str]) -> frozenset[str]:
-    if len(_SETS) > 4096:
-        _SETS.clear()
-    return _SETS.setdefault(hexes, hexes)
+    return interned(_SETS, hexes, 4096)
 
 
 def _add(state: _State, key: str, facts: RefFacts) -> None:
